@@ -1,0 +1,1 @@
+//! The node actors (lands with the node-runtime issue).

@@ -1,0 +1,1 @@
+//! `bootstrap` record (protocol §4). To be implemented.

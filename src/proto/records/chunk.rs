@@ -1,0 +1,1 @@
+//! `chunk` record (protocol §4). To be implemented.

@@ -1,0 +1,1 @@
+//! `claim` record (protocol §4). To be implemented.

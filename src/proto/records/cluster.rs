@@ -1,0 +1,1 @@
+//! `cluster` record (protocol §4). To be implemented.

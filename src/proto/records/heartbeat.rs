@@ -1,0 +1,1 @@
+//! `heartbeat` record (protocol §4). To be implemented.

@@ -1,0 +1,1 @@
+//! `identity` record (protocol §4). To be implemented.

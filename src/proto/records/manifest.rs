@@ -1,0 +1,1 @@
+//! `manifest` record (protocol §4). To be implemented.

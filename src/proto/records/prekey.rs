@@ -1,0 +1,1 @@
+//! `prekey` record (protocol §4). To be implemented.

@@ -1,0 +1,1 @@
+//! `revocation` record (protocol §4). To be implemented.

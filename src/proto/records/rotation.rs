@@ -1,0 +1,1 @@
+//! `rotation` record (protocol §4). To be implemented.
