@@ -1,1 +1,15 @@
-//! The node actors (lands with the node-runtime issue).
+//! The node's actors. Each owns its state privately and talks to the others only
+//! through the typed messages defined next to it:
+//!
+//! - [`store`]: the single writer of sled; publishes change events.
+//! - [`dns`]: the authoritative DNS responder (UDP fast path + hickory-server slow path),
+//!   with its own read view of the zone fed by the store's change events.
+//! - [`http`]: the HTTPS/HTTP ingress (actix-web): write API, registration, metrics.
+//! - [`auth`]: credentials (bearer tokens, sealed TSIG keys) and registration.
+//! - [`supervisor`]: the health board; actix supervisors restart failed actors.
+
+pub mod auth;
+pub mod dns;
+pub mod http;
+pub mod store;
+pub mod supervisor;

@@ -2,6 +2,16 @@
 //! implementation (PyPI `dnsmesh` 0.7.5).
 //!
 //! - [`proto`] is the protocol core: records, names, keys, the message pipeline. No I/O.
+//! - [`dnswire`] answers plain DNS queries from precomputed bytes (the UDP hot path).
 //! - `actors` (feature `net`) holds the node's actors and the messages between them.
+//! - `node` (feature `net`) wires the actors together from the configuration.
 
+pub mod dnswire;
 pub mod proto;
+
+#[cfg(feature = "net")]
+#[path = "../actors/mod.rs"]
+pub mod actors;
+
+#[cfg(feature = "net")]
+pub mod node;

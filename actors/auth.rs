@@ -1,0 +1,590 @@
+//! The auth actor: owns credentials (bearer tokens, TSIG keys) and registration
+//! challenges, and is the only writer of the `tokens` and `tsig` trees.
+//!
+//! - Bearer tokens are stored only as `sha256hex(token)`.
+//! - TSIG secrets are sealed at rest (XChaCha20-Poly1305 under the node key file).
+//! - Every change to TSIG keys is pushed to the DNS actor as a fresh keyring, so a
+//!   revocation takes effect on the next UPDATE without a restart.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+use hickory_proto::rr::{Name, TSigner};
+use serde::{Deserialize, Serialize};
+
+use super::dns::{KeyEntry, Keyring, KeyringChanged};
+use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
+use crate::node::limits::TokenBuckets;
+use crate::proto::{keys, registration, seal};
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A refusal with the HTTP status it maps to and a message a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct AuthError {
+    pub status: u16,
+    pub message: String,
+}
+
+fn err(status: u16, message: impl Into<String>) -> AuthError {
+    AuthError { status, message: message.into() }
+}
+
+/// Settings the auth actor needs.
+#[derive(Debug, Clone)]
+pub struct AuthOptions {
+    pub zone: String,
+    pub hostname: String,
+    pub mode: String,
+    pub operator_token: String,
+    pub registration: bool,
+    pub tsig_enabled: bool,
+    pub allowlist: Vec<String>,
+    pub token_ttl_secs: u64,
+    pub token_rate: f64,
+    pub token_burst: f64,
+}
+
+/// A stored bearer token (only its hash).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRow {
+    pub token_hash: String,
+    pub subject: String,
+    pub registered_spk: String,
+    pub issued_at: u64,
+    pub expires_at: u64,
+    pub revoked: bool,
+    pub rate_per_sec: f64,
+    pub rate_burst: f64,
+}
+
+/// A stored TSIG key; the secret sealed under the node key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TsigRow {
+    pub name: String,
+    pub sealed_secret_hex: String,
+    pub allowed_suffixes: Vec<String>,
+    pub subject: String,
+    pub registered_spk: String,
+    pub registered_x25519_pub: String,
+    pub created_at: u64,
+    pub expires_at: u64,
+    pub revoked: bool,
+}
+
+impl TokenRow {
+    fn live(&self, now: u64) -> bool {
+        !self.revoked && (self.expires_at == 0 || self.expires_at > now)
+    }
+}
+
+impl TsigRow {
+    fn live(&self, now: u64) -> bool {
+        !self.revoked && (self.expires_at == 0 || self.expires_at > now)
+    }
+}
+
+/// `GET /v1/registration/challenge`.
+#[derive(Message)]
+#[rtype(result = "Result<serde_json::Value, AuthError>")]
+pub struct NewChallenge;
+
+/// `POST /v1/registration/confirm` (`tsig = false`) or `/tsig-confirm` (`tsig = true`).
+#[derive(Message)]
+#[rtype(result = "Result<serde_json::Value, AuthError>")]
+pub struct Register {
+    pub body: serde_json::Value,
+    pub tsig: bool,
+}
+
+/// May the bearer `authorization` header write (or delete) `name`?
+#[derive(Message)]
+#[rtype(result = "Result<(), AuthError>")]
+pub struct AuthorizeWrite {
+    pub authorization: Option<String>,
+    pub name: String,
+    pub delete: bool,
+}
+
+/// Is the header the operator token (reads of records and metrics)?
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsOperator(pub Option<String>);
+
+/// List credentials (admin).
+#[derive(Message)]
+#[rtype(result = "serde_json::Value")]
+pub struct ListCredentials;
+
+/// Revoke tokens and TSIG keys matching a subject, token-hash prefix or key name.
+#[derive(Message)]
+#[rtype(result = "Result<usize, AuthError>")]
+pub struct Revoke(pub String);
+
+/// Where to push keyrings.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetKeyringSink(pub Recipient<KeyringChanged>);
+
+/// Test-only fault.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fail;
+
+struct Challenge {
+    expires_at: u64,
+    server_secret: [u8; 32],
+}
+
+/// The auth actor.
+pub struct AuthActor {
+    opts: AuthOptions,
+    db: sled::Db,
+    tokens: sled::Tree,
+    tsig: sled::Tree,
+    node_key: [u8; 32],
+    challenges: HashMap<[u8; 32], Challenge>,
+    token_buckets: TokenBuckets<String>,
+    sink: Option<Recipient<KeyringChanged>>,
+    supervisor: Option<Addr<SupervisorActor>>,
+}
+
+/// Load the node key (32 bytes, mode 0600), creating it on first start.
+pub fn load_or_create_node_key(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    if let Ok(bytes) = std::fs::read(path) {
+        return bytes
+            .try_into()
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "node key must be 32 bytes"));
+    }
+    let key = keys::random_32();
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&key)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(key)
+}
+
+fn hexfield<const N: usize>(body: &serde_json::Value, field: &str) -> Result<[u8; N], AuthError> {
+    let s = body.get(field).and_then(|v| v.as_str()).ok_or_else(|| err(400, format!("missing or non-string field: {field}")))?;
+    let b = hex::decode(s).map_err(|_| err(400, format!("{field}: not valid hex")))?;
+    let n = b.len();
+    b.try_into().map_err(|_| err(400, format!("{field}: expected {N} bytes, got {n}")))
+}
+
+impl AuthActor {
+    /// Open the credential trees in `db` and the node key at `key_path`.
+    pub fn open(opts: AuthOptions, db: sled::Db, key_path: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let tokens = db.open_tree("tokens")?;
+        let tsig = db.open_tree("tsig")?;
+        let node_key = load_or_create_node_key(key_path).with_context(|| format!("node key {}", key_path.display()))?;
+        Ok(AuthActor {
+            opts,
+            db,
+            tokens,
+            tsig,
+            node_key,
+            challenges: HashMap::new(),
+            token_buckets: TokenBuckets::new(100_000),
+            sink: None,
+            supervisor: None,
+        })
+    }
+
+    /// Report lifecycle to `sup`.
+    pub fn with_supervisor(mut self, sup: Addr<SupervisorActor>) -> Self {
+        self.supervisor = Some(sup);
+        self
+    }
+
+    fn registration_enabled(&self) -> bool {
+        self.opts.registration && self.opts.mode == "multi-tenant"
+    }
+
+    fn keyring(&self) -> Keyring {
+        let now = now_secs();
+        let mut ring = Keyring::new();
+        for item in self.tsig.iter() {
+            let Ok((_, v)) = item else { continue };
+            let Ok(row) = serde_json::from_slice::<TsigRow>(&v) else { continue };
+            if !row.live(now) {
+                continue;
+            }
+            let Ok(sealed) = hex::decode(&row.sealed_secret_hex) else { continue };
+            let Ok(secret) = seal::open(&self.node_key, &sealed, row.name.as_bytes()) else {
+                tracing::error!(key = %row.name, "cannot unseal TSIG secret (wrong node key?)");
+                continue;
+            };
+            let Ok(name) = Name::from_ascii(&row.name) else { continue };
+            let Ok(signer) = TSigner::new(secret, TsigAlgorithm::HmacSha256, name, 300) else { continue };
+            ring.insert(
+                row.name.clone(),
+                KeyEntry { signer, scope: row.allowed_suffixes.clone(), expires_at: row.expires_at },
+            );
+        }
+        ring
+    }
+
+    fn push_keyring(&self) {
+        if let Some(s) = &self.sink {
+            s.do_send(KeyringChanged(self.keyring()));
+        }
+    }
+
+    fn flush(&self) -> Result<(), AuthError> {
+        self.db.flush().map(|_| ()).map_err(|e| err(500, format!("storage failure: {e}")))
+    }
+
+    fn challenge(&mut self) -> Result<serde_json::Value, AuthError> {
+        if !self.registration_enabled() {
+            return Err(err(404, "not found"));
+        }
+        let now = now_secs();
+        self.challenges.retain(|_, c| c.expires_at > now);
+        if self.challenges.len() >= 10_000 {
+            if let Some(k) = self.challenges.iter().min_by_key(|(_, c)| c.expires_at).map(|(k, _)| *k) {
+                self.challenges.remove(&k);
+            }
+        }
+        let challenge = keys::random_32();
+        let server_secret = keys::random_32();
+        let expires_at = now + 60;
+        self.challenges.insert(challenge, Challenge { expires_at, server_secret });
+        Ok(serde_json::json!({
+            "challenge": hex::encode(challenge),
+            "node": self.opts.hostname,
+            "expires_at": expires_at,
+            "server_x25519_pub": hex::encode(keys::x25519_public(&server_secret)),
+            "version": 1,
+        }))
+    }
+
+    fn register(&mut self, body: serde_json::Value, tsig: bool) -> Result<serde_json::Value, AuthError> {
+        if !self.registration_enabled() {
+            return Err(err(404, "not found"));
+        }
+        if tsig && !self.opts.tsig_enabled {
+            return Err(err(404, "tsig registration disabled"));
+        }
+        if !body.is_object() {
+            return Err(err(400, "invalid body"));
+        }
+        for f in ["subject", "ed25519_spk", "challenge", "signature"] {
+            if !body.get(f).map(|v| v.is_string()).unwrap_or(false) {
+                return Err(err(400, format!("missing or non-string field: {f}")));
+            }
+        }
+        let raw_subject = body["subject"].as_str().unwrap_or_default();
+        let subject = registration::canonicalize_subject(raw_subject)
+            .ok_or_else(|| err(400, format!("subject invalid: {raw_subject:?} is not user@domain")))?;
+        let spk: [u8; 32] = hexfield(&body, "ed25519_spk")?;
+        let challenge: [u8; 32] = hexfield(&body, "challenge")?;
+        let signature: [u8; 64] = hexfield(&body, "signature")?;
+        let now = now_secs();
+        let ch = match self.challenges.remove(&challenge) {
+            Some(c) if c.expires_at > now => c,
+            _ => return Err(err(400, "challenge expired or unknown")),
+        };
+        let payload = registration::signature_payload(&challenge, &subject, &self.opts.hostname);
+        if !keys::verify(&spk, &payload, &signature) {
+            return Err(err(401, "signature verification failed"));
+        }
+        let (local, domain) = subject.split_once('@').unwrap_or((&subject, ""));
+        if !self.opts.allowlist.is_empty() && !self.opts.allowlist.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+            return Err(err(403, "subject not in registration allowlist"));
+        }
+        let spk_hex = hex::encode(spk);
+        let mut x25519: Option<[u8; 32]> = None;
+        if tsig {
+            let pub_s = body.get("x25519_pub").and_then(|v| v.as_str());
+            let pop_s = body.get("x25519_pop").and_then(|v| v.as_str());
+            if let (Some(_), Some(_)) = (pub_s, pop_s) {
+                let xpub: [u8; 32] = hexfield(&body, "x25519_pub")?;
+                let pop: [u8; 32] = hexfield(&body, "x25519_pop")?;
+                let ok = keys::x25519(&ch.server_secret, &xpub)
+                    .map(|shared| registration::verify_pop(&shared, &challenge, &subject, &xpub, &pop))
+                    .unwrap_or(false);
+                if !ok {
+                    return Err(err(
+                        401,
+                        "x25519_pop verification failed: registrant did not prove possession of the claimed X25519 key",
+                    ));
+                }
+                x25519 = Some(xpub);
+            }
+        }
+        // Anti-takeover: a live credential for this subject under another key blocks.
+        let taken = self
+            .tokens
+            .iter()
+            .filter_map(|i| i.ok())
+            .filter_map(|(_, v)| serde_json::from_slice::<TokenRow>(&v).ok())
+            .any(|t| t.subject == subject && t.live(now) && !t.registered_spk.is_empty() && t.registered_spk != spk_hex)
+            || self
+                .tsig
+                .iter()
+                .filter_map(|i| i.ok())
+                .filter_map(|(_, v)| serde_json::from_slice::<TsigRow>(&v).ok())
+                .any(|t| t.subject == subject && t.live(now) && t.registered_spk != spk_hex);
+        if taken {
+            return Err(err(
+                409,
+                "subject already has a live token; re-registration must be signed with the previously-registered Ed25519 key",
+            ));
+        }
+        let expires_at = if self.opts.token_ttl_secs == 0 { 0 } else { now + self.opts.token_ttl_secs };
+        if tsig {
+            let key_name = registration::tsig_key_name(&subject, &spk, &self.opts.zone)
+                .ok_or_else(|| err(400, "subject local part too long for TSIG key label (max 47 chars)"))?;
+            let scope = registration::default_scope(local, &spk, &self.opts.zone, x25519.as_ref());
+            let secret = keys::random_32();
+            let sealed = seal::seal(&self.node_key, &secret, key_name.as_bytes());
+            let row = TsigRow {
+                name: key_name.clone(),
+                sealed_secret_hex: hex::encode(sealed),
+                allowed_suffixes: scope.clone(),
+                subject: subject.clone(),
+                registered_spk: spk_hex,
+                registered_x25519_pub: x25519.map(hex::encode).unwrap_or_default(),
+                created_at: now,
+                expires_at,
+                revoked: false,
+            };
+            let v = serde_json::to_vec(&row).map_err(|e| err(500, e.to_string()))?;
+            self.tsig.insert(key_name.as_bytes(), v).map_err(|e| err(500, e.to_string()))?;
+            self.flush()?;
+            self.push_keyring();
+            tracing::info!(subject = %subject, key = %key_name, "minted TSIG key");
+            Ok(serde_json::json!({
+                "tsig_key_name": key_name,
+                "tsig_secret_hex": hex::encode(secret),
+                "tsig_algorithm": "hmac-sha256",
+                "allowed_suffixes": scope,
+                "subject": subject,
+                "zone": self.opts.zone,
+                "expires_at": expires_at,
+            }))
+        } else {
+            // Rotate: revoke earlier self-service tokens of this subject.
+            let olds: Vec<(sled::IVec, TokenRow)> = self
+                .tokens
+                .iter()
+                .filter_map(|i| i.ok())
+                .filter_map(|(k, v)| serde_json::from_slice::<TokenRow>(&v).ok().map(|t| (k, t)))
+                .filter(|(_, t)| t.subject == subject && !t.revoked && !t.registered_spk.is_empty())
+                .collect();
+            for (k, mut t) in olds {
+                t.revoked = true;
+                let v = serde_json::to_vec(&t).map_err(|e| err(500, e.to_string()))?;
+                self.tokens.insert(k, v).map_err(|e| err(500, e.to_string()))?;
+            }
+            let token = format!("dmp_v1_{}", data_encoding::BASE32_NOPAD.encode(&keys::random_32()));
+            let token_hash = hex::encode(keys::sha256(token.as_bytes()));
+            let row = TokenRow {
+                token_hash: token_hash.clone(),
+                subject: subject.clone(),
+                registered_spk: spk_hex,
+                issued_at: now,
+                expires_at,
+                revoked: false,
+                rate_per_sec: self.opts.token_rate,
+                rate_burst: self.opts.token_burst,
+            };
+            let v = serde_json::to_vec(&row).map_err(|e| err(500, e.to_string()))?;
+            self.tokens.insert(token_hash.as_bytes(), v).map_err(|e| err(500, e.to_string()))?;
+            self.flush()?;
+            tracing::info!(subject = %subject, "minted bearer token");
+            Ok(serde_json::json!({
+                "token": token,
+                "subject": subject,
+                "expires_at": expires_at,
+                "rate_per_sec": self.opts.token_rate,
+                "rate_burst": self.opts.token_burst,
+            }))
+        }
+    }
+
+    fn is_operator(&self, header: Option<&str>) -> bool {
+        let op = &self.opts.operator_token;
+        if op.is_empty() {
+            return false;
+        }
+        let want = format!("Bearer {op}");
+        header.map(|h| constant_time_eq(h.as_bytes(), want.as_bytes())).unwrap_or(false)
+    }
+
+    fn authorize(&mut self, header: Option<&str>, name: &str, delete: bool) -> Result<(), AuthError> {
+        if self.is_operator(header) {
+            return Ok(());
+        }
+        match self.opts.mode.as_str() {
+            "open" => return Ok(()),
+            "legacy" => return Err(err(401, "unauthorized")),
+            _ => {}
+        }
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return Err(err(401, "unauthorized"));
+        };
+        let hash = hex::encode(keys::sha256(token.trim().as_bytes()));
+        let now = now_secs();
+        let row = match self.tokens.get(hash.as_bytes()) {
+            Ok(Some(v)) => serde_json::from_slice::<TokenRow>(&v).map_err(|_| err(401, "unauthorized"))?,
+            _ => return Err(err(401, "unauthorized")),
+        };
+        if !row.live(now) {
+            return Err(err(401, "unauthorized"));
+        }
+        if !registration::http_token_may_write(&row.subject, name, delete) {
+            return Err(err(401, "unauthorized"));
+        }
+        if !self.token_buckets.take(hash, row.rate_per_sec, row.rate_burst) {
+            return Err(err(429, "per-token rate limit exceeded"));
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> serde_json::Value {
+        let tokens: Vec<serde_json::Value> = self
+            .tokens
+            .iter()
+            .filter_map(|i| i.ok())
+            .filter_map(|(_, v)| serde_json::from_slice::<TokenRow>(&v).ok())
+            .map(|t| serde_json::json!({"token_hash_prefix": &t.token_hash[..12], "subject": t.subject,
+                "issued_at": t.issued_at, "expires_at": t.expires_at, "revoked": t.revoked}))
+            .collect();
+        let keys: Vec<serde_json::Value> = self
+            .tsig
+            .iter()
+            .filter_map(|i| i.ok())
+            .filter_map(|(_, v)| serde_json::from_slice::<TsigRow>(&v).ok())
+            .map(|t| serde_json::json!({"name": t.name, "subject": t.subject, "allowed_suffixes": t.allowed_suffixes,
+                "created_at": t.created_at, "expires_at": t.expires_at, "revoked": t.revoked}))
+            .collect();
+        serde_json::json!({"tokens": tokens, "tsig_keys": keys})
+    }
+
+    fn revoke(&mut self, what: &str) -> Result<usize, AuthError> {
+        let what_l = what.trim().to_ascii_lowercase();
+        if what_l.is_empty() {
+            return Err(err(400, "say which subject, token hash prefix or key name to revoke"));
+        }
+        let mut n = 0;
+        for (k, v) in self.tokens.iter().filter_map(|i| i.ok()) {
+            let Ok(mut t) = serde_json::from_slice::<TokenRow>(&v) else { continue };
+            if !t.revoked && (t.subject == what_l || (what_l.len() >= 8 && t.token_hash.starts_with(&what_l))) {
+                t.revoked = true;
+                self.tokens.insert(k, serde_json::to_vec(&t).unwrap_or_default()).map_err(|e| err(500, e.to_string()))?;
+                n += 1;
+            }
+        }
+        let key_q = if what_l.ends_with('.') { what_l.clone() } else { format!("{what_l}.") };
+        for (k, v) in self.tsig.iter().filter_map(|i| i.ok()) {
+            let Ok(mut t) = serde_json::from_slice::<TsigRow>(&v) else { continue };
+            if !t.revoked && (t.subject == what_l || t.name == key_q) {
+                t.revoked = true;
+                self.tsig.insert(k, serde_json::to_vec(&t).unwrap_or_default()).map_err(|e| err(500, e.to_string()))?;
+                n += 1;
+            }
+        }
+        self.flush()?;
+        self.push_keyring();
+        Ok(n)
+    }
+
+    fn report(&self, event: LifecycleEvent) {
+        if let Some(s) = &self.supervisor {
+            s.do_send(Lifecycle { actor: "auth", event });
+        }
+    }
+}
+
+/// Compare secrets without an early exit.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Actor for AuthActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.push_keyring();
+        self.report(LifecycleEvent::Started);
+    }
+}
+
+impl Supervised for AuthActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.report(LifecycleEvent::Restarting);
+    }
+}
+
+impl Handler<NewChallenge> for AuthActor {
+    type Result = Result<serde_json::Value, AuthError>;
+    fn handle(&mut self, _: NewChallenge, _: &mut Context<Self>) -> Self::Result {
+        self.challenge()
+    }
+}
+
+impl Handler<Register> for AuthActor {
+    type Result = Result<serde_json::Value, AuthError>;
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+        self.register(msg.body, msg.tsig)
+    }
+}
+
+impl Handler<AuthorizeWrite> for AuthActor {
+    type Result = Result<(), AuthError>;
+    fn handle(&mut self, msg: AuthorizeWrite, _: &mut Context<Self>) -> Self::Result {
+        self.authorize(msg.authorization.as_deref(), &msg.name, msg.delete)
+    }
+}
+
+impl Handler<IsOperator> for AuthActor {
+    type Result = bool;
+    fn handle(&mut self, msg: IsOperator, _: &mut Context<Self>) -> bool {
+        self.opts.operator_token.is_empty() || self.is_operator(msg.0.as_deref())
+    }
+}
+
+impl Handler<ListCredentials> for AuthActor {
+    type Result = serde_json::Value;
+    fn handle(&mut self, _: ListCredentials, _: &mut Context<Self>) -> serde_json::Value {
+        self.list()
+    }
+}
+
+impl Handler<Revoke> for AuthActor {
+    type Result = Result<usize, AuthError>;
+    fn handle(&mut self, msg: Revoke, _: &mut Context<Self>) -> Self::Result {
+        self.revoke(&msg.0)
+    }
+}
+
+impl Handler<SetKeyringSink> for AuthActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetKeyringSink, _: &mut Context<Self>) {
+        self.sink = Some(msg.0);
+        self.push_keyring();
+    }
+}
+
+impl Handler<Fail> for AuthActor {
+    type Result = ();
+    fn handle(&mut self, _: Fail, ctx: &mut Context<Self>) {
+        tracing::warn!("auth actor: injected failure, stopping for restart");
+        ctx.stop();
+    }
+}

@@ -1,0 +1,822 @@
+//! The DNS actor: the node's authoritative responder.
+//!
+//! Read path: the actor owns a [`ZoneView`] — its own copy of the zone, fed only by the
+//! store actor's [`ZoneDelta`] messages. Plain UDP queries are answered by dedicated
+//! threads straight from the view's precomputed response bytes (`dnswire`), never
+//! waiting on another actor. Everything else — all TCP, UPDATE, TSIG-signed messages,
+//! unusual shapes — goes to [`SlowPath`], one hickory-server `RequestHandler` shared by
+//! the TCP listener and by UDP packets the fast path hands over.
+//!
+//! Write path: UPDATE ops are checked here (zone, TSIG, scope, caps, claim signatures)
+//! and applied all-or-nothing by the store actor; the change then reaches the view as
+//! a `ZoneDelta` like any other write.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Metadata, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigResponseContext, TSigner};
+use hickory_proto::rr::rdata::tsig::TsigError;
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
+
+use super::store::{Apply, Op, StoreActor, StoreError, Subscribe, ZoneDelta};
+use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
+use crate::dnswire::{NameState, ZoneConfig, ZoneView};
+use crate::node::limits::TokenBuckets;
+
+/// Our UDP payload size advertised in OPT.
+const OUR_UDP_PAYLOAD: u16 = 1232;
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// One TSIG key as the DNS actor needs it.
+#[derive(Clone)]
+pub struct KeyEntry {
+    pub signer: TSigner,
+    /// Allowed owner suffixes (lower-case, no trailing dot), `*` within one label.
+    pub scope: Vec<String>,
+    /// Unix seconds; 0 = never.
+    pub expires_at: u64,
+}
+
+/// The active TSIG keys, by lower-case key name with trailing dot.
+pub type Keyring = HashMap<String, KeyEntry>;
+
+/// Replace the keyring (sent by whoever owns the credentials, on every change).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct KeyringChanged(pub Keyring);
+
+/// Test-only fault: the actor stops itself and is restarted by its supervisor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fail;
+
+/// Ask for counters (for `/metrics` and the status page).
+#[derive(Message)]
+#[rtype(result = "DnsStats")]
+pub struct GetStats;
+
+/// DNS counters.
+#[derive(Debug, Clone, Default, serde::Serialize, actix::MessageResponse)]
+pub struct DnsStats {
+    /// Outcome name → count (fast path and slow path together).
+    pub outcomes: Vec<(String, u64)>,
+    /// Names in the read view.
+    pub names: usize,
+    /// SOA serial now.
+    pub serial: u32,
+}
+
+/// What the DNS actor needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct DnsOptions {
+    pub zone: String,
+    pub listen: Vec<SocketAddr>,
+    pub ttl: u32,
+    pub ns: Vec<String>,
+    pub soa_rname: String,
+    pub apex_addresses: Vec<IpAddr>,
+    pub update: bool,
+    pub claim_provider: bool,
+    pub max_ttl: u64,
+    pub max_value_bytes: usize,
+    pub max_values_per_name: usize,
+    pub claim_rate: f64,
+    pub claim_burst: f64,
+}
+
+/// Slow-path counters by outcome.
+#[derive(Default)]
+struct SlowCounters {
+    by_outcome: parking_lot::Mutex<HashMap<&'static str, u64>>,
+}
+
+impl SlowCounters {
+    fn bump(&self, outcome: &'static str) {
+        *self.by_outcome.lock().entry(outcome).or_insert(0) += 1;
+    }
+}
+
+/// The hickory `RequestHandler` for everything the UDP fast path does not answer.
+#[derive(Clone)]
+pub struct SlowPath {
+    inner: Arc<SlowInner>,
+}
+
+struct SlowInner {
+    opts: DnsOptions,
+    origin: Name,
+    view: Arc<ZoneView>,
+    store: Addr<StoreActor>,
+    keyring: ArcSwap<Keyring>,
+    claim_buckets: parking_lot::Mutex<TokenBuckets<String>>,
+    counters: SlowCounters,
+}
+
+fn rcode_name(r: ResponseCode) -> &'static str {
+    match r {
+        ResponseCode::NoError => "noerror",
+        ResponseCode::NXDomain => "nxdomain",
+        ResponseCode::Refused => "refused",
+        ResponseCode::NotAuth => "notauth",
+        ResponseCode::NotZone => "notzone",
+        ResponseCode::FormErr => "formerr",
+        ResponseCode::ServFail => "servfail",
+        ResponseCode::NotImp => "notimp",
+        _ => "other",
+    }
+}
+
+/// Outcome of checking a request's TSIG.
+enum TsigCheck {
+    /// No TSIG on the request.
+    Unsigned,
+    /// Verified: the key's scope and a context to sign the response with.
+    Verified { scope: Vec<String>, ctx: TSigResponseContext },
+    /// Failed: answer NOTAUTH with this context (signed or unsigned per RFC 8945).
+    Failed(TSigResponseContext),
+}
+
+impl SlowPath {
+    fn soa_record(&self) -> Record {
+        let o = &self.inner.opts;
+        let mname = Name::from_str(&format!("{}.", o.ns[0])).unwrap_or_else(|_| self.inner.origin.clone());
+        let rname =
+            Name::from_str(&format!("{}.", o.soa_rname)).unwrap_or_else(|_| self.inner.origin.clone());
+        let soa = SOA::new(mname, rname, self.inner.view.serial(), 3600, 600, 604800, o.ttl);
+        Record::from_rdata(self.inner.origin.clone(), o.ttl, RData::SOA(soa))
+    }
+
+    fn check_tsig(&self, request: &Request, now: u64) -> TsigCheck {
+        let Some(sig) = request.signature.as_ref() else { return TsigCheck::Unsigned };
+        let key_name = sig.name.to_lowercase().to_string();
+        let ring = self.inner.keyring.load();
+        let entry = match ring.get(&key_name) {
+            Some(e) if e.expires_at == 0 || e.expires_at > now => e,
+            _ => {
+                return TsigCheck::Failed(TSigResponseContext::unknown_key(
+                    request.metadata.id,
+                    now,
+                    sig.name.clone(),
+                ))
+            }
+        };
+        let Ok((_, _, range)) = entry.signer.verify_message_byte(request.as_slice(), None, true) else {
+            return TsigCheck::Failed(TSigResponseContext::bad_signature(
+                request.metadata.id,
+                now,
+                entry.signer.clone(),
+            ));
+        };
+        if !range.contains(&now) {
+            return TsigCheck::Failed(TSigResponseContext::new(
+                request.metadata.id,
+                now,
+                entry.signer.clone(),
+                sig.data.mac.clone(),
+                Some(TsigError::BadTime),
+            ));
+        }
+        TsigCheck::Verified {
+            scope: entry.scope.clone(),
+            ctx: TSigResponseContext::new(
+                request.metadata.id,
+                now,
+                entry.signer.clone(),
+                sig.data.mac.clone(),
+                None,
+            ),
+        }
+    }
+
+    /// Send a response with the given sections, TSIG-signed when `ctx` is given.
+    async fn respond<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut rh: R,
+        metadata: Metadata,
+        answers: Vec<Record>,
+        authority: Vec<Record>,
+        edns: Option<Edns>,
+        ctx: Option<TSigResponseContext>,
+    ) -> ResponseInfo {
+        self.inner.counters.bump(rcode_name(metadata.response_code));
+        let build = |edns: Option<&Edns>| {
+            let mut b = MessageResponseBuilder::new(&request.queries, None);
+            if let Some(e) = edns {
+                b.edns(e);
+            }
+            b
+        };
+        let mut response =
+            build(edns.as_ref()).build(metadata, answers.iter(), authority.iter(), [].iter(), [].iter());
+        if let Some(ctx) = ctx {
+            let mut tbs = Vec::with_capacity(512);
+            let tbs_resp = build(edns.as_ref()).build(
+                metadata,
+                answers.iter(),
+                authority.iter(),
+                [].iter(),
+                [].iter(),
+            );
+            if tbs_resp.destructive_emit(&mut BinEncoder::new(&mut tbs)).is_ok() {
+                if let Ok(sig) = ctx.sign(&tbs) {
+                    response.set_signature(sig);
+                }
+            }
+        }
+        match rh.send_response(response).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(error = %e, "dns: sending response failed");
+                serve_failed(request)
+            }
+        }
+    }
+
+    fn response_edns(request: &Request) -> Option<Edns> {
+        request.edns.as_ref().map(|_| {
+            let mut e = Edns::new();
+            e.set_max_payload(OUR_UDP_PAYLOAD);
+            e.set_version(0);
+            e
+        })
+    }
+
+    async fn handle_query<R: ResponseHandler>(&self, request: &Request, rh: R) -> ResponseInfo {
+        let now = now_secs();
+        let (ctx, tsig_failed) = match self.check_tsig(request, now) {
+            TsigCheck::Unsigned => (None, false),
+            TsigCheck::Verified { ctx, .. } => (Some(ctx), false),
+            TsigCheck::Failed(ctx) => (Some(ctx), true),
+        };
+        let edns = Self::response_edns(request);
+        let mut meta = Metadata::response_from_request(&request.metadata);
+        if tsig_failed {
+            meta.response_code = ResponseCode::NotAuth;
+            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+        }
+        if let Some(e) = request.edns.as_ref() {
+            if e.version() != 0 {
+                meta.response_code = ResponseCode::BADVERS;
+                return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+            }
+        }
+        let queries = request.queries.queries();
+        if queries.len() != 1 {
+            meta.response_code = ResponseCode::FormErr;
+            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+        }
+        let q = &queries[0];
+        let owner = q.original().name().clone();
+        let qtype = q.query_type();
+        let lname = q.name().to_string().to_ascii_lowercase();
+        let lname = lname.trim_end_matches('.');
+        if !self.inner.origin.zone_of(&Name::from(q.name().clone()))
+            || !matches!(q.query_class(), DNSClass::IN | DNSClass::ANY)
+        {
+            meta.response_code = ResponseCode::Refused;
+            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+        }
+        meta.authoritative = true;
+        let ttl = self.inner.opts.ttl;
+        let mut answers: Vec<Record> = Vec::new();
+        let is_apex = lname == self.inner.opts.zone;
+        let addr_owner = is_apex || self.inner.opts.ns.iter().any(|n| n == lname);
+        if addr_owner && matches!(qtype, RecordType::A | RecordType::AAAA) {
+            for ip in &self.inner.opts.apex_addresses {
+                match (ip, qtype) {
+                    (IpAddr::V4(v4), RecordType::A) => {
+                        answers.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(*v4))))
+                    }
+                    (IpAddr::V6(v6), RecordType::AAAA) => {
+                        answers.push(Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(*v6))))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if is_apex && qtype == RecordType::SOA {
+            let mut soa = self.soa_record();
+            soa.name = owner.clone();
+            answers.push(soa);
+        }
+        if is_apex && qtype == RecordType::NS {
+            for ns in &self.inner.opts.ns {
+                if let Ok(n) = Name::from_str(&format!("{ns}.")) {
+                    answers.push(Record::from_rdata(owner.clone(), ttl, RData::NS(NS(n))));
+                }
+            }
+        }
+        let state = self.inner.view.txt(lname);
+        if matches!(qtype, RecordType::TXT | RecordType::ANY) {
+            if let NameState::Txt(values) = &state {
+                for v in values {
+                    let parts = crate::proto::txt::split(v);
+                    answers.push(Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::from_bytes(parts))));
+                }
+            }
+        }
+        let exists = addr_owner
+            || matches!(state, NameState::Txt(_) | NameState::EmptyNonTerminal);
+        let authority = if answers.is_empty() {
+            if !exists {
+                meta.response_code = ResponseCode::NXDomain;
+            }
+            vec![self.soa_record()]
+        } else {
+            vec![]
+        };
+        self.respond(request, rh, meta, answers, authority, edns, ctx).await
+    }
+
+    async fn handle_update<R: ResponseHandler>(&self, request: &Request, rh: R) -> ResponseInfo {
+        let now = now_secs();
+        let mut meta = Metadata::new(request.metadata.id, MessageType::Response, OpCode::Update);
+        let edns = Self::response_edns(request);
+        let tsig = self.check_tsig(request, now);
+        let (scope, ctx) = match tsig {
+            TsigCheck::Failed(ctx) => {
+                meta.response_code = ResponseCode::NotAuth;
+                self.inner.counters.bump("tsig_failed");
+                return self.respond(request, rh, meta, vec![], vec![], edns, Some(ctx)).await;
+            }
+            TsigCheck::Verified { scope, ctx } => (Some(scope), Some(ctx)),
+            TsigCheck::Unsigned => (None, None),
+        };
+        let rcode = match self.plan_update(request, scope.as_deref(), now).await {
+            Ok(()) => ResponseCode::NoError,
+            Err(code) => code,
+        };
+        meta.response_code = rcode;
+        self.respond(request, rh, meta, vec![], vec![], edns, ctx).await
+    }
+
+    /// Check and apply an UPDATE; `scope` is the verified key's scope (None = unsigned).
+    async fn plan_update(&self, request: &Request, scope: Option<&[String]>, now: u64) -> Result<(), ResponseCode> {
+        let o = &self.inner.opts;
+        if !o.update {
+            return Err(ResponseCode::Refused);
+        }
+        let zones = request.queries.queries();
+        let Some(zone) = zones.first() else { return Err(ResponseCode::FormErr) };
+        let zname = zone.name().to_string().to_ascii_lowercase();
+        if zname.trim_end_matches('.') != o.zone {
+            return Err(ResponseCode::NotAuth);
+        }
+        // RFC 2136 §3.2 prerequisites, evaluated against the view.
+        for pr in &request.answers {
+            self.check_prerequisite(pr)?;
+        }
+        let mut ops = Vec::new();
+        for rr in &request.authorities {
+            let owner = rr.name.to_lowercase().to_string();
+            let owner = owner.trim_end_matches('.').to_string();
+            if !self.inner.origin.zone_of(&rr.name.to_lowercase()) {
+                return Err(ResponseCode::NotZone);
+            }
+            if !owner.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+                return Err(ResponseCode::Refused);
+            }
+            let rtype = rr.record_type();
+            match rr.dns_class {
+                DNSClass::IN => {
+                    if rtype != RecordType::TXT {
+                        continue;
+                    }
+                    let RData::TXT(txt) = &rr.data else { return Err(ResponseCode::FormErr) };
+                    let joined = crate::proto::txt::join(&txt.txt_data);
+                    let value = String::from_utf8(joined).map_err(|_| ResponseCode::FormErr)?;
+                    let ttl = if rr.ttl == 0 { 60 } else { rr.ttl as u64 };
+                    if value.len() > o.max_value_bytes || ttl > o.max_ttl {
+                        return Err(ResponseCode::Refused);
+                    }
+                    ops.push(Op::Add { name: owner, value, ttl });
+                }
+                DNSClass::NONE => {
+                    if rtype != RecordType::TXT {
+                        continue;
+                    }
+                    let RData::TXT(txt) = &rr.data else { return Err(ResponseCode::FormErr) };
+                    let value = String::from_utf8(crate::proto::txt::join(&txt.txt_data))
+                        .map_err(|_| ResponseCode::FormErr)?;
+                    ops.push(Op::DeleteValue { name: owner, value });
+                }
+                DNSClass::ANY => {
+                    if rtype == RecordType::TXT || rtype == RecordType::ANY {
+                        ops.push(Op::DeleteName { name: owner });
+                    }
+                }
+                _ => return Err(ResponseCode::FormErr),
+            }
+        }
+        match scope {
+            Some(scope) => {
+                for op in &ops {
+                    let (name, delete) = match op {
+                        Op::Add { name, .. } => (name, false),
+                        Op::DeleteValue { name, .. } | Op::DeleteName { name } => (name, true),
+                    };
+                    if !crate::node::auth::scope_allows(scope, name, delete) {
+                        return Err(ResponseCode::Refused);
+                    }
+                }
+            }
+            None => {
+                if !o.claim_provider || ops.is_empty() {
+                    return Err(ResponseCode::Refused);
+                }
+                for op in ops.iter_mut() {
+                    let Op::Add { name, value, ttl } = op else { return Err(ResponseCode::Refused) };
+                    let Some(hash) = claim_owner_hash(name, &o.zone) else {
+                        return Err(ResponseCode::Refused);
+                    };
+                    match crate::node::auth::verify_claim(value, now) {
+                        Some(exp) if exp.saturating_sub(now) <= 86_400 => {}
+                        _ => return Err(ResponseCode::Refused),
+                    }
+                    if !self.inner.claim_buckets.lock().take(hash.to_string(), o.claim_rate, o.claim_burst) {
+                        return Err(ResponseCode::ServFail);
+                    }
+                    *ttl = (*ttl).min(86_400);
+                }
+            }
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        match self.inner.store.send(Apply { ops, max_values: o.max_values_per_name }).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(StoreError::TooManyValues { .. })) => Err(ResponseCode::Refused),
+            _ => Err(ResponseCode::ServFail),
+        }
+    }
+
+    fn check_prerequisite(&self, pr: &Record) -> Result<(), ResponseCode> {
+        let name = pr.name.to_lowercase().to_string();
+        let name = name.trim_end_matches('.');
+        if !self.inner.origin.zone_of(&pr.name.to_lowercase()) {
+            return Err(ResponseCode::NotZone);
+        }
+        let state = self.inner.view.txt(name);
+        let is_apex = name == self.inner.opts.zone;
+        let name_in_use = is_apex || matches!(state, NameState::Txt(_));
+        let rtype = pr.record_type();
+        let rrset_exists = |t: RecordType| match t {
+            RecordType::TXT => matches!(state, NameState::Txt(_)),
+            RecordType::SOA | RecordType::NS => is_apex,
+            _ => false,
+        };
+        match (pr.dns_class, rtype) {
+            (DNSClass::ANY, RecordType::ANY) => name_in_use.then_some(()).ok_or(ResponseCode::NXDomain),
+            (DNSClass::ANY, t) => rrset_exists(t).then_some(()).ok_or(ResponseCode::NXRRSet),
+            (DNSClass::NONE, RecordType::ANY) => (!name_in_use).then_some(()).ok_or(ResponseCode::YXDomain),
+            (DNSClass::NONE, t) => (!rrset_exists(t)).then_some(()).ok_or(ResponseCode::YXRRSet),
+            (DNSClass::IN, RecordType::TXT) => {
+                let RData::TXT(txt) = &pr.data else { return Err(ResponseCode::FormErr) };
+                let want = crate::proto::txt::join(&txt.txt_data);
+                match state {
+                    NameState::Txt(values) if values.iter().any(|v| *v == want) => Ok(()),
+                    _ => Err(ResponseCode::NXRRSet),
+                }
+            }
+            // Value-dependent prerequisites on other types cannot hold here.
+            (DNSClass::IN, _) => Err(ResponseCode::NXRRSet),
+            _ => Err(ResponseCode::FormErr),
+        }
+    }
+}
+
+/// `claim-<digits>.mb-<12 lowercase hex>.<zone>` → the 12-hex recipient hash.
+fn claim_owner_hash<'a>(name: &'a str, zone: &str) -> Option<&'a str> {
+    let rest = name.strip_suffix(zone)?.strip_suffix('.')?;
+    let (first, second) = rest.split_once('.')?;
+    let digits = first.strip_prefix("claim-")?;
+    let hash = second.strip_prefix("mb-")?;
+    let ok = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && hash.len() == 12
+        && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    ok.then_some(hash)
+}
+
+fn serve_failed(request: &Request) -> ResponseInfo {
+    let mut m = Metadata::response_from_request(&request.metadata);
+    m.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(hickory_proto::op::Header { metadata: m, counts: Default::default() })
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for SlowPath {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, rh: R) -> ResponseInfo {
+        match request.metadata.op_code {
+            OpCode::Update => self.handle_update(request, rh).await,
+            OpCode::Query => self.handle_query(request, rh).await,
+            _ => {
+                let mut meta = Metadata::response_from_request(&request.metadata);
+                meta.response_code = ResponseCode::NotImp;
+                self.respond(request, rh, meta, vec![], vec![], Self::response_edns(request), None).await
+            }
+        }
+    }
+}
+
+/// A hickory `ResponseHandler` that encodes a response and sends it on a UDP socket
+/// shared with the fast path (for the packets the fast path hands over).
+#[derive(Clone)]
+struct UdpReply {
+    socket: Arc<UdpSocket>,
+    dst: SocketAddr,
+    limit: usize,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for UdpReply {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
+        let mut buf = Vec::with_capacity(512);
+        let info = response
+            .destructive_emit(&mut BinEncoder::new(&mut buf))
+            .map_err(|e| hickory_server::net::NetError::from(e.to_string()))?;
+        if buf.len() > self.limit {
+            // Too big for UDP: header + question with TC=1, the client retries over TCP.
+            if let Some(stub) = crate::dnswire::truncated_stub(&buf) {
+                buf = stub;
+            }
+        }
+        let _ = self.socket.send_to(&buf, self.dst);
+        Ok(info)
+    }
+}
+
+/// The DNS actor.
+pub struct DnsActor {
+    opts: DnsOptions,
+    view: Arc<ZoneView>,
+    slow: SlowPath,
+    udp: Vec<UdpSocket>,
+    tcp: Vec<std::net::TcpListener>,
+    bound: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    supervisor: Option<Addr<SupervisorActor>>,
+    store: Addr<StoreActor>,
+    seeded_serial: bool,
+    slow_queue_dropped: Arc<AtomicU64>,
+}
+
+fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, std::net::TcpListener)> {
+    // Port 0: take the UDP port the kernel picks and bind TCP on the same number.
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(addr)?;
+        let port = udp.local_addr()?.port();
+        let mut taddr = addr;
+        taddr.set_port(port);
+        match std::net::TcpListener::bind(taddr) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() != 0 => return Err(e),
+            Err(_) => continue,
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free UDP+TCP port pair"))
+}
+
+impl DnsActor {
+    /// Bind every listen address (UDP and TCP on the same port) and build the actor.
+    pub fn bind(
+        opts: DnsOptions,
+        store: Addr<StoreActor>,
+        supervisor: Option<Addr<SupervisorActor>>,
+    ) -> std::io::Result<DnsActor> {
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        let mut bound = Vec::new();
+        for a in &opts.listen {
+            let (u, t) = bind_pair(*a)?;
+            bound.push(u.local_addr()?);
+            udp.push(u);
+            tcp.push(t);
+        }
+        let cfg = ZoneConfig::new(
+            &opts.zone,
+            opts.ttl,
+            &opts.ns,
+            &opts.soa_rname,
+            &opts.apex_addresses,
+        );
+        let view = Arc::new(ZoneView::new(cfg));
+        let origin = Name::from_str(&format!("{}.", opts.zone))
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let slow = SlowPath {
+            inner: Arc::new(SlowInner {
+                opts: opts.clone(),
+                origin,
+                view: view.clone(),
+                store: store.clone(),
+                keyring: ArcSwap::from_pointee(Keyring::new()),
+                claim_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
+                counters: SlowCounters::default(),
+            }),
+        };
+        Ok(DnsActor {
+            opts,
+            view,
+            slow,
+            udp,
+            tcp,
+            bound,
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+            server: None,
+            supervisor,
+            store,
+            seeded_serial: false,
+            slow_queue_dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The addresses actually bound (UDP and TCP share each).
+    pub fn bound(&self) -> &[SocketAddr] {
+        &self.bound
+    }
+
+    fn start_listeners(&mut self) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<u8>, SocketAddr, usize)>(4096);
+        let mut sockets = Vec::new();
+        for (i, u) in self.udp.iter().enumerate() {
+            let Ok(clone) = u.try_clone() else { continue };
+            let Ok(reply) = u.try_clone() else { continue };
+            sockets.push(Arc::new(reply));
+            let tx = tx.clone();
+            let dropped = self.slow_queue_dropped.clone();
+            let slow = Box::new(move |bytes: Vec<u8>, src: SocketAddr| {
+                if tx.try_send((bytes, src, i)).is_err() {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            match crate::dnswire::udp::spawn(clone, self.view.clone(), slow, self.stop.clone()) {
+                Ok(h) => self.threads.push(h),
+                Err(e) => tracing::error!(error = %e, "dns: cannot start UDP thread"),
+            }
+        }
+        let mut server = hickory_server::Server::new(self.slow.clone());
+        for t in &self.tcp {
+            match t.try_clone().and_then(|t| {
+                t.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(t)
+            }) {
+                Ok(l) => server.register_listener(l, Duration::from_secs(10), 64),
+                Err(e) => tracing::error!(error = %e, "dns: cannot start TCP listener"),
+            }
+        }
+        let slow = self.slow.clone();
+        self.server = Some(tokio::spawn(async move {
+            let _server = server; // keep the hickory Server (and its listeners) alive
+            while let Some((bytes, src, i)) = rx.recv().await {
+                let Some(sock) = sockets.get(i).cloned() else { continue };
+                match Request::from_bytes(bytes.clone(), src, Protocol::Udp) {
+                    Ok(req) => {
+                        let limit = req
+                            .edns
+                            .as_ref()
+                            .map(|e| e.max_payload().max(512) as usize)
+                            .unwrap_or(512);
+                        let rh = UdpReply { socket: sock, dst: src, limit };
+                        slow.handle_request::<_, hickory_server::net::runtime::TokioTime>(&req, rh).await;
+                    }
+                    Err(_) => {
+                        slow.inner.counters.bump("malformed");
+                        if let Some(r) = crate::dnswire::formerr(&bytes) {
+                            let _ = sock.send_to(&r, src);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    fn stop_listeners(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(s) = self.server.take() {
+            s.abort();
+        }
+        self.stop = Arc::new(AtomicBool::new(false));
+    }
+
+    fn report(&self, event: LifecycleEvent) {
+        if let Some(s) = &self.supervisor {
+            s.do_send(Lifecycle { actor: "dns", event });
+        }
+    }
+}
+
+impl Actor for DnsActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(65536);
+        self.start_listeners();
+        // (Re)subscribe: the store replaces our previous subscription and sends a
+        // fresh snapshot, so a restarted actor rebuilds nothing it has not been told.
+        self.store.do_send(Subscribe { name: "dns", to: ctx.address().recipient() });
+        self.report(LifecycleEvent::Started);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.stop_listeners();
+    }
+}
+
+impl Supervised for DnsActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.report(LifecycleEvent::Restarting);
+    }
+}
+
+impl Handler<ZoneDelta> for DnsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ZoneDelta, _: &mut Context<Self>) {
+        if !self.seeded_serial {
+            self.view.set_serial_floor((msg.last_stored_ms / 1000) as u32);
+            self.seeded_serial = true;
+        }
+        for (name, values) in &msg.changes {
+            let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+            self.view.set_txt(name, &refs);
+        }
+    }
+}
+
+impl Handler<KeyringChanged> for DnsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: KeyringChanged, _: &mut Context<Self>) {
+        self.slow.inner.keyring.store(Arc::new(msg.0));
+    }
+}
+
+impl Handler<Fail> for DnsActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Fail, ctx: &mut Context<Self>) {
+        tracing::warn!("dns actor: injected failure, stopping for restart");
+        ctx.stop();
+    }
+}
+
+impl Handler<GetStats> for DnsActor {
+    type Result = DnsStats;
+
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> DnsStats {
+        let mut outcomes: HashMap<String, u64> = self
+            .slow
+            .inner
+            .counters
+            .by_outcome
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        for (k, v) in crate::dnswire::udp::counters() {
+            *outcomes.entry(k.to_string()).or_insert(0) += v;
+        }
+        let mut outcomes: Vec<(String, u64)> = outcomes.into_iter().collect();
+        outcomes.sort();
+        DnsStats { outcomes, names: self.view.len(), serial: self.view.serial() }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<SlowPath>();
+    let _ = Instant::now();
+}

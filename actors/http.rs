@@ -1,0 +1,468 @@
+//! The HTTP ingress (actix-web; rustls when a certificate is configured).
+//!
+//! Routes (reference-compatible, node.md §2–3): `/health`, `/metrics`, `/stats`,
+//! `/status.json`, `/`, `/v1/records/{name}` (GET/POST/DELETE),
+//! `/v1/registration/{challenge,confirm,tsig-confirm}`, and `/debug/fail/{actor}` when
+//! fault injection is on. Handlers parse and check input, then send typed messages to
+//! the store and auth actors; they hold no records themselves.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use parking_lot::Mutex;
+use serde_json::json;
+
+use super::auth::{self, AuthActor, AuthorizeWrite, IsOperator, NewChallenge, Register};
+use super::dns::{self, DnsActor, GetStats};
+use super::store::{self, Apply, Count, Get, Op, StoreActor, StoreError};
+use super::supervisor::{GetHealth, SupervisorActor};
+use crate::node::limits::TokenBuckets;
+
+/// What the ingress needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub listen: SocketAddr,
+    pub tls: Option<(String, String)>,
+    pub workers: usize,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub zone: String,
+    pub version: &'static str,
+    pub max_ttl: u64,
+    pub max_value_bytes: usize,
+    pub max_values_per_name: usize,
+    pub max_body_bytes: usize,
+    pub http_rate: f64,
+    pub http_burst: f64,
+    pub registration_rate: f64,
+    pub registration_burst: f64,
+    pub limit_loopback: bool,
+    pub fault_injection: bool,
+}
+
+/// Addresses of the actors the ingress talks to.
+#[derive(Clone)]
+pub struct Peers {
+    pub store: Addr<StoreActor>,
+    pub auth: Addr<AuthActor>,
+    pub dns: Addr<DnsActor>,
+    pub supervisor: Addr<SupervisorActor>,
+}
+
+struct State {
+    opts: HttpOptions,
+    peers: Peers,
+    ip_buckets: Mutex<TokenBuckets<IpAddr>>,
+    reg_buckets: Mutex<TokenBuckets<IpAddr>>,
+    requests: Mutex<HashMap<(String, u16), u64>>,
+    writes: Mutex<HashMap<&'static str, u64>>,
+}
+
+type Shared = web::Data<State>;
+
+fn error(status: u16, msg: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR))
+        .json(json!({ "error": msg.into() }))
+}
+
+fn client_ip(req: &HttpRequest, st: &State) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if st.opts.trusted_proxies.contains(&peer) {
+        let h = req.headers();
+        if let Some(ip) = h
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').map(str::trim).rev().find_map(|s| s.parse().ok()))
+        {
+            return Some(ip);
+        }
+        if let Some(ip) = h.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse().ok()) {
+            return Some(ip);
+        }
+    }
+    Some(peer)
+}
+
+fn limited(req: &HttpRequest, st: &State, registration: bool) -> bool {
+    let Some(ip) = client_ip(req, st) else { return false };
+    if ip.is_loopback() && !st.opts.limit_loopback {
+        return false;
+    }
+    if registration {
+        !st.reg_buckets.lock().take(ip, st.opts.registration_rate, st.opts.registration_burst)
+    } else {
+        !st.ip_buckets.lock().take(ip, st.opts.http_rate, st.opts.http_burst)
+    }
+}
+
+fn auth_header(req: &HttpRequest) -> Option<String> {
+    req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// Path segment → stored name: URL-decoded (by actix), trimmed, trailing dot removed.
+fn clean_name(raw: &str) -> String {
+    raw.trim().trim_end_matches('.').to_string()
+}
+
+/// Reference name rule: labels `_?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?`, ≤ 253.
+pub fn valid_record_name(name: &str) -> bool {
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    name.split('.').all(|label| {
+        let l = label.strip_prefix('_').unwrap_or(label).as_bytes();
+        !l.is_empty()
+            && l.len() <= 63
+            && l[0].is_ascii_alphanumeric()
+            && l[l.len() - 1].is_ascii_alphanumeric()
+            && l.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+    })
+}
+
+/// Reference value rule: no `"`, no control characters, no DEL.
+pub fn valid_record_value(v: &str) -> bool {
+    !v.chars().any(|c| c == '"' || (c as u32) < 0x20 || c as u32 == 0x7f)
+}
+
+async fn health(st: Shared) -> HttpResponse {
+    match tokio::time::timeout(Duration::from_secs(2), st.peers.store.send(Get { name: "__dmp_health_probe__".into() })).await {
+        Ok(Ok(Ok(_))) => HttpResponse::Ok().json(json!({"status": "ok"})),
+        Ok(Ok(Err(e))) => HttpResponse::ServiceUnavailable().json(json!({"status": "degraded", "store": e.to_string()})),
+        _ => HttpResponse::ServiceUnavailable().json(json!({"status": "degraded", "store": "store actor not answering"})),
+    }
+}
+
+async fn records_get(req: HttpRequest, path: web::Path<String>, st: Shared) -> HttpResponse {
+    if limited(&req, &st, false) {
+        return error(429, "rate limit exceeded");
+    }
+    if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
+        return error(401, "unauthorized");
+    }
+    let name = clean_name(&path).to_ascii_lowercase();
+    match st.peers.store.send(Get { name: name.clone() }).await {
+        Ok(Ok(vals)) if !vals.is_empty() => {
+            let values: Vec<String> = vals.into_iter().map(|(v, _)| v).collect();
+            HttpResponse::Ok().json(json!({"name": name, "values": values}))
+        }
+        Ok(Ok(_)) => HttpResponse::NotFound().json(json!({"name": name, "values": []})),
+        _ => error(503, "store unavailable"),
+    }
+}
+
+async fn records_post(req: HttpRequest, path: web::Path<String>, body: web::Bytes, st: Shared) -> HttpResponse {
+    if limited(&req, &st, false) {
+        return error(429, "rate limit exceeded");
+    }
+    let name = clean_name(&path);
+    let lname = name.to_ascii_lowercase();
+    if let Err(e) = authorize(&req, &st, &lname, false).await {
+        return error(e.status, e.message);
+    }
+    if body.len() > st.opts.max_body_bytes {
+        return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return error(400, "invalid body");
+    };
+    let value = v.get("value").and_then(|x| x.as_str());
+    let ttl = match v.get("ttl") {
+        None => Some(300),
+        Some(t) => t.as_u64().filter(|t| *t > 0 && !t.to_string().is_empty()).filter(|_| t.is_u64()),
+    };
+    let (Some(value), Some(ttl)) = (value, ttl) else {
+        return error(400, "value (str) and ttl (int > 0) required");
+    };
+    if ttl > st.opts.max_ttl {
+        return error(400, format!("ttl exceeds cap of {}s", st.opts.max_ttl));
+    }
+    if value.len() > st.opts.max_value_bytes {
+        return error(400, format!("value exceeds cap of {} bytes", st.opts.max_value_bytes));
+    }
+    if !valid_record_name(&name) {
+        return error(400, "invalid record name");
+    }
+    if !valid_record_value(value) {
+        return error(400, "invalid record value");
+    }
+    let op = Op::Add { name: lname, value: value.to_string(), ttl };
+    match st.peers.store.send(Apply { ops: vec![op], max_values: st.opts.max_values_per_name }).await {
+        Ok(Ok(_)) => {
+            *st.writes.lock().entry("http_publish").or_insert(0) += 1;
+            HttpResponse::Created().json(json!({"ok": true}))
+        }
+        Ok(Err(StoreError::TooManyValues { name, max })) => error(413, format!("RRset at {name} already holds {max} values")),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "publish failed");
+            HttpResponse::BadGateway().json(json!({"ok": false, "error": e.to_string()}))
+        }
+        Err(_) => HttpResponse::BadGateway().json(json!({"ok": false, "error": "store unavailable"})),
+    }
+}
+
+async fn records_delete(req: HttpRequest, path: web::Path<String>, body: web::Bytes, st: Shared) -> HttpResponse {
+    if limited(&req, &st, false) {
+        return error(429, "rate limit exceeded");
+    }
+    let name = clean_name(&path);
+    let lname = name.to_ascii_lowercase();
+    if let Err(e) = authorize(&req, &st, &lname, true).await {
+        return error(e.status, e.message);
+    }
+    if !valid_record_name(&name) {
+        return error(400, "invalid record name");
+    }
+    if body.len() > st.opts.max_body_bytes {
+        return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
+    }
+    let value = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        None
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(v) => match v.get("value") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(_) => return error(400, "value must be a string"),
+            },
+            Err(_) => return error(400, "invalid body"),
+        }
+    };
+    if let Some(v) = &value {
+        if !valid_record_value(v) {
+            return error(400, "invalid record value");
+        }
+    }
+    let op = match value {
+        Some(value) => Op::DeleteValue { name: lname, value },
+        None => Op::DeleteName { name: lname },
+    };
+    match st.peers.store.send(Apply { ops: vec![op], max_values: 0 }).await {
+        Ok(Ok(n)) if n > 0 => {
+            *st.writes.lock().entry("http_delete").or_insert(0) += 1;
+            HttpResponse::NoContent().finish()
+        }
+        Ok(Ok(_)) => HttpResponse::NotFound().finish(),
+        _ => HttpResponse::BadGateway().json(json!({"ok": false})),
+    }
+}
+
+async fn authorize(req: &HttpRequest, st: &State, name: &str, delete: bool) -> Result<(), auth::AuthError> {
+    st.peers
+        .auth
+        .send(AuthorizeWrite { authorization: auth_header(req), name: name.to_string(), delete })
+        .await
+        .unwrap_or_else(|_| Err(auth::AuthError { status: 503, message: "auth unavailable".into() }))
+}
+
+async fn reg_challenge(req: HttpRequest, st: Shared) -> HttpResponse {
+    if req.query_string().len() > 0 {
+        return error(404, "not found");
+    }
+    if limited(&req, &st, true) {
+        return error(429, "registration rate limit exceeded");
+    }
+    match st.peers.auth.send(NewChallenge).await {
+        Ok(Ok(v)) => HttpResponse::Ok().json(v),
+        Ok(Err(e)) => error(e.status, e.message),
+        Err(_) => error(503, "auth unavailable"),
+    }
+}
+
+async fn reg_confirm(req: HttpRequest, body: web::Bytes, st: Shared, tsig: bool) -> HttpResponse {
+    if limited(&req, &st, true) {
+        return error(429, "registration rate limit exceeded");
+    }
+    if body.len() > st.opts.max_body_bytes {
+        return error(413, "body too large");
+    }
+    let v = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or(serde_json::Value::Null);
+    match st.peers.auth.send(Register { body: v, tsig }).await {
+        Ok(Ok(v)) => HttpResponse::Ok().json(v),
+        Ok(Err(e)) => error(e.status, e.message),
+        Err(_) => error(503, "auth unavailable"),
+    }
+}
+
+/// Everything the status page and `/status.json` show.
+async fn status_data(st: &State) -> serde_json::Value {
+    let health = st.peers.supervisor.send(GetHealth).await.ok();
+    let records = st.peers.store.send(Count).await.unwrap_or(0);
+    let dns = st.peers.dns.send(GetStats).await.ok();
+    json!({
+        "node": st.opts.zone,
+        "zone": st.opts.zone,
+        "version": st.opts.version,
+        "uptime_secs": health.as_ref().map(|h| h.uptime_secs).unwrap_or(0),
+        "records": records,
+        "actors": health.map(|h| h.actors).unwrap_or_default(),
+        "dns": dns,
+    })
+}
+
+async fn status_json(st: Shared) -> HttpResponse {
+    HttpResponse::Ok().json(status_data(&st).await)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+async fn status_page(st: Shared) -> HttpResponse {
+    let d = status_data(&st).await;
+    let mut rows = String::new();
+    for a in d["actors"].as_array().cloned().unwrap_or_default() {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+            esc(a["name"].as_str().unwrap_or("")),
+            if a["healthy"].as_bool().unwrap_or(false) { "ok" } else { "bad" },
+            if a["healthy"].as_bool().unwrap_or(false) { "healthy" } else { "down" },
+            a["restarts"]
+        ));
+    }
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>dnsmesh node {zone}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}.ok{{color:green}}.bad{{color:red}}</style>\
+         </head><body><h1>dnsmesh node</h1><p>zone <b id=\"zone\">{zone}</b> · version {ver} · up {up} s · {rec} records</p>\
+         <h2>Actors</h2><table><tr><th>actor</th><th>state</th><th>restarts</th></tr>{rows}</table></body></html>",
+        zone = esc(d["zone"].as_str().unwrap_or("")),
+        ver = esc(d["version"].as_str().unwrap_or("")),
+        up = d["uptime_secs"],
+        rec = d["records"],
+    );
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").insert_header(("Cache-Control", "public, max-age=30")).body(html)
+}
+
+async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
+    if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
+        return error(401, "unauthorized");
+    }
+    let mut out = String::new();
+    out.push_str("# HELP dmp_http_requests_total HTTP requests by method and status.\n# TYPE dmp_http_requests_total counter\n");
+    let mut reqs: Vec<_> = st.requests.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
+    reqs.sort();
+    for ((m, s), v) in reqs {
+        out.push_str(&format!("dmp_http_requests_total{{method=\"{m}\",status=\"{s}\"}} {v}\n"));
+    }
+    out.push_str("# HELP dmp_dns_queries_total DNS messages by outcome.\n# TYPE dmp_dns_queries_total counter\n");
+    if let Ok(stats) = st.peers.dns.send(GetStats).await {
+        for (k, v) in &stats.outcomes {
+            out.push_str(&format!("dmp_dns_queries_total{{outcome=\"{k}\"}} {v}\n"));
+        }
+        out.push_str(&format!("# HELP dmp_dns_names Names in the DNS read view.\n# TYPE dmp_dns_names gauge\ndmp_dns_names {}\n", stats.names));
+    }
+    out.push_str("# HELP dmp_writes_total Acknowledged writes by path.\n# TYPE dmp_writes_total counter\n");
+    for (k, v) in st.writes.lock().iter() {
+        out.push_str(&format!("dmp_writes_total{{path=\"{k}\"}} {v}\n"));
+    }
+    let records = st.peers.store.send(Count).await.unwrap_or(0);
+    out.push_str(&format!("# HELP dmp_records Live records.\n# TYPE dmp_records gauge\ndmp_records {records}\n"));
+    if let Ok(h) = st.peers.supervisor.send(GetHealth).await {
+        out.push_str("# HELP dmp_actor_restarts_total Actor restarts.\n# TYPE dmp_actor_restarts_total counter\n");
+        for a in &h.actors {
+            out.push_str(&format!("dmp_actor_restarts_total{{actor=\"{}\"}} {}\n", a.name, a.restarts));
+        }
+        out.push_str("# HELP dmp_actor_up Actor health (1 healthy).\n# TYPE dmp_actor_up gauge\n");
+        for a in &h.actors {
+            out.push_str(&format!("dmp_actor_up{{actor=\"{}\"}} {}\n", a.name, a.healthy as u8));
+        }
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
+}
+
+async fn stats(st: Shared) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"records": st.peers.store.send(Count).await.unwrap_or(0)}))
+}
+
+async fn debug_fail(req: HttpRequest, path: web::Path<String>, st: Shared) -> HttpResponse {
+    if !st.opts.fault_injection {
+        return error(404, "not found");
+    }
+    if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
+        return error(401, "unauthorized");
+    }
+    match path.as_str() {
+        "store" => st.peers.store.do_send(store::Fail),
+        "dns" => st.peers.dns.do_send(dns::Fail),
+        "auth" => st.peers.auth.do_send(auth::Fail),
+        other => return error(404, format!("no actor named {other}")),
+    }
+    HttpResponse::Accepted().json(json!({"ok": true}))
+}
+
+fn tls_config(cert: &str, key: &str) -> anyhow::Result<rustls::ServerConfig> {
+    use anyhow::Context as _;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading http.tls_cert {cert}"))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing http.tls_cert {cert}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading http.tls_key {key}"))?;
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("http.tls_cert / http.tls_key do not form a usable key pair")?;
+    Ok(cfg)
+}
+
+/// Bind and start the ingress. Returns the server (to stop it) and the bound address.
+pub fn start(opts: HttpOptions, peers: Peers) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
+    let state = web::Data::new(State {
+        ip_buckets: Mutex::new(TokenBuckets::new(10_000)),
+        reg_buckets: Mutex::new(TokenBuckets::new(10_000)),
+        requests: Mutex::new(HashMap::new()),
+        writes: Mutex::new(HashMap::new()),
+        opts: opts.clone(),
+        peers,
+    });
+    let body_limit = opts.max_body_bytes * 4 + 1024;
+    let st2 = state.clone();
+    let factory = move || {
+        let st3 = st2.clone();
+        App::new()
+            .app_data(st2.clone())
+            .app_data(web::PayloadConfig::new(body_limit))
+            .wrap_fn(move |req, srv| {
+                use actix_web::dev::Service;
+                let method = req.method().to_string();
+                let st4 = st3.clone();
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await?;
+                    *st4.requests.lock().entry((method, res.status().as_u16())).or_insert(0) += 1;
+                    Ok(res)
+                }
+            })
+            .route("/", web::get().to(status_page))
+            .route("/index.html", web::get().to(status_page))
+            .route("/health", web::get().to(health))
+            .route("/metrics", web::get().to(metrics))
+            .route("/stats", web::get().to(stats))
+            .route("/status.json", web::get().to(status_json))
+            .route("/v1/registration/challenge", web::get().to(reg_challenge))
+            .route("/v1/registration/confirm", web::post().to(|r, b, s| reg_confirm(r, b, s, false)))
+            .route("/v1/registration/tsig-confirm", web::post().to(|r, b, s| reg_confirm(r, b, s, true)))
+            .route("/v1/records/{name}", web::get().to(records_get))
+            .route("/v1/records/{name}", web::post().to(records_post))
+            .route("/v1/records/{name}", web::delete().to(records_delete))
+            .route("/debug/fail/{actor}", web::post().to(debug_fail))
+            .default_service(web::to(|| async { error(404, "not found") }))
+    };
+    let mut server = HttpServer::new(factory)
+        .shutdown_timeout(5)
+        .client_request_timeout(Duration::from_secs(10))
+        .max_connections(1024);
+    if opts.workers > 0 {
+        server = server.workers(opts.workers);
+    }
+    let server = match &opts.tls {
+        Some((cert, key)) => server.bind_rustls_0_23(opts.listen, tls_config(cert, key)?)?,
+        None => server.bind(opts.listen)?,
+    };
+    let addr = server.addrs().first().copied().unwrap_or(opts.listen);
+    Ok((server.run(), addr))
+}

@@ -1,0 +1,531 @@
+//! The store actor: the single writer of the node's sled database.
+//!
+//! It owns records (owner name + TXT value, set semantics, TTL expiry), applies every
+//! write in order, and acknowledges a write only once it is durable: writes are applied
+//! at once and their replies wait for a group commit (one `flush` covers every write
+//! applied before it started). After each change it sends the name's full live value
+//! set to its subscribers (the DNS actor's read view), so nobody else reads sled.
+//!
+//! Layout, one sled tree `records`:
+//! - `r` name `\0` value → `expires_at u64 BE ‖ stored_ms u64 BE`
+//! - `t` stored_ms u64 BE → name `\0` value   (acceptance order, for sync digests)
+//! - `x` expires_at u64 BE ‖ stored_ms u64 BE → ()   (expiry sweep)
+//!
+//! `stored_ms` is a per-node strictly increasing millisecond stamp (max(now, last + 1)),
+//! so it orders rows even when the wall clock steps back.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The name already holds the maximum number of live values.
+    #[error("RRset at {name} already holds {max} values")]
+    TooManyValues { name: String, max: usize },
+    /// sled failed (I/O error, corruption); the write is not acknowledged.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// The store actor is restarting or gone.
+    #[error("store unavailable")]
+    Unavailable,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Storage(e.to_string())
+    }
+}
+
+/// One change to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Add `value` at `name` (or refresh its expiry) for `ttl` seconds.
+    Add { name: String, value: String, ttl: u64 },
+    /// Remove one exact value; absent is not an error.
+    DeleteValue { name: String, value: String },
+    /// Remove every value at `name`.
+    DeleteName { name: String },
+}
+
+/// Apply `ops` all-or-nothing, then wait until durable. `max_values` caps live values
+/// per name after the batch (values already present do not count twice).
+/// Replies with the number of rows actually removed by delete ops.
+#[derive(Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct Apply {
+    pub ops: Vec<Op>,
+    pub max_values: usize,
+}
+
+/// Live values at a name, in stable order, with remaining TTL seconds (≥ 1).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(String, u64)>, StoreError>")]
+pub struct Get {
+    pub name: String,
+}
+
+/// Number of live records (approximate between sweeps).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Count;
+
+/// Subscribe to change events; the subscriber first receives the whole store as
+/// a series of [`ZoneDelta`] messages, then every change.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    /// Subscriber identity: a new subscription under the same name replaces the old one.
+    pub name: &'static str,
+    pub to: Recipient<ZoneDelta>,
+}
+
+/// Full live value sets of changed names (empty vector = the name is gone).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ZoneDelta {
+    pub changes: Vec<(String, Vec<String>)>,
+    /// The newest acceptance stamp in the store (ms), to seed the SOA serial.
+    pub last_stored_ms: u64,
+}
+
+/// Test-only fault: the actor stops itself and its supervisor restarts it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fail;
+
+/// Flush and report: used at shutdown.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Flush;
+
+/// The store actor. Construct with [`StoreActor::open`], start under a supervisor.
+pub struct StoreActor {
+    db: sled::Db,
+    tree: sled::Tree,
+    last_ms: u64,
+    subscribers: Vec<(&'static str, Recipient<ZoneDelta>)>,
+    waiting: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    flushing: bool,
+    sweep_every: Duration,
+    supervisor: Option<Addr<SupervisorActor>>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn rkey(name: &str, value: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + name.len() + value.len());
+    k.push(b'r');
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    k.extend_from_slice(value.as_bytes());
+    k
+}
+
+fn rprefix(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + name.len());
+    k.push(b'r');
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    k
+}
+
+fn tkey(stored_ms: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b't';
+    k[1..].copy_from_slice(&stored_ms.to_be_bytes());
+    k
+}
+
+fn xkey(expires: u64, stored_ms: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = b'x';
+    k[1..9].copy_from_slice(&expires.to_be_bytes());
+    k[9..].copy_from_slice(&stored_ms.to_be_bytes());
+    k
+}
+
+fn meta(expires: u64, stored_ms: u64) -> [u8; 16] {
+    let mut m = [0u8; 16];
+    m[..8].copy_from_slice(&expires.to_be_bytes());
+    m[8..].copy_from_slice(&stored_ms.to_be_bytes());
+    m
+}
+
+fn parse_meta(m: &[u8]) -> Option<(u64, u64)> {
+    let e = u64::from_be_bytes(m.get(..8)?.try_into().ok()?);
+    let s = u64::from_be_bytes(m.get(8..16)?.try_into().ok()?);
+    Some((e, s))
+}
+
+/// Split an `r` key (without the leading `r`) into name and value.
+fn split_name_value(k: &[u8]) -> Option<(&str, &str)> {
+    let nul = k.iter().position(|b| *b == 0)?;
+    Some((std::str::from_utf8(&k[..nul]).ok()?, std::str::from_utf8(&k[nul + 1..]).ok()?))
+}
+
+impl StoreActor {
+    /// Open (or create) the database under `dir`.
+    pub fn open(dir: &Path, sweep_every: Duration) -> Result<StoreActor, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .cache_capacity(64 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let tree = db.open_tree("records")?;
+        let last_ms = match tree.scan_prefix(b"t").next_back() {
+            Some(Ok((k, _))) if k.len() == 9 => u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8])),
+            Some(Err(e)) => return Err(e.into()),
+            _ => 0,
+        };
+        Ok(StoreActor {
+            db,
+            tree,
+            last_ms,
+            subscribers: Vec::new(),
+            waiting: Vec::new(),
+            flushing: false,
+            sweep_every,
+            supervisor: None,
+        })
+    }
+
+    /// Report lifecycle events to `sup`.
+    pub fn with_supervisor(mut self, sup: Addr<SupervisorActor>) -> Self {
+        self.supervisor = Some(sup);
+        self
+    }
+
+    /// The sled database handle (other trees, e.g. credentials, live in the same file).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    fn next_ms(&mut self) -> u64 {
+        self.last_ms = now_ms().max(self.last_ms + 1);
+        self.last_ms
+    }
+
+    /// Live values at `name` with their metadata.
+    fn live(&self, name: &str, now: u64) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let prefix = rprefix(name);
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let Some((exp, stored)) = parse_meta(&v) else { continue };
+            if exp <= now {
+                continue;
+            }
+            if let Ok(value) = std::str::from_utf8(&k[prefix.len()..]) {
+                out.push((value.to_string(), exp, stored));
+            }
+        }
+        Ok(out)
+    }
+
+    fn live_values(&self, name: &str, now: u64) -> Vec<String> {
+        self.live(name, now).map(|v| v.into_iter().map(|(v, _, _)| v).collect()).unwrap_or_default()
+    }
+
+    /// Apply ops in one atomic sled batch; returns changed names and deleted count.
+    fn apply(&mut self, ops: &[Op], max_values: usize) -> Result<(Vec<String>, usize), StoreError> {
+        let now = now_secs();
+        // Working view of each touched name: value -> Some((exp, stored)) or None (deleted).
+        let mut names: BTreeMap<String, BTreeMap<String, Option<(u64, u64)>>> = BTreeMap::new();
+        let mut original: BTreeMap<String, BTreeMap<String, (u64, u64)>> = BTreeMap::new();
+        let mut deleted = 0usize;
+        for op in ops {
+            let name = match op {
+                Op::Add { name, .. } | Op::DeleteValue { name, .. } | Op::DeleteName { name } => name,
+            };
+            if !names.contains_key(name) {
+                let mut cur = BTreeMap::new();
+                let mut orig = BTreeMap::new();
+                for item in self.tree.scan_prefix(rprefix(name)) {
+                    let (k, v) = item?;
+                    if let (Some((_, value)), Some(m)) = (split_name_value(&k[1..]), parse_meta(&v)) {
+                        orig.insert(value.to_string(), m);
+                        // Expired rows are treated as absent (and replaced on re-add).
+                        cur.insert(value.to_string(), if m.0 > now { Some(m) } else { None });
+                    }
+                }
+                names.insert(name.clone(), cur);
+                original.insert(name.clone(), orig);
+            }
+            let cur = names.get_mut(name).expect("inserted above");
+            match op {
+                Op::Add { name, value, ttl } => {
+                    let present = matches!(cur.get(value), Some(Some(_)));
+                    if !present && max_values > 0 {
+                        let live = cur.values().filter(|m| m.is_some()).count();
+                        if live >= max_values {
+                            return Err(StoreError::TooManyValues { name: name.clone(), max: max_values });
+                        }
+                    }
+                    let stored = self.next_ms();
+                    cur.insert(value.clone(), Some((now.saturating_add(*ttl), stored)));
+                }
+                Op::DeleteValue { value, .. } => {
+                    if let Some(slot) = cur.get_mut(value) {
+                        if slot.take().is_some() {
+                            deleted += 1;
+                        }
+                    }
+                }
+                Op::DeleteName { .. } => {
+                    for slot in cur.values_mut() {
+                        if slot.take().is_some() {
+                            deleted += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let mut batch = sled::Batch::default();
+        let mut changed = Vec::new();
+        for (name, cur) in &names {
+            let orig = &original[name];
+            let mut touched = false;
+            for (value, new) in cur {
+                let old = orig.get(value).copied();
+                if old == *new {
+                    continue;
+                }
+                touched = true;
+                if let Some((oe, os)) = old {
+                    batch.remove(&tkey(os)[..]);
+                    batch.remove(&xkey(oe, os)[..]);
+                }
+                let rk = rkey(name, value);
+                match new {
+                    Some((e, s)) => {
+                        batch.insert(rk.clone(), &meta(*e, *s)[..]);
+                        batch.insert(&tkey(*s)[..], &rk[1..]);
+                        batch.insert(&xkey(*e, *s)[..], &[][..]);
+                    }
+                    None => batch.remove(rk),
+                }
+            }
+            if touched {
+                changed.push(name.clone());
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok((changed, deleted))
+    }
+
+    fn notify(&self, names: Vec<String>) {
+        if names.is_empty() || self.subscribers.is_empty() {
+            return;
+        }
+        let now = now_secs();
+        let changes: Vec<(String, Vec<String>)> =
+            names.into_iter().map(|n| { let v = self.live_values(&n, now); (n, v) }).collect();
+        let delta = ZoneDelta { changes, last_stored_ms: self.last_ms };
+        for (_, s) in &self.subscribers {
+            s.do_send(delta.clone());
+        }
+    }
+
+    /// Queue a durability wait; the group commit answers it.
+    fn commit(&mut self, ctx: &mut Context<Self>) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        self.waiting.push(tx);
+        if !self.flushing {
+            self.start_flush(ctx);
+        }
+        rx
+    }
+
+    fn start_flush(&mut self, ctx: &mut Context<Self>) {
+        self.flushing = true;
+        let batch = std::mem::take(&mut self.waiting);
+        let db = self.db.clone();
+        let fut = async move { db.flush_async().await.map(|_| ()).map_err(StoreError::from) };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            for tx in batch {
+                let _ = tx.send(res.clone());
+            }
+            act.flushing = false;
+            if !act.waiting.is_empty() {
+                act.start_flush(ctx);
+            }
+        }));
+    }
+
+    /// Remove every row whose expiry has passed; returns the names that changed.
+    fn sweep(&mut self) -> Result<Vec<String>, StoreError> {
+        let now = now_secs();
+        let mut end = vec![b'x'];
+        end.extend_from_slice(&(now + 1).to_be_bytes());
+        let mut batch = sled::Batch::default();
+        let mut changed = std::collections::BTreeSet::new();
+        let mut n = 0;
+        for item in self.tree.range(&b"x"[..]..&end[..]) {
+            let (xk, _) = item?;
+            if xk.len() != 17 {
+                continue;
+            }
+            let stored = u64::from_be_bytes(xk[9..17].try_into().unwrap_or([0; 8]));
+            batch.remove(xk.clone());
+            let tk = tkey(stored);
+            if let Some(rk_tail) = self.tree.get(tk)? {
+                batch.remove(&tk[..]);
+                let mut rk = vec![b'r'];
+                rk.extend_from_slice(&rk_tail);
+                // Only remove the row if it still carries this stamp (not refreshed).
+                if let Some(m) = self.tree.get(&rk)? {
+                    if parse_meta(&m).map(|(_, s)| s) == Some(stored) {
+                        batch.remove(rk);
+                        if let Some((name, _)) = split_name_value(&rk_tail) {
+                            changed.insert(name.to_string());
+                        }
+                    }
+                }
+            }
+            n += 1;
+            if n >= 100_000 {
+                break;
+            }
+        }
+        if n > 0 {
+            self.tree.apply_batch(batch)?;
+        }
+        Ok(changed.into_iter().collect())
+    }
+
+    fn send_snapshot(&self, to: &Recipient<ZoneDelta>) {
+        let now = now_secs();
+        let mut changes: Vec<(String, Vec<String>)> = Vec::new();
+        let mut cur_name: Option<String> = None;
+        let mut cur_vals: Vec<String> = Vec::new();
+        for item in self.tree.scan_prefix(b"r") {
+            let Ok((k, v)) = item else { continue };
+            let Some((name, value)) = split_name_value(&k[1..]) else { continue };
+            if parse_meta(&v).map(|(e, _)| e <= now).unwrap_or(true) {
+                continue;
+            }
+            if cur_name.as_deref() != Some(name) {
+                if let Some(n) = cur_name.take() {
+                    changes.push((n, std::mem::take(&mut cur_vals)));
+                    if changes.len() >= 4096 {
+                        to.do_send(ZoneDelta { changes: std::mem::take(&mut changes), last_stored_ms: self.last_ms });
+                    }
+                }
+                cur_name = Some(name.to_string());
+            }
+            cur_vals.push(value.to_string());
+        }
+        if let Some(n) = cur_name {
+            changes.push((n, cur_vals));
+        }
+        to.do_send(ZoneDelta { changes, last_stored_ms: self.last_ms });
+    }
+
+    fn report(&self, event: LifecycleEvent) {
+        if let Some(s) = &self.supervisor {
+            s.do_send(Lifecycle { actor: "store", event });
+        }
+    }
+}
+
+impl Actor for StoreActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(65536);
+        self.report(LifecycleEvent::Started);
+        ctx.run_interval(self.sweep_every, |act, _| match act.sweep() {
+            Ok(changed) => act.notify(changed),
+            Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+        });
+    }
+}
+
+impl Supervised for StoreActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.report(LifecycleEvent::Restarting);
+        // Writes that were waiting for a flush are still applied; a fresh flush will
+        // answer them after restart.
+        self.flushing = false;
+    }
+}
+
+impl Handler<Apply> for StoreActor {
+    type Result = ResponseFuture<Result<usize, StoreError>>;
+
+    fn handle(&mut self, msg: Apply, ctx: &mut Context<Self>) -> Self::Result {
+        match self.apply(&msg.ops, msg.max_values) {
+            Ok((changed, deleted)) => {
+                self.notify(changed);
+                let rx = self.commit(ctx);
+                Box::pin(async move {
+                    match rx.await {
+                        Ok(Ok(())) => Ok(deleted),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(StoreError::Unavailable),
+                    }
+                })
+            }
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}
+
+impl Handler<Get> for StoreActor {
+    type Result = Result<Vec<(String, u64)>, StoreError>;
+
+    fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
+        let now = now_secs();
+        Ok(self.live(&msg.name, now)?.into_iter().map(|(v, e, _)| (v, (e - now).max(1))).collect())
+    }
+}
+
+impl Handler<Count> for StoreActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: Count, _: &mut Context<Self>) -> usize {
+        self.tree.scan_prefix(b"t").count()
+    }
+}
+
+impl Handler<Subscribe> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+        self.send_snapshot(&msg.to);
+        self.subscribers.retain(|(n, _)| *n != msg.name);
+        self.subscribers.push((msg.name, msg.to));
+    }
+}
+
+impl Handler<Fail> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Fail, ctx: &mut Context<Self>) {
+        tracing::warn!("store actor: injected failure, stopping for restart");
+        ctx.stop();
+    }
+}
+
+impl Handler<Flush> for StoreActor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let rx = self.commit(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(StoreError::Unavailable)) })
+    }
+}

@@ -1,0 +1,339 @@
+//! Node configuration: `dnsmesh.toml`, then `DNSMESH_<SECTION>__<KEY>` environment
+//! variables, then command-line flags, in rising priority. The key names are a fixed
+//! contract (tools outside the repo rely on them).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded. The message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, an environment variable or a flag could not be read or typed.
+    #[error("{0}")]
+    Load(String),
+    /// A key has a value the node cannot use.
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, reason: reason.into() }
+}
+
+/// Everything the node reads at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub node: NodeSection,
+    pub dns: DnsSection,
+    pub http: HttpSection,
+    pub auth: AuthSection,
+    pub limits: LimitsSection,
+    pub cluster: ClusterSection,
+    pub debug: DebugSection,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The one zone this node is authoritative for (lower-cased, no trailing dot).
+    pub zone: String,
+    /// Where sled and the node key live.
+    pub data_dir: PathBuf,
+    /// Host name clients use to reach this node; signed into registration challenges.
+    pub hostname: String,
+    /// Seconds between expiry sweeps.
+    pub sweep_interval_secs: u64,
+}
+
+/// `[dns]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSection {
+    /// UDP+TCP listen addresses (`ADDR:PORT`, IPv4 or `[IPv6]:PORT`).
+    pub listen: Vec<String>,
+    /// TTL of every answer RR and the SOA minimum.
+    pub ttl: u32,
+    /// Apex NS host names; the first is also the SOA MNAME.
+    pub ns: Vec<String>,
+    /// SOA RNAME (mailbox as a domain name).
+    pub soa_rname: String,
+    /// Addresses served for the apex A/AAAA (and for NS hosts inside the zone).
+    pub apex_addresses: Vec<String>,
+    /// Accept RFC 2136 UPDATE (TSIG-signed, plus unsigned claims when enabled).
+    pub update: bool,
+    /// Accept unsigned, signature-verified claim UPDATEs for any recipient (M8.3).
+    pub claim_provider: bool,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    pub listen: String,
+    /// PEM certificate chain; with `tls_key`, the listener speaks HTTPS.
+    pub tls_cert: String,
+    /// PEM private key.
+    pub tls_key: String,
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// Number of actix-web worker threads (0 = one per core).
+    pub workers: usize,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// `open`, `legacy` or `multi-tenant` (as the reference's `DMP_AUTH_MODE`).
+    pub mode: String,
+    /// Operator bearer token; empty = none.
+    pub operator_token: String,
+    /// Self-service registration (`/v1/registration/*`).
+    pub registration: bool,
+    /// Subject domains allowed to register; empty = any.
+    pub registration_allowlist: Vec<String>,
+    /// Lifetime of minted tokens and TSIG keys, seconds (0 = never expire).
+    pub token_ttl_secs: u64,
+    /// Allow `open` mode on a non-loopback HTTP address.
+    pub allow_open_public_bind: bool,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub max_ttl: u64,
+    pub max_value_bytes: usize,
+    pub max_values_per_name: usize,
+    pub max_body_bytes: usize,
+    /// Per-IP HTTP write bucket (requests per second, burst).
+    pub http_rate: f64,
+    pub http_burst: f64,
+    /// Per-IP registration bucket.
+    pub registration_rate: f64,
+    pub registration_burst: f64,
+    /// Per-token bucket written into minted tokens.
+    pub token_rate: f64,
+    pub token_burst: f64,
+    /// Per-recipient bucket for unsigned claim UPDATEs.
+    pub claim_rate: f64,
+    pub claim_burst: f64,
+    /// Whether per-IP limits apply to loopback clients.
+    pub limit_loopback: bool,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub peers: Vec<String>,
+    pub sync_token: String,
+    pub sync_interval_secs: u64,
+    pub node_id: String,
+}
+
+/// `[debug]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugSection {
+    /// Enables `POST /debug/fail/{actor}` (operator token), used by fault tests.
+    pub fault_injection: bool,
+}
+
+/// The defaults: exactly the shipped `dnsmesh.toml`, which is embedded in the binary.
+pub const DEFAULT_TOML: &str = include_str!("../../dnsmesh.toml");
+
+/// Command-line overrides (highest priority).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub zone: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub dns_listen: Vec<String>,
+    pub http_listen: Option<String>,
+}
+
+impl Settings {
+    /// Load: embedded defaults ← file (if it exists, or required when `path_required`)
+    /// ← environment ← overrides; then validate.
+    pub fn load(path: &Path, path_required: bool, ov: &Overrides) -> Result<Settings, ConfigError> {
+        Self::load_with_env(path, path_required, ov, true)
+    }
+
+    /// As [`Settings::load`], optionally ignoring the environment (tests).
+    pub fn load_with_env(
+        path: &Path,
+        path_required: bool,
+        ov: &Overrides,
+        use_env: bool,
+    ) -> Result<Settings, ConfigError> {
+        use config::{Config, Environment, File, FileFormat};
+        let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if path.exists() || path_required {
+            b = b.add_source(File::new(&path.to_string_lossy(), FileFormat::Toml).required(true));
+        }
+        if use_env {
+            b = b.add_source(
+                Environment::with_prefix("DNSMESH")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("dns.listen")
+                    .with_list_parse_key("dns.ns")
+                    .with_list_parse_key("dns.apex_addresses")
+                    .with_list_parse_key("http.trusted_proxies")
+                    .with_list_parse_key("auth.registration_allowlist")
+                    .with_list_parse_key("cluster.peers"),
+            );
+        }
+        let e = |e: config::ConfigError| ConfigError::Load(e.to_string());
+        b = b.set_override_option("node.zone", ov.zone.clone()).map_err(e)?;
+        b = b
+            .set_override_option(
+                "node.data_dir",
+                ov.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()),
+            )
+            .map_err(e)?;
+        if !ov.dns_listen.is_empty() {
+            b = b.set_override("dns.listen", ov.dns_listen.clone()).map_err(e)?;
+        }
+        b = b.set_override_option("http.listen", ov.http_listen.clone()).map_err(e)?;
+        let mut s: Settings = b.build().map_err(e)?.try_deserialize().map_err(e)?;
+        s.normalise_and_validate()?;
+        Ok(s)
+    }
+
+    fn normalise_and_validate(&mut self) -> Result<(), ConfigError> {
+        self.node.zone = self.node.zone.trim().trim_end_matches('.').to_ascii_lowercase();
+        if self.node.zone.is_empty() || crate::proto::dnsname::validate(&self.node.zone).is_none() {
+            return Err(invalid("node.zone", format!("{:?} is not a DNS name", self.node.zone)));
+        }
+        if self.node.hostname.trim().is_empty() {
+            self.node.hostname = self.node.zone.clone();
+        }
+        if self.dns.listen.is_empty() {
+            return Err(invalid("dns.listen", "at least one address is needed"));
+        }
+        for l in &self.dns.listen {
+            l.parse::<SocketAddr>()
+                .map_err(|_| invalid("dns.listen", format!("{l:?} is not ADDR:PORT")))?;
+        }
+        self.http
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|_| invalid("http.listen", format!("{:?} is not ADDR:PORT", self.http.listen)))?;
+        for a in &self.dns.apex_addresses {
+            a.parse::<IpAddr>()
+                .map_err(|_| invalid("dns.apex_addresses", format!("{a:?} is not an IP address")))?;
+        }
+        for p in &self.http.trusted_proxies {
+            p.parse::<IpAddr>()
+                .map_err(|_| invalid("http.trusted_proxies", format!("{p:?} is not an IP address")))?;
+        }
+        for n in &self.dns.ns {
+            if crate::proto::dnsname::validate(n).is_none() {
+                return Err(invalid("dns.ns", format!("{n:?} is not a DNS name")));
+            }
+        }
+        if self.dns.ns.is_empty() {
+            self.dns.ns.push(format!("ns1.{}", self.node.zone));
+        }
+        if self.dns.soa_rname.trim().is_empty() {
+            self.dns.soa_rname = format!("hostmaster.{}", self.node.zone);
+        }
+        if self.dns.ttl == 0 {
+            return Err(invalid("dns.ttl", "must be > 0"));
+        }
+        if self.http.tls_cert.is_empty() != self.http.tls_key.is_empty() {
+            return Err(invalid("http.tls_key", "tls_cert and tls_key go together"));
+        }
+        match self.auth.mode.as_str() {
+            "open" | "legacy" | "multi-tenant" => {}
+            other => {
+                return Err(invalid(
+                    "auth.mode",
+                    format!("{other:?}: expected open, legacy or multi-tenant"),
+                ))
+            }
+        }
+        if self.auth.mode == "legacy" && self.auth.operator_token.is_empty() {
+            return Err(invalid("auth.operator_token", "legacy mode needs an operator token"));
+        }
+        if self.auth.mode == "open" && !self.auth.allow_open_public_bind && !self.http_is_loopback() {
+            return Err(invalid(
+                "auth.mode",
+                "refusing an unauthenticated write API on a non-loopback address \
+                 (set auth.allow_open_public_bind = true to insist)",
+            ));
+        }
+        if self.limits.max_ttl == 0 || self.limits.max_value_bytes == 0 {
+            return Err(invalid("limits.max_ttl", "caps must be > 0"));
+        }
+        if self.cluster.sync_interval_secs == 0 {
+            return Err(invalid("cluster.sync_interval_secs", "must be > 0"));
+        }
+        if self.node.sweep_interval_secs == 0 {
+            return Err(invalid("node.sweep_interval_secs", "must be > 0"));
+        }
+        Ok(())
+    }
+
+    /// Parsed DNS listen addresses (validated at load).
+    pub fn dns_listen(&self) -> Vec<SocketAddr> {
+        self.dns.listen.iter().filter_map(|l| l.parse().ok()).collect()
+    }
+
+    /// Parsed HTTP listen address (validated at load).
+    pub fn http_listen(&self) -> SocketAddr {
+        self.http.listen.parse().expect("validated at load")
+    }
+
+    /// True when the HTTP listener is on a loopback address.
+    pub fn http_is_loopback(&self) -> bool {
+        self.http.listen.parse::<SocketAddr>().map(|a| a.ip().is_loopback()).unwrap_or(false)
+    }
+
+    /// Parsed trusted proxies.
+    pub fn trusted_proxies(&self) -> Vec<IpAddr> {
+        self.http.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_defaults_load_and_overrides_win() {
+        let ov = Overrides {
+            zone: Some("Example.TEST.".into()),
+            dns_listen: vec!["127.0.0.1:0".into(), "[::1]:0".into()],
+            ..Default::default()
+        };
+        let s = Settings::load_with_env(Path::new("/nonexistent.toml"), false, &ov, false).unwrap();
+        assert_eq!(s.node.zone, "example.test");
+        assert_eq!(s.dns_listen().len(), 2);
+        assert_eq!(s.http.listen, "127.0.0.1:8053");
+        assert!(s.dns.update);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let ov = Overrides { dns_listen: vec!["nonsense".into()], ..Default::default() };
+        let err = Settings::load_with_env(Path::new("/nonexistent.toml"), false, &ov, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dns.listen"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[node]\nzonee = \"x\"\n").unwrap();
+        let err = Settings::load_with_env(&p, true, &Overrides::default(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("zonee"), "{err}");
+    }
+}

@@ -1,0 +1,53 @@
+//! Token buckets keyed by client (IP, token hash, recipient hash), bounded in memory.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Instant;
+
+/// A set of token buckets; the oldest-touched keys are evicted beyond `capacity`.
+pub struct TokenBuckets<K> {
+    buckets: HashMap<K, (f64, Instant)>,
+    capacity: usize,
+}
+
+impl<K: Hash + Eq + Clone> TokenBuckets<K> {
+    /// At most `capacity` tracked keys.
+    pub fn new(capacity: usize) -> Self {
+        TokenBuckets { buckets: HashMap::new(), capacity: capacity.max(1) }
+    }
+
+    /// Take one token for `key` from a bucket refilling `rate`/s up to `burst`.
+    /// Returns false when empty.
+    pub fn take(&mut self, key: K, rate: f64, burst: f64) -> bool {
+        let now = Instant::now();
+        if self.buckets.len() >= self.capacity && !self.buckets.contains_key(&key) {
+            // Evict the stalest entry (a full bucket is equivalent to a fresh one).
+            if let Some(old) = self.buckets.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) {
+                self.buckets.remove(&old);
+            }
+        }
+        let (tokens, last) = self.buckets.entry(key).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_empty() {
+        let mut b = TokenBuckets::new(10);
+        assert!(b.take("a", 0.0, 2.0));
+        assert!(b.take("a", 0.0, 2.0));
+        assert!(!b.take("a", 0.0, 2.0));
+        assert!(b.take("b", 0.0, 2.0));
+    }
+}

@@ -1,0 +1,134 @@
+//! The node runtime: configuration, start-up wiring of the actors, shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod limits;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix::prelude::*;
+use anyhow::Context as _;
+
+use crate::actors::auth::{AuthActor, AuthOptions, SetKeyringSink};
+use crate::actors::dns::{DnsActor, DnsOptions};
+use crate::actors::http::{self, HttpOptions, Peers};
+use crate::actors::store::{Flush, StoreActor};
+use crate::actors::supervisor::SupervisorActor;
+use config::Settings;
+
+/// The running node's addresses and the handles to stop it.
+pub struct NodeHandle {
+    pub dns: Vec<SocketAddr>,
+    pub http: SocketAddr,
+    pub store: Addr<StoreActor>,
+    http_server: actix_web::dev::Server,
+    dns_actor: Addr<DnsActor>,
+}
+
+impl NodeHandle {
+    /// Graceful stop: stop accepting HTTP, let in-flight writes finish, flush the store.
+    pub async fn stop(self) {
+        self.http_server.stop(true).await;
+        let _ = self.store.send(Flush).await;
+        self.dns_actor.do_send(StopDns);
+    }
+}
+
+/// Ask the DNS actor to stop serving (shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopDns;
+
+impl Handler<StopDns> for DnsActor {
+    type Result = ();
+    fn handle(&mut self, _: StopDns, ctx: &mut Context<Self>) {
+        // A plain stop (not a failure): the supervisor would restart it, so stop the
+        // whole system's use of it by terminating the context.
+        ctx.terminate();
+    }
+}
+
+/// Start every actor inside the current actix `System`. Must be called from within it.
+pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
+    let data_dir = &settings.node.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating node.data_dir {}", data_dir.display()))?;
+    let supervisor = SupervisorActor::new(&["store", "dns", "auth", "http"]).start();
+    let store_actor = StoreActor::open(data_dir, Duration::from_secs(settings.node.sweep_interval_secs))
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?
+        .with_supervisor(supervisor.clone());
+    let db = store_actor.db().clone();
+    let store = actix::Supervisor::start(move |_| store_actor);
+
+    let auth_opts = AuthOptions {
+        zone: settings.node.zone.clone(),
+        hostname: settings.node.hostname.clone(),
+        mode: settings.auth.mode.clone(),
+        operator_token: settings.auth.operator_token.clone(),
+        registration: settings.auth.registration,
+        tsig_enabled: settings.dns.update,
+        allowlist: settings.auth.registration_allowlist.clone(),
+        token_ttl_secs: settings.auth.token_ttl_secs,
+        token_rate: settings.limits.token_rate,
+        token_burst: settings.limits.token_burst,
+    };
+    let auth_actor = AuthActor::open(auth_opts, db, &data_dir.join("node.key"))?.with_supervisor(supervisor.clone());
+    let auth = actix::Supervisor::start(move |_| auth_actor);
+
+    let dns_opts = DnsOptions {
+        zone: settings.node.zone.clone(),
+        listen: settings.dns_listen(),
+        ttl: settings.dns.ttl,
+        ns: settings.dns.ns.clone(),
+        soa_rname: settings.dns.soa_rname.clone(),
+        apex_addresses: settings.dns.apex_addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+        update: settings.dns.update,
+        claim_provider: settings.dns.claim_provider,
+        max_ttl: settings.limits.max_ttl,
+        max_value_bytes: settings.limits.max_value_bytes,
+        max_values_per_name: settings.limits.max_values_per_name,
+        claim_rate: settings.limits.claim_rate,
+        claim_burst: settings.limits.claim_burst,
+    };
+    let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
+        .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?;
+    let dns_addrs = dns_actor.bound().to_vec();
+    let dns = actix::Supervisor::start(move |_| dns_actor);
+    auth.do_send(SetKeyringSink(dns.clone().recipient()));
+
+    let http_opts = HttpOptions {
+        listen: settings.http_listen(),
+        tls: if settings.http.tls_cert.is_empty() {
+            None
+        } else {
+            Some((settings.http.tls_cert.clone(), settings.http.tls_key.clone()))
+        },
+        workers: settings.http.workers,
+        trusted_proxies: settings.trusted_proxies(),
+        zone: settings.node.zone.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        max_ttl: settings.limits.max_ttl,
+        max_value_bytes: settings.limits.max_value_bytes,
+        max_values_per_name: settings.limits.max_values_per_name,
+        max_body_bytes: settings.limits.max_body_bytes,
+        http_rate: settings.limits.http_rate,
+        http_burst: settings.limits.http_burst,
+        registration_rate: settings.limits.registration_rate,
+        registration_burst: settings.limits.registration_burst,
+        limit_loopback: settings.limits.limit_loopback,
+        fault_injection: settings.debug.fault_injection,
+    };
+    let peers = Peers { store: store.clone(), auth, dns: dns.clone(), supervisor: supervisor.clone() };
+    let (http_server, http_addr) =
+        http::start(http_opts, peers).with_context(|| format!("binding http.listen {}", settings.http.listen))?;
+    supervisor.do_send(crate::actors::supervisor::Lifecycle {
+        actor: "http",
+        event: crate::actors::supervisor::LifecycleEvent::Started,
+    });
+    let srv = http_server.clone();
+    actix_rt::spawn(async move {
+        let _ = srv.await;
+    });
+    tracing::info!(dns = ?dns_addrs, http = %http_addr, zone = %settings.node.zone, "dnsmesh node up");
+    Ok(NodeHandle { dns: dns_addrs, http: http_addr, store, http_server, dns_actor: dns })
+}
