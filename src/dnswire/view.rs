@@ -1,0 +1,334 @@
+//! The zone read view: per-name precomputed TXT answer RRs, empty-non-terminal
+//! tracking and the SOA serial.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use rustc_hash::FxBuildHasher;
+
+use super::config::{Compiled, ZoneConfig};
+use crate::proto::ProtoError;
+
+/// Rough per-name cost on top of key and answer bytes: the hash-table slot (40 bytes
+/// plus control byte and load-factor slack) and two allocator headers.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// One name in the view. A node exists when the name has TXT values, descendants, or
+/// both; a node with neither is removed.
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// The answer section, ready to copy: one TXT RR per value, owner `0xC00C`.
+    /// Empty when the name has no TXT (an empty non-terminal). The values are not
+    /// stored anywhere else: [`ZoneView::txt`] decodes them from here.
+    pub rrs: Box<[u8]>,
+    /// Number of RRs in `rrs`.
+    pub count: u16,
+    /// Number of names with TXT strictly below this one.
+    pub desc: u32,
+}
+
+/// What the slow path needs to know about a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameState {
+    /// The name's TXT values, each with its character-strings joined, in stored order.
+    Txt(Vec<Vec<u8>>),
+    /// The name exists without TXT: an empty non-terminal, the apex without TXT, or an
+    /// in-zone host. Any TXT query gets NODATA.
+    EmptyNonTerminal,
+    /// The name does not exist in the zone.
+    NxDomain,
+    /// The name is not at or below the zone origin (or is not a valid name).
+    OutOfZone,
+}
+
+/// The DNS actor's read view of the zone. One writer (the store actor's change feed)
+/// and many readers (the UDP thread, the TCP/UPDATE slow path), all through `&self`.
+///
+/// Keys are the lower-cased wire labels of a name relative to the origin (the apex is
+/// the empty key), hashed with FxHash; a query's key is built on the stack, so a 0x20
+/// mixed-case query costs no allocation.
+pub struct ZoneView {
+    pub(crate) cfg: Compiled,
+    pub(crate) map: DashMap<Box<[u8]>, Node, FxBuildHasher>,
+    /// Serialises writers so existence checks and ancestor counts stay consistent.
+    writer: Mutex<()>,
+    serial: AtomicU32,
+    names: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn secs_u32(now: u64) -> u32 {
+    u32::try_from(now).unwrap_or(u32::MAX)
+}
+
+/// Encode a TXT RRset as answer RRs (owner pointer to the question at offset 12).
+/// Values whose RDATA would exceed 65535 bytes cannot be sent and are skipped, as is
+/// anything past 65535 RRs.
+fn build_rrs(values: &[&[u8]], ttl: u32) -> (Box<[u8]>, u16) {
+    let total: usize = values
+        .iter()
+        .map(|v| 12 + v.len() + v.len() / 255 + 1)
+        .sum();
+    let mut out = Vec::with_capacity(total);
+    let mut count: u16 = 0;
+    for v in values {
+        let pieces = v.len().div_ceil(255).max(1);
+        let Ok(rdlen) = u16::try_from(v.len() + pieces) else {
+            continue;
+        };
+        if count == u16::MAX {
+            break;
+        }
+        out.extend_from_slice(&[0xC0, 0x0C, 0x00, 0x10, 0x00, 0x01]);
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&rdlen.to_be_bytes());
+        if v.is_empty() {
+            out.push(0);
+        }
+        for piece in v.chunks(255) {
+            out.push(piece.len() as u8); // chunks(255) guarantees ≤ 255
+            out.extend_from_slice(piece);
+        }
+        count += 1;
+    }
+    (out.into_boxed_slice(), count)
+}
+
+/// Decode answer RRs built by [`build_rrs`] back into joined values.
+fn decode_rrs(rrs: &[u8]) -> Vec<Vec<u8>> {
+    let mut values = Vec::new();
+    let mut pos = 0usize;
+    while let Some(len) = rrs.get(pos + 10..pos + 12) {
+        let rdlen = u16::from_be_bytes([len[0], len[1]]) as usize;
+        let start = pos + 12;
+        let Some(rdata) = rrs.get(start..start + rdlen) else {
+            break;
+        };
+        values.push(crate::proto::txt::from_rdata(rdata).unwrap_or_default());
+        pos = start + rdlen;
+    }
+    values
+}
+
+/// Proper ancestors of a relative key, nearest first (the apex is excluded).
+fn ancestors(key: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        let len = *key.get(pos)? as usize;
+        pos += 1 + len;
+        key.get(pos..).filter(|rest| !rest.is_empty())
+    })
+}
+
+impl ZoneView {
+    /// An empty view of the configured zone. The SOA serial starts at the current
+    /// time; raise it with [`ZoneView::set_serial_floor`] after a restart.
+    pub fn new(config: &ZoneConfig) -> Result<Self, ProtoError> {
+        Ok(ZoneView {
+            cfg: Compiled::new(config)?,
+            map: DashMap::with_hasher(FxBuildHasher),
+            writer: Mutex::new(()),
+            serial: AtomicU32::new(secs_u32(now_secs())),
+            names: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+        })
+    }
+
+    /// Replace the TXT RRset of `name` (empty `values` removes it), using the clock for
+    /// the serial. See [`ZoneView::set_txt_at`].
+    pub fn set_txt(&self, name: &str, values: &[&[u8]]) -> bool {
+        self.set_txt_at(name, values, now_secs())
+    }
+
+    /// Replace the TXT RRset of `name` at time `now` (Unix seconds). Names outside the
+    /// origin or invalid are ignored. Returns whether the zone changed; only then does
+    /// the serial move, to `max(serial, now)`.
+    ///
+    /// Serial choice: no bump within a second. Two changes in the same second share a
+    /// serial, so the serial never runs ahead of the clock (it is bounded by
+    /// `max(now, restored floor)`). Nothing here transfers zones, and resolvers do not
+    /// compare serials, so a shared serial costs nothing, while an unbounded `+1` per
+    /// change could drift arbitrarily far ahead under a write burst.
+    pub fn set_txt_at(&self, name: &str, values: &[&[u8]], now: u64) -> bool {
+        let Some(key) = self.cfg.rel_key(name) else {
+            return false;
+        };
+        let (rrs, count) = build_rrs(values, self.cfg.ttl);
+        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let old_len = match self.map.get(key.as_slice()) {
+            Some(node) if node.count > 0 => {
+                if node.rrs == rrs {
+                    return false;
+                }
+                Some(node.rrs.len())
+            }
+            _ => None,
+        };
+        match (old_len, count) {
+            (None, 0) => return false,
+            (Some(old), 0) => {
+                let removed = self.map.remove_if(key.as_slice(), |_, n| n.desc == 0);
+                if removed.is_none() {
+                    if let Some(mut node) = self.map.get_mut(key.as_slice()) {
+                        node.rrs = Box::default();
+                        node.count = 0;
+                    }
+                    self.bytes.fetch_sub(old, Ordering::Relaxed);
+                } else {
+                    self.bytes
+                        .fetch_sub(old + key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+                }
+                for anc in ancestors(&key) {
+                    self.release(anc);
+                }
+                self.names.fetch_sub(1, Ordering::Relaxed);
+            }
+            (Some(old), _) => {
+                let new_len = rrs.len();
+                if let Some(mut node) = self.map.get_mut(key.as_slice()) {
+                    node.rrs = rrs;
+                    node.count = count;
+                }
+                self.bytes.fetch_add(new_len, Ordering::Relaxed);
+                self.bytes.fetch_sub(old, Ordering::Relaxed);
+            }
+            (None, _) => {
+                // Ancestors first, so a reader never sees a name whose parent is missing.
+                for anc in ancestors(&key) {
+                    self.retain(anc);
+                }
+                let new_len = rrs.len();
+                let mut rrs = Some(rrs);
+                if let Some(mut node) = self.map.get_mut(key.as_slice()) {
+                    node.rrs = rrs.take().unwrap_or_default();
+                    node.count = count;
+                    self.bytes.fetch_add(new_len, Ordering::Relaxed);
+                }
+                if let Some(rrs) = rrs {
+                    self.bytes
+                        .fetch_add(new_len + key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+                    self.map.insert(
+                        key.into_boxed_slice(),
+                        Node {
+                            rrs,
+                            count,
+                            desc: 0,
+                        },
+                    );
+                }
+                self.names.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.serial.fetch_max(secs_u32(now), Ordering::Relaxed);
+        true
+    }
+
+    /// Count one more TXT name below `key`, creating the empty non-terminal if needed.
+    fn retain(&self, key: &[u8]) {
+        if let Some(mut node) = self.map.get_mut(key) {
+            node.desc = node.desc.saturating_add(1);
+            return;
+        }
+        self.bytes
+            .fetch_add(key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+        self.map.insert(
+            key.into(),
+            Node {
+                rrs: Box::default(),
+                count: 0,
+                desc: 1,
+            },
+        );
+    }
+
+    /// Count one TXT name fewer below `key`; drop the node when nothing is left.
+    fn release(&self, key: &[u8]) {
+        if let Some(mut node) = self.map.get_mut(key) {
+            node.desc = node.desc.saturating_sub(1);
+        }
+        if self
+            .map
+            .remove_if(key, |_, n| n.desc == 0 && n.count == 0)
+            .is_some()
+        {
+            self.bytes
+                .fetch_sub(key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+        }
+    }
+
+    /// Raise the SOA serial to at least `floor` (restored from disk after a restart so
+    /// the serial never goes backwards, even if the clock did).
+    pub fn set_serial_floor(&self, floor: u32) {
+        self.serial.fetch_max(floor, Ordering::Relaxed);
+    }
+
+    /// The current SOA serial.
+    pub fn serial(&self) -> u32 {
+        self.serial.load(Ordering::Relaxed)
+    }
+
+    /// The state of a dotted name, for the slow path (TCP fallback, hickory handler).
+    pub fn txt(&self, name: &str) -> NameState {
+        let Some(key) = self.cfg.rel_key(name) else {
+            return NameState::OutOfZone;
+        };
+        if let Some(node) = self.map.get(key.as_slice()) {
+            if node.count > 0 {
+                return NameState::Txt(decode_rrs(&node.rrs));
+            }
+            return NameState::EmptyNonTerminal;
+        }
+        if key.is_empty() || self.cfg.host(&key).is_some() || self.cfg.host_below(&key) {
+            return NameState::EmptyNonTerminal;
+        }
+        NameState::NxDomain
+    }
+
+    /// Number of names holding TXT values.
+    pub fn len(&self) -> usize {
+        self.names.load(Ordering::Relaxed)
+    }
+
+    /// True when no name holds TXT values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Approximate heap bytes held by the view (keys, answer bytes and a fixed per-name
+    /// overhead), maintained incrementally so metrics can read it for free.
+    pub fn approx_bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rrs_roundtrip_and_split() {
+        let long = vec![b'x'; 600];
+        let (rrs, count) = build_rrs(&[b"", b"abc", &long], 60);
+        assert_eq!(count, 3);
+        assert_eq!(decode_rrs(&rrs), vec![b"".to_vec(), b"abc".to_vec(), long]);
+        let huge = vec![0u8; 65_300];
+        let (rrs, count) = build_rrs(&[&huge, b"ok"], 60);
+        assert_eq!((count, decode_rrs(&rrs)), (1, vec![b"ok".to_vec()]));
+    }
+
+    #[test]
+    fn ancestor_walk() {
+        let got: Vec<&[u8]> = ancestors(b"\x01a\x02bb\x01c").collect();
+        assert_eq!(got, vec![&b"\x02bb\x01c"[..], &b"\x01c"[..]]);
+        assert_eq!(ancestors(b"").count(), 0);
+    }
+}
