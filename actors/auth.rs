@@ -116,6 +116,11 @@ pub struct AuthorizeWrite {
 #[rtype(result = "bool")]
 pub struct IsOperator(pub Option<String>);
 
+/// Is the header exactly the configured operator token (false when none is set)?
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsOperatorStrict(pub Option<String>);
+
 /// List credentials (admin).
 #[derive(Message)]
 #[rtype(result = "serde_json::Value")]
@@ -286,7 +291,7 @@ impl AuthActor {
         }
         let raw_subject = body["subject"].as_str().unwrap_or_default();
         let subject = registration::canonicalize_subject(raw_subject)
-            .ok_or_else(|| err(400, format!("subject invalid: {raw_subject:?} is not user@domain")))?;
+            .map_err(|e| err(400, format!("subject invalid: {e}")))?;
         let spk: [u8; 32] = hexfield(&body, "ed25519_spk")?;
         let challenge: [u8; 32] = hexfield(&body, "challenge")?;
         let signature: [u8; 64] = hexfield(&body, "signature")?;
@@ -295,11 +300,11 @@ impl AuthActor {
             Some(c) if c.expires_at > now => c,
             _ => return Err(err(400, "challenge expired or unknown")),
         };
-        let payload = registration::signature_payload(&challenge, &subject, &self.opts.hostname);
+        let payload = registration::signing_payload(&challenge, &subject, &self.opts.hostname);
         if !keys::verify(&spk, &payload, &signature) {
             return Err(err(401, "signature verification failed"));
         }
-        let (local, domain) = subject.split_once('@').unwrap_or((&subject, ""));
+        let domain = subject.split_once('@').map(|(_, d)| d).unwrap_or("");
         if !self.opts.allowlist.is_empty() && !self.opts.allowlist.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
             return Err(err(403, "subject not in registration allowlist"));
         }
@@ -311,9 +316,7 @@ impl AuthActor {
             if let (Some(_), Some(_)) = (pub_s, pop_s) {
                 let xpub: [u8; 32] = hexfield(&body, "x25519_pub")?;
                 let pop: [u8; 32] = hexfield(&body, "x25519_pop")?;
-                let ok = keys::x25519(&ch.server_secret, &xpub)
-                    .map(|shared| registration::verify_pop(&shared, &challenge, &subject, &xpub, &pop))
-                    .unwrap_or(false);
+                let ok = registration::verify_x25519_pop(&ch.server_secret, &xpub, &challenge, &subject, &pop);
                 if !ok {
                     return Err(err(
                         401,
@@ -345,8 +348,16 @@ impl AuthActor {
         let expires_at = if self.opts.token_ttl_secs == 0 { 0 } else { now + self.opts.token_ttl_secs };
         if tsig {
             let key_name = registration::tsig_key_name(&subject, &spk, &self.opts.zone)
-                .ok_or_else(|| err(400, "subject local part too long for TSIG key label (max 47 chars)"))?;
-            let scope = registration::default_scope(local, &spk, &self.opts.zone, x25519.as_ref());
+                .map_err(|_| err(400, "subject local part too long for TSIG key label (max 47 chars)"))?;
+            let mut scope = registration::default_scope(
+                &subject,
+                &spk,
+                x25519.as_ref(),
+                &self.opts.zone,
+                registration::ScopeMode::Default,
+            );
+            scope.sort();
+            scope.dedup();
             let secret = keys::random_32();
             let sealed = seal::seal(&self.node_key, &secret, key_name.as_bytes());
             let row = TsigRow {
@@ -444,7 +455,12 @@ impl AuthActor {
         if !row.live(now) {
             return Err(err(401, "unauthorized"));
         }
-        if !registration::http_token_may_write(&row.subject, name, delete) {
+        let class = registration::classify_name(name);
+        let allowed = match class {
+            registration::NameClass::SharedPool => !delete,
+            ref c => c.owned_by(&row.subject, None),
+        };
+        if !allowed {
             return Err(err(401, "unauthorized"));
         }
         if !self.token_buckets.take(hash, row.rate_per_sec, row.rate_burst) {
@@ -556,6 +572,13 @@ impl Handler<IsOperator> for AuthActor {
     type Result = bool;
     fn handle(&mut self, msg: IsOperator, _: &mut Context<Self>) -> bool {
         self.opts.operator_token.is_empty() || self.is_operator(msg.0.as_deref())
+    }
+}
+
+impl Handler<IsOperatorStrict> for AuthActor {
+    type Result = bool;
+    fn handle(&mut self, msg: IsOperatorStrict, _: &mut Context<Self>) -> bool {
+        self.is_operator(msg.0.as_deref())
     }
 }
 

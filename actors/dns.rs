@@ -32,7 +32,8 @@ use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 
 use super::store::{Apply, Op, StoreActor, StoreError, Subscribe, ZoneDelta};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
-use crate::dnswire::{NameState, ZoneConfig, ZoneView};
+use crate::dnswire::udp::{UdpServer, UdpStats};
+use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
 use crate::node::limits::TokenBuckets;
 
 /// Our UDP payload size advertised in OPT.
@@ -514,6 +515,44 @@ fn claim_owner_hash<'a>(name: &'a str, zone: &str) -> Option<&'a str> {
     ok.then_some(hash)
 }
 
+/// Header + question of an encoded response, with TC=1 and no records.
+fn truncated_stub(resp: &[u8]) -> Option<Vec<u8>> {
+    if resp.len() < 12 || u16::from_be_bytes([resp[4], resp[5]]) != 1 {
+        return None;
+    }
+    // Walk the question name (no compression in a question we just encoded).
+    let mut i = 12;
+    loop {
+        let len = *resp.get(i)? as usize;
+        if len == 0 {
+            i += 1;
+            break;
+        }
+        if len & 0xC0 != 0 {
+            i += 2;
+            break;
+        }
+        i += 1 + len;
+    }
+    let end = i + 4;
+    let mut out = resp.get(..end)?.to_vec();
+    out[2] |= 0x02; // TC
+    out[6..12].fill(0);
+    Some(out)
+}
+
+/// A FORMERR reply to an unparseable message that at least has a header.
+fn formerr(query: &[u8]) -> Option<Vec<u8>> {
+    if query.len() < 12 || query[2] & 0x80 != 0 {
+        return None;
+    }
+    let mut out = query[..12].to_vec();
+    out[2] = 0x80 | (query[2] & 0x78); // QR, opcode copied
+    out[3] = 1; // FORMERR
+    out[4..12].fill(0);
+    Some(out)
+}
+
 fn serve_failed(request: &Request) -> ResponseInfo {
     let mut m = Metadata::response_from_request(&request.metadata);
     m.response_code = ResponseCode::ServFail;
@@ -563,7 +602,7 @@ impl ResponseHandler for UdpReply {
             .map_err(|e| hickory_server::net::NetError::from(e.to_string()))?;
         if buf.len() > self.limit {
             // Too big for UDP: header + question with TC=1, the client retries over TCP.
-            if let Some(stub) = crate::dnswire::truncated_stub(&buf) {
+            if let Some(stub) = truncated_stub(&buf) {
                 buf = stub;
             }
         }
@@ -581,7 +620,9 @@ pub struct DnsActor {
     tcp: Vec<std::net::TcpListener>,
     bound: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    threads: Vec<UdpServer>,
+    /// Counters of UDP loops that were stopped (restarts), kept so totals never drop.
+    retired_stats: Vec<Arc<UdpStats>>,
     server: Option<tokio::task::JoinHandle<()>>,
     supervisor: Option<Addr<SupervisorActor>>,
     store: Addr<StoreActor>,
@@ -621,14 +662,20 @@ impl DnsActor {
             udp.push(u);
             tcp.push(t);
         }
-        let cfg = ZoneConfig::new(
-            &opts.zone,
-            opts.ttl,
-            &opts.ns,
-            &opts.soa_rname,
-            &opts.apex_addresses,
+        let ns: Vec<&str> = opts.ns.iter().map(String::as_str).collect();
+        let mut cfg = ZoneConfig::new(&opts.zone, &opts.ns[0], &opts.soa_rname, &ns);
+        cfg.ttl = opts.ttl;
+        cfg.apex_addrs = opts.apex_addresses.clone();
+        let suffix = format!(".{}", opts.zone);
+        cfg.hosts = opts
+            .ns
+            .iter()
+            .filter(|n| n.ends_with(&suffix) && !opts.apex_addresses.is_empty())
+            .map(|n| HostAddrs { name: n.clone(), addrs: opts.apex_addresses.clone() })
+            .collect();
+        let view = Arc::new(
+            ZoneView::new(&cfg).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?,
         );
-        let view = Arc::new(ZoneView::new(cfg));
         let origin = Name::from_str(&format!("{}.", opts.zone))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let slow = SlowPath {
@@ -651,6 +698,7 @@ impl DnsActor {
             bound,
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
+            retired_stats: Vec::new(),
             server: None,
             supervisor,
             store,
@@ -710,7 +758,7 @@ impl DnsActor {
                     }
                     Err(_) => {
                         slow.inner.counters.bump("malformed");
-                        if let Some(r) = crate::dnswire::formerr(&bytes) {
+                        if let Some(r) = formerr(&bytes) {
                             let _ = sock.send_to(&r, src);
                         }
                     }
@@ -722,6 +770,7 @@ impl DnsActor {
     fn stop_listeners(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads.drain(..) {
+            self.retired_stats.push(t.stats().clone());
             let _ = t.join();
         }
         if let Some(s) = self.server.take() {
@@ -805,8 +854,20 @@ impl Handler<GetStats> for DnsActor {
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect();
-        for (k, v) in crate::dnswire::udp::counters() {
-            *outcomes.entry(k.to_string()).or_insert(0) += v;
+        let all: Vec<Arc<UdpStats>> =
+            self.threads.iter().map(|t| t.stats().clone()).chain(self.retired_stats.iter().cloned()).collect();
+        for s in all {
+            let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            for (k, v) in [
+                ("noerror", r(&s.noerror)),
+                ("nxdomain", r(&s.nxdomain)),
+                ("refused", r(&s.refused)),
+                ("other", r(&s.other)),
+                ("truncated", r(&s.truncated)),
+                ("dropped", r(&s.dropped)),
+            ] {
+                *outcomes.entry(k.to_string()).or_insert(0) += v;
+            }
         }
         let mut outcomes: Vec<(String, u64)> = outcomes.into_iter().collect();
         outcomes.sort();

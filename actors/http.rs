@@ -376,11 +376,41 @@ async fn stats(st: Shared) -> HttpResponse {
     HttpResponse::Ok().json(json!({"records": st.peers.store.send(Count).await.unwrap_or(0)}))
 }
 
+async fn admin_list(req: HttpRequest, st: Shared) -> HttpResponse {
+    if !is_configured_operator(&req, &st).await {
+        return error(401, "unauthorized: the operator token is required");
+    }
+    match st.peers.auth.send(auth::ListCredentials).await {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(_) => error(503, "auth unavailable"),
+    }
+}
+
+async fn admin_revoke(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpResponse {
+    if !is_configured_operator(&req, &st).await {
+        return error(401, "unauthorized: the operator token is required");
+    }
+    let what = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("what").and_then(|w| w.as_str()).map(str::to_string));
+    let Some(what) = what else { return error(400, "body must be {\"what\": \"subject|hash prefix|key name\"}") };
+    match st.peers.auth.send(auth::Revoke(what)).await {
+        Ok(Ok(n)) => HttpResponse::Ok().json(json!({"revoked": n})),
+        Ok(Err(e)) => error(e.status, e.message),
+        Err(_) => error(503, "auth unavailable"),
+    }
+}
+
+/// Admin routes need a real operator token (never open, even when none is set).
+async fn is_configured_operator(req: &HttpRequest, st: &State) -> bool {
+    auth_header(req).is_some() && st.peers.auth.send(auth::IsOperatorStrict(auth_header(req))).await.unwrap_or(false)
+}
+
 async fn debug_fail(req: HttpRequest, path: web::Path<String>, st: Shared) -> HttpResponse {
     if !st.opts.fault_injection {
         return error(404, "not found");
     }
-    if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
+    if !is_configured_operator(&req, &st).await {
         return error(401, "unauthorized");
     }
     match path.as_str() {
@@ -449,6 +479,8 @@ pub fn start(opts: HttpOptions, peers: Peers) -> anyhow::Result<(actix_web::dev:
             .route("/v1/records/{name}", web::get().to(records_get))
             .route("/v1/records/{name}", web::post().to(records_post))
             .route("/v1/records/{name}", web::delete().to(records_delete))
+            .route("/v1/admin/credentials", web::get().to(admin_list))
+            .route("/v1/admin/revoke", web::post().to(admin_revoke))
             .route("/debug/fail/{actor}", web::post().to(debug_fail))
             .default_service(web::to(|| async { error(404, "not found") }))
     };

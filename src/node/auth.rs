@@ -3,7 +3,7 @@
 /// May a TSIG key with `scope` perform this op at `owner`? Deletes need a
 /// wildcard-free matching suffix (node.md §3.5).
 pub fn scope_allows(scope: &[String], owner: &str, delete: bool) -> bool {
-    crate::proto::registration::scope_covers(scope, owner, delete)
+    crate::proto::registration::coverage(scope, owner).allows(delete)
 }
 
 /// Verify an unsigned claim value; its `exp` when valid.

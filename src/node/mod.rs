@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod http_client;
 pub mod limits;
 
 use std::net::SocketAddr;
