@@ -10,6 +10,7 @@ pub mod error;
 pub mod keys;
 pub mod names;
 pub mod records;
+pub mod registration;
 pub mod txt;
 
 pub mod envelope;

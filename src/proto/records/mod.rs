@@ -132,6 +132,43 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Decode the base64 payload of a strict-b64 record (cluster, bootstrap, rotation,
+/// revocation, heartbeat): exact prefix, whole TXT value ≤ [`MAX_WIRE_LEN`], strict base64.
+/// Shared so that every newer record applies the same first three parse steps.
+pub(crate) fn decode_strict_wire(txt: &str, prefix: &str) -> Option<Vec<u8>> {
+    let payload = txt.strip_prefix(prefix)?;
+    if txt.len() > MAX_WIRE_LEN {
+        return None;
+    }
+    super::b64::decode_strict(payload)
+}
+
+/// Build `prefix ‖ b64(blob)` and refuse values over [`MAX_WIRE_LEN`] (the sign-side cap).
+pub(crate) fn encode_strict_wire(prefix: &str, blob: &[u8]) -> Result<String, super::ProtoError> {
+    let txt = format!("{prefix}{}", super::b64::encode(blob));
+    if txt.len() > MAX_WIRE_LEN {
+        return Err(super::ProtoError::field(
+            "wire",
+            format!("{} bytes > {MAX_WIRE_LEN}", txt.len()),
+        ));
+    }
+    Ok(txt)
+}
+
+/// Split `blob` into (body, trailing 64-byte signature); `None` when shorter than `min_len`.
+pub(crate) fn split_sig(blob: &[u8], min_len: usize) -> Option<(&[u8], &[u8])> {
+    if blob.len() < min_len || blob.len() < 64 {
+        return None;
+    }
+    Some(blob.split_at(blob.len() - 64))
+}
+
+/// The far-future check shared by signed records: reject when `exp − now > cap`.
+/// Callers check expiry first, so `exp < now` is already excluded or allowed as they need.
+pub(crate) fn beyond_cap(exp: u64, now: u64, cap: u64) -> bool {
+    exp.saturating_sub(now) > cap
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

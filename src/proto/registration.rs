@@ -1,0 +1,439 @@
+//! Self-service registration helpers shared by the node and the CLI (protocol §2.3,
+//! §11.4; node.md §3): subject canonicalisation, the signed payload, the X25519 proof of
+//! possession, the TSIG key name and default scope, scope matching for DNS UPDATE, and
+//! the HTTP write-scope classifier of multi-tenant mode.
+
+use ed25519_dalek::SigningKey;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::envelope::ldh_label;
+use super::keys::{self, sha256_hex_prefix};
+use super::names::mailbox_hash;
+use super::ProtoError;
+
+/// Registration protocol version byte that ends the signed payload.
+const PROTOCOL_VERSION: u8 = 0x01;
+/// Longest DNS label (the TSIG key name's first label must fit).
+const MAX_LABEL: usize = 63;
+
+/// Python's `str.isspace()` as used by `strip()`: Unicode White_Space plus the ASCII
+/// separators 0x1c..0x1f.
+fn py_space(c: char) -> bool {
+    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
+}
+
+/// `[a-z0-9][a-z0-9._+-]*@label(.label)+` with unbounded LDH labels (node.md §3.2).
+fn subject_shape_ok(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let lb = local.as_bytes();
+    let local_ok = lb
+        .first()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && lb
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._+-".contains(c));
+    local_ok && domain.contains('.') && domain.split('.').all(ldh_label)
+}
+
+/// Canonicalise a registration subject (node.md §3.2): NFKC, trim, lower-case, ASCII,
+/// `local@fqdn` with at least two domain labels.
+///
+/// NFKC is the identity on ASCII, and everything non-ASCII left after trimming and
+/// lower-casing is refused, so no Unicode normalisation crate is needed. The one
+/// difference from the reference: input that only NFKC turns into ASCII (full-width
+/// letters, ligatures) is refused here instead of being folded.
+pub fn canonicalize_subject(raw: &str) -> Result<String, ProtoError> {
+    let s = raw.trim_matches(py_space).to_lowercase();
+    if s.is_empty() || !s.is_ascii() || !subject_shape_ok(&s) {
+        return Err(ProtoError::field("subject", "not an ASCII <local>@<fqdn>"));
+    }
+    Ok(s)
+}
+
+/// The bytes a registrant signs: `challenge ‖ UTF-8(subject) ‖ UTF-8(node) ‖ 0x01`,
+/// with the canonical subject and the `node` value from the challenge response.
+pub fn signing_payload(challenge: &[u8; 32], subject: &str, node: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(33 + subject.len() + node.len());
+    p.extend_from_slice(challenge);
+    p.extend_from_slice(subject.as_bytes());
+    p.extend_from_slice(node.as_bytes());
+    p.push(PROTOCOL_VERSION);
+    p
+}
+
+/// Client side: sign the registration payload with the user's Ed25519 key.
+pub fn sign_registration(
+    key: &SigningKey,
+    challenge: &[u8; 32],
+    subject: &str,
+    node: &str,
+) -> [u8; 64] {
+    keys::sign(key, &signing_payload(challenge, subject, node))
+}
+
+/// Node side: verify a registration signature (low-order key blocklist applied, T20).
+pub fn verify_registration(
+    spk: &[u8],
+    challenge: &[u8; 32],
+    subject: &str,
+    node: &str,
+    signature: &[u8],
+) -> bool {
+    keys::verify(spk, &signing_payload(challenge, subject, node), signature)
+}
+
+/// The proof-of-possession MAC over an agreed X25519 shared secret:
+/// `HMAC-SHA256(shared, challenge ‖ UTF-8(subject) ‖ user_x25519_pub)`.
+fn pop_mac(
+    shared: &[u8; 32],
+    challenge: &[u8; 32],
+    subject: &str,
+    user_pub: &[u8; 32],
+) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(shared).expect("HMAC takes any key length");
+    mac.update(challenge);
+    mac.update(subject.as_bytes());
+    mac.update(user_pub);
+    mac
+}
+
+/// Client side: prove possession of the X25519 key whose private bytes are `user_priv`
+/// against the challenge's ephemeral `server_pub`. `None` when the shared secret is all
+/// zeros (a low-order server key).
+pub fn x25519_pop(
+    user_priv: &[u8; 32],
+    server_pub: &[u8; 32],
+    challenge: &[u8; 32],
+    subject: &str,
+) -> Option<[u8; 32]> {
+    let shared = keys::x25519(user_priv, server_pub)?;
+    let user_pub = keys::x25519_public(user_priv);
+    Some(
+        pop_mac(&shared, challenge, subject, &user_pub)
+            .finalize()
+            .into_bytes()
+            .into(),
+    )
+}
+
+/// Node side: check a proof of possession in constant time with the challenge's
+/// ephemeral private key. False for a wrong length, a wrong MAC or a low-order `user_pub`.
+pub fn verify_x25519_pop(
+    server_priv: &[u8; 32],
+    user_pub: &[u8; 32],
+    challenge: &[u8; 32],
+    subject: &str,
+    pop: &[u8],
+) -> bool {
+    let Some(shared) = keys::x25519(server_priv, user_pub) else {
+        return false;
+    };
+    pop_mac(&shared, challenge, subject, user_pub)
+        .verify_slice(pop)
+        .is_ok()
+}
+
+/// Owner-name normalisation of scopes and UPDATE owners: lower-case, trailing dots gone.
+fn norm(name: &str) -> String {
+    name.trim_end_matches('.').to_lowercase()
+}
+
+fn local_part(subject: &str) -> String {
+    subject
+        .split_once('@')
+        .map_or(subject, |(l, _)| l)
+        .to_lowercase()
+}
+
+/// TSIG key name minted for a subject: `<local>-<spk_hex[:8]>-<sha256hex(subject)[:6]>.<zone>.`
+/// (lower-case). Errors when the first label exceeds 63 bytes (local part over 47).
+pub fn tsig_key_name(subject: &str, spk: &[u8; 32], zone: &str) -> Result<String, ProtoError> {
+    let spk_hex = hex::encode(spk);
+    let label = format!(
+        "{}-{}-{}",
+        local_part(subject),
+        &spk_hex[..8],
+        sha256_hex_prefix(subject.as_bytes(), 6)
+    );
+    if label.len() > MAX_LABEL {
+        return Err(ProtoError::field(
+            "subject",
+            "local part too long for a TSIG key label",
+        ));
+    }
+    Ok(format!("{label}.{}.", norm(zone)))
+}
+
+/// Which default scope a minted TSIG key gets (node settings `DMP_TSIG_*_SCOPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScopeMode {
+    /// Owner names plus the shared wildcard pools.
+    #[default]
+    Default,
+    /// `DMP_TSIG_TIGHT_SCOPE=1`: owner names only, no wildcard entries.
+    Tight,
+    /// `DMP_TSIG_LOOSE_SCOPE=1`: the whole zone.
+    Loose,
+}
+
+/// The `allowed_suffixes` of a newly minted key, in the reference's order (the HTTP
+/// response sorts them). `x25519_pub` is the registrant's key **only when its proof of
+/// possession verified**; it adds the mailbox `mb-<H12>` scope.
+pub fn default_scope(
+    subject: &str,
+    spk: &[u8; 32],
+    x25519_pub: Option<&[u8; 32]>,
+    zone: &str,
+    mode: ScopeMode,
+) -> Vec<String> {
+    let z = norm(zone);
+    if mode == ScopeMode::Loose {
+        return vec![z];
+    }
+    let lp = local_part(subject);
+    let spk16 = &hex::encode(spk)[..16];
+    let mut s = vec![
+        format!("id-{}.{z}", sha256_hex_prefix(lp.as_bytes(), 16)),
+        format!("id-{}.{z}", sha256_hex_prefix(lp.as_bytes(), 12)),
+        format!("_dnsmesh-claim-{spk16}.{z}"),
+    ];
+    if mode == ScopeMode::Default {
+        for w in [
+            "_dnsmesh-claim-*",
+            "slot-*.mb-*",
+            "chunk-*-*",
+            "claim-*.mb-*",
+        ] {
+            s.push(format!("{w}.{z}"));
+        }
+    }
+    if let Some(xpub) = x25519_pub {
+        s.push(format!("mb-{}.{z}", mailbox_hash(&keys::user_id(xpub))));
+    }
+    s
+}
+
+/// Glob one label: `*` matches any run (possibly empty) of characters.
+fn label_glob(pattern: &[u8], label: &[u8]) -> bool {
+    let (mut p, mut l) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while l < label.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, l));
+                p += 1;
+            }
+            Some(c) if *c == label[l] => {
+                p += 1;
+                l += 1;
+            }
+            _ => match star {
+                Some((sp, sl)) => {
+                    p = sp + 1;
+                    l = sl + 1;
+                    star = Some((sp, sl + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p.min(pattern.len())..].iter().all(|c| *c == b'*')
+}
+
+/// Does one scope suffix cover `owner`? Names compare lower-cased without trailing dots.
+/// Without `*`: the owner equals the suffix or ends with `.` + suffix. With `*`: labels
+/// compared right-aligned, each `*` matching ≥ 0 characters inside one label; the owner
+/// may have extra leading labels.
+pub fn suffix_covers(suffix: &str, owner: &str) -> bool {
+    let (suffix, owner) = (norm(suffix), norm(owner));
+    if suffix.is_empty() || owner.is_empty() {
+        return false;
+    }
+    if !suffix.contains('*') {
+        return owner == suffix || owner.ends_with(&format!(".{suffix}"));
+    }
+    let pat: Vec<&str> = suffix.split('.').collect();
+    let own: Vec<&str> = owner.split('.').collect();
+    own.len() >= pat.len()
+        && pat
+            .iter()
+            .rev()
+            .zip(own.iter().rev())
+            .all(|(p, o)| label_glob(p.as_bytes(), o.as_bytes()))
+}
+
+/// How a key's scope covers an owner name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// No suffix matches: refuse every operation.
+    None,
+    /// Only wildcard suffixes match: adds allowed, deletes refused.
+    WildcardOnly,
+    /// A suffix without `*` matches: adds and deletes allowed.
+    Exact,
+}
+
+impl Coverage {
+    /// May an add (`delete = false`) or a delete (`delete = true`) go through?
+    pub fn allows(self, delete: bool) -> bool {
+        match self {
+            Coverage::None => false,
+            Coverage::WildcardOnly => !delete,
+            Coverage::Exact => true,
+        }
+    }
+}
+
+/// Classify how `suffixes` cover `owner`; deletes need [`Coverage::Exact`] (node.md §3.5).
+pub fn coverage<S: AsRef<str>>(suffixes: &[S], owner: &str) -> Coverage {
+    let mut found = Coverage::None;
+    for s in suffixes.iter().map(AsRef::as_ref) {
+        if suffix_covers(s, owner) {
+            if !s.contains('*') {
+                return Coverage::Exact;
+            }
+            found = Coverage::WildcardOnly;
+        }
+    }
+    found
+}
+
+/// Who may write a name over HTTP in multi-tenant mode (node.md §3.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameClass {
+    /// Malformed (characters outside `[a-z0-9.-]`, empty labels, no dot): rejected.
+    Unknown,
+    /// Only the operator token may write.
+    OperatorOnly,
+    /// `slot-<n>.mb-<h12>.<d>` / `chunk-<n>-<h12>.<d>`: any live token may publish;
+    /// only the operator may delete.
+    SharedPool,
+    /// `dmp.<user>.<d>` or `rotate.dmp.<user>.<d>`: only the token of this subject.
+    OwnerSubject(String),
+    /// `id-<hash16>.<d>`: the subject whose `sha256hex(local)[:16]` and domain match.
+    OwnerIdentityHash { hash16: String, domain: String },
+    /// `prekeys.id-<hash12>.<d>`: as above with 12 hex.
+    OwnerPrekeyPool { hash12: String, domain: String },
+    /// `pk-<n>.<hash12>.<d>`: the token whose admin-set `subject_hash12` equals it.
+    OwnerPrekeyHash(String),
+}
+
+fn is_hex(s: &str, n: usize) -> bool {
+    s.len() == n
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A domain of at least two LDH labels of ≤ 63 bytes.
+fn domain2(labels: &[&str]) -> Option<String> {
+    (labels.len() >= 2 && labels.iter().all(|l| l.len() <= MAX_LABEL && ldh_label(l)))
+        .then(|| labels.join("."))
+}
+
+/// Classify a record name for HTTP writes (lower-cased, trailing dots ignored).
+pub fn classify_name(name: &str) -> NameClass {
+    let n = name.to_lowercase();
+    let n = n.trim_end_matches('.');
+    if n.is_empty()
+        || !n
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        || !n.contains('.')
+    {
+        return NameClass::Unknown;
+    }
+    let l: Vec<&str> = n.split('.').collect();
+    if l.iter().any(|x| x.is_empty()) {
+        return NameClass::Unknown;
+    }
+    let user = |x: &str| x.len() <= MAX_LABEL && ldh_label(x);
+    let tail = |i: usize| l.get(i..).and_then(domain2);
+    let first = l[0];
+    if first == "dmp" && user(l[1]) {
+        if let Some(d) = tail(2) {
+            return NameClass::OwnerSubject(format!("{}@{d}", l[1]));
+        }
+    }
+    if let Some(h) = first.strip_prefix("id-").filter(|h| is_hex(h, 16)) {
+        if let Some(domain) = tail(1) {
+            return NameClass::OwnerIdentityHash {
+                hash16: h.to_string(),
+                domain,
+            };
+        }
+    }
+    if first == "prekeys" {
+        if let (Some(h), Some(domain)) =
+            (l[1].strip_prefix("id-").filter(|h| is_hex(h, 12)), tail(2))
+        {
+            return NameClass::OwnerPrekeyPool {
+                hash12: h.to_string(),
+                domain,
+            };
+        }
+    }
+    if first == "rotate" && l[1] == "dmp" && l.len() > 2 {
+        if l[2].strip_prefix("id-").is_some_and(|h| is_hex(h, 12)) && tail(3).is_some() {
+            return NameClass::OperatorOnly;
+        }
+        if let (true, Some(d)) = (user(l[2]), tail(3)) {
+            return NameClass::OwnerSubject(format!("{}@{d}", l[2]));
+        }
+    }
+    if first.strip_prefix("pk-").is_some_and(is_digits) && is_hex(l[1], 12) && tail(2).is_some() {
+        return NameClass::OwnerPrekeyHash(l[1].to_string());
+    }
+    let slot = first.strip_prefix("slot-").is_some_and(is_digits)
+        && l[1].strip_prefix("mb-").is_some_and(|h| is_hex(h, 12))
+        && tail(2).is_some();
+    let chunk = first
+        .strip_prefix("chunk-")
+        .and_then(|r| r.split_once('-'))
+        .is_some_and(|(n, h)| is_digits(n) && is_hex(h, 12))
+        && tail(1).is_some();
+    if slot || chunk {
+        return NameClass::SharedPool;
+    }
+    NameClass::OperatorOnly
+}
+
+impl NameClass {
+    /// Does the token of canonical `subject` (with its admin-set `subject_hash12`, if
+    /// any) own this name? Only owner-exclusive classes can be owned.
+    pub fn owned_by(&self, subject: &str, subject_hash12: Option<&str>) -> bool {
+        let (local, domain) = subject.split_once('@').unwrap_or((subject, ""));
+        match self {
+            NameClass::OwnerSubject(s) => s == subject,
+            NameClass::OwnerIdentityHash { hash16, domain: d } => {
+                *hash16 == sha256_hex_prefix(local.as_bytes(), 16) && d == domain
+            }
+            NameClass::OwnerPrekeyPool { hash12, domain: d } => {
+                *hash12 == sha256_hex_prefix(local.as_bytes(), 12) && d == domain
+            }
+            NameClass::OwnerPrekeyHash(h) => subject_hash12 == Some(h.as_str()),
+            NameClass::Unknown | NameClass::OperatorOnly | NameClass::SharedPool => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_labels() {
+        assert!(label_glob(b"chunk-*-*", b"chunk-0001-abc"));
+        assert!(label_glob(b"chunk-*-*", b"chunk--"));
+        assert!(!label_glob(b"chunk-*-*", b"chunk-0001"));
+        assert!(label_glob(b"*", b""));
+        assert!(label_glob(b"a*b*c", b"axxbyybc"));
+        assert!(!label_glob(b"a*b", b"axxbc"));
+    }
+}
