@@ -119,6 +119,33 @@ fn encoding_rows(rows: &[usize], k: usize) -> Option<Vec<Vec<u8>>> {
     )
 }
 
+/// Raw zfec encode: k equal-length data blocks to n shares (shares 0..k−1 are the
+/// blocks themselves). Refuses an empty block list, unequal blocks and n outside k..=256.
+pub fn encode_blocks(blocks: &[&[u8]], n: usize) -> Result<Vec<Vec<u8>>, ProtoError> {
+    let k = blocks.len();
+    if k == 0 || n < k || n > MAX_SHARES {
+        return Err(ProtoError::field(
+            "total_chunks",
+            format!("need 1 <= k <= n <= {MAX_SHARES}"),
+        ));
+    }
+    let size = blocks[0].len();
+    if blocks.iter().any(|b| b.len() != size) {
+        return Err(ProtoError::field("blocks", "must all have the same length"));
+    }
+    let rows: Vec<usize> = (k..n).collect();
+    let matrix = encoding_rows(&rows, k).ok_or(ProtoError::Malformed("singular zfec matrix"))?;
+    let mut shares: Vec<Vec<u8>> = blocks.iter().map(|b| b.to_vec()).collect();
+    for row in matrix {
+        let mut share = vec![0u8; size];
+        for (coef, block) in row.iter().zip(blocks) {
+            gf256::mul_add(&mut share, *coef, block);
+        }
+        shares.push(share);
+    }
+    Ok(shares)
+}
+
 /// Encode `data` into n shares of 128 bytes; shares 0..k−1 are the padded data blocks.
 /// Returns `(shares, k, n)`. Refuses n > 256 (zfec's limit).
 pub fn encode(data: &[u8]) -> Result<(Vec<Vec<u8>>, usize, usize), ProtoError> {
@@ -131,24 +158,13 @@ pub fn encode(data: &[u8]) -> Result<(Vec<Vec<u8>>, usize, usize), ProtoError> {
     }
     let padded = pad(data, k)?;
     let blocks: Vec<&[u8]> = padded.chunks(BLOCK).collect();
-    let rows: Vec<usize> = (k..n).collect();
-    let matrix = encoding_rows(&rows, k).ok_or(ProtoError::Malformed("singular zfec matrix"))?;
-    let mut shares: Vec<Vec<u8>> = blocks.iter().map(|b| b.to_vec()).collect();
-    for row in matrix {
-        let mut share = vec![0u8; BLOCK];
-        for (coef, block) in row.iter().zip(&blocks) {
-            gf256::mul_add(&mut share, *coef, block);
-        }
-        shares.push(share);
-    }
-    Ok((shares, k, n))
+    Ok((encode_blocks(&blocks, n)?, k, n))
 }
 
-/// Rebuild the message from shares `(index, bytes)`, like the reference: the k
-/// lowest distinct indices are used; all shares must have one common length; then the
-/// 4-byte length prefix is read and that many bytes returned. `None` on any
-/// inconsistency (too few shares, index ≥ n, n > 256, bad length prefix).
-pub fn decode(shares: &[(usize, &[u8])], k: usize, n: usize) -> Option<Vec<u8>> {
+/// Raw zfec decode: the k data blocks from shares `(index, bytes)`. As the reference
+/// does, the k lowest distinct indices are used. `None` on too few shares, an index
+/// ≥ n, n > 256, or shares of unequal length.
+pub fn decode_blocks(shares: &[(usize, &[u8])], k: usize, n: usize) -> Option<Vec<Vec<u8>>> {
     if k == 0 || k > n || n > MAX_SHARES {
         return None;
     }
@@ -167,16 +183,25 @@ pub fn decode(shares: &[(usize, &[u8])], k: usize, n: usize) -> Option<Vec<u8>> 
         return None;
     }
     let indices: Vec<usize> = chosen.iter().map(|(i, _)| *i).collect();
-    let rows = encoding_rows(&indices, k)?;
-    let decode_matrix = invert(rows.concat(), k)?;
-    let mut padded = vec![0u8; k.checked_mul(size)?];
-    for (c, block) in padded.chunks_mut(size.max(1)).enumerate().take(k) {
-        for (j, (_, share)) in chosen.iter().enumerate() {
-            gf256::mul_add(block, decode_matrix[c * k + j], share);
-        }
-    }
-    let len_bytes: [u8; 4] = padded.get(..LEN_PREFIX)?.try_into().ok()?;
-    let len = u32::from_be_bytes(len_bytes) as usize;
+    let decode_matrix = invert(encoding_rows(&indices, k)?.concat(), k)?;
+    Some(
+        (0..k)
+            .map(|c| {
+                let mut block = vec![0u8; size];
+                for (j, (_, share)) in chosen.iter().enumerate() {
+                    gf256::mul_add(&mut block, decode_matrix[c * k + j], share);
+                }
+                block
+            })
+            .collect(),
+    )
+}
+
+/// Rebuild the message from shares `(index, bytes)`: [`decode_blocks`], then read the
+/// 4-byte length prefix and return that many bytes (`None` if it overruns the blocks).
+pub fn decode(shares: &[(usize, &[u8])], k: usize, n: usize) -> Option<Vec<u8>> {
+    let padded = decode_blocks(shares, k, n)?.concat();
+    let len = u32::from_be_bytes(padded.get(..LEN_PREFIX)?.try_into().ok()?) as usize;
     padded
         .get(LEN_PREFIX..LEN_PREFIX.checked_add(len)?)
         .map(<[u8]>::to_vec)
