@@ -20,7 +20,10 @@ use crate::node::limits::TokenBuckets;
 use crate::proto::{keys, registration, seal};
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A refusal with the HTTP status it maps to and a message a user can act on.
@@ -32,7 +35,10 @@ pub struct AuthError {
 }
 
 fn err(status: u16, message: impl Into<String>) -> AuthError {
-    AuthError { status, message: message.into() }
+    AuthError {
+        status,
+        message: message.into(),
+    }
 }
 
 /// Settings the auth actor needs.
@@ -123,8 +129,12 @@ pub struct IsOperatorStrict(pub Option<String>);
 
 /// List credentials (admin).
 #[derive(Message)]
-#[rtype(result = "serde_json::Value")]
+#[rtype(result = "Credentials")]
 pub struct ListCredentials;
+
+/// Credential listing (no secrets, token hashes shortened).
+#[derive(Debug, Clone, serde::Serialize, actix::MessageResponse)]
+pub struct Credentials(pub serde_json::Value);
 
 /// Revoke tokens and TSIG keys matching a subject, token-hash prefix or key name.
 #[derive(Message)]
@@ -162,16 +172,21 @@ pub struct AuthActor {
 /// Load the node key (32 bytes, mode 0600), creating it on first start.
 pub fn load_or_create_node_key(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
     if let Ok(bytes) = std::fs::read(path) {
-        return bytes
-            .try_into()
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "node key must be 32 bytes"));
+        return bytes.try_into().map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "node key must be 32 bytes")
+        });
     }
     let key = keys::random_32();
     let tmp = path.with_extension("tmp");
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(&key)?;
         f.sync_all()?;
     }
@@ -180,19 +195,28 @@ pub fn load_or_create_node_key(path: &std::path::Path) -> std::io::Result<[u8; 3
 }
 
 fn hexfield<const N: usize>(body: &serde_json::Value, field: &str) -> Result<[u8; N], AuthError> {
-    let s = body.get(field).and_then(|v| v.as_str()).ok_or_else(|| err(400, format!("missing or non-string field: {field}")))?;
+    let s = body
+        .get(field)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| err(400, format!("missing or non-string field: {field}")))?;
     let b = hex::decode(s).map_err(|_| err(400, format!("{field}: not valid hex")))?;
     let n = b.len();
-    b.try_into().map_err(|_| err(400, format!("{field}: expected {N} bytes, got {n}")))
+    b.try_into()
+        .map_err(|_| err(400, format!("{field}: expected {N} bytes, got {n}")))
 }
 
 impl AuthActor {
     /// Open the credential trees in `db` and the node key at `key_path`.
-    pub fn open(opts: AuthOptions, db: sled::Db, key_path: &std::path::Path) -> anyhow::Result<Self> {
+    pub fn open(
+        opts: AuthOptions,
+        db: sled::Db,
+        key_path: &std::path::Path,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let tokens = db.open_tree("tokens")?;
         let tsig = db.open_tree("tsig")?;
-        let node_key = load_or_create_node_key(key_path).with_context(|| format!("node key {}", key_path.display()))?;
+        let node_key = load_or_create_node_key(key_path)
+            .with_context(|| format!("node key {}", key_path.display()))?;
         Ok(AuthActor {
             opts,
             db,
@@ -221,20 +245,32 @@ impl AuthActor {
         let mut ring = Keyring::new();
         for item in self.tsig.iter() {
             let Ok((_, v)) = item else { continue };
-            let Ok(row) = serde_json::from_slice::<TsigRow>(&v) else { continue };
+            let Ok(row) = serde_json::from_slice::<TsigRow>(&v) else {
+                continue;
+            };
             if !row.live(now) {
                 continue;
             }
-            let Ok(sealed) = hex::decode(&row.sealed_secret_hex) else { continue };
+            let Ok(sealed) = hex::decode(&row.sealed_secret_hex) else {
+                continue;
+            };
             let Ok(secret) = seal::open(&self.node_key, &sealed, row.name.as_bytes()) else {
                 tracing::error!(key = %row.name, "cannot unseal TSIG secret (wrong node key?)");
                 continue;
             };
-            let Ok(name) = Name::from_ascii(&row.name) else { continue };
-            let Ok(signer) = TSigner::new(secret, TsigAlgorithm::HmacSha256, name, 300) else { continue };
+            let Ok(name) = Name::from_ascii(&row.name) else {
+                continue;
+            };
+            let Ok(signer) = TSigner::new(secret, TsigAlgorithm::HmacSha256, name, 300) else {
+                continue;
+            };
             ring.insert(
                 row.name.clone(),
-                KeyEntry { signer, scope: row.allowed_suffixes.clone(), expires_at: row.expires_at },
+                KeyEntry {
+                    signer,
+                    scope: row.allowed_suffixes.clone(),
+                    expires_at: row.expires_at,
+                },
             );
         }
         ring
@@ -247,7 +283,10 @@ impl AuthActor {
     }
 
     fn flush(&self) -> Result<(), AuthError> {
-        self.db.flush().map(|_| ()).map_err(|e| err(500, format!("storage failure: {e}")))
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| err(500, format!("storage failure: {e}")))
     }
 
     fn challenge(&mut self) -> Result<serde_json::Value, AuthError> {
@@ -257,14 +296,25 @@ impl AuthActor {
         let now = now_secs();
         self.challenges.retain(|_, c| c.expires_at > now);
         if self.challenges.len() >= 10_000 {
-            if let Some(k) = self.challenges.iter().min_by_key(|(_, c)| c.expires_at).map(|(k, _)| *k) {
+            if let Some(k) = self
+                .challenges
+                .iter()
+                .min_by_key(|(_, c)| c.expires_at)
+                .map(|(k, _)| *k)
+            {
                 self.challenges.remove(&k);
             }
         }
         let challenge = keys::random_32();
         let server_secret = keys::random_32();
         let expires_at = now + 60;
-        self.challenges.insert(challenge, Challenge { expires_at, server_secret });
+        self.challenges.insert(
+            challenge,
+            Challenge {
+                expires_at,
+                server_secret,
+            },
+        );
         Ok(serde_json::json!({
             "challenge": hex::encode(challenge),
             "node": self.opts.hostname,
@@ -274,7 +324,11 @@ impl AuthActor {
         }))
     }
 
-    fn register(&mut self, body: serde_json::Value, tsig: bool) -> Result<serde_json::Value, AuthError> {
+    fn register(
+        &mut self,
+        body: serde_json::Value,
+        tsig: bool,
+    ) -> Result<serde_json::Value, AuthError> {
         if !self.registration_enabled() {
             return Err(err(404, "not found"));
         }
@@ -305,7 +359,13 @@ impl AuthActor {
             return Err(err(401, "signature verification failed"));
         }
         let domain = subject.split_once('@').map(|(_, d)| d).unwrap_or("");
-        if !self.opts.allowlist.is_empty() && !self.opts.allowlist.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+        if !self.opts.allowlist.is_empty()
+            && !self
+                .opts
+                .allowlist
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
+        {
             return Err(err(403, "subject not in registration allowlist"));
         }
         let spk_hex = hex::encode(spk);
@@ -316,7 +376,13 @@ impl AuthActor {
             if let (Some(_), Some(_)) = (pub_s, pop_s) {
                 let xpub: [u8; 32] = hexfield(&body, "x25519_pub")?;
                 let pop: [u8; 32] = hexfield(&body, "x25519_pop")?;
-                let ok = registration::verify_x25519_pop(&ch.server_secret, &xpub, &challenge, &subject, &pop);
+                let ok = registration::verify_x25519_pop(
+                    &ch.server_secret,
+                    &xpub,
+                    &challenge,
+                    &subject,
+                    &pop,
+                );
                 if !ok {
                     return Err(err(
                         401,
@@ -332,7 +398,12 @@ impl AuthActor {
             .iter()
             .filter_map(|i| i.ok())
             .filter_map(|(_, v)| serde_json::from_slice::<TokenRow>(&v).ok())
-            .any(|t| t.subject == subject && t.live(now) && !t.registered_spk.is_empty() && t.registered_spk != spk_hex)
+            .any(|t| {
+                t.subject == subject
+                    && t.live(now)
+                    && !t.registered_spk.is_empty()
+                    && t.registered_spk != spk_hex
+            })
             || self
                 .tsig
                 .iter()
@@ -345,10 +416,19 @@ impl AuthActor {
                 "subject already has a live token; re-registration must be signed with the previously-registered Ed25519 key",
             ));
         }
-        let expires_at = if self.opts.token_ttl_secs == 0 { 0 } else { now + self.opts.token_ttl_secs };
+        let expires_at = if self.opts.token_ttl_secs == 0 {
+            0
+        } else {
+            now + self.opts.token_ttl_secs
+        };
         if tsig {
-            let key_name = registration::tsig_key_name(&subject, &spk, &self.opts.zone)
-                .map_err(|_| err(400, "subject local part too long for TSIG key label (max 47 chars)"))?;
+            let key_name =
+                registration::tsig_key_name(&subject, &spk, &self.opts.zone).map_err(|_| {
+                    err(
+                        400,
+                        "subject local part too long for TSIG key label (max 47 chars)",
+                    )
+                })?;
             let mut scope = registration::default_scope(
                 &subject,
                 &spk,
@@ -372,7 +452,9 @@ impl AuthActor {
                 revoked: false,
             };
             let v = serde_json::to_vec(&row).map_err(|e| err(500, e.to_string()))?;
-            self.tsig.insert(key_name.as_bytes(), v).map_err(|e| err(500, e.to_string()))?;
+            self.tsig
+                .insert(key_name.as_bytes(), v)
+                .map_err(|e| err(500, e.to_string()))?;
             self.flush()?;
             self.push_keyring();
             tracing::info!(subject = %subject, key = %key_name, "minted TSIG key");
@@ -397,9 +479,14 @@ impl AuthActor {
             for (k, mut t) in olds {
                 t.revoked = true;
                 let v = serde_json::to_vec(&t).map_err(|e| err(500, e.to_string()))?;
-                self.tokens.insert(k, v).map_err(|e| err(500, e.to_string()))?;
+                self.tokens
+                    .insert(k, v)
+                    .map_err(|e| err(500, e.to_string()))?;
             }
-            let token = format!("dmp_v1_{}", data_encoding::BASE32_NOPAD.encode(&keys::random_32()));
+            let token = format!(
+                "dmp_v1_{}",
+                data_encoding::BASE32_NOPAD.encode(&keys::random_32())
+            );
             let token_hash = hex::encode(keys::sha256(token.as_bytes()));
             let row = TokenRow {
                 token_hash: token_hash.clone(),
@@ -412,7 +499,9 @@ impl AuthActor {
                 rate_burst: self.opts.token_burst,
             };
             let v = serde_json::to_vec(&row).map_err(|e| err(500, e.to_string()))?;
-            self.tokens.insert(token_hash.as_bytes(), v).map_err(|e| err(500, e.to_string()))?;
+            self.tokens
+                .insert(token_hash.as_bytes(), v)
+                .map_err(|e| err(500, e.to_string()))?;
             self.flush()?;
             tracing::info!(subject = %subject, "minted bearer token");
             Ok(serde_json::json!({
@@ -431,10 +520,17 @@ impl AuthActor {
             return false;
         }
         let want = format!("Bearer {op}");
-        header.map(|h| constant_time_eq(h.as_bytes(), want.as_bytes())).unwrap_or(false)
+        header
+            .map(|h| constant_time_eq(h.as_bytes(), want.as_bytes()))
+            .unwrap_or(false)
     }
 
-    fn authorize(&mut self, header: Option<&str>, name: &str, delete: bool) -> Result<(), AuthError> {
+    fn authorize(
+        &mut self,
+        header: Option<&str>,
+        name: &str,
+        delete: bool,
+    ) -> Result<(), AuthError> {
         if self.is_operator(header) {
             return Ok(());
         }
@@ -449,7 +545,9 @@ impl AuthActor {
         let hash = hex::encode(keys::sha256(token.trim().as_bytes()));
         let now = now_secs();
         let row = match self.tokens.get(hash.as_bytes()) {
-            Ok(Some(v)) => serde_json::from_slice::<TokenRow>(&v).map_err(|_| err(401, "unauthorized"))?,
+            Ok(Some(v)) => {
+                serde_json::from_slice::<TokenRow>(&v).map_err(|_| err(401, "unauthorized"))?
+            }
             _ => return Err(err(401, "unauthorized")),
         };
         if !row.live(now) {
@@ -463,7 +561,10 @@ impl AuthActor {
         if !allowed {
             return Err(err(401, "unauthorized"));
         }
-        if !self.token_buckets.take(hash, row.rate_per_sec, row.rate_burst) {
+        if !self
+            .token_buckets
+            .take(hash, row.rate_per_sec, row.rate_burst)
+        {
             return Err(err(429, "per-token rate limit exceeded"));
         }
         Ok(())
@@ -475,8 +576,10 @@ impl AuthActor {
             .iter()
             .filter_map(|i| i.ok())
             .filter_map(|(_, v)| serde_json::from_slice::<TokenRow>(&v).ok())
-            .map(|t| serde_json::json!({"token_hash_prefix": &t.token_hash[..12], "subject": t.subject,
-                "issued_at": t.issued_at, "expires_at": t.expires_at, "revoked": t.revoked}))
+            .map(|t| {
+                serde_json::json!({"token_hash_prefix": &t.token_hash[..12], "subject": t.subject,
+                "issued_at": t.issued_at, "expires_at": t.expires_at, "revoked": t.revoked})
+            })
             .collect();
         let keys: Vec<serde_json::Value> = self
             .tsig
@@ -492,23 +595,40 @@ impl AuthActor {
     fn revoke(&mut self, what: &str) -> Result<usize, AuthError> {
         let what_l = what.trim().to_ascii_lowercase();
         if what_l.is_empty() {
-            return Err(err(400, "say which subject, token hash prefix or key name to revoke"));
+            return Err(err(
+                400,
+                "say which subject, token hash prefix or key name to revoke",
+            ));
         }
         let mut n = 0;
         for (k, v) in self.tokens.iter().filter_map(|i| i.ok()) {
-            let Ok(mut t) = serde_json::from_slice::<TokenRow>(&v) else { continue };
-            if !t.revoked && (t.subject == what_l || (what_l.len() >= 8 && t.token_hash.starts_with(&what_l))) {
+            let Ok(mut t) = serde_json::from_slice::<TokenRow>(&v) else {
+                continue;
+            };
+            if !t.revoked
+                && (t.subject == what_l || (what_l.len() >= 8 && t.token_hash.starts_with(&what_l)))
+            {
                 t.revoked = true;
-                self.tokens.insert(k, serde_json::to_vec(&t).unwrap_or_default()).map_err(|e| err(500, e.to_string()))?;
+                self.tokens
+                    .insert(k, serde_json::to_vec(&t).unwrap_or_default())
+                    .map_err(|e| err(500, e.to_string()))?;
                 n += 1;
             }
         }
-        let key_q = if what_l.ends_with('.') { what_l.clone() } else { format!("{what_l}.") };
+        let key_q = if what_l.ends_with('.') {
+            what_l.clone()
+        } else {
+            format!("{what_l}.")
+        };
         for (k, v) in self.tsig.iter().filter_map(|i| i.ok()) {
-            let Ok(mut t) = serde_json::from_slice::<TsigRow>(&v) else { continue };
+            let Ok(mut t) = serde_json::from_slice::<TsigRow>(&v) else {
+                continue;
+            };
             if !t.revoked && (t.subject == what_l || t.name == key_q) {
                 t.revoked = true;
-                self.tsig.insert(k, serde_json::to_vec(&t).unwrap_or_default()).map_err(|e| err(500, e.to_string()))?;
+                self.tsig
+                    .insert(k, serde_json::to_vec(&t).unwrap_or_default())
+                    .map_err(|e| err(500, e.to_string()))?;
                 n += 1;
             }
         }
@@ -519,7 +639,10 @@ impl AuthActor {
 
     fn report(&self, event: LifecycleEvent) {
         if let Some(s) = &self.supervisor {
-            s.do_send(Lifecycle { actor: "auth", event });
+            s.do_send(Lifecycle {
+                actor: "auth",
+                event,
+            });
         }
     }
 }
@@ -583,9 +706,9 @@ impl Handler<IsOperatorStrict> for AuthActor {
 }
 
 impl Handler<ListCredentials> for AuthActor {
-    type Result = serde_json::Value;
-    fn handle(&mut self, _: ListCredentials, _: &mut Context<Self>) -> serde_json::Value {
-        self.list()
+    type Result = Credentials;
+    fn handle(&mut self, _: ListCredentials, _: &mut Context<Self>) -> Credentials {
+        Credentials(self.list())
     }
 }
 

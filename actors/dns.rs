@@ -20,10 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Edns, Metadata, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigResponseContext, TSigner};
-use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
@@ -40,7 +40,10 @@ use crate::node::limits::TokenBuckets;
 const OUR_UDP_PAYLOAD: u16 = 1232;
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// One TSIG key as the DNS actor needs it.
@@ -147,7 +150,10 @@ enum TsigCheck {
     /// No TSIG on the request.
     Unsigned,
     /// Verified: the key's scope and a context to sign the response with.
-    Verified { scope: Vec<String>, ctx: TSigResponseContext },
+    Verified {
+        scope: Vec<String>,
+        ctx: TSigResponseContext,
+    },
     /// Failed: answer NOTAUTH with this context (signed or unsigned per RFC 8945).
     Failed(TSigResponseContext),
 }
@@ -155,15 +161,26 @@ enum TsigCheck {
 impl SlowPath {
     fn soa_record(&self) -> Record {
         let o = &self.inner.opts;
-        let mname = Name::from_str(&format!("{}.", o.ns[0])).unwrap_or_else(|_| self.inner.origin.clone());
-        let rname =
-            Name::from_str(&format!("{}.", o.soa_rname)).unwrap_or_else(|_| self.inner.origin.clone());
-        let soa = SOA::new(mname, rname, self.inner.view.serial(), 3600, 600, 604800, o.ttl);
+        let mname =
+            Name::from_str(&format!("{}.", o.ns[0])).unwrap_or_else(|_| self.inner.origin.clone());
+        let rname = Name::from_str(&format!("{}.", o.soa_rname))
+            .unwrap_or_else(|_| self.inner.origin.clone());
+        let soa = SOA::new(
+            mname,
+            rname,
+            self.inner.view.serial(),
+            3600,
+            600,
+            604800,
+            o.ttl,
+        );
         Record::from_rdata(self.inner.origin.clone(), o.ttl, RData::SOA(soa))
     }
 
     fn check_tsig(&self, request: &Request, now: u64) -> TsigCheck {
-        let Some(sig) = request.signature.as_ref() else { return TsigCheck::Unsigned };
+        let Some(sig) = request.signature.as_ref() else {
+            return TsigCheck::Unsigned;
+        };
         let key_name = sig.name.to_lowercase().to_string();
         let ring = self.inner.keyring.load();
         let entry = match ring.get(&key_name) {
@@ -176,7 +193,10 @@ impl SlowPath {
                 ))
             }
         };
-        let Ok((_, _, range)) = entry.signer.verify_message_byte(request.as_slice(), None, true) else {
+        let Ok((_, _, range)) = entry
+            .signer
+            .verify_message_byte(request.as_slice(), None, true)
+        else {
             return TsigCheck::Failed(TSigResponseContext::bad_signature(
                 request.metadata.id,
                 now,
@@ -216,25 +236,26 @@ impl SlowPath {
         ctx: Option<TSigResponseContext>,
     ) -> ResponseInfo {
         self.inner.counters.bump(rcode_name(metadata.response_code));
-        let build = |edns: Option<&Edns>| {
-            let mut b = MessageResponseBuilder::new(&request.queries, None);
-            if let Some(e) = edns {
-                b.edns(e);
-            }
-            b
-        };
-        let mut response =
-            build(edns.as_ref()).build(metadata, answers.iter(), authority.iter(), [].iter(), [].iter());
+        let mut response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+            metadata,
+            answers.iter(),
+            authority.iter(),
+            [].iter(),
+            [].iter(),
+        );
         if let Some(ctx) = ctx {
             let mut tbs = Vec::with_capacity(512);
-            let tbs_resp = build(edns.as_ref()).build(
+            let tbs_resp = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
                 metadata,
                 answers.iter(),
                 authority.iter(),
                 [].iter(),
                 [].iter(),
             );
-            if tbs_resp.destructive_emit(&mut BinEncoder::new(&mut tbs)).is_ok() {
+            if tbs_resp
+                .destructive_emit(&mut BinEncoder::new(&mut tbs))
+                .is_ok()
+            {
                 if let Ok(sig) = ctx.sign(&tbs) {
                     response.set_signature(sig);
                 }
@@ -269,18 +290,24 @@ impl SlowPath {
         let mut meta = Metadata::response_from_request(&request.metadata);
         if tsig_failed {
             meta.response_code = ResponseCode::NotAuth;
-            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+            return self
+                .respond(request, rh, meta, vec![], vec![], edns, ctx)
+                .await;
         }
         if let Some(e) = request.edns.as_ref() {
             if e.version() != 0 {
                 meta.response_code = ResponseCode::BADVERS;
-                return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+                return self
+                    .respond(request, rh, meta, vec![], vec![], edns, ctx)
+                    .await;
             }
         }
         let queries = request.queries.queries();
         if queries.len() != 1 {
             meta.response_code = ResponseCode::FormErr;
-            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+            return self
+                .respond(request, rh, meta, vec![], vec![], edns, ctx)
+                .await;
         }
         let q = &queries[0];
         let owner = q.original().name().clone();
@@ -291,7 +318,9 @@ impl SlowPath {
             || !matches!(q.query_class(), DNSClass::IN | DNSClass::ANY)
         {
             meta.response_code = ResponseCode::Refused;
-            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+            return self
+                .respond(request, rh, meta, vec![], vec![], edns, ctx)
+                .await;
         }
         meta.authoritative = true;
         let ttl = self.inner.opts.ttl;
@@ -304,9 +333,11 @@ impl SlowPath {
                     (IpAddr::V4(v4), RecordType::A) => {
                         answers.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(*v4))))
                     }
-                    (IpAddr::V6(v6), RecordType::AAAA) => {
-                        answers.push(Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(*v6))))
-                    }
+                    (IpAddr::V6(v6), RecordType::AAAA) => answers.push(Record::from_rdata(
+                        owner.clone(),
+                        ttl,
+                        RData::AAAA(AAAA(*v6)),
+                    )),
                     _ => {}
                 }
             }
@@ -328,12 +359,15 @@ impl SlowPath {
             if let NameState::Txt(values) = &state {
                 for v in values {
                     let parts = crate::proto::txt::split(v);
-                    answers.push(Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::from_bytes(parts))));
+                    answers.push(Record::from_rdata(
+                        owner.clone(),
+                        ttl,
+                        RData::TXT(TXT::from_bytes(parts)),
+                    ));
                 }
             }
         }
-        let exists = addr_owner
-            || matches!(state, NameState::Txt(_) | NameState::EmptyNonTerminal);
+        let exists = addr_owner || matches!(state, NameState::Txt(_) | NameState::EmptyNonTerminal);
         let authority = if answers.is_empty() {
             if !exists {
                 meta.response_code = ResponseCode::NXDomain;
@@ -342,7 +376,8 @@ impl SlowPath {
         } else {
             vec![]
         };
-        self.respond(request, rh, meta, answers, authority, edns, ctx).await
+        self.respond(request, rh, meta, answers, authority, edns, ctx)
+            .await
     }
 
     async fn handle_update<R: ResponseHandler>(&self, request: &Request, rh: R) -> ResponseInfo {
@@ -354,7 +389,9 @@ impl SlowPath {
             TsigCheck::Failed(ctx) => {
                 meta.response_code = ResponseCode::NotAuth;
                 self.inner.counters.bump("tsig_failed");
-                return self.respond(request, rh, meta, vec![], vec![], edns, Some(ctx)).await;
+                return self
+                    .respond(request, rh, meta, vec![], vec![], edns, Some(ctx))
+                    .await;
             }
             TsigCheck::Verified { scope, ctx } => (Some(scope), Some(ctx)),
             TsigCheck::Unsigned => (None, None),
@@ -364,17 +401,25 @@ impl SlowPath {
             Err(code) => code,
         };
         meta.response_code = rcode;
-        self.respond(request, rh, meta, vec![], vec![], edns, ctx).await
+        self.respond(request, rh, meta, vec![], vec![], edns, ctx)
+            .await
     }
 
     /// Check and apply an UPDATE; `scope` is the verified key's scope (None = unsigned).
-    async fn plan_update(&self, request: &Request, scope: Option<&[String]>, now: u64) -> Result<(), ResponseCode> {
+    async fn plan_update(
+        &self,
+        request: &Request,
+        scope: Option<&[String]>,
+        now: u64,
+    ) -> Result<(), ResponseCode> {
         let o = &self.inner.opts;
         if !o.update {
             return Err(ResponseCode::Refused);
         }
         let zones = request.queries.queries();
-        let Some(zone) = zones.first() else { return Err(ResponseCode::FormErr) };
+        let Some(zone) = zones.first() else {
+            return Err(ResponseCode::FormErr);
+        };
         let zname = zone.name().to_string().to_ascii_lowercase();
         if zname.trim_end_matches('.') != o.zone {
             return Err(ResponseCode::NotAuth);
@@ -390,7 +435,10 @@ impl SlowPath {
             if !self.inner.origin.zone_of(&rr.name.to_lowercase()) {
                 return Err(ResponseCode::NotZone);
             }
-            if !owner.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+            if !owner
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            {
                 return Err(ResponseCode::Refused);
             }
             let rtype = rr.record_type();
@@ -399,20 +447,28 @@ impl SlowPath {
                     if rtype != RecordType::TXT {
                         continue;
                     }
-                    let RData::TXT(txt) = &rr.data else { return Err(ResponseCode::FormErr) };
+                    let RData::TXT(txt) = &rr.data else {
+                        return Err(ResponseCode::FormErr);
+                    };
                     let joined = crate::proto::txt::join(&txt.txt_data);
                     let value = String::from_utf8(joined).map_err(|_| ResponseCode::FormErr)?;
                     let ttl = if rr.ttl == 0 { 60 } else { rr.ttl as u64 };
                     if value.len() > o.max_value_bytes || ttl > o.max_ttl {
                         return Err(ResponseCode::Refused);
                     }
-                    ops.push(Op::Add { name: owner, value, ttl });
+                    ops.push(Op::Add {
+                        name: owner,
+                        value,
+                        ttl,
+                    });
                 }
                 DNSClass::NONE => {
                     if rtype != RecordType::TXT {
                         continue;
                     }
-                    let RData::TXT(txt) = &rr.data else { return Err(ResponseCode::FormErr) };
+                    let RData::TXT(txt) = &rr.data else {
+                        return Err(ResponseCode::FormErr);
+                    };
                     let value = String::from_utf8(crate::proto::txt::join(&txt.txt_data))
                         .map_err(|_| ResponseCode::FormErr)?;
                     ops.push(Op::DeleteValue { name: owner, value });
@@ -442,7 +498,9 @@ impl SlowPath {
                     return Err(ResponseCode::Refused);
                 }
                 for op in ops.iter_mut() {
-                    let Op::Add { name, value, ttl } = op else { return Err(ResponseCode::Refused) };
+                    let Op::Add { name, value, ttl } = op else {
+                        return Err(ResponseCode::Refused);
+                    };
                     let Some(hash) = claim_owner_hash(name, &o.zone) else {
                         return Err(ResponseCode::Refused);
                     };
@@ -450,7 +508,11 @@ impl SlowPath {
                         Some(exp) if exp.saturating_sub(now) <= 86_400 => {}
                         _ => return Err(ResponseCode::Refused),
                     }
-                    if !self.inner.claim_buckets.lock().take(hash.to_string(), o.claim_rate, o.claim_burst) {
+                    if !self.inner.claim_buckets.lock().take(
+                        hash.to_string(),
+                        o.claim_rate,
+                        o.claim_burst,
+                    ) {
                         return Err(ResponseCode::ServFail);
                     }
                     *ttl = (*ttl).min(86_400);
@@ -460,7 +522,15 @@ impl SlowPath {
         if ops.is_empty() {
             return Ok(());
         }
-        match self.inner.store.send(Apply { ops, max_values: o.max_values_per_name }).await {
+        match self
+            .inner
+            .store
+            .send(Apply {
+                ops,
+                max_values: o.max_values_per_name,
+            })
+            .await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(StoreError::TooManyValues { .. })) => Err(ResponseCode::Refused),
             _ => Err(ResponseCode::ServFail),
@@ -483,12 +553,20 @@ impl SlowPath {
             _ => false,
         };
         match (pr.dns_class, rtype) {
-            (DNSClass::ANY, RecordType::ANY) => name_in_use.then_some(()).ok_or(ResponseCode::NXDomain),
+            (DNSClass::ANY, RecordType::ANY) => {
+                name_in_use.then_some(()).ok_or(ResponseCode::NXDomain)
+            }
             (DNSClass::ANY, t) => rrset_exists(t).then_some(()).ok_or(ResponseCode::NXRRSet),
-            (DNSClass::NONE, RecordType::ANY) => (!name_in_use).then_some(()).ok_or(ResponseCode::YXDomain),
-            (DNSClass::NONE, t) => (!rrset_exists(t)).then_some(()).ok_or(ResponseCode::YXRRSet),
+            (DNSClass::NONE, RecordType::ANY) => {
+                (!name_in_use).then_some(()).ok_or(ResponseCode::YXDomain)
+            }
+            (DNSClass::NONE, t) => (!rrset_exists(t))
+                .then_some(())
+                .ok_or(ResponseCode::YXRRSet),
             (DNSClass::IN, RecordType::TXT) => {
-                let RData::TXT(txt) = &pr.data else { return Err(ResponseCode::FormErr) };
+                let RData::TXT(txt) = &pr.data else {
+                    return Err(ResponseCode::FormErr);
+                };
                 let want = crate::proto::txt::join(&txt.txt_data);
                 match state {
                     NameState::Txt(values) if values.iter().any(|v| *v == want) => Ok(()),
@@ -511,7 +589,9 @@ fn claim_owner_hash<'a>(name: &'a str, zone: &str) -> Option<&'a str> {
     let ok = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
         && hash.len() == 12
-        && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     ok.then_some(hash)
 }
 
@@ -556,19 +636,35 @@ fn formerr(query: &[u8]) -> Option<Vec<u8>> {
 fn serve_failed(request: &Request) -> ResponseInfo {
     let mut m = Metadata::response_from_request(&request.metadata);
     m.response_code = ResponseCode::ServFail;
-    ResponseInfo::from(hickory_proto::op::Header { metadata: m, counts: Default::default() })
+    ResponseInfo::from(hickory_proto::op::Header {
+        metadata: m,
+        counts: Default::default(),
+    })
 }
 
 #[async_trait::async_trait]
 impl RequestHandler for SlowPath {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, rh: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        rh: R,
+    ) -> ResponseInfo {
         match request.metadata.op_code {
             OpCode::Update => self.handle_update(request, rh).await,
             OpCode::Query => self.handle_query(request, rh).await,
             _ => {
                 let mut meta = Metadata::response_from_request(&request.metadata);
                 meta.response_code = ResponseCode::NotImp;
-                self.respond(request, rh, meta, vec![], vec![], Self::response_edns(request), None).await
+                self.respond(
+                    request,
+                    rh,
+                    meta,
+                    vec![],
+                    vec![],
+                    Self::response_edns(request),
+                    None,
+                )
+                .await
             }
         }
     }
@@ -643,7 +739,10 @@ fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, std::net::TcpListe
             Err(_) => continue,
         }
     }
-    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free UDP+TCP port pair"))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free UDP+TCP port pair",
+    ))
 }
 
 impl DnsActor {
@@ -671,11 +770,15 @@ impl DnsActor {
             .ns
             .iter()
             .filter(|n| n.ends_with(&suffix) && !opts.apex_addresses.is_empty())
-            .map(|n| HostAddrs { name: n.clone(), addrs: opts.apex_addresses.clone() })
+            .map(|n| HostAddrs {
+                name: n.clone(),
+                addrs: opts.apex_addresses.clone(),
+            })
             .collect();
-        let view = Arc::new(
-            ZoneView::new(&cfg).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?,
-        );
+        let view =
+            Arc::new(ZoneView::new(&cfg).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+            })?);
         let origin = Name::from_str(&format!("{}.", opts.zone))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let slow = SlowPath {
@@ -745,7 +848,9 @@ impl DnsActor {
         self.server = Some(tokio::spawn(async move {
             let _server = server; // keep the hickory Server (and its listeners) alive
             while let Some((bytes, src, i)) = rx.recv().await {
-                let Some(sock) = sockets.get(i).cloned() else { continue };
+                let Some(sock) = sockets.get(i).cloned() else {
+                    continue;
+                };
                 match Request::from_bytes(bytes.clone(), src, Protocol::Udp) {
                     Ok(req) => {
                         let limit = req
@@ -753,8 +858,13 @@ impl DnsActor {
                             .as_ref()
                             .map(|e| e.max_payload().max(512) as usize)
                             .unwrap_or(512);
-                        let rh = UdpReply { socket: sock, dst: src, limit };
-                        slow.handle_request::<_, hickory_server::net::runtime::TokioTime>(&req, rh).await;
+                        let rh = UdpReply {
+                            socket: sock,
+                            dst: src,
+                            limit,
+                        };
+                        slow.handle_request::<_, hickory_server::net::runtime::TokioTime>(&req, rh)
+                            .await;
                     }
                     Err(_) => {
                         slow.inner.counters.bump("malformed");
@@ -781,7 +891,10 @@ impl DnsActor {
 
     fn report(&self, event: LifecycleEvent) {
         if let Some(s) = &self.supervisor {
-            s.do_send(Lifecycle { actor: "dns", event });
+            s.do_send(Lifecycle {
+                actor: "dns",
+                event,
+            });
         }
     }
 }
@@ -794,7 +907,10 @@ impl Actor for DnsActor {
         self.start_listeners();
         // (Re)subscribe: the store replaces our previous subscription and sends a
         // fresh snapshot, so a restarted actor rebuilds nothing it has not been told.
-        self.store.do_send(Subscribe { name: "dns", to: ctx.address().recipient() });
+        self.store.do_send(Subscribe {
+            name: "dns",
+            to: ctx.address().recipient(),
+        });
         self.report(LifecycleEvent::Started);
     }
 
@@ -814,7 +930,8 @@ impl Handler<ZoneDelta> for DnsActor {
 
     fn handle(&mut self, msg: ZoneDelta, _: &mut Context<Self>) {
         if !self.seeded_serial {
-            self.view.set_serial_floor((msg.last_stored_ms / 1000) as u32);
+            self.view
+                .set_serial_floor((msg.last_stored_ms / 1000) as u32);
             self.seeded_serial = true;
         }
         for (name, values) in &msg.changes {
@@ -854,8 +971,12 @@ impl Handler<GetStats> for DnsActor {
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect();
-        let all: Vec<Arc<UdpStats>> =
-            self.threads.iter().map(|t| t.stats().clone()).chain(self.retired_stats.iter().cloned()).collect();
+        let all: Vec<Arc<UdpStats>> = self
+            .threads
+            .iter()
+            .map(|t| t.stats().clone())
+            .chain(self.retired_stats.iter().cloned())
+            .collect();
         for s in all {
             let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
             for (k, v) in [
@@ -871,7 +992,11 @@ impl Handler<GetStats> for DnsActor {
         }
         let mut outcomes: Vec<(String, u64)> = outcomes.into_iter().collect();
         outcomes.sort();
-        DnsStats { outcomes, names: self.view.len(), serial: self.view.serial() }
+        DnsStats {
+            outcomes,
+            names: self.view.len(),
+            serial: self.view.serial(),
+        }
     }
 }
 

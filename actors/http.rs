@@ -64,8 +64,11 @@ struct State {
 type Shared = web::Data<State>;
 
 fn error(status: u16, msg: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR))
-        .json(json!({ "error": msg.into() }))
+    HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(status)
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
+    )
+    .json(json!({ "error": msg.into() }))
 }
 
 fn client_ip(req: &HttpRequest, st: &State) -> Option<IpAddr> {
@@ -75,11 +78,20 @@ fn client_ip(req: &HttpRequest, st: &State) -> Option<IpAddr> {
         if let Some(ip) = h
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').map(str::trim).rev().find_map(|s| s.parse().ok()))
+            .and_then(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .rev()
+                    .find_map(|s| s.parse().ok())
+            })
         {
             return Some(ip);
         }
-        if let Some(ip) = h.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse().ok()) {
+        if let Some(ip) = h
+            .get("x-real-ip")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse().ok())
+        {
             return Some(ip);
         }
     }
@@ -87,19 +99,28 @@ fn client_ip(req: &HttpRequest, st: &State) -> Option<IpAddr> {
 }
 
 fn limited(req: &HttpRequest, st: &State, registration: bool) -> bool {
-    let Some(ip) = client_ip(req, st) else { return false };
+    let Some(ip) = client_ip(req, st) else {
+        return false;
+    };
     if ip.is_loopback() && !st.opts.limit_loopback {
         return false;
     }
     if registration {
-        !st.reg_buckets.lock().take(ip, st.opts.registration_rate, st.opts.registration_burst)
+        !st.reg_buckets
+            .lock()
+            .take(ip, st.opts.registration_rate, st.opts.registration_burst)
     } else {
-        !st.ip_buckets.lock().take(ip, st.opts.http_rate, st.opts.http_burst)
+        !st.ip_buckets
+            .lock()
+            .take(ip, st.opts.http_rate, st.opts.http_burst)
     }
 }
 
 fn auth_header(req: &HttpRequest) -> Option<String> {
-    req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string)
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Path segment → stored name: URL-decoded (by actix), trimmed, trailing dot removed.
@@ -124,14 +145,24 @@ pub fn valid_record_name(name: &str) -> bool {
 
 /// Reference value rule: no `"`, no control characters, no DEL.
 pub fn valid_record_value(v: &str) -> bool {
-    !v.chars().any(|c| c == '"' || (c as u32) < 0x20 || c as u32 == 0x7f)
+    !v.chars()
+        .any(|c| c == '"' || (c as u32) < 0x20 || c as u32 == 0x7f)
 }
 
 async fn health(st: Shared) -> HttpResponse {
-    match tokio::time::timeout(Duration::from_secs(2), st.peers.store.send(Get { name: "__dmp_health_probe__".into() })).await {
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        st.peers.store.send(Get {
+            name: "__dmp_health_probe__".into(),
+        }),
+    )
+    .await
+    {
         Ok(Ok(Ok(_))) => HttpResponse::Ok().json(json!({"status": "ok"})),
-        Ok(Ok(Err(e))) => HttpResponse::ServiceUnavailable().json(json!({"status": "degraded", "store": e.to_string()})),
-        _ => HttpResponse::ServiceUnavailable().json(json!({"status": "degraded", "store": "store actor not answering"})),
+        Ok(Ok(Err(e))) => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "degraded", "store": e.to_string()})),
+        _ => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "degraded", "store": "store actor not answering"})),
     }
 }
 
@@ -139,7 +170,13 @@ async fn records_get(req: HttpRequest, path: web::Path<String>, st: Shared) -> H
     if limited(&req, &st, false) {
         return error(429, "rate limit exceeded");
     }
-    if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
+    if !st
+        .peers
+        .auth
+        .send(IsOperator(auth_header(&req)))
+        .await
+        .unwrap_or(false)
+    {
         return error(401, "unauthorized");
     }
     let name = clean_name(&path).to_ascii_lowercase();
@@ -153,7 +190,12 @@ async fn records_get(req: HttpRequest, path: web::Path<String>, st: Shared) -> H
     }
 }
 
-async fn records_post(req: HttpRequest, path: web::Path<String>, body: web::Bytes, st: Shared) -> HttpResponse {
+async fn records_post(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    st: Shared,
+) -> HttpResponse {
     if limited(&req, &st, false) {
         return error(429, "rate limit exceeded");
     }
@@ -163,7 +205,10 @@ async fn records_post(req: HttpRequest, path: web::Path<String>, body: web::Byte
         return error(e.status, e.message);
     }
     if body.len() > st.opts.max_body_bytes {
-        return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
+        return error(
+            413,
+            format!("body exceeds {} bytes", st.opts.max_body_bytes),
+        );
     }
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return error(400, "invalid body");
@@ -171,7 +216,10 @@ async fn records_post(req: HttpRequest, path: web::Path<String>, body: web::Byte
     let value = v.get("value").and_then(|x| x.as_str());
     let ttl = match v.get("ttl") {
         None => Some(300),
-        Some(t) => t.as_u64().filter(|t| *t > 0 && !t.to_string().is_empty()).filter(|_| t.is_u64()),
+        Some(t) => t
+            .as_u64()
+            .filter(|t| *t > 0 && !t.to_string().is_empty())
+            .filter(|_| t.is_u64()),
     };
     let (Some(value), Some(ttl)) = (value, ttl) else {
         return error(400, "value (str) and ttl (int > 0) required");
@@ -180,7 +228,10 @@ async fn records_post(req: HttpRequest, path: web::Path<String>, body: web::Byte
         return error(400, format!("ttl exceeds cap of {}s", st.opts.max_ttl));
     }
     if value.len() > st.opts.max_value_bytes {
-        return error(400, format!("value exceeds cap of {} bytes", st.opts.max_value_bytes));
+        return error(
+            400,
+            format!("value exceeds cap of {} bytes", st.opts.max_value_bytes),
+        );
     }
     if !valid_record_name(&name) {
         return error(400, "invalid record name");
@@ -188,22 +239,43 @@ async fn records_post(req: HttpRequest, path: web::Path<String>, body: web::Byte
     if !valid_record_value(value) {
         return error(400, "invalid record value");
     }
-    let op = Op::Add { name: lname, value: value.to_string(), ttl };
-    match st.peers.store.send(Apply { ops: vec![op], max_values: st.opts.max_values_per_name }).await {
+    let op = Op::Add {
+        name: lname,
+        value: value.to_string(),
+        ttl,
+    };
+    match st
+        .peers
+        .store
+        .send(Apply {
+            ops: vec![op],
+            max_values: st.opts.max_values_per_name,
+        })
+        .await
+    {
         Ok(Ok(_)) => {
             *st.writes.lock().entry("http_publish").or_insert(0) += 1;
             HttpResponse::Created().json(json!({"ok": true}))
         }
-        Ok(Err(StoreError::TooManyValues { name, max })) => error(413, format!("RRset at {name} already holds {max} values")),
+        Ok(Err(StoreError::TooManyValues { name, max })) => {
+            error(413, format!("RRset at {name} already holds {max} values"))
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "publish failed");
             HttpResponse::BadGateway().json(json!({"ok": false, "error": e.to_string()}))
         }
-        Err(_) => HttpResponse::BadGateway().json(json!({"ok": false, "error": "store unavailable"})),
+        Err(_) => {
+            HttpResponse::BadGateway().json(json!({"ok": false, "error": "store unavailable"}))
+        }
     }
 }
 
-async fn records_delete(req: HttpRequest, path: web::Path<String>, body: web::Bytes, st: Shared) -> HttpResponse {
+async fn records_delete(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    st: Shared,
+) -> HttpResponse {
     if limited(&req, &st, false) {
         return error(429, "rate limit exceeded");
     }
@@ -216,7 +288,10 @@ async fn records_delete(req: HttpRequest, path: web::Path<String>, body: web::By
         return error(400, "invalid record name");
     }
     if body.len() > st.opts.max_body_bytes {
-        return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
+        return error(
+            413,
+            format!("body exceeds {} bytes", st.opts.max_body_bytes),
+        );
     }
     let value = if body.iter().all(|b| b.is_ascii_whitespace()) {
         None
@@ -239,7 +314,15 @@ async fn records_delete(req: HttpRequest, path: web::Path<String>, body: web::By
         Some(value) => Op::DeleteValue { name: lname, value },
         None => Op::DeleteName { name: lname },
     };
-    match st.peers.store.send(Apply { ops: vec![op], max_values: 0 }).await {
+    match st
+        .peers
+        .store
+        .send(Apply {
+            ops: vec![op],
+            max_values: 0,
+        })
+        .await
+    {
         Ok(Ok(n)) if n > 0 => {
             *st.writes.lock().entry("http_delete").or_insert(0) += 1;
             HttpResponse::NoContent().finish()
@@ -249,12 +332,26 @@ async fn records_delete(req: HttpRequest, path: web::Path<String>, body: web::By
     }
 }
 
-async fn authorize(req: &HttpRequest, st: &State, name: &str, delete: bool) -> Result<(), auth::AuthError> {
+async fn authorize(
+    req: &HttpRequest,
+    st: &State,
+    name: &str,
+    delete: bool,
+) -> Result<(), auth::AuthError> {
     st.peers
         .auth
-        .send(AuthorizeWrite { authorization: auth_header(req), name: name.to_string(), delete })
+        .send(AuthorizeWrite {
+            authorization: auth_header(req),
+            name: name.to_string(),
+            delete,
+        })
         .await
-        .unwrap_or_else(|_| Err(auth::AuthError { status: 503, message: "auth unavailable".into() }))
+        .unwrap_or_else(|_| {
+            Err(auth::AuthError {
+                status: 503,
+                message: "auth unavailable".into(),
+            })
+        })
 }
 
 async fn reg_challenge(req: HttpRequest, st: Shared) -> HttpResponse {
@@ -307,7 +404,10 @@ async fn status_json(st: Shared) -> HttpResponse {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 async fn status_page(st: Shared) -> HttpResponse {
@@ -317,8 +417,16 @@ async fn status_page(st: Shared) -> HttpResponse {
         rows.push_str(&format!(
             "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
             esc(a["name"].as_str().unwrap_or("")),
-            if a["healthy"].as_bool().unwrap_or(false) { "ok" } else { "bad" },
-            if a["healthy"].as_bool().unwrap_or(false) { "healthy" } else { "down" },
+            if a["healthy"].as_bool().unwrap_or(false) {
+                "ok"
+            } else {
+                "bad"
+            },
+            if a["healthy"].as_bool().unwrap_or(false) {
+                "healthy"
+            } else {
+                "down"
+            },
             a["restarts"]
         ));
     }
@@ -332,19 +440,35 @@ async fn status_page(st: Shared) -> HttpResponse {
         up = d["uptime_secs"],
         rec = d["records"],
     );
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").insert_header(("Cache-Control", "public, max-age=30")).body(html)
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=30"))
+        .body(html)
 }
 
 async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
-    if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
+    if !st
+        .peers
+        .auth
+        .send(IsOperator(auth_header(&req)))
+        .await
+        .unwrap_or(false)
+    {
         return error(401, "unauthorized");
     }
     let mut out = String::new();
     out.push_str("# HELP dmp_http_requests_total HTTP requests by method and status.\n# TYPE dmp_http_requests_total counter\n");
-    let mut reqs: Vec<_> = st.requests.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let mut reqs: Vec<_> = st
+        .requests
+        .lock()
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
     reqs.sort();
     for ((m, s), v) in reqs {
-        out.push_str(&format!("dmp_http_requests_total{{method=\"{m}\",status=\"{s}\"}} {v}\n"));
+        out.push_str(&format!(
+            "dmp_http_requests_total{{method=\"{m}\",status=\"{s}\"}} {v}\n"
+        ));
     }
     out.push_str("# HELP dmp_dns_queries_total DNS messages by outcome.\n# TYPE dmp_dns_queries_total counter\n");
     if let Ok(stats) = st.peers.dns.send(GetStats).await {
@@ -353,23 +477,35 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
         }
         out.push_str(&format!("# HELP dmp_dns_names Names in the DNS read view.\n# TYPE dmp_dns_names gauge\ndmp_dns_names {}\n", stats.names));
     }
-    out.push_str("# HELP dmp_writes_total Acknowledged writes by path.\n# TYPE dmp_writes_total counter\n");
+    out.push_str(
+        "# HELP dmp_writes_total Acknowledged writes by path.\n# TYPE dmp_writes_total counter\n",
+    );
     for (k, v) in st.writes.lock().iter() {
         out.push_str(&format!("dmp_writes_total{{path=\"{k}\"}} {v}\n"));
     }
     let records = st.peers.store.send(Count).await.unwrap_or(0);
-    out.push_str(&format!("# HELP dmp_records Live records.\n# TYPE dmp_records gauge\ndmp_records {records}\n"));
+    out.push_str(&format!(
+        "# HELP dmp_records Live records.\n# TYPE dmp_records gauge\ndmp_records {records}\n"
+    ));
     if let Ok(h) = st.peers.supervisor.send(GetHealth).await {
         out.push_str("# HELP dmp_actor_restarts_total Actor restarts.\n# TYPE dmp_actor_restarts_total counter\n");
         for a in &h.actors {
-            out.push_str(&format!("dmp_actor_restarts_total{{actor=\"{}\"}} {}\n", a.name, a.restarts));
+            out.push_str(&format!(
+                "dmp_actor_restarts_total{{actor=\"{}\"}} {}\n",
+                a.name, a.restarts
+            ));
         }
         out.push_str("# HELP dmp_actor_up Actor health (1 healthy).\n# TYPE dmp_actor_up gauge\n");
         for a in &h.actors {
-            out.push_str(&format!("dmp_actor_up{{actor=\"{}\"}} {}\n", a.name, a.healthy as u8));
+            out.push_str(&format!(
+                "dmp_actor_up{{actor=\"{}\"}} {}\n",
+                a.name, a.healthy as u8
+            ));
         }
     }
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
 }
 
 async fn stats(st: Shared) -> HttpResponse {
@@ -381,7 +517,7 @@ async fn admin_list(req: HttpRequest, st: Shared) -> HttpResponse {
         return error(401, "unauthorized: the operator token is required");
     }
     match st.peers.auth.send(auth::ListCredentials).await {
-        Ok(v) => HttpResponse::Ok().json(v),
+        Ok(v) => HttpResponse::Ok().json(v.0),
         Err(_) => error(503, "auth unavailable"),
     }
 }
@@ -393,7 +529,12 @@ async fn admin_revoke(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpRes
     let what = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("what").and_then(|w| w.as_str()).map(str::to_string));
-    let Some(what) = what else { return error(400, "body must be {\"what\": \"subject|hash prefix|key name\"}") };
+    let Some(what) = what else {
+        return error(
+            400,
+            "body must be {\"what\": \"subject|hash prefix|key name\"}",
+        );
+    };
     match st.peers.auth.send(auth::Revoke(what)).await {
         Ok(Ok(n)) => HttpResponse::Ok().json(json!({"revoked": n})),
         Ok(Err(e)) => error(e.status, e.message),
@@ -403,7 +544,13 @@ async fn admin_revoke(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpRes
 
 /// Admin routes need a real operator token (never open, even when none is set).
 async fn is_configured_operator(req: &HttpRequest, st: &State) -> bool {
-    auth_header(req).is_some() && st.peers.auth.send(auth::IsOperatorStrict(auth_header(req))).await.unwrap_or(false)
+    auth_header(req).is_some()
+        && st
+            .peers
+            .auth
+            .send(auth::IsOperatorStrict(auth_header(req)))
+            .await
+            .unwrap_or(false)
 }
 
 async fn debug_fail(req: HttpRequest, path: web::Path<String>, st: Shared) -> HttpResponse {
@@ -430,17 +577,23 @@ fn tls_config(cert: &str, key: &str) -> anyhow::Result<rustls::ServerConfig> {
         .with_context(|| format!("reading http.tls_cert {cert}"))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("parsing http.tls_cert {cert}"))?;
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading http.tls_key {key}"))?;
-    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("http.tls_cert / http.tls_key do not form a usable key pair")?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading http.tls_key {key}"))?;
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("http.tls_cert / http.tls_key do not form a usable key pair")?;
     Ok(cfg)
 }
 
 /// Bind and start the ingress. Returns the server (to stop it) and the bound address.
-pub fn start(opts: HttpOptions, peers: Peers) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
+pub fn start(
+    opts: HttpOptions,
+    peers: Peers,
+) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let state = web::Data::new(State {
         ip_buckets: Mutex::new(TokenBuckets::new(10_000)),
         reg_buckets: Mutex::new(TokenBuckets::new(10_000)),
@@ -463,7 +616,10 @@ pub fn start(opts: HttpOptions, peers: Peers) -> anyhow::Result<(actix_web::dev:
                 let fut = srv.call(req);
                 async move {
                     let res = fut.await?;
-                    *st4.requests.lock().entry((method, res.status().as_u16())).or_insert(0) += 1;
+                    *st4.requests
+                        .lock()
+                        .entry((method, res.status().as_u16()))
+                        .or_insert(0) += 1;
                     Ok(res)
                 }
             })
@@ -474,8 +630,14 @@ pub fn start(opts: HttpOptions, peers: Peers) -> anyhow::Result<(actix_web::dev:
             .route("/stats", web::get().to(stats))
             .route("/status.json", web::get().to(status_json))
             .route("/v1/registration/challenge", web::get().to(reg_challenge))
-            .route("/v1/registration/confirm", web::post().to(|r, b, s| reg_confirm(r, b, s, false)))
-            .route("/v1/registration/tsig-confirm", web::post().to(|r, b, s| reg_confirm(r, b, s, true)))
+            .route(
+                "/v1/registration/confirm",
+                web::post().to(|r, b, s| reg_confirm(r, b, s, false)),
+            )
+            .route(
+                "/v1/registration/tsig-confirm",
+                web::post().to(|r, b, s| reg_confirm(r, b, s, true)),
+            )
             .route("/v1/records/{name}", web::get().to(records_get))
             .route("/v1/records/{name}", web::post().to(records_post))
             .route("/v1/records/{name}", web::delete().to(records_delete))

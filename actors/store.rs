@@ -47,7 +47,11 @@ impl From<sled::Error> for StoreError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// Add `value` at `name` (or refresh its expiry) for `ttl` seconds.
-    Add { name: String, value: String, ttl: u64 },
+    Add {
+        name: String,
+        value: String,
+        ttl: u64,
+    },
     /// Remove one exact value; absent is not an error.
     DeleteValue { name: String, value: String },
     /// Remove every value at `name`.
@@ -118,11 +122,17 @@ pub struct StoreActor {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn rkey(name: &str, value: &str) -> Vec<u8> {
@@ -173,13 +183,17 @@ fn parse_meta(m: &[u8]) -> Option<(u64, u64)> {
 /// Split an `r` key (without the leading `r`) into name and value.
 fn split_name_value(k: &[u8]) -> Option<(&str, &str)> {
     let nul = k.iter().position(|b| *b == 0)?;
-    Some((std::str::from_utf8(&k[..nul]).ok()?, std::str::from_utf8(&k[nul + 1..]).ok()?))
+    Some((
+        std::str::from_utf8(&k[..nul]).ok()?,
+        std::str::from_utf8(&k[nul + 1..]).ok()?,
+    ))
 }
 
 impl StoreActor {
     /// Open (or create) the database under `dir`.
     pub fn open(dir: &Path, sweep_every: Duration) -> Result<StoreActor, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
         let db = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(64 * 1024 * 1024)
@@ -187,7 +201,9 @@ impl StoreActor {
             .open()?;
         let tree = db.open_tree("records")?;
         let last_ms = match tree.scan_prefix(b"t").next_back() {
-            Some(Ok((k, _))) if k.len() == 9 => u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8])),
+            Some(Ok((k, _))) if k.len() == 9 => {
+                u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8]))
+            }
             Some(Err(e)) => return Err(e.into()),
             _ => 0,
         };
@@ -225,7 +241,9 @@ impl StoreActor {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(&prefix) {
             let (k, v) = item?;
-            let Some((exp, stored)) = parse_meta(&v) else { continue };
+            let Some((exp, stored)) = parse_meta(&v) else {
+                continue;
+            };
             if exp <= now {
                 continue;
             }
@@ -237,7 +255,9 @@ impl StoreActor {
     }
 
     fn live_values(&self, name: &str, now: u64) -> Vec<String> {
-        self.live(name, now).map(|v| v.into_iter().map(|(v, _, _)| v).collect()).unwrap_or_default()
+        self.live(name, now)
+            .map(|v| v.into_iter().map(|(v, _, _)| v).collect())
+            .unwrap_or_default()
     }
 
     /// Apply ops in one atomic sled batch; returns changed names and deleted count.
@@ -249,14 +269,17 @@ impl StoreActor {
         let mut deleted = 0usize;
         for op in ops {
             let name = match op {
-                Op::Add { name, .. } | Op::DeleteValue { name, .. } | Op::DeleteName { name } => name,
+                Op::Add { name, .. } | Op::DeleteValue { name, .. } | Op::DeleteName { name } => {
+                    name
+                }
             };
             if !names.contains_key(name) {
                 let mut cur = BTreeMap::new();
                 let mut orig = BTreeMap::new();
                 for item in self.tree.scan_prefix(rprefix(name)) {
                     let (k, v) = item?;
-                    if let (Some((_, value)), Some(m)) = (split_name_value(&k[1..]), parse_meta(&v)) {
+                    if let (Some((_, value)), Some(m)) = (split_name_value(&k[1..]), parse_meta(&v))
+                    {
                         orig.insert(value.to_string(), m);
                         // Expired rows are treated as absent (and replaced on re-add).
                         cur.insert(value.to_string(), if m.0 > now { Some(m) } else { None });
@@ -272,7 +295,10 @@ impl StoreActor {
                     if !present && max_values > 0 {
                         let live = cur.values().filter(|m| m.is_some()).count();
                         if live >= max_values {
-                            return Err(StoreError::TooManyValues { name: name.clone(), max: max_values });
+                            return Err(StoreError::TooManyValues {
+                                name: name.clone(),
+                                max: max_values,
+                            });
                         }
                     }
                     let stored = self.next_ms();
@@ -332,9 +358,17 @@ impl StoreActor {
             return;
         }
         let now = now_secs();
-        let changes: Vec<(String, Vec<String>)> =
-            names.into_iter().map(|n| { let v = self.live_values(&n, now); (n, v) }).collect();
-        let delta = ZoneDelta { changes, last_stored_ms: self.last_ms };
+        let changes: Vec<(String, Vec<String>)> = names
+            .into_iter()
+            .map(|n| {
+                let v = self.live_values(&n, now);
+                (n, v)
+            })
+            .collect();
+        let delta = ZoneDelta {
+            changes,
+            last_stored_ms: self.last_ms,
+        };
         for (_, s) in &self.subscribers {
             s.do_send(delta.clone());
         }
@@ -414,7 +448,9 @@ impl StoreActor {
         let mut cur_vals: Vec<String> = Vec::new();
         for item in self.tree.scan_prefix(b"r") {
             let Ok((k, v)) = item else { continue };
-            let Some((name, value)) = split_name_value(&k[1..]) else { continue };
+            let Some((name, value)) = split_name_value(&k[1..]) else {
+                continue;
+            };
             if parse_meta(&v).map(|(e, _)| e <= now).unwrap_or(true) {
                 continue;
             }
@@ -422,7 +458,10 @@ impl StoreActor {
                 if let Some(n) = cur_name.take() {
                     changes.push((n, std::mem::take(&mut cur_vals)));
                     if changes.len() >= 4096 {
-                        to.do_send(ZoneDelta { changes: std::mem::take(&mut changes), last_stored_ms: self.last_ms });
+                        to.do_send(ZoneDelta {
+                            changes: std::mem::take(&mut changes),
+                            last_stored_ms: self.last_ms,
+                        });
                     }
                 }
                 cur_name = Some(name.to_string());
@@ -432,12 +471,18 @@ impl StoreActor {
         if let Some(n) = cur_name {
             changes.push((n, cur_vals));
         }
-        to.do_send(ZoneDelta { changes, last_stored_ms: self.last_ms });
+        to.do_send(ZoneDelta {
+            changes,
+            last_stored_ms: self.last_ms,
+        });
     }
 
     fn report(&self, event: LifecycleEvent) {
         if let Some(s) = &self.supervisor {
-            s.do_send(Lifecycle { actor: "store", event });
+            s.do_send(Lifecycle {
+                actor: "store",
+                event,
+            });
         }
     }
 }
@@ -490,7 +535,11 @@ impl Handler<Get> for StoreActor {
 
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
         let now = now_secs();
-        Ok(self.live(&msg.name, now)?.into_iter().map(|(v, e, _)| (v, (e - now).max(1))).collect())
+        Ok(self
+            .live(&msg.name, now)?
+            .into_iter()
+            .map(|(v, e, _)| (v, (e - now).max(1)))
+            .collect())
     }
 }
 

@@ -59,9 +59,22 @@ impl SupervisorActor {
     pub fn new(expected: &[&'static str]) -> Self {
         let board = expected
             .iter()
-            .map(|n| (*n, ActorHealth { name: n.to_string(), healthy: false, restarts: 0, since: 0 }))
+            .map(|n| {
+                (
+                    *n,
+                    ActorHealth {
+                        name: n.to_string(),
+                        healthy: false,
+                        restarts: 0,
+                        since: 0,
+                    },
+                )
+            })
             .collect();
-        SupervisorActor { started: Instant::now(), board }
+        SupervisorActor {
+            started: Instant::now(),
+            board,
+        }
     }
 }
 
@@ -73,7 +86,10 @@ impl Handler<Lifecycle> for SupervisorActor {
     type Result = ();
 
     fn handle(&mut self, msg: Lifecycle, _: &mut Context<Self>) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let row = self.board.entry(msg.actor).or_insert_with(|| ActorHealth {
             name: msg.actor.to_string(),
             healthy: false,
@@ -89,7 +105,11 @@ impl Handler<Lifecycle> for SupervisorActor {
             LifecycleEvent::Restarting => {
                 row.healthy = false;
                 row.restarts += 1;
-                tracing::warn!(actor = msg.actor, restarts = row.restarts, "actor restarting");
+                tracing::warn!(
+                    actor = msg.actor,
+                    restarts = row.restarts,
+                    "actor restarting"
+                );
             }
         }
     }

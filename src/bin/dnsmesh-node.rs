@@ -58,12 +58,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DNSMESH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("DNSMESH_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
-    if let Some(Command::Admin { node, token, action }) = cli.command {
+    if let Some(Command::Admin {
+        node,
+        token,
+        action,
+    }) = cli.command
+    {
         return admin(&node, token.as_deref(), action);
     }
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
@@ -109,7 +115,9 @@ async fn wait_for_signal() {
 
 fn admin(node: &str, token: Option<&str>, action: AdminAction) -> ExitCode {
     let Some(token) = token else {
-        eprintln!("dnsmesh-node admin: the operator token is needed (--token or DNSMESH_ADMIN_TOKEN)");
+        eprintln!(
+            "dnsmesh-node admin: the operator token is needed (--token or DNSMESH_ADMIN_TOKEN)"
+        );
         return ExitCode::from(2);
     };
     let (method, path, body) = match &action {

@@ -23,7 +23,7 @@ pub struct NodeHandle {
     pub dns: Vec<SocketAddr>,
     pub http: SocketAddr,
     pub store: Addr<StoreActor>,
-    http_server: actix_web::dev::Server,
+    http_server: actix_web::dev::ServerHandle,
     dns_actor: Addr<DnsActor>,
 }
 
@@ -53,11 +53,15 @@ impl Handler<StopDns> for DnsActor {
 /// Start every actor inside the current actix `System`. Must be called from within it.
 pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     let data_dir = &settings.node.data_dir;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating node.data_dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating node.data_dir {}", data_dir.display()))?;
     let supervisor = SupervisorActor::new(&["store", "dns", "auth", "http"]).start();
-    let store_actor = StoreActor::open(data_dir, Duration::from_secs(settings.node.sweep_interval_secs))
-        .with_context(|| format!("opening the store in {}", data_dir.display()))?
-        .with_supervisor(supervisor.clone());
+    let store_actor = StoreActor::open(
+        data_dir,
+        Duration::from_secs(settings.node.sweep_interval_secs),
+    )
+    .with_context(|| format!("opening the store in {}", data_dir.display()))?
+    .with_supervisor(supervisor.clone());
     let db = store_actor.db().clone();
     let store = actix::Supervisor::start(move |_| store_actor);
 
@@ -73,7 +77,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         token_rate: settings.limits.token_rate,
         token_burst: settings.limits.token_burst,
     };
-    let auth_actor = AuthActor::open(auth_opts, db, &data_dir.join("node.key"))?.with_supervisor(supervisor.clone());
+    let auth_actor = AuthActor::open(auth_opts, db, &data_dir.join("node.key"))?
+        .with_supervisor(supervisor.clone());
     let auth = actix::Supervisor::start(move |_| auth_actor);
 
     let dns_opts = DnsOptions {
@@ -82,7 +87,12 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         ttl: settings.dns.ttl,
         ns: settings.dns.ns.clone(),
         soa_rname: settings.dns.soa_rname.clone(),
-        apex_addresses: settings.dns.apex_addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+        apex_addresses: settings
+            .dns
+            .apex_addresses
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect(),
         update: settings.dns.update,
         claim_provider: settings.dns.claim_provider,
         max_ttl: settings.limits.max_ttl,
@@ -102,7 +112,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         tls: if settings.http.tls_cert.is_empty() {
             None
         } else {
-            Some((settings.http.tls_cert.clone(), settings.http.tls_key.clone()))
+            Some((
+                settings.http.tls_cert.clone(),
+                settings.http.tls_key.clone(),
+            ))
         },
         workers: settings.http.workers,
         trusted_proxies: settings.trusted_proxies(),
@@ -119,17 +132,28 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         limit_loopback: settings.limits.limit_loopback,
         fault_injection: settings.debug.fault_injection,
     };
-    let peers = Peers { store: store.clone(), auth, dns: dns.clone(), supervisor: supervisor.clone() };
-    let (http_server, http_addr) =
-        http::start(http_opts, peers).with_context(|| format!("binding http.listen {}", settings.http.listen))?;
+    let peers = Peers {
+        store: store.clone(),
+        auth,
+        dns: dns.clone(),
+        supervisor: supervisor.clone(),
+    };
+    let (http_server, http_addr) = http::start(http_opts, peers)
+        .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
     supervisor.do_send(crate::actors::supervisor::Lifecycle {
         actor: "http",
         event: crate::actors::supervisor::LifecycleEvent::Started,
     });
-    let srv = http_server.clone();
+    let server_handle = http_server.handle();
     actix_rt::spawn(async move {
-        let _ = srv.await;
+        let _ = http_server.await;
     });
     tracing::info!(dns = ?dns_addrs, http = %http_addr, zone = %settings.node.zone, "dnsmesh node up");
-    Ok(NodeHandle { dns: dns_addrs, http: http_addr, store, http_server, dns_actor: dns })
+    Ok(NodeHandle {
+        dns: dns_addrs,
+        http: http_addr,
+        store,
+        http_server: server_handle,
+        dns_actor: dns,
+    })
 }
