@@ -69,6 +69,11 @@ pub struct KeyringChanged(pub Keyring);
 #[rtype(result = "()")]
 pub struct Fail;
 
+/// Answered once the view holds the store's initial snapshot (start-up readiness).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WhenReady;
+
 /// Ask for counters (for `/metrics` and the status page).
 #[derive(Message)]
 #[rtype(result = "DnsStats")]
@@ -723,6 +728,8 @@ pub struct DnsActor {
     supervisor: Option<Addr<SupervisorActor>>,
     store: Addr<StoreActor>,
     seeded_serial: bool,
+    ready: bool,
+    ready_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     slow_queue_dropped: Arc<AtomicU64>,
 }
 
@@ -806,6 +813,8 @@ impl DnsActor {
             supervisor,
             store,
             seeded_serial: false,
+            ready: false,
+            ready_waiters: Vec::new(),
             slow_queue_dropped: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -938,6 +947,28 @@ impl Handler<ZoneDelta> for DnsActor {
             let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
             self.view.set_txt(name, &refs);
         }
+        if msg.snapshot_complete && !self.ready {
+            self.ready = true;
+            for w in self.ready_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+impl Handler<WhenReady> for DnsActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: WhenReady, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.ready {
+            let _ = tx.send(());
+        } else {
+            self.ready_waiters.push(tx);
+        }
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }
 

@@ -97,6 +97,8 @@ pub struct ZoneDelta {
     pub changes: Vec<(String, Vec<String>)>,
     /// The newest acceptance stamp in the store (ms), to seed the SOA serial.
     pub last_stored_ms: u64,
+    /// True on the last message of a subscription's initial snapshot.
+    pub snapshot_complete: bool,
 }
 
 /// Test-only fault: the actor stops itself and its supervisor restarts it.
@@ -368,6 +370,7 @@ impl StoreActor {
         let delta = ZoneDelta {
             changes,
             last_stored_ms: self.last_ms,
+            snapshot_complete: false,
         };
         for (_, s) in &self.subscribers {
             s.do_send(delta.clone());
@@ -461,6 +464,7 @@ impl StoreActor {
                         to.do_send(ZoneDelta {
                             changes: std::mem::take(&mut changes),
                             last_stored_ms: self.last_ms,
+                            snapshot_complete: false,
                         });
                     }
                 }
@@ -474,6 +478,7 @@ impl StoreActor {
         to.do_send(ZoneDelta {
             changes,
             last_stored_ms: self.last_ms,
+            snapshot_complete: true,
         });
     }
 

@@ -105,6 +105,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?;
     let dns_addrs = dns_actor.bound().to_vec();
     let dns = actix::Supervisor::start(move |_| dns_actor);
+    // Serve nothing as "ready" before the view holds every stored record.
+    dns.send(crate::actors::dns::WhenReady)
+        .await
+        .context("DNS actor did not start")?;
     auth.do_send(SetKeyringSink(dns.clone().recipient()));
 
     let http_opts = HttpOptions {

@@ -1,0 +1,271 @@
+//! Test harness: runs the real `dnsmesh-node` binary on loopback with a fresh data
+//! directory and ephemeral ports, and small DNS/HTTP client helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub use dnsmesh::node::http_client::request as http;
+
+/// A node process.
+pub struct Node {
+    pub child: Child,
+    pub dns: Vec<SocketAddr>,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    pub zone: String,
+    env: Vec<(String, String)>,
+    dns_listen: Vec<String>,
+    http_listen: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Node {
+    /// Start a node for `zone` on 127.0.0.1 (ephemeral ports) with extra env settings.
+    pub fn start(zone: &str, env: &[(&str, &str)]) -> Node {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut n = Node {
+            child: Command::new("true").spawn().unwrap(),
+            dns: vec![],
+            http: "127.0.0.1:0".parse().unwrap(),
+            data_dir,
+            zone: zone.to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            dns_listen: vec!["127.0.0.1:0".into()],
+            http_listen: "127.0.0.1:0".into(),
+            _tmp: Some(tmp),
+        };
+        n.spawn();
+        n
+    }
+
+    /// As [`Node::start`], with explicit listen addresses (e.g. IPv6 too).
+    pub fn start_on(zone: &str, dns_listen: &[&str], env: &[(&str, &str)]) -> Node {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut n = Node {
+            child: Command::new("true").spawn().unwrap(),
+            dns: vec![],
+            http: "127.0.0.1:0".parse().unwrap(),
+            data_dir: tmp.path().join("data"),
+            zone: zone.to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            dns_listen: dns_listen.iter().map(|s| s.to_string()).collect(),
+            http_listen: "127.0.0.1:0".into(),
+            _tmp: Some(tmp),
+        };
+        n.spawn();
+        n
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnsmesh-node"));
+        cmd.arg("--config")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dnsmesh.toml"));
+        cmd.arg("--zone")
+            .arg(&self.zone)
+            .arg("--data-dir")
+            .arg(&self.data_dir);
+        for d in &self.dns_listen {
+            cmd.arg("--dns-listen").arg(d);
+        }
+        cmd.arg("--http-listen").arg(&self.http_listen);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.env("RUST_LOG", "warn");
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn dnsmesh-node");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        // Wait for the ready line (an event, not a sleep).
+        let line = loop {
+            match lines.next() {
+                Some(Ok(l)) if l.starts_with("dnsmesh-node ready") => break l,
+                Some(Ok(_)) => continue,
+                _ => panic!(
+                    "dnsmesh-node exited before it was ready: {:?}",
+                    child.wait()
+                ),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let mut dns = vec![];
+        let mut http: Option<SocketAddr> = None;
+        for part in line.split_whitespace() {
+            if let Some(d) = part.strip_prefix("dns=") {
+                dns = d.split(',').map(|a| a.parse().unwrap()).collect();
+            }
+            if let Some(h) = part.strip_prefix("http=") {
+                http = Some(h.parse().unwrap());
+            }
+        }
+        self.child = child;
+        // Restarts keep the same ports.
+        self.dns_listen = dns.iter().map(|a: &SocketAddr| a.to_string()).collect();
+        self.http_listen = http.unwrap().to_string();
+        self.dns = dns;
+        self.http = http.unwrap();
+    }
+
+    /// `http://ip:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Kill with SIGKILL and wait.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn term(&mut self) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), "TERM");
+        self.child.wait().unwrap()
+    }
+
+    /// Start again on the same ports and data directory.
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Path of the reference venv (installed by `.ci/run`); the test fails if it is missing.
+pub fn ref_venv() -> PathBuf {
+    let p = std::env::var("REF_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            PathBuf::from(home).join(".cache/dnsmesh-reference-venv")
+        });
+    assert!(
+        p.join("bin/dnsmesh").exists(),
+        "reference venv missing at {} — run ../shared/interop/setup-reference.sh (CI does)",
+        p.display()
+    );
+    p
+}
+
+/// Raw DNS over UDP: send `query`, return the reply.
+pub fn udp_exchange(server: SocketAddr, query: &[u8]) -> Vec<u8> {
+    let bind = if server.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let s = std::net::UdpSocket::bind(bind).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.send_to(query, server).unwrap();
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = s.recv_from(&mut buf).expect("no UDP reply");
+    buf.truncate(n);
+    buf
+}
+
+/// Raw DNS over TCP: send several queries on one connection, return the replies.
+pub fn tcp_exchange(server: SocketAddr, queries: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut out = vec![];
+    for q in queries {
+        let mut m = (q.len() as u16).to_be_bytes().to_vec();
+        m.extend_from_slice(q);
+        s.write_all(&m).unwrap();
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut r).unwrap();
+        out.push(r);
+    }
+    out
+}
+
+/// Build a query message by hand (the name's letter case is kept as written).
+pub fn query(name: &str, rtype: hickory_proto::rr::RecordType, edns: Option<u16>) -> Vec<u8> {
+    let mut m = Vec::with_capacity(64);
+    m.extend_from_slice(&rand_id().to_be_bytes());
+    m.extend_from_slice(&[
+        0x01,
+        0x00,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        if edns.is_some() { 1 } else { 0 },
+    ]);
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.push(0);
+    m.extend_from_slice(&u16::from(rtype).to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
+    if let Some(p) = edns {
+        m.extend_from_slice(&[0, 0, 41]);
+        m.extend_from_slice(&p.to_be_bytes());
+        m.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    }
+    m
+}
+
+pub fn rand_id() -> u16 {
+    let mut b = [0u8; 2];
+    dnsmesh::proto::keys::random_fill(&mut b);
+    u16::from_be_bytes(b)
+}
+
+/// Parse a reply.
+pub fn parse(bytes: &[u8]) -> hickory_proto::op::Message {
+    hickory_proto::op::Message::from_vec(bytes).expect("reply parses")
+}
+
+/// POST a record with the operator token.
+pub fn publish(node: &Node, token: &str, name: &str, value: &str, ttl: u64) -> u16 {
+    let body = serde_json::json!({"value": value, "ttl": ttl}).to_string();
+    http(
+        &node.url(),
+        "POST",
+        &format!("/v1/records/{name}"),
+        Some(token),
+        &body,
+    )
+    .unwrap()
+    .0
+}
