@@ -293,6 +293,19 @@ pub struct SendRandomness {
     pub msg_id: [u8; 16],
 }
 
+impl std::fmt::Debug for SendRandomness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendRandomness")
+            .field(
+                "ephemeral_public",
+                &hex::encode(keys::x25519_public(&self.ephemeral_private)),
+            )
+            .field("nonce", &hex::encode(self.nonce))
+            .field("msg_id", &hex::encode(self.msg_id))
+            .finish_non_exhaustive()
+    }
+}
+
 impl SendRandomness {
     /// Fresh values from the OS; `msg_id` is a UUIDv4 like the reference's.
     pub fn from_os() -> Self {
