@@ -210,7 +210,7 @@ proptest! {
         let bad = rec.to_txt();
         // The corrupted copy alone is refused at that index.
         let mut asm = Assembler::new(&manifest).unwrap();
-        prop_assert!(!asm.offer(i as u32, &[bad.clone()]));
+        prop_assert!(!asm.offer(i as u32, std::slice::from_ref(&bad)));
         // Another copy of that index is still accepted (first good value wins).
         prop_assert!(asm.offer(i as u32, &[bad.clone(), good.clone()]));
         // With only the corrupted copy published there, the other shares still deliver.

@@ -34,6 +34,7 @@ use super::names;
 use super::records::chunk::ChunkRecord;
 use super::records::claim::ClaimRecord;
 use super::records::manifest::{SlotManifest, NO_PREKEY};
+use super::records::Reader;
 use super::ProtoError;
 
 /// HKDF salt for the message key.
@@ -255,7 +256,7 @@ impl OuterMessage {
     /// payload = `data[2 + hlen : len − 32]` (the trailer's content is ignored) and must
     /// hold at least the ephemeral key and nonce.
     pub fn parse(data: &[u8]) -> Option<Self> {
-        let hlen = u16::from_be_bytes(data.get(..2)?.try_into().ok()?) as usize;
+        let hlen = Reader::new(data).u16()? as usize;
         let header = Header::parse(data.get(2..2 + hlen)?)?;
         let payload = data.get(2 + hlen..data.len().checked_sub(TRAILER_LEN)?)?;
         if payload.len() < EPH_NONCE_LEN {
