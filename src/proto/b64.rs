@@ -120,7 +120,8 @@ mod tests {
     #[test]
     fn matches_cpython_edge_cases() {
         let hi = Some(b"hi".to_vec());
-        let cases: &[(&str, Option<Vec<u8>>, Option<Vec<u8>>)] = &[
+        type Case = (&'static str, Option<Vec<u8>>, Option<Vec<u8>>);
+        let cases: &[Case] = &[
             ("aGk=aGk=", hi.clone(), None),
             ("aGl=", hi.clone(), hi.clone()),
             ("aG=k=", hi.clone(), None),

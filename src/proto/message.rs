@@ -34,6 +34,7 @@ use super::names;
 use super::records::chunk::ChunkRecord;
 use super::records::claim::ClaimRecord;
 use super::records::manifest::{SlotManifest, NO_PREKEY};
+use super::records::Reader;
 use super::ProtoError;
 
 /// HKDF salt for the message key.
@@ -255,7 +256,7 @@ impl OuterMessage {
     /// payload = `data[2 + hlen : len − 32]` (the trailer's content is ignored) and must
     /// hold at least the ephemeral key and nonce.
     pub fn parse(data: &[u8]) -> Option<Self> {
-        let hlen = u16::from_be_bytes(data.get(..2)?.try_into().ok()?) as usize;
+        let hlen = Reader::new(data).u16()? as usize;
         let header = Header::parse(data.get(2..2 + hlen)?)?;
         let payload = data.get(2 + hlen..data.len().checked_sub(TRAILER_LEN)?)?;
         if payload.len() < EPH_NONCE_LEN {
@@ -291,6 +292,19 @@ pub struct SendRandomness {
     pub ephemeral_private: [u8; 32],
     pub nonce: [u8; 12],
     pub msg_id: [u8; 16],
+}
+
+impl std::fmt::Debug for SendRandomness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendRandomness")
+            .field(
+                "ephemeral_public",
+                &hex::encode(keys::x25519_public(&self.ephemeral_private)),
+            )
+            .field("nonce", &hex::encode(self.nonce))
+            .field("msg_id", &hex::encode(self.msg_id))
+            .finish_non_exhaustive()
+    }
 }
 
 impl SendRandomness {

@@ -32,28 +32,31 @@ impl ChunkRecord {
         format!("{PREFIX_CHUNK}{}", b64::encode(&self.wire))
     }
 
-    /// Receiver-side parse, as lenient as the reference's `DMPDNSRecord.from_txt_record`:
-    /// the value must start with `v=dmp`; it is split on `;`, each part on its first `=`
-    /// with key and value whitespace-stripped (parts without `=` are ignored, a later
-    /// key wins); `t` must be `chunk`; `d` is decoded leniently, and a missing or
-    /// undecodable `d` gives an empty wire (which no manifest hash will match). Any `m=`
-    /// metadata part from old writers is ignored.
+    /// Receiver-side parse, as lenient as the reference's `DMPDNSRecord.from_txt_record`
+    /// (behaviour probed on the reference): the value must start with `v=dmp`; it is split
+    /// on `;`, each part on its first `=` with key and value whitespace-stripped (parts
+    /// without `=` are ignored, a later key wins); the last `v` minus its `dmp` must be
+    /// an integer (the reference raises otherwise; ASCII digits only here); `t` must be
+    /// `chunk`; `d` is decoded leniently, and a missing or undecodable `d` gives an empty
+    /// wire (which no manifest hash will match). Any `m=` part is ignored.
     pub fn parse(txt: &str) -> Option<Self> {
         if !txt.starts_with("v=dmp") {
             return None;
         }
-        let (mut t, mut d) = (None, None);
+        let (mut v, mut t, mut d) = (None, None, None);
         for part in txt.split(';') {
-            let Some((k, v)) = part.split_once('=') else {
+            let Some((key, value)) = part.split_once('=') else {
                 continue;
             };
-            match py_strip(k) {
-                "t" => t = Some(py_strip(v)),
-                "d" => d = Some(py_strip(v)),
+            let value = py_strip(value);
+            match py_strip(key) {
+                "v" => v = Some(value),
+                "t" => t = Some(value),
+                "d" => d = Some(value),
                 _ => {}
             }
         }
-        if t != Some("chunk") {
+        if !v.is_some_and(|v| py_int_ok(v.strip_prefix("dmp").unwrap_or(v))) || t != Some("chunk") {
             return None;
         }
         let wire = d.and_then(b64::decode_lenient).unwrap_or_default();
@@ -71,6 +74,17 @@ impl ChunkRecord {
         let block: [u8; BLOCK] = rest.get(..BLOCK)?.try_into().ok()?;
         (sha256(&block)[..CHECKSUM_LEN] == *checksum).then_some(block)
     }
+}
+
+/// Whether Python's `int(s)` accepts `s` (ASCII digits, optional sign, single `_`
+/// between digits, surrounding whitespace).
+fn py_int_ok(s: &str) -> bool {
+    let s = py_strip(s);
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    !digits.is_empty()
+        && digits
+            .split('_')
+            .all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Python's `str.strip()`: Unicode whitespace plus the ASCII separators 0x1c–0x1f.
@@ -97,6 +111,35 @@ mod tests {
         );
         assert_eq!(ChunkRecord::parse("v=dmp1;t=manifest;d=AAAA"), None);
         assert_eq!(ChunkRecord::parse("x=dmp1;t=chunk;d=AAAA"), None);
+        let hi = Some(ChunkRecord {
+            wire: b"hi".to_vec(),
+        });
+        // Cases probed on the reference's DMPDNSRecord.from_txt_record.
+        for (txt, want) in [
+            ("v=dmp1;junk;t=chunk;d=aGk=", hi.clone()),
+            ("v=dmp1; t = chunk ; d = aGk= ", hi.clone()),
+            (
+                "v=dmp1;t=chunk;d=aGk=;d=aGVsbG8=",
+                Some(ChunkRecord {
+                    wire: b"hello".to_vec(),
+                }),
+            ),
+            ("v=dmp2;t=chunk;d=aGk=", hi.clone()),
+            ("v=dmp 1 ;t=chunk;d=aGk=", hi.clone()),
+            ("v=dmp+1;t=chunk;d=aGk=", hi.clone()),
+            ("v=dmp1_0;t=chunk;d=aGk=", hi.clone()),
+            ("v=dmpx;v=dmp1;t=chunk;d=aGk=", hi.clone()),
+            ("v=dmp1;t=chunk", Some(ChunkRecord { wire: vec![] })),
+            ("v=dmp1;t=chunk;d=a=b", Some(ChunkRecord { wire: vec![] })),
+            ("v=dmpx;t=chunk;d=aGk=", None),
+            ("v=dmp1.5;t=chunk;d=aGk=", None),
+            ("v=dmp;t=chunk;d=aGk=", None),
+            ("v=dmp1;v=abc2;t=chunk;d=aGk=", None),
+            ("v=dmp1;t=CHUNK;d=aGk=", None),
+            ("v=dmp1;t=chunk;d=aGk=;t=x", None),
+        ] {
+            assert_eq!(ChunkRecord::parse(txt), want, "{txt:?}");
+        }
         let mut bad = rec;
         bad.wire[0] ^= 1;
         assert_eq!(bad.unwrap_block(), None);
