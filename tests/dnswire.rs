@@ -867,15 +867,10 @@ fn recv_parsed(sock: &UdpSocket) -> Resp {
     parse(&buf[..n])
 }
 
-fn serve(
-    bind: &str,
-) -> Option<(
-    udp::UdpServer,
-    Arc<AtomicBool>,
-    mpsc::Receiver<(Vec<u8>, SocketAddr)>,
-    Arc<ZoneView>,
-)> {
-    let sock = UdpSocket::bind(bind).ok()?;
+type SlowRx = mpsc::Receiver<(Vec<u8>, SocketAddr)>;
+
+fn serve(bind: &str) -> (udp::UdpServer, Arc<AtomicBool>, SlowRx) {
+    let sock = UdpSocket::bind(bind).expect("bind server");
     let v = Arc::new(view());
     v.set_txt("a.mesh.test", &[b"hello"]);
     for i in 0..100 {
@@ -886,16 +881,15 @@ fn serve(
     }
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
-    let tx = std::sync::Mutex::new(tx);
     let slow: udp::SlowPath = Box::new(move |pkt, src| {
-        let _ = tx.lock().unwrap().send((pkt, src));
+        let _ = tx.send((pkt, src));
     });
-    let server = udp::spawn(sock, v.clone(), slow, stop.clone()).expect("spawn");
-    Some((server, stop, rx, v))
+    let server = udp::spawn(sock, v, slow, stop.clone()).expect("spawn");
+    (server, stop, rx)
 }
 
 fn exercise(bind: &str, client_bind: &str) {
-    let (server, stop, rx, _v) = serve(bind).expect("bind server");
+    let (server, stop, rx) = serve(bind);
     let addr = server.local_addr();
     let client = UdpSocket::bind(client_bind).unwrap();
     client
@@ -918,7 +912,7 @@ fn exercise(bind: &str, client_bind: &str) {
             )
             .unwrap();
     }
-    let mut seen = vec![false; 100];
+    let mut seen = [false; 100];
     for _ in 0..100 {
         let r = recv_parsed(&client);
         let i = usize::from(r.id - 1000);
@@ -981,4 +975,11 @@ fn udp_loop_ipv4() {
 #[test]
 fn udp_loop_ipv6() {
     exercise("[::1]:0", "[::1]:0");
+}
+
+#[test]
+fn view_is_shareable() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ZoneView>();
+    send_sync::<udp::UdpStats>();
 }
