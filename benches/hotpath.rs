@@ -38,6 +38,7 @@ fn build(n: usize) -> ZoneView {
     );
     let v = ZoneView::new(&cfg).expect("config");
     let before = resident_bytes();
+    let started = std::time::Instant::now();
     let mut raw = 0usize;
     let mut value = vec![0u8; 250];
     for i in 0..n {
@@ -56,7 +57,8 @@ fn build(n: usize) -> ZoneView {
     }
     let rss = resident_bytes().saturating_sub(before);
     eprintln!(
-        "{n} records: raw {:.1} MB, RSS growth {:.1} MB ({:.2}x raw), approx_bytes {:.1} MB",
+        "{n} records: built in {:.2?}, raw {:.1} MB, RSS growth {:.1} MB ({:.2}x raw), approx_bytes {:.1} MB",
+        started.elapsed(),
         raw as f64 / 1e6,
         rss as f64 / 1e6,
         rss as f64 / raw as f64,
