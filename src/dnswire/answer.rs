@@ -190,18 +190,9 @@ impl ZoneView {
         };
         // Header: ID, QR, opcode 0, RD and CD copied, QDCOUNT 1; the rest patched below.
         out.extend_from_slice(&query[..2]);
-        out.extend_from_slice(&[
-            0x80 | (query[2] & 0x01),
-            query[3] & 0x10,
-            0,
-            1,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-        ]);
+        let flags = [0x80 | (query[2] & 0x01), query[3] & 0x10];
+        out.extend_from_slice(&flags);
+        out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         out.extend_from_slice(question);
 
         if matches!(q.edns, Some((_, version)) if version != 0) {
@@ -228,7 +219,7 @@ impl ZoneView {
         let mut ar = extra;
         if q.edns.is_some() {
             put_opt(out, 0);
-            ar += 1;
+            ar = ar.saturating_add(1);
         }
         put16(out, 6, an);
         put16(out, 8, ns);

@@ -6,6 +6,18 @@
 //! set, NXDOMAIN only for names that do not exist (empty non-terminals get NODATA) and
 //! the apex SOA on every negative answer. Everything else (UPDATE, TSIG, other opcodes,
 //! odd packets) is [`Disposition::Slow`]: the hickory-based slow path handles it.
+//!
+//! Choices where the specs leave room:
+//! - QTYPE ANY gets a minimal answer (RFC 8482): the TXT RRset where there is one, the
+//!   SOA at the apex, NODATA elsewhere.
+//! - Packets with QR=1 are dropped, never answered or passed on.
+//! - The client's EDNS payload is honoured as sent (floor 512, no 1232 cap); we advertise
+//!   1232. EDNS options and DO are ignored; the reply's OPT has none and DO clear.
+//! - BADVERS and REFUSED replies carry no AA; TC stubs keep AA, the rcode and the OPT.
+//! - Over TCP (`max_tcp`) a reply above 65535 bytes also becomes a TC stub.
+//! - CD is copied like RD. Apex NS answers carry in-zone A/AAAA glue in ADDITIONAL.
+//! - SOA serial: `max(serial, now)` on each change, no bump within a second
+//!   (see [`ZoneView::set_txt_at`]).
 
 mod answer;
 mod config;
