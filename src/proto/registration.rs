@@ -17,9 +17,9 @@ const PROTOCOL_VERSION: u8 = 0x01;
 /// Longest DNS label (the TSIG key name's first label must fit).
 const MAX_LABEL: usize = 63;
 
-/// Python's `str.isspace()` as used by `strip()`: Unicode White_Space plus the ASCII
-/// separators 0x1c..0x1f.
-fn py_space(c: char) -> bool {
+/// Python's `str.isspace()`, which `str.strip()` trims: Unicode White_Space plus the
+/// ASCII separators 0x1c..0x1f. Shared by every place that mirrors a reference `strip()`.
+pub(crate) fn py_space(c: char) -> bool {
     c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
 }
 
@@ -426,6 +426,134 @@ impl NameClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subjects() {
+        let c = |s: &str| canonicalize_subject(s).ok();
+        assert_eq!(
+            c("  Alice@Mesh.Example.COM \n").as_deref(),
+            Some("alice@mesh.example.com")
+        );
+        assert_eq!(c("\x1calice@b.com\u{3000}").as_deref(), Some("alice@b.com"));
+        assert_eq!(
+            c("\u{212a}im@b.com").as_deref(),
+            Some("kim@b.com"),
+            "Kelvin sign lower-cases to k"
+        );
+        assert_eq!(c("a+b.c-d_e@x.y").as_deref(), Some("a+b.c-d_e@x.y"));
+        assert_eq!(c("a..b@b.com").as_deref(), Some("a..b@b.com"));
+        for bad in [
+            "alice@com",
+            "_a@b.com",
+            "-a@b.com",
+            "alice@b.com.",
+            "alice@b-.com",
+            "alice@b..com",
+            "a@b@c.com",
+            "",
+            "@b.com",
+            "alice\n@b.com",
+        ] {
+            assert_eq!(c(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            c("\u{ff41}lice@b.com"),
+            None,
+            "full-width: NFKC-only ASCII is refused (documented)"
+        );
+    }
+
+    #[test]
+    fn key_name_limit() {
+        let spk = [0xab; 32];
+        let at = |n: usize| tsig_key_name(&format!("{}@z.com", "a".repeat(n)), &spk, "z.com");
+        assert_eq!(at(47).unwrap().split('.').next().unwrap().len(), 63);
+        assert!(at(48).is_err());
+    }
+
+    #[test]
+    fn classifier() {
+        let h12 = "2bd806c97f0e";
+        let h16 = "2bd806c97f0e00af";
+        let owner = |s: &str| NameClass::OwnerSubject(s.into());
+        let table = [
+            (
+                "DMP.Alice.Example.COM..".to_string(),
+                owner("alice@example.com"),
+            ),
+            ("dmp.alice.com".into(), NameClass::OperatorOnly),
+            ("dmp.a_b.example.com".into(), NameClass::Unknown),
+            (
+                format!("id-{h16}.example.com"),
+                NameClass::OwnerIdentityHash {
+                    hash16: h16.into(),
+                    domain: "example.com".into(),
+                },
+            ),
+            (format!("id-{h12}.example.com"), NameClass::OperatorOnly),
+            (
+                format!("prekeys.id-{h12}.a.com"),
+                NameClass::OwnerPrekeyPool {
+                    hash12: h12.into(),
+                    domain: "a.com".into(),
+                },
+            ),
+            (
+                format!("rotate.dmp.id-{h12}.a.com"),
+                NameClass::OperatorOnly,
+            ),
+            (
+                format!("rotate.dmp.id-{h16}.a.com"),
+                owner(&format!("id-{h16}@a.com")),
+            ),
+            ("rotate.dmp.bob.a.com".into(), owner("bob@a.com")),
+            (
+                format!("pk-01.{h12}.a.com"),
+                NameClass::OwnerPrekeyHash(h12.into()),
+            ),
+            (format!("slot-33.mb-{h12}.a.com."), NameClass::SharedPool),
+            (format!("slot-3.mb-{h12}.com"), NameClass::OperatorOnly),
+            (format!("chunk-1-{h12}.a.com"), NameClass::SharedPool),
+            (format!("claim-1.mb-{h12}.a.com"), NameClass::OperatorOnly),
+            ("a.com..".into(), NameClass::OperatorOnly),
+            ("a..b.com".into(), NameClass::Unknown),
+            ("com".into(), NameClass::Unknown),
+            ("..".into(), NameClass::Unknown),
+            ("_dmp.example.com".into(), NameClass::Unknown),
+        ];
+        for (name, want) in table {
+            assert_eq!(classify_name(&name), want, "{name}");
+        }
+        let pk = classify_name(&format!("pk-1.{h12}.a.com"));
+        assert!(pk.owned_by("x@a.com", Some(h12)) && !pk.owned_by("x@a.com", None));
+    }
+
+    #[test]
+    fn scope_matching() {
+        let sufs = [
+            "id-abc.mesh.test",
+            "slot-*.mb-*.mesh.test",
+            "chunk-*-*.mesh.test",
+            "Mb-Abc.Mesh.Test.",
+        ];
+        let table = [
+            ("ID-ABC.mesh.test.", Coverage::Exact),
+            ("x.id-abc.mesh.test", Coverage::Exact),
+            ("xid-abc.mesh.test", Coverage::None),
+            ("slot-.mb-.mesh.test", Coverage::WildcardOnly),
+            ("a.slot-1.mb-def.mesh.test", Coverage::WildcardOnly),
+            ("slot-1.mb-abc.mesh.test..", Coverage::Exact),
+            ("slot-1.mb-def.x.mesh.test", Coverage::None),
+            ("chunk--.mesh.test", Coverage::WildcardOnly),
+            ("chunk-0001.mesh.test", Coverage::None),
+            ("mesh.test", Coverage::None),
+            ("", Coverage::None),
+            (".", Coverage::None),
+        ];
+        for (owner, want) in table {
+            assert_eq!(coverage(&sufs, owner), want, "{owner}");
+        }
+    }
 
     #[test]
     fn glob_labels() {

@@ -171,3 +171,58 @@ impl BootstrapRecord {
         Some(rec)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_sorted_deduplicated() {
+        let key = SigningKey::from_bytes(&[1u8; 32]);
+        let spk = key.verifying_key().to_bytes();
+        let e = |p, d: &str| BootstrapEntry {
+            priority: p,
+            cluster_base_domain: d.into(),
+            operator_spk: [9; 32],
+        };
+        let mut rec = BootstrapRecord {
+            user_domain: "Example.com.".into(),
+            signer_spk: spk,
+            entries: vec![
+                e(30, "c.example.com"),
+                e(10, "b.example.com"),
+                e(30, "a.example.com"),
+                e(10, "a.example.com."),
+            ],
+            seq: 1,
+            exp: 2_000,
+        };
+        let txt = rec.sign(&key).unwrap();
+        let parsed =
+            BootstrapRecord::parse_and_verify(&txt, &spk, Some("EXAMPLE.COM"), 1_000).unwrap();
+        let order: Vec<_> = parsed
+            .entries
+            .iter()
+            .map(|e| (e.priority, e.cluster_base_domain.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (10, "b.example.com"),
+                (10, "a.example.com"),
+                (30, "c.example.com"),
+                (30, "a.example.com")
+            ]
+        );
+        assert_eq!(parsed.user_domain, "Example.com");
+        rec.entries.push(e(10, "A.Example.com."));
+        assert!(
+            rec.sign(&key).is_err(),
+            "duplicate (priority, casefold(base))"
+        );
+        rec.entries.clear();
+        assert!(rec.sign(&key).is_err(), "at least one entry");
+        rec.entries = (0..17).map(|i| e(i, "a.example.com")).collect();
+        assert!(rec.sign(&key).is_err(), "at most 16 entries");
+    }
+}
