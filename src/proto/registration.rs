@@ -134,7 +134,7 @@ fn local_part(subject: &str) -> String {
     subject.split_once('@').map_or(subject, |(l, _)| l).to_lowercase()
 }
 
-/// TSIG key name minted for a subject: `<local>-<spk_hex[:8]>-<sha256hex(subject)[:6]>.<zone>.`
+/// TSIG key name minted for a canonical subject: `<local>-<spk_hex[:8]>-<sha256hex(subject)[:6]>.<zone>.`
 /// (lower-case). Errors when the first label exceeds 63 bytes (local part over 47).
 pub fn tsig_key_name(subject: &str, spk: &[u8; 32], zone: &str) -> Result<String, ProtoError> {
     let spk_hex = hex::encode(spk);
