@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::auth::{self, AuthActor, AuthorizeWrite, IsOperator, NewChallenge, Register};
 use super::dns::{self, DnsActor, GetStats};
-use super::store::{self, Apply, Count, Get, Op, StoreActor, StoreError};
+use super::store::{self, Apply, Count, Get, Op, Origin, StoreActor, StoreError};
 use super::supervisor::{GetHealth, SupervisorActor};
 use crate::node::limits::TokenBuckets;
 
@@ -41,6 +41,12 @@ pub struct HttpOptions {
     pub registration_burst: f64,
     pub limit_loopback: bool,
     pub fault_injection: bool,
+    /// Bearer token for `/v1/sync/*` (empty = those routes answer 403).
+    pub sync_token: String,
+    /// Pinned cluster operator key, for serving verified manifests.
+    pub operator_spk: Option<[u8; 32]>,
+    /// Cluster base domain whose `cluster.<base>` manifest we serve.
+    pub cluster_base: String,
 }
 
 /// Addresses of the actors the ingress talks to.
@@ -50,6 +56,7 @@ pub struct Peers {
     pub auth: Addr<AuthActor>,
     pub dns: Addr<DnsActor>,
     pub supervisor: Addr<SupervisorActor>,
+    pub sync: Addr<super::sync::SyncActor>,
 }
 
 struct State {
@@ -78,19 +85,12 @@ fn client_ip(req: &HttpRequest, st: &State) -> Option<IpAddr> {
         if let Some(ip) = h
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .rev()
-                    .find_map(|s| s.parse().ok())
-            })
+            .and_then(|v| v.split(',').map(str::trim).rev().find_map(|s| s.parse().ok()))
         {
             return Some(ip);
         }
-        if let Some(ip) = h
-            .get("x-real-ip")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse().ok())
+        if let Some(ip) =
+            h.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse().ok())
         {
             return Some(ip);
         }
@@ -106,21 +106,14 @@ fn limited(req: &HttpRequest, st: &State, registration: bool) -> bool {
         return false;
     }
     if registration {
-        !st.reg_buckets
-            .lock()
-            .take(ip, st.opts.registration_rate, st.opts.registration_burst)
+        !st.reg_buckets.lock().take(ip, st.opts.registration_rate, st.opts.registration_burst)
     } else {
-        !st.ip_buckets
-            .lock()
-            .take(ip, st.opts.http_rate, st.opts.http_burst)
+        !st.ip_buckets.lock().take(ip, st.opts.http_rate, st.opts.http_burst)
     }
 }
 
 fn auth_header(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 /// Path segment → stored name: URL-decoded (by actix), trimmed, trailing dot removed.
@@ -145,16 +138,13 @@ pub fn valid_record_name(name: &str) -> bool {
 
 /// Reference value rule: no `"`, no control characters, no DEL.
 pub fn valid_record_value(v: &str) -> bool {
-    !v.chars()
-        .any(|c| c == '"' || (c as u32) < 0x20 || c as u32 == 0x7f)
+    !v.chars().any(|c| c == '"' || (c as u32) < 0x20 || c as u32 == 0x7f)
 }
 
 async fn health(st: Shared) -> HttpResponse {
     match tokio::time::timeout(
         Duration::from_secs(2),
-        st.peers.store.send(Get {
-            name: "__dmp_health_probe__".into(),
-        }),
+        st.peers.store.send(Get { name: "__dmp_health_probe__".into() }),
     )
     .await
     {
@@ -170,13 +160,7 @@ async fn records_get(req: HttpRequest, path: web::Path<String>, st: Shared) -> H
     if limited(&req, &st, false) {
         return error(429, "rate limit exceeded");
     }
-    if !st
-        .peers
-        .auth
-        .send(IsOperator(auth_header(&req)))
-        .await
-        .unwrap_or(false)
-    {
+    if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
         return error(401, "unauthorized");
     }
     let name = clean_name(&path).to_ascii_lowercase();
@@ -205,10 +189,7 @@ async fn records_post(
         return error(e.status, e.message);
     }
     if body.len() > st.opts.max_body_bytes {
-        return error(
-            413,
-            format!("body exceeds {} bytes", st.opts.max_body_bytes),
-        );
+        return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
     }
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return error(400, "invalid body");
@@ -216,10 +197,9 @@ async fn records_post(
     let value = v.get("value").and_then(|x| x.as_str());
     let ttl = match v.get("ttl") {
         None => Some(300),
-        Some(t) => t
-            .as_u64()
-            .filter(|t| *t > 0 && !t.to_string().is_empty())
-            .filter(|_| t.is_u64()),
+        Some(t) => {
+            t.as_u64().filter(|t| *t > 0 && !t.to_string().is_empty()).filter(|_| t.is_u64())
+        }
     };
     let (Some(value), Some(ttl)) = (value, ttl) else {
         return error(400, "value (str) and ttl (int > 0) required");
@@ -228,10 +208,7 @@ async fn records_post(
         return error(400, format!("ttl exceeds cap of {}s", st.opts.max_ttl));
     }
     if value.len() > st.opts.max_value_bytes {
-        return error(
-            400,
-            format!("value exceeds cap of {} bytes", st.opts.max_value_bytes),
-        );
+        return error(400, format!("value exceeds cap of {} bytes", st.opts.max_value_bytes));
     }
     if !valid_record_name(&name) {
         return error(400, "invalid record name");
@@ -239,17 +216,14 @@ async fn records_post(
     if !valid_record_value(value) {
         return error(400, "invalid record value");
     }
-    let op = Op::Add {
-        name: lname,
-        value: value.to_string(),
-        ttl,
-    };
+    let op = Op::Add { name: lname, value: value.to_string(), ttl };
     match st
         .peers
         .store
         .send(Apply {
             ops: vec![op],
             max_values: st.opts.max_values_per_name,
+            origin: Origin::Local,
         })
         .await
     {
@@ -288,10 +262,7 @@ async fn records_delete(
         return error(400, "invalid record name");
     }
     if body.len() > st.opts.max_body_bytes {
-        return error(
-            413,
-            format!("body exceeds {} bytes", st.opts.max_body_bytes),
-        );
+        return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
     }
     let value = if body.iter().all(|b| b.is_ascii_whitespace()) {
         None
@@ -314,15 +285,7 @@ async fn records_delete(
         Some(value) => Op::DeleteValue { name: lname, value },
         None => Op::DeleteName { name: lname },
     };
-    match st
-        .peers
-        .store
-        .send(Apply {
-            ops: vec![op],
-            max_values: 0,
-        })
-        .await
-    {
+    match st.peers.store.send(Apply { ops: vec![op], max_values: 0, origin: Origin::Local }).await {
         Ok(Ok(n)) if n > 0 => {
             *st.writes.lock().entry("http_delete").or_insert(0) += 1;
             HttpResponse::NoContent().finish()
@@ -340,17 +303,10 @@ async fn authorize(
 ) -> Result<(), auth::AuthError> {
     st.peers
         .auth
-        .send(AuthorizeWrite {
-            authorization: auth_header(req),
-            name: name.to_string(),
-            delete,
-        })
+        .send(AuthorizeWrite { authorization: auth_header(req), name: name.to_string(), delete })
         .await
         .unwrap_or_else(|_| {
-            Err(auth::AuthError {
-                status: 503,
-                message: "auth unavailable".into(),
-            })
+            Err(auth::AuthError { status: 503, message: "auth unavailable".into() })
         })
 }
 
@@ -396,6 +352,7 @@ async fn status_data(st: &State) -> serde_json::Value {
         "records": records,
         "actors": health.map(|h| h.actors).unwrap_or_default(),
         "dns": dns,
+        "cluster_peers": st.peers.sync.send(super::sync::GetSyncStats).await.unwrap_or_default(),
     })
 }
 
@@ -404,10 +361,7 @@ async fn status_json(st: Shared) -> HttpResponse {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 async fn status_page(st: Shared) -> HttpResponse {
@@ -417,16 +371,8 @@ async fn status_page(st: Shared) -> HttpResponse {
         rows.push_str(&format!(
             "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
             esc(a["name"].as_str().unwrap_or("")),
-            if a["healthy"].as_bool().unwrap_or(false) {
-                "ok"
-            } else {
-                "bad"
-            },
-            if a["healthy"].as_bool().unwrap_or(false) {
-                "healthy"
-            } else {
-                "down"
-            },
+            if a["healthy"].as_bool().unwrap_or(false) { "ok" } else { "bad" },
+            if a["healthy"].as_bool().unwrap_or(false) { "healthy" } else { "down" },
             a["restarts"]
         ));
     }
@@ -447,28 +393,15 @@ async fn status_page(st: Shared) -> HttpResponse {
 }
 
 async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
-    if !st
-        .peers
-        .auth
-        .send(IsOperator(auth_header(&req)))
-        .await
-        .unwrap_or(false)
-    {
+    if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
         return error(401, "unauthorized");
     }
     let mut out = String::new();
     out.push_str("# HELP dmp_http_requests_total HTTP requests by method and status.\n# TYPE dmp_http_requests_total counter\n");
-    let mut reqs: Vec<_> = st
-        .requests
-        .lock()
-        .iter()
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
+    let mut reqs: Vec<_> = st.requests.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
     reqs.sort();
     for ((m, s), v) in reqs {
-        out.push_str(&format!(
-            "dmp_http_requests_total{{method=\"{m}\",status=\"{s}\"}} {v}\n"
-        ));
+        out.push_str(&format!("dmp_http_requests_total{{method=\"{m}\",status=\"{s}\"}} {v}\n"));
     }
     out.push_str("# HELP dmp_dns_queries_total DNS messages by outcome.\n# TYPE dmp_dns_queries_total counter\n");
     if let Ok(stats) = st.peers.dns.send(GetStats).await {
@@ -482,6 +415,25 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
     );
     for (k, v) in st.writes.lock().iter() {
         out.push_str(&format!("dmp_writes_total{{path=\"{k}\"}} {v}\n"));
+    }
+    if let Ok(peers) = st.peers.sync.send(super::sync::GetSyncStats).await {
+        for (metric, help, kind) in [
+            ("dmp_sync_pulls_total", "Sync passes per peer.", "counter"),
+            ("dmp_sync_records_pulled_total", "Records pulled per peer.", "counter"),
+            ("dmp_sync_records_rejected_total", "Records refused per peer.", "counter"),
+            ("dmp_sync_lag_seconds", "Seconds since the last complete pass per peer.", "gauge"),
+        ] {
+            out.push_str(&format!("# HELP {metric} {help}\n# TYPE {metric} {kind}\n"));
+            for p in &peers {
+                let v = match metric {
+                    "dmp_sync_pulls_total" => p.pulls,
+                    "dmp_sync_records_pulled_total" => p.records_pulled,
+                    "dmp_sync_records_rejected_total" => p.records_rejected,
+                    _ => p.lag_secs,
+                };
+                out.push_str(&format!("{metric}{{peer=\"{}\"}} {v}\n", p.peer));
+            }
+        }
     }
     let records = st.peers.store.send(Count).await.unwrap_or(0);
     out.push_str(&format!(
@@ -497,15 +449,10 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
         }
         out.push_str("# HELP dmp_actor_up Actor health (1 healthy).\n# TYPE dmp_actor_up gauge\n");
         for a in &h.actors {
-            out.push_str(&format!(
-                "dmp_actor_up{{actor=\"{}\"}} {}\n",
-                a.name, a.healthy as u8
-            ));
+            out.push_str(&format!("dmp_actor_up{{actor=\"{}\"}} {}\n", a.name, a.healthy as u8));
         }
     }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(out)
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
 }
 
 async fn stats(st: Shared) -> HttpResponse {
@@ -530,10 +477,7 @@ async fn admin_revoke(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpRes
         .ok()
         .and_then(|v| v.get("what").and_then(|w| w.as_str()).map(str::to_string));
     let Some(what) = what else {
-        return error(
-            400,
-            "body must be {\"what\": \"subject|hash prefix|key name\"}",
-        );
+        return error(400, "body must be {\"what\": \"subject|hash prefix|key name\"}");
     };
     match st.peers.auth.send(auth::Revoke(what)).await {
         Ok(Ok(n)) => HttpResponse::Ok().json(json!({"revoked": n})),
@@ -545,12 +489,157 @@ async fn admin_revoke(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpRes
 /// Admin routes need a real operator token (never open, even when none is set).
 async fn is_configured_operator(req: &HttpRequest, st: &State) -> bool {
     auth_header(req).is_some()
-        && st
-            .peers
-            .auth
-            .send(auth::IsOperatorStrict(auth_header(req)))
-            .await
+        && st.peers.auth.send(auth::IsOperatorStrict(auth_header(req))).await.unwrap_or(false)
+}
+
+fn sync_authorized(req: &HttpRequest, st: &State) -> bool {
+    let t = &st.opts.sync_token;
+    !t.is_empty()
+        && auth_header(req)
+            .map(|h| auth::constant_time_eq(h.as_bytes(), format!("Bearer {t}").as_bytes()))
             .unwrap_or(false)
+}
+
+fn query_map(req: &HttpRequest) -> HashMap<String, String> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default()
+}
+
+async fn sync_digest(req: HttpRequest, st: Shared) -> HttpResponse {
+    if limited(&req, &st, false) {
+        return error(429, "rate limit exceeded");
+    }
+    if !sync_authorized(&req, &st) {
+        return error(403, "forbidden");
+    }
+    let q = query_map(&req);
+    let cursor = if let Some(c) = q.get("cursor") {
+        match crate::node::replication::parse_cursor(c) {
+            Some(c) => c,
+            None => return error(400, "cursor must be '<ts>:<name>:<value_hash>'"),
+        }
+    } else if let Some(since) = q.get("since") {
+        match since.parse::<i64>() {
+            // Strictly after `since`: a name and hash that sort after every real one.
+            Ok(v) if v >= 0 => (v as u64, "\u{ff}".to_string(), "g".to_string()),
+            Ok(_) => return error(400, "since must be >= 0"),
+            Err(_) => return error(400, "since must be an integer"),
+        }
+    } else {
+        (0, String::new(), String::new())
+    };
+    let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
+        None => 1000,
+        Some(Ok(l)) if l > 0 => (l as usize).min(10_000),
+        Some(Ok(_)) => return error(400, "limit must be > 0"),
+        Some(Err(_)) => return error(400, "limit must be an integer"),
+    };
+    let echo = format!("{}:{}:{}", cursor.0, cursor.1, cursor.2);
+    match st.peers.store.send(store::Digest { after: cursor, limit }).await {
+        Ok(Ok(page)) => {
+            let next =
+                page.rows.last().map(|r| format!("{}:{}:{}", r.ts, r.name, r.hash)).unwrap_or(echo);
+            HttpResponse::Ok()
+                .json(json!({"records": page.rows, "has_more": page.has_more, "next_cursor": next}))
+        }
+        _ => error(503, "store unavailable"),
+    }
+}
+
+async fn sync_pull(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpResponse {
+    if limited(&req, &st, false) {
+        return error(429, "rate limit exceeded");
+    }
+    if !sync_authorized(&req, &st) {
+        return error(403, "forbidden");
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return error(400, "invalid body");
+    };
+    let Some(list) = v.get("names").and_then(|n| n.as_array()) else {
+        return error(400, "names must be a list");
+    };
+    if list.len() > 256 {
+        return error(400, "at most 256 names per request");
+    }
+    let mut names = Vec::with_capacity(list.len());
+    for n in list {
+        let Some(n) = n.as_str() else { return error(400, "names must be strings") };
+        names.push(n.trim().trim_end_matches('.').to_ascii_lowercase());
+    }
+    match st.peers.store.send(store::Pull { names }).await {
+        Ok(Ok(rows)) => {
+            let records: Vec<_> = rows
+                .into_iter()
+                .map(|(name, value, ttl)| json!({"name": name, "value": value, "ttl": ttl}))
+                .collect();
+            HttpResponse::Ok().json(json!({ "records": records }))
+        }
+        _ => error(503, "store unavailable"),
+    }
+}
+
+async fn sync_tombstones(req: HttpRequest, st: Shared) -> HttpResponse {
+    if !sync_authorized(&req, &st) {
+        return error(403, "forbidden");
+    }
+    let q = query_map(&req);
+    let Ok(after) = q.get("after").map(|a| a.parse::<u64>()).unwrap_or(Ok(0)) else {
+        return error(400, "after must be an integer");
+    };
+    match st.peers.store.send(store::Tombstones { after_ms: after, limit: 10_000 }).await {
+        Ok(Ok(rows)) => {
+            let t: Vec<_> = rows
+                .into_iter()
+                .map(|(stamp, name, value, ttl)| json!({"stamp": stamp, "name": name, "value": value, "ttl": ttl}))
+                .collect();
+            HttpResponse::Ok().json(json!({ "tombstones": t }))
+        }
+        _ => error(503, "store unavailable"),
+    }
+}
+
+async fn sync_notify(req: HttpRequest, st: Shared) -> HttpResponse {
+    if !sync_authorized(&req, &st) {
+        return error(403, "forbidden");
+    }
+    st.peers.sync.do_send(super::sync::PullNow);
+    HttpResponse::Accepted().json(json!({"ok": true}))
+}
+
+async fn sync_cluster_manifest(req: HttpRequest, st: Shared) -> HttpResponse {
+    if !sync_authorized(&req, &st) {
+        return error(403, "forbidden");
+    }
+    let (Some(spk), false) = (st.opts.operator_spk, st.opts.cluster_base.is_empty()) else {
+        return HttpResponse::NoContent().finish();
+    };
+    let name = format!("cluster.{}", st.opts.cluster_base);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let vals =
+        st.peers.store.send(Get { name }).await.ok().and_then(|r| r.ok()).unwrap_or_default();
+    let best = vals
+        .into_iter()
+        .filter_map(|(wire, _)| {
+            crate::proto::records::cluster::ClusterManifest::parse_and_verify(
+                &wire,
+                &spk,
+                Some(&st.opts.cluster_base),
+                now,
+            )
+            .map(|m| (m, wire))
+        })
+        .max_by_key(|(m, _)| m.seq);
+    match best {
+        Some((m, wire)) => HttpResponse::Ok().json(
+            json!({"wire": wire, "seq": m.seq, "exp": m.exp, "cluster_name": m.cluster_name}),
+        ),
+        None => HttpResponse::NoContent().finish(),
+    }
 }
 
 async fn debug_fail(req: HttpRequest, path: web::Path<String>, st: Shared) -> HttpResponse {
@@ -564,6 +653,7 @@ async fn debug_fail(req: HttpRequest, path: web::Path<String>, st: Shared) -> Ht
         "store" => st.peers.store.do_send(store::Fail),
         "dns" => st.peers.dns.do_send(dns::Fail),
         "auth" => st.peers.auth.do_send(auth::Fail),
+        "sync" => st.peers.sync.do_send(super::sync::Fail),
         other => return error(404, format!("no actor named {other}")),
     }
     HttpResponse::Accepted().json(json!({"ok": true}))
@@ -616,10 +706,7 @@ pub fn start(
                 let fut = srv.call(req);
                 async move {
                     let res = fut.await?;
-                    *st4.requests
-                        .lock()
-                        .entry((method, res.status().as_u16()))
-                        .or_insert(0) += 1;
+                    *st4.requests.lock().entry((method, res.status().as_u16())).or_insert(0) += 1;
                     Ok(res)
                 }
             })
@@ -641,6 +728,11 @@ pub fn start(
             .route("/v1/records/{name}", web::get().to(records_get))
             .route("/v1/records/{name}", web::post().to(records_post))
             .route("/v1/records/{name}", web::delete().to(records_delete))
+            .route("/v1/sync/digest", web::get().to(sync_digest))
+            .route("/v1/sync/pull", web::post().to(sync_pull))
+            .route("/v1/sync/tombstones", web::get().to(sync_tombstones))
+            .route("/v1/sync/notify", web::post().to(sync_notify))
+            .route("/v1/sync/cluster-manifest", web::get().to(sync_cluster_manifest))
             .route("/v1/admin/credentials", web::get().to(admin_list))
             .route("/v1/admin/revoke", web::post().to(admin_revoke))
             .route("/debug/fail/{actor}", web::post().to(debug_fail))

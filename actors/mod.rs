@@ -6,6 +6,7 @@
 //!   with its own read view of the zone fed by the store's change events.
 //! - [`http`]: the HTTPS/HTTP ingress (actix-web): write API, registration, metrics.
 //! - [`auth`]: credentials (bearer tokens, sealed TSIG keys) and registration.
+//! - [`sync`]: anti-entropy with peers (digest/pull, tombstones, notify).
 //! - [`supervisor`]: the health board; actix supervisors restart failed actors.
 
 pub mod auth;
@@ -13,3 +14,4 @@ pub mod dns;
 pub mod http;
 pub mod store;
 pub mod supervisor;
+pub mod sync;

@@ -24,10 +24,7 @@ struct Tsig {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 fn register(node: &Node, user: &str, seed: u8, tsig: bool) -> (Identity, serde_json::Value) {
@@ -35,14 +32,10 @@ fn register(node: &Node, user: &str, seed: u8, tsig: bool) -> (Identity, serde_j
     let (s, body) = http(&node.url(), "GET", "/v1/registration/challenge", None, "").unwrap();
     assert_eq!(s, 200, "{body}");
     let ch: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let challenge: [u8; 32] = hex::decode(ch["challenge"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let server_pub: [u8; 32] = hex::decode(ch["server_x25519_pub"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let challenge: [u8; 32] =
+        hex::decode(ch["challenge"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let server_pub: [u8; 32] =
+        hex::decode(ch["server_x25519_pub"].as_str().unwrap()).unwrap().try_into().unwrap();
     let subject = format!("{user}@{}", node.zone);
     let sig = registration::sign_registration(
         id.signing_key(),
@@ -62,11 +55,7 @@ fn register(node: &Node, user: &str, seed: u8, tsig: bool) -> (Identity, serde_j
         req["x25519_pub"] = hex::encode(id.x25519_public()).into();
         req["x25519_pop"] = hex::encode(pop).into();
     }
-    let path = if tsig {
-        "/v1/registration/tsig-confirm"
-    } else {
-        "/v1/registration/confirm"
-    };
+    let path = if tsig { "/v1/registration/tsig-confirm" } else { "/v1/registration/confirm" };
     let (s, body) = http(&node.url(), "POST", path, None, &req.to_string()).unwrap();
     assert_eq!(s, 200, "{body}");
     (id, serde_json::from_str(&body).unwrap())
@@ -91,31 +80,18 @@ fn nsupdate(server: SocketAddr, key: &Tsig, cmds: &str) -> (bool, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("nsupdate (Debian dnsutils) is installed by .ci/run");
-    let script = format!(
-        "server {} {}\nzone mesh.test\n{cmds}\nsend\n",
-        server.ip(),
-        server.port()
-    );
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
+    let script =
+        format!("server {} {}\nzone mesh.test\n{cmds}\nsend\n", server.ip(), server.port());
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
 fn txt_at(node: &Node, name: &str) -> Vec<String> {
-    let r = parse(&udp_exchange(
-        node.dns[0],
-        &query(&format!("{name}."), RecordType::TXT, Some(4096)),
-    ));
+    let r =
+        parse(&udp_exchange(node.dns[0], &query(&format!("{name}."), RecordType::TXT, Some(4096))));
     r.answers
         .iter()
         .filter_map(|a| match &a.data {
@@ -139,8 +115,7 @@ fn hickory_update(node: &Node, key: &Tsig, ops: Vec<Record>, time: u64, verify: 
     .unwrap();
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Update);
     let mut zq = Query::new();
-    zq.set_name(Name::from_str("mesh.test.").unwrap())
-        .set_query_type(RecordType::SOA);
+    zq.set_name(Name::from_str("mesh.test.").unwrap()).set_query_type(RecordType::SOA);
     m.add_query(zq);
     for r in ops {
         m.add_authority(r);
@@ -150,8 +125,7 @@ fn hickory_update(node: &Node, key: &Tsig, ops: Vec<Record>, time: u64, verify: 
     let resp = udp_exchange(node.dns[0], &bytes);
     if verify {
         let mut v = verifier.expect("a verifier for a signed request");
-        v.verify(&resp)
-            .expect("our response carries a valid TSIG chained to the request MAC");
+        v.verify(&resp).expect("our response carries a valid TSIG chained to the request MAC");
     }
     Message::from_vec(&resp).unwrap()
 }
@@ -183,11 +157,7 @@ fn tsig_updates_scopes_errors_and_revocation() {
     let a_pk = names::prekeys("alice", "mesh.test");
 
     // nsupdate: add and delete in scope.
-    let (ok, out) = nsupdate(
-        n.dns[0],
-        &ka,
-        &format!("update add {a_id} 300 TXT \"alice-id\""),
-    );
+    let (ok, out) = nsupdate(n.dns[0], &ka, &format!("update add {a_id} 300 TXT \"alice-id\""));
     assert!(ok, "{out}");
     assert_eq!(txt_at(&n, &a_id), vec!["alice-id"]);
     let (ok, out) = nsupdate(
@@ -200,19 +170,11 @@ fn tsig_updates_scopes_errors_and_revocation() {
     assert!(ok, "{out}");
     assert_eq!(txt_at(&n, &a_pk), vec!["pk2"]);
     // Deleting an absent value is not an error.
-    let (ok, out) = nsupdate(
-        n.dns[0],
-        &ka,
-        &format!("update delete {a_pk} TXT \"never-there\""),
-    );
+    let (ok, out) = nsupdate(n.dns[0], &ka, &format!("update delete {a_pk} TXT \"never-there\""));
     assert!(ok, "{out}");
 
     // Bob cannot overwrite or delete Alice's identity or prekeys (UPDATE).
-    let (ok, out) = nsupdate(
-        n.dns[0],
-        &kb,
-        &format!("update add {a_id} 300 TXT \"bob-was-here\""),
-    );
+    let (ok, out) = nsupdate(n.dns[0], &kb, &format!("update add {a_id} 300 TXT \"bob-was-here\""));
     assert!(!ok && out.contains("REFUSED"), "{out}");
     let (ok, out) = nsupdate(n.dns[0], &kb, &format!("update delete {a_pk} TXT"));
     assert!(!ok && out.contains("REFUSED"), "{out}");
@@ -225,11 +187,7 @@ fn tsig_updates_scopes_errors_and_revocation() {
     let (ok, out) = nsupdate(n.dns[0], &kb, &format!("update delete {slot} TXT \"m\""));
     assert!(!ok && out.contains("REFUSED"), "{out}");
     // Bob's own identity works.
-    let (ok, out) = nsupdate(
-        n.dns[0],
-        &kb,
-        &format!("update add {b_id} 300 TXT \"bob-id\""),
-    );
+    let (ok, out) = nsupdate(n.dns[0], &kb, &format!("update add {b_id} 300 TXT \"bob-id\""));
     assert!(ok, "{out}");
 
     // Over HTTP with bearer tokens: Bob cannot touch Alice's names either.
@@ -237,108 +195,41 @@ fn tsig_updates_scopes_errors_and_revocation() {
     let btok = bt["token"].as_str().unwrap();
     let body = serde_json::json!({"value": "x", "ttl": 60}).to_string();
     assert_eq!(
-        http(
-            &n.url(),
-            "POST",
-            &format!("/v1/records/{a_id}"),
-            Some(btok),
-            &body
-        )
-        .unwrap()
-        .0,
+        http(&n.url(), "POST", &format!("/v1/records/{a_id}"), Some(btok), &body).unwrap().0,
         401
     );
     assert_eq!(
-        http(
-            &n.url(),
-            "DELETE",
-            &format!("/v1/records/{a_pk}"),
-            Some(btok),
-            ""
-        )
-        .unwrap()
-        .0,
+        http(&n.url(), "DELETE", &format!("/v1/records/{a_pk}"), Some(btok), "").unwrap().0,
         401
     );
     let own = names::identity("bob2", "mesh.test");
     assert_eq!(
-        http(
-            &n.url(),
-            "POST",
-            &format!("/v1/records/{own}"),
-            Some(btok),
-            &body
-        )
-        .unwrap()
-        .0,
+        http(&n.url(), "POST", &format!("/v1/records/{own}"), Some(btok), &body).unwrap().0,
         201
     );
 
     // TSIG errors.
-    let wrong_name = Tsig {
-        name: "nobody-00000000-000000.mesh.test.".into(),
-        secret: ka.secret.clone(),
-    };
-    let (ok, out) = nsupdate(
-        n.dns[0],
-        &wrong_name,
-        &format!("update add {a_id} 300 TXT \"x\""),
-    );
+    let wrong_name =
+        Tsig { name: "nobody-00000000-000000.mesh.test.".into(), secret: ka.secret.clone() };
+    let (ok, out) = nsupdate(n.dns[0], &wrong_name, &format!("update add {a_id} 300 TXT \"x\""));
     assert!(!ok && out.contains("NOTAUTH"), "{out}");
-    let wrong_secret = Tsig {
-        name: ka.name.clone(),
-        secret: vec![7u8; 32],
-    };
-    let (ok, out) = nsupdate(
-        n.dns[0],
-        &wrong_secret,
-        &format!("update add {a_id} 300 TXT \"x\""),
-    );
+    let wrong_secret = Tsig { name: ka.name.clone(), secret: vec![7u8; 32] };
+    let (ok, out) = nsupdate(n.dns[0], &wrong_secret, &format!("update add {a_id} 300 TXT \"x\""));
     assert!(!ok && out.contains("NOTAUTH"), "{out}");
-    let stale = hickory_update(
-        &n,
-        &ka,
-        vec![txt_rr(&a_id, DNSClass::IN, "stale")],
-        now() - 3600,
-        false,
-    );
+    let stale =
+        hickory_update(&n, &ka, vec![txt_rr(&a_id, DNSClass::IN, "stale")], now() - 3600, false);
     assert_eq!(stale.metadata.response_code, ResponseCode::NotAuth);
-    assert_eq!(
-        stale.signature().map(|s| s.data.error.clone()),
-        Some(Some(TsigError::BadTime))
-    );
-    let bad_key = hickory_update(
-        &n,
-        &wrong_name,
-        vec![txt_rr(&a_id, DNSClass::IN, "x")],
-        now(),
-        false,
-    );
-    assert_eq!(
-        bad_key.signature().map(|s| s.data.error.clone()),
-        Some(Some(TsigError::BadKey))
-    );
-    let bad_sig = hickory_update(
-        &n,
-        &wrong_secret,
-        vec![txt_rr(&a_id, DNSClass::IN, "x")],
-        now(),
-        false,
-    );
-    assert_eq!(
-        bad_sig.signature().map(|s| s.data.error.clone()),
-        Some(Some(TsigError::BadSig))
-    );
+    assert_eq!(stale.signature().map(|s| s.data.error.clone()), Some(Some(TsigError::BadTime)));
+    let bad_key =
+        hickory_update(&n, &wrong_name, vec![txt_rr(&a_id, DNSClass::IN, "x")], now(), false);
+    assert_eq!(bad_key.signature().map(|s| s.data.error.clone()), Some(Some(TsigError::BadKey)));
+    let bad_sig =
+        hickory_update(&n, &wrong_secret, vec![txt_rr(&a_id, DNSClass::IN, "x")], now(), false);
+    assert_eq!(bad_sig.signature().map(|s| s.data.error.clone()), Some(Some(TsigError::BadSig)));
 
     // hickory verifies our signed responses; multi-string values are joined.
     let long = "v=dmp1;t=identity;d=".to_string() + &"A".repeat(400);
-    let r = hickory_update(
-        &n,
-        &ka,
-        vec![txt_rr(&a_id, DNSClass::IN, &long)],
-        now(),
-        true,
-    );
+    let r = hickory_update(&n, &ka, vec![txt_rr(&a_id, DNSClass::IN, &long)], now(), true);
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert!(txt_at(&n, &a_id).contains(&long));
 
@@ -346,10 +237,7 @@ fn tsig_updates_scopes_errors_and_revocation() {
     let r = hickory_update(
         &n,
         &ka,
-        vec![
-            txt_rr(&a_id, DNSClass::IN, "part-1"),
-            txt_rr(&b_id, DNSClass::IN, "part-2"),
-        ],
+        vec![txt_rr(&a_id, DNSClass::IN, "part-1"), txt_rr(&b_id, DNSClass::IN, "part-2")],
         now(),
         true,
     );
@@ -375,11 +263,7 @@ fn tsig_updates_scopes_errors_and_revocation() {
     )
     .unwrap();
     assert_eq!(s, 200, "{out}");
-    let (ok, out) = nsupdate(
-        n.dns[0],
-        &ka,
-        &format!("update add {a_id} 300 TXT \"after-revoke\""),
-    );
+    let (ok, out) = nsupdate(n.dns[0], &ka, &format!("update add {a_id} 300 TXT \"after-revoke\""));
     assert!(!ok && out.contains("NOTAUTH"), "{out}");
     // The admin command lists the revoked key.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dnsmesh-node"))
@@ -396,22 +280,16 @@ fn unsigned_updates_only_for_verified_claims() {
     // Unsigned non-claim UPDATE in the zone: REFUSED; another zone (the CLI's probe): NOTAUTH.
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Update);
     let mut zq = Query::new();
-    zq.set_name(Name::from_str("mesh.test.").unwrap())
-        .set_query_type(RecordType::SOA);
+    zq.set_name(Name::from_str("mesh.test.").unwrap()).set_query_type(RecordType::SOA);
     m.add_query(zq);
     m.add_authority(txt_rr("x.mesh.test", DNSClass::IN, "v"));
     let r = Message::from_vec(&udp_exchange(n.dns[0], &m.to_vec().unwrap())).unwrap();
     assert_eq!(r.metadata.response_code, ResponseCode::Refused);
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Update);
     let mut zq = Query::new();
-    zq.set_name(Name::from_str("127.0.0.1.").unwrap())
-        .set_query_type(RecordType::SOA);
+    zq.set_name(Name::from_str("127.0.0.1.").unwrap()).set_query_type(RecordType::SOA);
     m.add_query(zq);
-    m.add_authority(txt_rr(
-        "_dmp-probe.127.0.0.1",
-        DNSClass::IN,
-        "v=dmp1;t=probe",
-    ));
+    m.add_authority(txt_rr("_dmp-probe.127.0.0.1", DNSClass::IN, "v=dmp1;t=probe"));
     let r = Message::from_vec(&udp_exchange(n.dns[0], &m.to_vec().unwrap())).unwrap();
     assert_eq!(r.metadata.response_code, ResponseCode::NotAuth);
     // A signed claim is accepted unsigned; a forged one is refused.
@@ -430,8 +308,7 @@ fn unsigned_updates_only_for_verified_claims() {
     let send = |value: &str| {
         let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Update);
         let mut zq = Query::new();
-        zq.set_name(Name::from_str("mesh.test.").unwrap())
-            .set_query_type(RecordType::SOA);
+        zq.set_name(Name::from_str("mesh.test.").unwrap()).set_query_type(RecordType::SOA);
         m.add_query(zq);
         m.add_authority(txt_rr(&owner, DNSClass::IN, value));
         Message::from_vec(&udp_exchange(n.dns[0], &m.to_vec().unwrap()))

@@ -97,7 +97,10 @@ fn txts(m: &hickory_proto::op::Message) -> Vec<String> {
     m.answers
         .iter()
         .filter_map(|a| match &a.data {
-            RData::TXT(t) => Some(String::from_utf8(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect()).unwrap()),
+            RData::TXT(t) => Some(
+                String::from_utf8(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
+                    .unwrap(),
+            ),
             _ => None,
         })
         .collect()
@@ -127,8 +130,13 @@ fn unbound_resolves_through_to_the_node_and_caches_negatives() {
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
     assert!(r.authorities.iter().any(|a| matches!(a.data, RData::SOA(_))), "SOA in authority");
     assert_eq!(publish(&n, OP, later, "now-here", 3600), 201);
-    let direct = parse(&udp_exchange(n.dns[0], &query(&format!("{later}."), RecordType::TXT, None)));
+    let direct =
+        parse(&udp_exchange(n.dns[0], &query(&format!("{later}."), RecordType::TXT, None)));
     assert_eq!(txts(&direct), vec!["now-here".to_string()]);
     let r = resolve(ub.addr, &format!("{later}."));
-    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain, "negative answer served from cache");
+    assert_eq!(
+        r.metadata.response_code,
+        ResponseCode::NXDomain,
+        "negative answer served from cache"
+    );
 }

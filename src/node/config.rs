@@ -19,10 +19,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { key, reason: reason.into() }
 }
 
 /// Everything the node reads at start-up.
@@ -137,6 +134,12 @@ pub struct ClusterSection {
     pub sync_token: String,
     pub sync_interval_secs: u64,
     pub node_id: String,
+    /// Cluster base domain (`cluster.<base>` holds the signed manifest).
+    pub base_domain: String,
+    /// Pinned operator Ed25519 key (64 hex) that signs cluster manifests.
+    pub operator_spk: String,
+    /// A signed manifest wire (or `{"wire": …}`) to verify and publish at start.
+    pub manifest_file: String,
 }
 
 /// `[debug]`
@@ -194,42 +197,26 @@ impl Settings {
             );
         }
         let e = |e: config::ConfigError| ConfigError::Load(e.to_string());
-        b = b
-            .set_override_option("node.zone", ov.zone.clone())
-            .map_err(e)?;
+        b = b.set_override_option("node.zone", ov.zone.clone()).map_err(e)?;
         b = b
             .set_override_option(
                 "node.data_dir",
-                ov.data_dir
-                    .as_ref()
-                    .map(|p| p.to_string_lossy().into_owned()),
+                ov.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()),
             )
             .map_err(e)?;
         if !ov.dns_listen.is_empty() {
-            b = b
-                .set_override("dns.listen", ov.dns_listen.clone())
-                .map_err(e)?;
+            b = b.set_override("dns.listen", ov.dns_listen.clone()).map_err(e)?;
         }
-        b = b
-            .set_override_option("http.listen", ov.http_listen.clone())
-            .map_err(e)?;
+        b = b.set_override_option("http.listen", ov.http_listen.clone()).map_err(e)?;
         let mut s: Settings = b.build().map_err(e)?.try_deserialize().map_err(e)?;
         s.normalise_and_validate()?;
         Ok(s)
     }
 
     fn normalise_and_validate(&mut self) -> Result<(), ConfigError> {
-        self.node.zone = self
-            .node
-            .zone
-            .trim()
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
+        self.node.zone = self.node.zone.trim().trim_end_matches('.').to_ascii_lowercase();
         if self.node.zone.is_empty() || crate::proto::dnsname::validate(&self.node.zone).is_none() {
-            return Err(invalid(
-                "node.zone",
-                format!("{:?} is not a DNS name", self.node.zone),
-            ));
+            return Err(invalid("node.zone", format!("{:?} is not a DNS name", self.node.zone)));
         }
         if self.node.hostname.trim().is_empty() {
             self.node.hostname = self.node.zone.clone();
@@ -242,10 +229,7 @@ impl Settings {
                 .map_err(|_| invalid("dns.listen", format!("{l:?} is not ADDR:PORT")))?;
         }
         self.http.listen.parse::<SocketAddr>().map_err(|_| {
-            invalid(
-                "http.listen",
-                format!("{:?} is not ADDR:PORT", self.http.listen),
-            )
+            invalid("http.listen", format!("{:?} is not ADDR:PORT", self.http.listen))
         })?;
         for a in &self.dns.apex_addresses {
             a.parse::<IpAddr>().map_err(|_| {
@@ -254,10 +238,7 @@ impl Settings {
         }
         for p in &self.http.trusted_proxies {
             p.parse::<IpAddr>().map_err(|_| {
-                invalid(
-                    "http.trusted_proxies",
-                    format!("{p:?} is not an IP address"),
-                )
+                invalid("http.trusted_proxies", format!("{p:?} is not an IP address"))
             })?;
         }
         for n in &self.dns.ns {
@@ -287,10 +268,7 @@ impl Settings {
             }
         }
         if self.auth.mode == "legacy" && self.auth.operator_token.is_empty() {
-            return Err(invalid(
-                "auth.operator_token",
-                "legacy mode needs an operator token",
-            ));
+            return Err(invalid("auth.operator_token", "legacy mode needs an operator token"));
         }
         if self.auth.mode == "open" && !self.auth.allow_open_public_bind && !self.http_is_loopback()
         {
@@ -303,6 +281,20 @@ impl Settings {
         if self.limits.max_ttl == 0 || self.limits.max_value_bytes == 0 {
             return Err(invalid("limits.max_ttl", "caps must be > 0"));
         }
+        if !self.cluster.operator_spk.is_empty() && self.operator_spk().is_none() {
+            return Err(invalid("cluster.operator_spk", "must be 64 hex characters"));
+        }
+        self.cluster.base_domain =
+            self.cluster.base_domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        for p in &mut self.cluster.peers {
+            *p = p.trim().trim_end_matches('/').to_string();
+            if !(p.starts_with("http://") || p.starts_with("https://")) {
+                return Err(invalid(
+                    "cluster.peers",
+                    format!("{p:?} is not an http(s):// base URL"),
+                ));
+            }
+        }
         if self.cluster.sync_interval_secs == 0 {
             return Err(invalid("cluster.sync_interval_secs", "must be > 0"));
         }
@@ -314,11 +306,7 @@ impl Settings {
 
     /// Parsed DNS listen addresses (validated at load).
     pub fn dns_listen(&self) -> Vec<SocketAddr> {
-        self.dns
-            .listen
-            .iter()
-            .filter_map(|l| l.parse().ok())
-            .collect()
+        self.dns.listen.iter().filter_map(|l| l.parse().ok()).collect()
     }
 
     /// Parsed HTTP listen address (validated at load).
@@ -328,20 +316,17 @@ impl Settings {
 
     /// True when the HTTP listener is on a loopback address.
     pub fn http_is_loopback(&self) -> bool {
-        self.http
-            .listen
-            .parse::<SocketAddr>()
-            .map(|a| a.ip().is_loopback())
-            .unwrap_or(false)
+        self.http.listen.parse::<SocketAddr>().map(|a| a.ip().is_loopback()).unwrap_or(false)
+    }
+
+    /// The pinned cluster operator key, if configured.
+    pub fn operator_spk(&self) -> Option<[u8; 32]> {
+        hex::decode(self.cluster.operator_spk.trim()).ok()?.try_into().ok()
     }
 
     /// Parsed trusted proxies.
     pub fn trusted_proxies(&self) -> Vec<IpAddr> {
-        self.http
-            .trusted_proxies
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+        self.http.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect()
     }
 }
 
@@ -365,10 +350,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let ov = Overrides {
-            dns_listen: vec!["nonsense".into()],
-            ..Default::default()
-        };
+        let ov = Overrides { dns_listen: vec!["nonsense".into()], ..Default::default() };
         let err = Settings::load_with_env(Path::new("/nonexistent.toml"), false, &ov, false)
             .unwrap_err()
             .to_string();
