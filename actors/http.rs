@@ -57,6 +57,7 @@ pub struct Peers {
     pub dns: Addr<DnsActor>,
     pub supervisor: Addr<SupervisorActor>,
     pub sync: Addr<super::sync::SyncActor>,
+    pub heartbeat: Option<Addr<super::heartbeat::HeartbeatActor>>,
 }
 
 struct State {
@@ -353,7 +354,15 @@ async fn status_data(st: &State) -> serde_json::Value {
         "actors": health.map(|h| h.actors).unwrap_or_default(),
         "dns": dns,
         "cluster_peers": st.peers.sync.send(super::sync::GetSyncStats).await.unwrap_or_default(),
+        "heartbeat_peers": heartbeat_peers(st).await,
     })
+}
+
+async fn heartbeat_peers(st: &State) -> Vec<super::heartbeat::PeerView> {
+    match &st.peers.heartbeat {
+        Some(h) => h.send(super::heartbeat::GetPeers).await.unwrap_or_default(),
+        None => Vec::new(),
+    }
 }
 
 async fn status_json(st: Shared) -> HttpResponse {
@@ -434,6 +443,19 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
                 out.push_str(&format!("{metric}{{peer=\"{}\"}} {v}\n", p.peer));
             }
         }
+    }
+    let hb = heartbeat_peers(&st).await;
+    let up = hb.iter().filter(|p| p.up).count();
+    out.push_str(&format!(
+        "# HELP dmp_heartbeat_peers Heartbeat peers by state.\n# TYPE dmp_heartbeat_peers gauge\ndmp_heartbeat_peers{{state=\"up\"}} {up}\ndmp_heartbeat_peers{{state=\"down\"}} {}\n",
+        hb.len() - up
+    ));
+    out.push_str("# HELP dmp_heartbeat_age_seconds Age of each peer's newest heartbeat.\n# TYPE dmp_heartbeat_age_seconds gauge\n");
+    for p in &hb {
+        out.push_str(&format!(
+            "dmp_heartbeat_age_seconds{{endpoint=\"{}\"}} {}\n",
+            p.endpoint, p.age_secs
+        ));
     }
     let records = st.peers.store.send(Count).await.unwrap_or(0);
     out.push_str(&format!(
@@ -654,6 +676,10 @@ async fn debug_fail(req: HttpRequest, path: web::Path<String>, st: Shared) -> Ht
         "dns" => st.peers.dns.do_send(dns::Fail),
         "auth" => st.peers.auth.do_send(auth::Fail),
         "sync" => st.peers.sync.do_send(super::sync::Fail),
+        "heartbeat" => match &st.peers.heartbeat {
+            Some(h) => h.do_send(super::heartbeat::Fail),
+            None => return error(404, "heartbeat is not enabled"),
+        },
         other => return error(404, format!("no actor named {other}")),
     }
     HttpResponse::Accepted().json(json!({"ok": true}))

@@ -32,7 +32,32 @@ pub struct Settings {
     pub auth: AuthSection,
     pub limits: LimitsSection,
     pub cluster: ClusterSection,
+    pub heartbeat: HeartbeatSection,
     pub debug: DebugSection,
+}
+
+/// `[heartbeat]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatSection {
+    pub enabled: bool,
+    /// This node's public HTTP base URL, signed into its heartbeat.
+    pub self_endpoint: String,
+    /// Ed25519 seed (32 raw bytes or 64 hex); empty = `<data_dir>/operator.key`, created.
+    pub operator_key_file: String,
+    /// Zones to harvest: `zone` (through `resolvers`) or `zone@ip:port` (asked directly).
+    pub seeds: Vec<String>,
+    /// Resolvers (`ip:port`) for harvesting; empty = the system's (/etc/resolv.conf).
+    pub resolvers: Vec<String>,
+    pub interval_secs: u64,
+    pub ttl_secs: u64,
+    /// A peer not heard from for this long is down; 0 = 2 × interval + 60 s.
+    pub peer_timeout_secs: u64,
+    pub max_zones: usize,
+    /// Accept loopback/private endpoints (tests on one machine only).
+    pub allow_private_endpoints: bool,
+    /// Version string in our heartbeat; empty = this build's version.
+    pub version: String,
 }
 
 /// `[node]`
@@ -193,7 +218,9 @@ impl Settings {
                     .with_list_parse_key("dns.apex_addresses")
                     .with_list_parse_key("http.trusted_proxies")
                     .with_list_parse_key("auth.registration_allowlist")
-                    .with_list_parse_key("cluster.peers"),
+                    .with_list_parse_key("cluster.peers")
+                    .with_list_parse_key("heartbeat.seeds")
+                    .with_list_parse_key("heartbeat.resolvers"),
             );
         }
         let e = |e: config::ConfigError| ConfigError::Load(e.to_string());
@@ -293,6 +320,26 @@ impl Settings {
                     "cluster.peers",
                     format!("{p:?} is not an http(s):// base URL"),
                 ));
+            }
+        }
+        if self.heartbeat.enabled {
+            if self.heartbeat.self_endpoint.trim().is_empty() {
+                return Err(invalid(
+                    "heartbeat.self_endpoint",
+                    "required when heartbeat.enabled = true",
+                ));
+            }
+            crate::proto::records::heartbeat::validate_endpoint(
+                &self.heartbeat.self_endpoint,
+                self.heartbeat.allow_private_endpoints,
+            )
+            .map_err(|e| invalid("heartbeat.self_endpoint", e.to_string()))?;
+            if self.heartbeat.interval_secs == 0 || self.heartbeat.ttl_secs == 0 {
+                return Err(invalid("heartbeat.interval_secs", "interval and ttl must be > 0"));
+            }
+            for r in &self.heartbeat.resolvers {
+                r.parse::<SocketAddr>()
+                    .map_err(|_| invalid("heartbeat.resolvers", format!("{r:?} is not IP:PORT")))?;
             }
         }
         if self.cluster.sync_interval_secs == 0 {

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod dns_client;
 pub mod http_client;
 pub mod limits;
 pub mod replication;
@@ -57,7 +58,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating node.data_dir {}", data_dir.display()))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let supervisor = SupervisorActor::new(&["store", "dns", "auth", "http", "sync"]).start();
+    let mut expected = vec!["store", "dns", "auth", "http", "sync"];
+    if settings.heartbeat.enabled {
+        expected.push("heartbeat");
+    }
+    let supervisor = SupervisorActor::new(&expected).start();
     let store_actor =
         StoreActor::open(data_dir, Duration::from_secs(settings.node.sweep_interval_secs))
             .with_context(|| format!("opening the store in {}", data_dir.display()))?
@@ -153,12 +158,61 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     )
     .context("opening sync watermarks")?;
     let sync = actix::Supervisor::start(move |_| sync_actor);
+    let heartbeat = if settings.heartbeat.enabled {
+        let h = &settings.heartbeat;
+        let key_path = if h.operator_key_file.is_empty() {
+            data_dir.join("operator.key")
+        } else {
+            std::path::PathBuf::from(&h.operator_key_file)
+        };
+        let key = crate::actors::heartbeat::load_or_create_operator_key(&key_path)
+            .with_context(|| format!("heartbeat.operator_key_file {}", key_path.display()))?;
+        let resolvers: Vec<SocketAddr> = if h.resolvers.is_empty() {
+            system_resolvers()
+        } else {
+            h.resolvers.iter().filter_map(|r| r.parse().ok()).collect()
+        };
+        let interval = h.interval_secs;
+        let opts = crate::actors::heartbeat::HeartbeatOptions {
+            zone: settings.node.zone.clone(),
+            self_endpoint: h.self_endpoint.clone(),
+            version: if h.version.is_empty() {
+                env!("CARGO_PKG_VERSION").to_string()
+            } else {
+                h.version.clone()
+            },
+            claim_provider: settings.dns.claim_provider && settings.dns.update,
+            seeds: h.seeds.clone(),
+            resolvers,
+            interval: Duration::from_secs(interval),
+            ttl: h.ttl_secs,
+            peer_timeout: if h.peer_timeout_secs == 0 {
+                2 * interval + 60
+            } else {
+                h.peer_timeout_secs
+            },
+            max_zones: h.max_zones,
+            allow_private_endpoints: h.allow_private_endpoints,
+        };
+        let actor = crate::actors::heartbeat::HeartbeatActor::new(
+            opts,
+            key,
+            store.clone(),
+            &db2,
+            Some(supervisor.clone()),
+        )
+        .context("opening the heartbeat seen store")?;
+        Some(actix::Supervisor::start(move |_| actor))
+    } else {
+        None
+    };
     let peers = Peers {
         store: store.clone(),
         auth,
         dns: dns.clone(),
         supervisor: supervisor.clone(),
         sync,
+        heartbeat,
     };
     let (http_server, http_addr) = http::start(http_opts, peers)
         .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
@@ -223,4 +277,15 @@ async fn publish_cluster_manifest(
         .context("store unavailable")?
         .context("publishing the cluster manifest")?;
     Ok(())
+}
+
+/// Name servers from /etc/resolv.conf (port 53).
+fn system_resolvers() -> Vec<SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
 }

@@ -261,3 +261,84 @@ pub fn eventually(tries: usize, every: std::time::Duration, mut f: impl FnMut() 
     }
     false
 }
+
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = s.local_addr().unwrap().port();
+    drop(s);
+    p
+}
+
+pub struct Unbound {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// unbound on loopback with one stub zone per `(zone, server)`; ready when it answers.
+pub fn start_unbound(stubs: &[(&str, std::net::SocketAddr)]) -> Unbound {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let conf = format!(
+        r#"server:
+  interface: 127.0.0.1@{port}
+  port: {port}
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "{dir}"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  do-ip6: no
+  module-config: "iterator"
+  local-zone: "test." nodefault
+  do-not-query-localhost: no
+  qname-minimisation: yes
+  use-caps-for-id: yes
+  cache-max-negative-ttl: {neg}
+  access-control: 127.0.0.0/8 allow
+"#,
+        dir = dir.path().display(),
+        neg = std::env::var("UNBOUND_NEG_TTL").unwrap_or_else(|_| "3600".into()),
+    );
+    let mut conf = conf;
+    for (zone, server) in stubs {
+        conf.push_str(&format!(
+            "server:\n  domain-insecure: \"{zone}\"\nstub-zone:\n  name: \"{zone}\"\n  stub-addr: {}@{}\n",
+            server.ip(),
+            server.port()
+        ));
+    }
+    let path = dir.path().join("unbound.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = std::process::Command::new("unbound")
+        .arg("-d")
+        .arg("-c")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("unbound (Debian package, installed by .ci/run)");
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Ready when it answers a query for the zone apex (bounded number of tries).
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+    let q = query(&format!("{}.", stubs[0].0), hickory_proto::rr::RecordType::SOA, None);
+    for _ in 0..300 {
+        let _ = sock.send_to(&q, addr);
+        let mut buf = [0u8; 1500];
+        if sock.recv_from(&mut buf).is_ok() {
+            return Unbound { child, addr, _dir: dir };
+        }
+    }
+    panic!("unbound did not come up on {addr}");
+}
