@@ -30,6 +30,8 @@ pub struct HttpOptions {
     pub workers: usize,
     pub trusted_proxies: Vec<IpAddr>,
     pub zone: String,
+    /// Node name shown on the status page (the registration host name).
+    pub node_name: String,
     pub version: &'static str,
     pub max_ttl: u64,
     pub max_value_bytes: usize,
@@ -346,7 +348,7 @@ async fn status_data(st: &State) -> serde_json::Value {
     let records = st.peers.store.send(Count).await.unwrap_or(0);
     let dns = st.peers.dns.send(GetStats).await.ok();
     json!({
-        "node": st.opts.zone,
+        "node": st.opts.node_name,
         "zone": st.opts.zone,
         "version": st.opts.version,
         "uptime_secs": health.as_ref().map(|h| h.uptime_secs).unwrap_or(0),
@@ -375,29 +377,66 @@ fn esc(s: &str) -> String {
 
 async fn status_page(st: Shared) -> HttpResponse {
     let d = status_data(&st).await;
-    let mut rows = String::new();
-    for a in d["actors"].as_array().cloned().unwrap_or_default() {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
-            esc(a["name"].as_str().unwrap_or("")),
-            if a["healthy"].as_bool().unwrap_or(false) { "ok" } else { "bad" },
-            if a["healthy"].as_bool().unwrap_or(false) { "healthy" } else { "down" },
+    let arr = |k: &str| d[k].as_array().cloned().unwrap_or_default();
+    let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
+    let mut actors = String::new();
+    for a in arr("actors") {
+        let ok = a["healthy"].as_bool().unwrap_or(false);
+        actors.push_str(&format!(
+            "<tr class=\"actor\"><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+            s(&a["name"]),
+            if ok { "ok" } else { "bad" },
+            if ok { "healthy" } else { "down" },
             a["restarts"]
         ));
     }
+    let mut cluster = String::new();
+    for p in arr("cluster_peers") {
+        cluster.push_str(&format!(
+            "<tr class=\"peer\"><td>{}</td><td>{} s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            s(&p["peer"]),
+            p["lag_secs"],
+            p["records_pulled"],
+            p["records_rejected"],
+            s(&p["last_error"])
+        ));
+    }
+    let mut hb = String::new();
+    for p in arr("heartbeat_peers") {
+        let up = p["up"].as_bool().unwrap_or(false);
+        hb.push_str(&format!(
+            "<tr class=\"peer\"><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{} s ago</td></tr>",
+            s(&p["endpoint"]),
+            s(&p["zone"]),
+            s(&p["version"]),
+            if up { "ok" } else { "bad" },
+            if up { "up" } else { "down" },
+            p["age_secs"]
+        ));
+    }
+    let dns = &d["dns"];
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>dnsmesh node {zone}</title>\
-         <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}.ok{{color:green}}.bad{{color:red}}</style>\
-         </head><body><h1>dnsmesh node</h1><p>zone <b id=\"zone\">{zone}</b> · version {ver} · up {up} s · {rec} records</p>\
-         <h2>Actors</h2><table><tr><th>actor</th><th>state</th><th>restarts</th></tr>{rows}</table></body></html>",
-        zone = esc(d["zone"].as_str().unwrap_or("")),
-        ver = esc(d["version"].as_str().unwrap_or("")),
+         <style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin-bottom:1.5em}}\
+         td,th{{padding:.25em 1em;text-align:left;border-bottom:1px solid #ddd}}.ok{{color:#080}}.bad{{color:#c00}}</style>\
+         </head><body><h1>dnsmesh node <span id=\"node\">{node}</span></h1>\
+         <p>zone <b id=\"zone\">{zone}</b> · version {ver} · up {up} s · <span id=\"records\">{rec}</span> records · \
+         {names} names in DNS · SOA serial {serial}</p>\
+         <h2>Actors</h2><table id=\"actors\"><tr><th>actor</th><th>state</th><th>restarts</th></tr>{actors}</table>\
+         <h2>Cluster peers</h2><table id=\"cluster\"><tr><th>peer</th><th>sync lag</th><th>pulled</th><th>rejected</th><th>last error</th></tr>{cluster}</table>\
+         <h2>Heartbeat peers</h2><table id=\"heartbeat\"><tr><th>endpoint</th><th>zone</th><th>version</th><th>state</th><th>last seen</th></tr>{hb}</table>\
+         <p><a href=\"/status.json\">status.json</a> · <a href=\"/metrics\">metrics</a></p></body></html>",
+        node = s(&d["node"]),
+        zone = s(&d["zone"]),
+        ver = s(&d["version"]),
         up = d["uptime_secs"],
         rec = d["records"],
+        names = dns["names"],
+        serial = dns["serial"],
     );
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .insert_header(("Cache-Control", "public, max-age=30"))
+        .insert_header(("Cache-Control", "no-cache"))
         .body(html)
 }
 

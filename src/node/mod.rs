@@ -120,6 +120,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         workers: settings.http.workers,
         trusted_proxies: settings.trusted_proxies(),
         zone: settings.node.zone.clone(),
+        node_name: settings.node.hostname.clone(),
         version: env!("CARGO_PKG_VERSION"),
         max_ttl: settings.limits.max_ttl,
         max_value_bytes: settings.limits.max_value_bytes,
