@@ -264,3 +264,33 @@ fn bad_config_exits_2_naming_the_key() {
     assert_eq!(out.status.code(), Some(2), "open mode on a public address is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("auth.mode"));
 }
+
+#[test]
+fn https_with_rustls_when_a_certificate_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let n = Node::start(
+        "mesh.test",
+        &[("DNSMESH_HTTP__TLS_CERT", cert.to_str().unwrap()), ("DNSMESH_HTTP__TLS_KEY", key.to_str().unwrap())],
+    );
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&cert)
+        .arg(format!("https://{}/health", n.http))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"status":"ok"}"#);
+    // Plain HTTP on the TLS port is refused (no silent downgrade).
+    assert!(http(&n.url(), "GET", "/health", None, "").map(|(s, _)| s != 200).unwrap_or(true));
+}
