@@ -103,6 +103,13 @@ pub struct DnsOptions {
     pub max_values_per_name: usize,
     pub claim_rate: f64,
     pub claim_burst: f64,
+    /// Per-client-IP bucket for UPDATE messages (loopback exempt unless `limit_loopback`).
+    pub update_rate: f64,
+    pub update_burst: f64,
+    /// Per-TSIG-key bucket for UPDATE messages.
+    pub key_rate: f64,
+    pub key_burst: f64,
+    pub limit_loopback: bool,
 }
 
 /// Slow-path counters by outcome.
@@ -130,6 +137,8 @@ struct SlowInner {
     store: Addr<StoreActor>,
     keyring: ArcSwap<Keyring>,
     claim_buckets: parking_lot::Mutex<TokenBuckets<String>>,
+    ip_buckets: parking_lot::Mutex<TokenBuckets<IpAddr>>,
+    key_buckets: parking_lot::Mutex<TokenBuckets<String>>,
     counters: SlowCounters,
 }
 
@@ -369,6 +378,24 @@ impl SlowPath {
             TsigCheck::Verified { scope, ctx } => (Some(scope), Some(ctx)),
             TsigCheck::Unsigned => (None, None),
         };
+        // Per-client and per-key write limits: REFUSED (the client may retry later).
+        let o = &self.inner.opts;
+        let ip = request.src().ip();
+        let ip_ok = (ip.is_loopback() && !o.limit_loopback)
+            || self.inner.ip_buckets.lock().take(ip, o.update_rate, o.update_burst);
+        let key_ok = match (&scope, request.signature.as_ref()) {
+            (Some(_), Some(sig)) => self.inner.key_buckets.lock().take(
+                sig.name.to_lowercase().to_string(),
+                o.key_rate,
+                o.key_burst,
+            ),
+            _ => true,
+        };
+        if !ip_ok || !key_ok {
+            self.inner.counters.bump("rate_limited");
+            meta.response_code = ResponseCode::Refused;
+            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+        }
         let rcode = match self.plan_update(request, scope.as_deref(), now).await {
             Ok(()) => ResponseCode::NoError,
             Err(code) => code,
@@ -734,6 +761,8 @@ impl DnsActor {
                 store: store.clone(),
                 keyring: ArcSwap::from_pointee(Keyring::new()),
                 claim_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
+                ip_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
+                key_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 counters: SlowCounters::default(),
             }),
         };

@@ -216,7 +216,7 @@ fn a_failed_actor_is_restarted_and_the_node_keeps_serving() {
     let n = node();
     let url = n.url();
     assert_eq!(publish(&n, OP, "before.mesh.test", "v", 300), 201);
-    for actor in ["dns", "store", "auth"] {
+    for actor in ["dns", "store", "auth", "sync"] {
         let (s, _) = http(&url, "POST", &format!("/debug/fail/{actor}"), Some(OP), "").unwrap();
         assert_eq!(s, 202, "{actor}");
         // DNS keeps answering while the actor restarts.
@@ -270,7 +270,17 @@ fn https_with_rustls_when_a_certificate_is_configured() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let ok = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+        ])
         .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
         .arg("-keyout")
         .arg(&key)
@@ -281,7 +291,10 @@ fn https_with_rustls_when_a_certificate_is_configured() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let n = Node::start(
         "mesh.test",
-        &[("DNSMESH_HTTP__TLS_CERT", cert.to_str().unwrap()), ("DNSMESH_HTTP__TLS_KEY", key.to_str().unwrap())],
+        &[
+            ("DNSMESH_HTTP__TLS_CERT", cert.to_str().unwrap()),
+            ("DNSMESH_HTTP__TLS_KEY", key.to_str().unwrap()),
+        ],
     );
     let out = std::process::Command::new("curl")
         .args(["-sS", "--cacert"])
@@ -293,4 +306,44 @@ fn https_with_rustls_when_a_certificate_is_configured() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"status":"ok"}"#);
     // Plain HTTP on the TLS port is refused (no silent downgrade).
     assert!(http(&n.url(), "GET", "/health", None, "").map(|(s, _)| s != 200).unwrap_or(true));
+}
+
+#[test]
+fn per_ip_limits_trust_forwarded_headers_only_from_configured_proxies() {
+    let limits = [
+        ("DNSMESH_AUTH__OPERATOR_TOKEN", OP),
+        ("DNSMESH_LIMITS__LIMIT_LOOPBACK", "true"),
+        ("DNSMESH_LIMITS__HTTP_RATE", "0.0001"),
+        ("DNSMESH_LIMITS__HTTP_BURST", "2"),
+    ];
+    let post = |n: &Node, xff: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(n.http).unwrap();
+        let body = r#"{"value":"v","ttl":60}"#;
+        write!(
+            s,
+            "POST /v1/records/x.mesh.test HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {OP}\r\n\
+             X-Forwarded-For: {xff}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r.split_whitespace().nth(1).unwrap().parse::<u16>().unwrap()
+    };
+    // Behind a trusted proxy: each forwarded client has its own bucket.
+    let mut env = limits.to_vec();
+    env.push(("DNSMESH_HTTP__TRUSTED_PROXIES", "127.0.0.1"));
+    let n = Node::start("mesh.test", &env);
+    assert_eq!((post(&n, "198.51.100.1"), post(&n, "198.51.100.1")), (201, 201));
+    assert_eq!(post(&n, "198.51.100.1"), 429);
+    assert_eq!(post(&n, "198.51.100.2"), 201, "another client behind the proxy is not throttled");
+    // Not a trusted proxy: the header is ignored and the peer address is limited.
+    let n = Node::start("mesh.test", &limits);
+    assert_eq!((post(&n, "198.51.100.1"), post(&n, "198.51.100.2")), (201, 201));
+    assert_eq!(
+        post(&n, "198.51.100.3"),
+        429,
+        "spoofed X-Forwarded-For does not buy a fresh bucket"
+    );
 }

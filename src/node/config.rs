@@ -147,6 +147,9 @@ pub struct LimitsSection {
     /// Per-recipient bucket for unsigned claim UPDATEs.
     pub claim_rate: f64,
     pub claim_burst: f64,
+    /// Per-client-IP bucket for DNS UPDATE messages.
+    pub update_rate: f64,
+    pub update_burst: f64,
     /// Whether per-IP limits apply to loopback clients.
     pub limit_loopback: bool,
 }

@@ -101,6 +101,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         max_values_per_name: settings.limits.max_values_per_name,
         claim_rate: settings.limits.claim_rate,
         claim_burst: settings.limits.claim_burst,
+        update_rate: settings.limits.update_rate,
+        update_burst: settings.limits.update_burst,
+        key_rate: settings.limits.token_rate,
+        key_burst: settings.limits.token_burst,
+        limit_loopback: settings.limits.limit_loopback,
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?;
