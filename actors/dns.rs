@@ -266,10 +266,12 @@ impl SlowPath {
     }
 
     fn response_edns(request: &Request) -> Option<Edns> {
-        request.edns.as_ref().map(|_| {
+        request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
             e.set_max_payload(OUR_UDP_PAYLOAD);
             e.set_version(0);
+            // RFC 3225 §3: the DO bit is copied; unknown flags are not.
+            e.set_dnssec_ok(req.flags().dnssec_ok);
             e
         })
     }

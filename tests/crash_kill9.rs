@@ -24,19 +24,35 @@ fn tsig_key(node: &Node) -> (String, Vec<u8>) {
     let id = Identity::from_private_bytes([77; 32]);
     let (_, body) = http(&node.url(), "GET", "/v1/registration/challenge", None, "").unwrap();
     let ch: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let challenge: [u8; 32] = hex::decode(ch["challenge"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let challenge: [u8; 32] =
+        hex::decode(ch["challenge"].as_str().unwrap()).unwrap().try_into().unwrap();
     let subject = "crash@mesh.test";
-    let sig = registration::sign_registration(id.signing_key(), &challenge, subject, ch["node"].as_str().unwrap());
+    let sig = registration::sign_registration(
+        id.signing_key(),
+        &challenge,
+        subject,
+        ch["node"].as_str().unwrap(),
+    );
     let req = serde_json::json!({"subject": subject, "ed25519_spk": hex::encode(id.ed25519_public()),
         "challenge": hex::encode(challenge), "signature": hex::encode(sig)});
-    let (s, body) = http(&node.url(), "POST", "/v1/registration/tsig-confirm", None, &req.to_string()).unwrap();
+    let (s, body) =
+        http(&node.url(), "POST", "/v1/registration/tsig-confirm", None, &req.to_string()).unwrap();
     assert_eq!(s, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    (v["tsig_key_name"].as_str().unwrap().into(), hex::decode(v["tsig_secret_hex"].as_str().unwrap()).unwrap())
+    (
+        v["tsig_key_name"].as_str().unwrap().into(),
+        hex::decode(v["tsig_secret_hex"].as_str().unwrap()).unwrap(),
+    )
 }
 
 fn update(server: std::net::SocketAddr, key: &(String, Vec<u8>), owner: &str, value: &str) -> bool {
-    let signer = TSigner::new(key.1.clone(), TsigAlgorithm::HmacSha256, Name::from_str(&key.0).unwrap(), 300).unwrap();
+    let signer = TSigner::new(
+        key.1.clone(),
+        TsigAlgorithm::HmacSha256,
+        Name::from_str(&key.0).unwrap(),
+        300,
+    )
+    .unwrap();
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Update);
     let mut zq = Query::new();
     zq.set_name(Name::from_str("mesh.test.").unwrap()).set_query_type(RecordType::SOA);
@@ -55,17 +71,23 @@ fn update(server: std::net::SocketAddr, key: &(String, Vec<u8>), owner: &str, va
     }
     let mut buf = [0u8; 4096];
     match s.recv_from(&mut buf) {
-        Ok((n, _)) => Message::from_vec(&buf[..n]).map(|r| r.metadata.response_code == ResponseCode::NoError).unwrap_or(false),
+        Ok((n, _)) => Message::from_vec(&buf[..n])
+            .map(|r| r.metadata.response_code == ResponseCode::NoError)
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
 
 fn served(node: &Node, name: &str) -> Vec<String> {
-    let r = parse(&udp_exchange(node.dns[0], &query(&format!("{name}."), RecordType::TXT, Some(4096))));
+    let r =
+        parse(&udp_exchange(node.dns[0], &query(&format!("{name}."), RecordType::TXT, Some(4096))));
     r.answers
         .iter()
         .filter_map(|a| match &a.data {
-            RData::TXT(t) => Some(String::from_utf8(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect()).unwrap()),
+            RData::TXT(t) => Some(
+                String::from_utf8(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
+                    .unwrap(),
+            ),
             _ => None,
         })
         .collect()
@@ -73,7 +95,8 @@ fn served(node: &Node, name: &str) -> Vec<String> {
 
 #[test]
 fn acknowledged_writes_survive_repeated_kill_9_under_load() {
-    let cycles: usize = std::env::var("CRASH_CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(8);
+    let cycles: usize =
+        std::env::var("CRASH_CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(8);
     let mut node = Node::start("mesh.test", &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP)]);
     let key = tsig_key(&node);
     let id_name = dnsmesh::proto::names::identity("crash", "mesh.test");
@@ -84,8 +107,14 @@ fn acknowledged_writes_survive_repeated_kill_9_under_load() {
         let stop = Arc::new(AtomicBool::new(false));
         let mut writers = Vec::new();
         for w in 0..3 {
-            let (stop, acked, url, dns, key, id_name) =
-                (stop.clone(), acked.clone(), node.url(), node.dns[0], key.clone(), id_name.clone());
+            let (stop, acked, url, dns, key, id_name) = (
+                stop.clone(),
+                acked.clone(),
+                node.url(),
+                node.dns[0],
+                key.clone(),
+                id_name.clone(),
+            );
             let base = seq + (w as u64) * 1_000_000;
             writers.push(std::thread::spawn(move || {
                 let mut i = base;
@@ -93,8 +122,11 @@ fn acknowledged_writes_survive_repeated_kill_9_under_load() {
                     i += 1;
                     if w < 2 {
                         let name = format!("c{cycle}-w{w}-{i}.mesh.test");
-                        let body = serde_json::json!({"value": format!("v{i}"), "ttl": 3600}).to_string();
-                        if let Ok((201, _)) = http(&url, "POST", &format!("/v1/records/{name}"), Some(OP), &body) {
+                        let body =
+                            serde_json::json!({"value": format!("v{i}"), "ttl": 3600}).to_string();
+                        if let Ok((201, _)) =
+                            http(&url, "POST", &format!("/v1/records/{name}"), Some(OP), &body)
+                        {
                             acked.lock().unwrap().push((name, format!("v{i}")));
                         }
                     } else if update(dns, &key, &id_name, &format!("u{i}")) {
@@ -123,7 +155,12 @@ fn acknowledged_writes_survive_repeated_kill_9_under_load() {
                 lost.push((name.clone(), value.clone()));
             }
         }
-        assert!(lost.is_empty(), "cycle {cycle}: {} acknowledged writes lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+        assert!(
+            lost.is_empty(),
+            "cycle {cycle}: {} acknowledged writes lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
         total_acked = list.len();
     }
     eprintln!("{cycles} kill -9 cycles, {total_acked} acknowledged writes, 0 lost");
