@@ -110,6 +110,8 @@ pub struct DnsOptions {
     pub key_rate: f64,
     pub key_burst: f64,
     pub limit_loopback: bool,
+    /// Response-rate limiting on the UDP path (`None` = off).
+    pub rrl: Option<crate::dnswire::rrl::RrlConfig>,
 }
 
 /// Slow-path counters by outcome.
@@ -688,6 +690,7 @@ impl ResponseHandler for UdpReply {
 
 /// The DNS actor.
 pub struct DnsActor {
+    rrl: Option<crate::dnswire::rrl::RrlConfig>,
     view: Arc<ZoneView>,
     slow: SlowPath,
     udp: Vec<UdpSocket>,
@@ -769,6 +772,7 @@ impl DnsActor {
             }),
         };
         Ok(DnsActor {
+            rrl: opts.rrl,
             view,
             slow,
             udp,
@@ -806,7 +810,13 @@ impl DnsActor {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
             });
-            match crate::dnswire::udp::spawn(clone, self.view.clone(), slow, self.stop.clone()) {
+            match crate::dnswire::udp::spawn_with_rrl(
+                clone,
+                self.view.clone(),
+                slow,
+                self.stop.clone(),
+                self.rrl,
+            ) {
                 Ok(h) => self.threads.push(h),
                 Err(e) => tracing::error!(error = %e, "dns: cannot start UDP thread"),
             }
@@ -978,6 +988,8 @@ impl Handler<GetStats> for DnsActor {
                 ("other", r(&s.other)),
                 ("truncated", r(&s.truncated)),
                 ("dropped", r(&s.dropped)),
+                ("rrl_dropped", r(&s.rrl_dropped)),
+                ("rrl_slipped", r(&s.rrl_slipped)),
             ] {
                 *outcomes.entry(k.to_string()).or_insert(0) += v;
             }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::rrl::{slip_stub, Rrl, RrlConfig, Verdict};
 use super::{rcode, Disposition, ZoneView};
 
 /// Datagrams per syscall.
@@ -46,6 +47,10 @@ pub struct UdpStats {
     pub dropped: AtomicU64,
     /// Replies the kernel refused to send.
     pub send_errors: AtomicU64,
+    /// Responses dropped by response-rate limiting.
+    pub rrl_dropped: AtomicU64,
+    /// Responses sent as TC stubs by response-rate limiting (slip).
+    pub rrl_slipped: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -90,6 +95,17 @@ pub fn spawn(
     slow: SlowPath,
     stop: Arc<AtomicBool>,
 ) -> io::Result<UdpServer> {
+    spawn_with_rrl(socket, view, slow, stop, None)
+}
+
+/// As [`spawn`], with response-rate limiting when `rrl` is given.
+pub fn spawn_with_rrl(
+    socket: UdpSocket,
+    view: Arc<ZoneView>,
+    slow: SlowPath,
+    stop: Arc<AtomicBool>,
+    rrl: Option<RrlConfig>,
+) -> io::Result<UdpServer> {
     socket.set_nonblocking(false)?;
     socket.set_read_timeout(Some(READ_TIMEOUT))?;
     // Best effort: an unprivileged process gets at most rmem_max.
@@ -99,7 +115,7 @@ pub fn spawn(
     let thread_stats = stats.clone();
     let thread = std::thread::Builder::new()
         .name("dns-udp".into())
-        .spawn(move || run(&socket, &view, &*slow, &stop, &thread_stats))?;
+        .spawn(move || run(&socket, &view, &*slow, &stop, &thread_stats, rrl.map(Rrl::new)))?;
     Ok(UdpServer { thread, stats, local })
 }
 
@@ -162,6 +178,7 @@ fn run(
     slow: &dyn Fn(Vec<u8>, SocketAddr),
     stop: &AtomicBool,
     stats: &UdpStats,
+    mut rrl: Option<Rrl>,
 ) {
     let fd = socket.as_raw_fd();
     let mut rbuf = vec![0u8; BATCH * BUF];
@@ -216,6 +233,7 @@ fn run(
             continue;
         }
         let received = (n as usize).min(BATCH);
+        let now = std::time::Instant::now();
         let mut k = 0usize;
         for (i, hdr) in rhdr.iter().take(received).enumerate() {
             bump(&stats.queries);
@@ -226,6 +244,17 @@ fn run(
             let Some(out) = outs.get_mut(k) else { continue };
             match view.answer(data, out, false) {
                 Disposition::Reply { rcode } => {
+                    if let Some(rrl) = rrl.as_mut() {
+                        let verdict = sockaddr_from(&names[i]).map(|src| rrl.check(src.ip(), now));
+                        match verdict {
+                            Some(Verdict::Send) => {}
+                            Some(Verdict::Slip) if slip_stub(out) => bump(&stats.rrl_slipped),
+                            _ => {
+                                bump(&stats.rrl_dropped);
+                                continue;
+                            }
+                        }
+                    }
                     count_reply(stats, rcode, out);
                     pending[k] = i;
                     k += 1;

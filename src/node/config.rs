@@ -92,6 +92,11 @@ pub struct DnsSection {
     pub update: bool,
     /// Accept unsigned, signature-verified claim UPDATEs for any recipient (M8.3).
     pub claim_provider: bool,
+    /// Response-rate limiting: responses per second per client prefix (0 = off).
+    pub rrl_rate: f64,
+    pub rrl_burst: f64,
+    /// Past the limit, every `rrl_slip`-th response is a TC stub (0 = drop them all).
+    pub rrl_slip: u32,
 }
 
 /// `[http]`

@@ -106,6 +106,12 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         key_rate: settings.limits.token_rate,
         key_burst: settings.limits.token_burst,
         limit_loopback: settings.limits.limit_loopback,
+        rrl: (settings.dns.rrl_rate > 0.0).then_some(crate::dnswire::rrl::RrlConfig {
+            rate: settings.dns.rrl_rate,
+            burst: settings.dns.rrl_burst.max(1.0),
+            slip: settings.dns.rrl_slip,
+            exempt_loopback: !settings.limits.limit_loopback,
+        }),
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?;
