@@ -48,6 +48,9 @@ pub struct AuthOptions {
     pub token_ttl_secs: u64,
     pub token_rate: f64,
     pub token_burst: f64,
+    /// Per (credential, recipient mailbox) bucket for shared mailbox writes.
+    pub mailbox_rate: f64,
+    pub mailbox_burst: f64,
 }
 
 /// A stored bearer token (only its hash).
@@ -159,6 +162,7 @@ pub struct AuthActor {
     node_key: [u8; 32],
     challenges: HashMap<[u8; 32], Challenge>,
     token_buckets: TokenBuckets<String>,
+    mailbox_buckets: TokenBuckets<(String, String)>,
     sink: Option<Recipient<KeyringChanged>>,
     supervisor: Option<Addr<SupervisorActor>>,
 }
@@ -218,6 +222,7 @@ impl AuthActor {
             node_key,
             challenges: HashMap::new(),
             token_buckets: TokenBuckets::new(100_000),
+            mailbox_buckets: TokenBuckets::new(100_000),
             sink: None,
             supervisor: None,
         })
@@ -521,6 +526,15 @@ impl AuthActor {
         };
         if !allowed {
             return Err(err(401, "unauthorized"));
+        }
+        if let Some(mb) = crate::node::limits::mailbox_of(name) {
+            let key = (hash.clone(), mb.to_string());
+            if !self.mailbox_buckets.take(key, self.opts.mailbox_rate, self.opts.mailbox_burst) {
+                return Err(err(
+                    429,
+                    "per-recipient write limit exceeded for this mailbox; retry later",
+                ));
+            }
         }
         if !self.token_buckets.take(hash, row.rate_per_sec, row.rate_burst) {
             return Err(err(429, "per-token rate limit exceeded"));

@@ -109,7 +109,12 @@ pub struct DnsOptions {
     /// Per-TSIG-key bucket for UPDATE messages.
     pub key_rate: f64,
     pub key_burst: f64,
+    /// Per (key, recipient mailbox) bucket for adds to `slot-*`/`claim-*` names.
+    pub mailbox_rate: f64,
+    pub mailbox_burst: f64,
     pub limit_loopback: bool,
+    /// Idle timeout of a DNS-over-TCP connection.
+    pub tcp_timeout: Duration,
     /// Response-rate limiting on the UDP path (`None` = off).
     pub rrl: Option<crate::dnswire::rrl::RrlConfig>,
 }
@@ -141,6 +146,7 @@ struct SlowInner {
     claim_buckets: parking_lot::Mutex<TokenBuckets<String>>,
     ip_buckets: parking_lot::Mutex<TokenBuckets<IpAddr>>,
     key_buckets: parking_lot::Mutex<TokenBuckets<String>>,
+    mailbox_buckets: parking_lot::Mutex<TokenBuckets<(String, String)>>,
     counters: SlowCounters,
 }
 
@@ -431,6 +437,7 @@ impl SlowPath {
         for pr in &request.answers {
             self.check_prerequisite(pr)?;
         }
+        let key_name = request.signature.as_ref().map(|s| s.name.to_lowercase().to_string());
         let mut ops = Vec::new();
         for rr in &request.authorities {
             let owner = rr.name.to_lowercase().to_string();
@@ -489,6 +496,19 @@ impl SlowPath {
                     };
                     if !crate::node::auth::scope_allows(scope, name, delete) {
                         return Err(ResponseCode::Refused);
+                    }
+                    // One registrant cannot fill another's mailbox slots.
+                    if let (false, Some(mb), Some(key)) =
+                        (delete, crate::node::limits::mailbox_of(name), key_name.as_ref())
+                    {
+                        let k = (key.clone(), mb.to_string());
+                        if !self.inner.mailbox_buckets.lock().take(
+                            k,
+                            o.mailbox_rate,
+                            o.mailbox_burst,
+                        ) {
+                            return Err(ResponseCode::Refused);
+                        }
                     }
                 }
             }
@@ -690,6 +710,7 @@ impl ResponseHandler for UdpReply {
 
 /// The DNS actor.
 pub struct DnsActor {
+    tcp_timeout: Duration,
     rrl: Option<crate::dnswire::rrl::RrlConfig>,
     view: Arc<ZoneView>,
     slow: SlowPath,
@@ -768,10 +789,12 @@ impl DnsActor {
                 claim_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 ip_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 key_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
+                mailbox_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 counters: SlowCounters::default(),
             }),
         };
         Ok(DnsActor {
+            tcp_timeout: opts.tcp_timeout,
             rrl: opts.rrl,
             view,
             slow,
@@ -827,7 +850,7 @@ impl DnsActor {
                 t.set_nonblocking(true)?;
                 tokio::net::TcpListener::from_std(t)
             }) {
-                Ok(l) => server.register_listener(l, Duration::from_secs(10), 64),
+                Ok(l) => server.register_listener(l, self.tcp_timeout, 64),
                 Err(e) => tracing::error!(error = %e, "dns: cannot start TCP listener"),
             }
         }

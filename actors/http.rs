@@ -28,6 +28,8 @@ pub struct HttpOptions {
     pub listen: SocketAddr,
     pub tls: Option<(String, String)>,
     pub workers: usize,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
     pub trusted_proxies: Vec<IpAddr>,
     pub zone: String,
     /// Node name shown on the status page (the registration host name).
@@ -805,8 +807,9 @@ pub fn start(
     };
     let mut server = HttpServer::new(factory)
         .shutdown_timeout(5)
-        .client_request_timeout(Duration::from_secs(10))
-        .max_connections(1024);
+        .client_request_timeout(opts.request_timeout)
+        .client_disconnect_timeout(Duration::from_secs(2))
+        .max_connections(opts.max_connections);
     if opts.workers > 0 {
         server = server.workers(opts.workers);
     }

@@ -97,6 +97,8 @@ pub struct DnsSection {
     pub rrl_burst: f64,
     /// Past the limit, every `rrl_slip`-th response is a TC stub (0 = drop them all).
     pub rrl_slip: u32,
+    /// Idle timeout of a DNS-over-TCP connection, seconds.
+    pub tcp_timeout_secs: u64,
 }
 
 /// `[http]`
@@ -112,6 +114,10 @@ pub struct HttpSection {
     pub trusted_proxies: Vec<String>,
     /// Number of actix-web worker threads (0 = one per core).
     pub workers: usize,
+    /// Seconds a client has to send a request's head (slow clients are cut off).
+    pub request_timeout_secs: u64,
+    /// Most open connections per worker.
+    pub max_connections: usize,
 }
 
 /// `[auth]`
@@ -155,6 +161,9 @@ pub struct LimitsSection {
     /// Per-client-IP bucket for DNS UPDATE messages.
     pub update_rate: f64,
     pub update_burst: f64,
+    /// Per (credential, recipient mailbox) bucket for shared mailbox writes.
+    pub mailbox_rate: f64,
+    pub mailbox_burst: f64,
     /// Whether per-IP limits apply to loopback clients.
     pub limit_loopback: bool,
 }

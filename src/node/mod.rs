@@ -82,6 +82,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         token_ttl_secs: settings.auth.token_ttl_secs,
         token_rate: settings.limits.token_rate,
         token_burst: settings.limits.token_burst,
+        mailbox_rate: settings.limits.mailbox_rate,
+        mailbox_burst: settings.limits.mailbox_burst,
     };
     let auth_actor = AuthActor::open(auth_opts, db, &data_dir.join("node.key"))?
         .with_supervisor(supervisor.clone());
@@ -105,6 +107,9 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         update_burst: settings.limits.update_burst,
         key_rate: settings.limits.token_rate,
         key_burst: settings.limits.token_burst,
+        mailbox_rate: settings.limits.mailbox_rate,
+        mailbox_burst: settings.limits.mailbox_burst,
+        tcp_timeout: Duration::from_secs(settings.dns.tcp_timeout_secs.max(1)),
         limit_loopback: settings.limits.limit_loopback,
         rrl: (settings.dns.rrl_rate > 0.0).then_some(crate::dnswire::rrl::RrlConfig {
             rate: settings.dns.rrl_rate,
@@ -129,6 +134,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             Some((settings.http.tls_cert.clone(), settings.http.tls_key.clone()))
         },
         workers: settings.http.workers,
+        request_timeout: Duration::from_secs(settings.http.request_timeout_secs.max(1)),
+        max_connections: settings.http.max_connections.max(1),
         trusted_proxies: settings.trusted_proxies(),
         zone: settings.node.zone.clone(),
         node_name: settings.node.hostname.clone(),
