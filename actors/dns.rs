@@ -85,6 +85,10 @@ pub struct DnsStats {
     pub names: usize,
     /// SOA serial now.
     pub serial: u32,
+    /// Response-time histogram: counts per bucket of `LATENCY_BOUNDS_US` (+ overflow).
+    pub latency_buckets: Vec<u64>,
+    /// Sum of response times, seconds.
+    pub latency_sum_secs: f64,
 }
 
 /// What the DNS actor needs from the configuration.
@@ -123,6 +127,8 @@ pub struct DnsOptions {
 #[derive(Default)]
 struct SlowCounters {
     by_outcome: parking_lot::Mutex<HashMap<&'static str, u64>>,
+    /// Slow-path handling time, as the UDP path's histogram.
+    latency: UdpStats,
 }
 
 impl SlowCounters {
@@ -658,6 +664,20 @@ impl RequestHandler for SlowPath {
         request: &Request,
         rh: R,
     ) -> ResponseInfo {
+        let t0 = Instant::now();
+        let info = self.dispatch(request, rh).await;
+        let us = t0.elapsed().as_micros() as u64;
+        let bounds = crate::dnswire::udp::LATENCY_BOUNDS_US;
+        let i = bounds.iter().position(|b| us <= *b).unwrap_or(bounds.len());
+        let lat = &self.inner.counters.latency;
+        lat.latency[i].fetch_add(1, Ordering::Relaxed);
+        lat.latency_sum_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        info
+    }
+}
+
+impl SlowPath {
+    async fn dispatch<R: ResponseHandler>(&self, request: &Request, rh: R) -> ResponseInfo {
         match request.metadata.op_code {
             OpCode::Update => self.handle_update(request, rh).await,
             OpCode::Query => self.handle_query(request, rh).await,
@@ -1019,7 +1039,28 @@ impl Handler<GetStats> for DnsActor {
         }
         let mut outcomes: Vec<(String, u64)> = outcomes.into_iter().collect();
         outcomes.sort();
-        DnsStats { outcomes, names: self.view.len(), serial: self.view.serial() }
+        let mut buckets = vec![0u64; crate::dnswire::udp::LATENCY_BOUNDS_US.len() + 1];
+        let mut sum_ns = 0u64;
+        let fast: Vec<Arc<UdpStats>> = self
+            .threads
+            .iter()
+            .map(|t| t.stats().clone())
+            .chain(self.retired_stats.iter().cloned())
+            .collect();
+        for s in fast.iter().map(|s| &**s).chain(std::iter::once(&self.slow.inner.counters.latency))
+        {
+            for (b, c) in buckets.iter_mut().zip(s.latency.iter()) {
+                *b += c.load(Ordering::Relaxed);
+            }
+            sum_ns += s.latency_sum_ns.load(Ordering::Relaxed);
+        }
+        DnsStats {
+            outcomes,
+            names: self.view.len(),
+            serial: self.view.serial(),
+            latency_buckets: buckets,
+            latency_sum_secs: sum_ns as f64 / 1e9,
+        }
     }
 }
 

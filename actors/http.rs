@@ -458,6 +458,23 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
         for (k, v) in &stats.outcomes {
             out.push_str(&format!("dmp_dns_queries_total{{outcome=\"{k}\"}} {v}\n"));
         }
+        out.push_str(
+            "# HELP dmp_dns_response_seconds DNS response time (UDP batch-amortised; TCP/UPDATE per message).\n# TYPE dmp_dns_response_seconds histogram\n",
+        );
+        let mut cum = 0u64;
+        let bounds = crate::dnswire::udp::LATENCY_BOUNDS_US;
+        for (i, c) in stats.latency_buckets.iter().enumerate() {
+            cum += c;
+            let le = bounds
+                .get(i)
+                .map(|us| format!("{}", *us as f64 / 1e6))
+                .unwrap_or_else(|| "+Inf".into());
+            out.push_str(&format!("dmp_dns_response_seconds_bucket{{le=\"{le}\"}} {cum}\n"));
+        }
+        out.push_str(&format!(
+            "dmp_dns_response_seconds_sum {}\ndmp_dns_response_seconds_count {cum}\n",
+            stats.latency_sum_secs
+        ));
         out.push_str(&format!("# HELP dmp_dns_names Names in the DNS read view.\n# TYPE dmp_dns_names gauge\ndmp_dns_names {}\n", stats.names));
     }
     out.push_str(

@@ -141,3 +141,64 @@ fn three_nodes_converge_survive_kill_9_and_propagate_deletes() {
     let (s, _) = http(&nodes[0].url(), "GET", "/v1/sync/digest", Some("wrong"), "").unwrap();
     assert_eq!(s, 403);
 }
+
+#[test]
+fn signed_cluster_manifest_is_published_and_served() {
+    use dnsmesh::proto::records::cluster::{ClusterManifest, ClusterNode};
+    let op = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let m = ClusterManifest {
+        cluster_name: "mesh.test".into(),
+        operator_spk: op.verifying_key().to_bytes(),
+        nodes: vec![ClusterNode {
+            node_id: "n1".into(),
+            http_endpoint: "http://127.0.0.1:8053".into(),
+            dns_endpoint: Some("127.0.0.1:5353".into()),
+        }],
+        seq: 7,
+        exp: now + 86_400,
+    };
+    let wire = m.sign(&op).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.json");
+    std::fs::write(&file, serde_json::json!({ "wire": wire }).to_string()).unwrap();
+    let spk = hex::encode(op.verifying_key().to_bytes());
+    let n = Node::start(
+        "mesh.test",
+        &[
+            ("DNSMESH_CLUSTER__MANIFEST_FILE", file.to_str().unwrap()),
+            ("DNSMESH_CLUSTER__OPERATOR_SPK", &spk),
+            ("DNSMESH_CLUSTER__BASE_DOMAIN", "mesh.test"),
+            ("DNSMESH_CLUSTER__SYNC_TOKEN", SYNC),
+        ],
+    );
+    assert_eq!(txts(&n, "cluster.mesh.test"), vec![wire.clone()], "published in DNS");
+    let (s, body) = http(&n.url(), "GET", "/v1/sync/cluster-manifest", Some(SYNC), "").unwrap();
+    assert_eq!(s, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["seq"].as_u64(), v["wire"].as_str()), (Some(7), Some(wire.as_str())));
+    // A manifest that does not verify under the pinned key refuses to start the node.
+    let other =
+        hex::encode(ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dnsmesh-node"))
+        .args([
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/dnsmesh.toml"),
+            "--dns-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("d2"))
+        .env("DNSMESH_CLUSTER__MANIFEST_FILE", file.to_str().unwrap())
+        .env("DNSMESH_CLUSTER__OPERATOR_SPK", &other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not verify"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -82,6 +82,8 @@ fn http_api_statuses_follow_the_reference() {
     assert_eq!(s, 200);
     assert!(m.contains("dmp_http_requests_total{method=\"POST\",status=\"201\"}"), "{m}");
     assert!(m.contains("dmp_records "), "{m}");
+    assert!(m.contains("dmp_dns_response_seconds_bucket{le=\"+Inf\"}"), "{m}");
+    assert!(m.contains("dmp_actor_restarts_total{actor=\"store\"} 0"), "{m}");
     assert_eq!(http(&url, "GET", "/nope", None, "").unwrap().0, 404);
 }
 

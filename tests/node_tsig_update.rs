@@ -323,3 +323,45 @@ fn unsigned_updates_only_for_verified_claims() {
     forged.push('A');
     assert_eq!(send(&forged), ResponseCode::Refused);
 }
+
+#[test]
+fn registration_is_idempotent_for_the_same_key_and_409_for_another() {
+    let n = Node::start("mesh.test", &[]);
+    let (_, first) = register(&n, "carol", 11, true);
+    let (_, again) = register(&n, "carol", 11, true);
+    assert_eq!(
+        first["tsig_key_name"], again["tsig_key_name"],
+        "same key → same key name (rotated secret)"
+    );
+    // Another Ed25519 key for the same subject: 409.
+    let id = Identity::from_private_bytes([12; 32]);
+    let (_, body) = http(&n.url(), "GET", "/v1/registration/challenge", None, "").unwrap();
+    let ch: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let challenge: [u8; 32] =
+        hex::decode(ch["challenge"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let sig = registration::sign_registration(
+        id.signing_key(),
+        &challenge,
+        "carol@mesh.test",
+        ch["node"].as_str().unwrap(),
+    );
+    let req = serde_json::json!({"subject": "carol@mesh.test", "ed25519_spk": hex::encode(id.ed25519_public()),
+        "challenge": hex::encode(challenge), "signature": hex::encode(sig)});
+    let (s, body) =
+        http(&n.url(), "POST", "/v1/registration/tsig-confirm", None, &req.to_string()).unwrap();
+    assert_eq!(s, 409, "{body}");
+    // The challenge was consumed: replaying it is refused.
+    let (s, _) =
+        http(&n.url(), "POST", "/v1/registration/tsig-confirm", None, &req.to_string()).unwrap();
+    assert_eq!(s, 400);
+    // A bad signature is 401, a malformed body 400.
+    let (_, body) = http(&n.url(), "GET", "/v1/registration/challenge", None, "").unwrap();
+    let ch: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let bad = serde_json::json!({"subject": "dave@mesh.test", "ed25519_spk": hex::encode(id.ed25519_public()),
+        "challenge": ch["challenge"], "signature": hex::encode([0u8; 64])});
+    assert_eq!(
+        http(&n.url(), "POST", "/v1/registration/confirm", None, &bad.to_string()).unwrap().0,
+        401
+    );
+    assert_eq!(http(&n.url(), "POST", "/v1/registration/confirm", None, "{}").unwrap().0, 400);
+}

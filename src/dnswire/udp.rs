@@ -47,10 +47,26 @@ pub struct UdpStats {
     pub dropped: AtomicU64,
     /// Replies the kernel refused to send.
     pub send_errors: AtomicU64,
+    /// Service time per answered query (receive to send, batch-amortised), by bucket of
+    /// [`LATENCY_BOUNDS_US`] plus a last overflow bucket.
+    pub latency: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    /// Sum of the service times, nanoseconds.
+    pub latency_sum_ns: AtomicU64,
     /// Responses dropped by response-rate limiting.
     pub rrl_dropped: AtomicU64,
     /// Responses sent as TC stubs by response-rate limiting (slip).
     pub rrl_slipped: AtomicU64,
+}
+
+/// Upper bounds (µs) of the latency histogram buckets.
+pub const LATENCY_BOUNDS_US: [u64; 8] = [10, 50, 100, 250, 500, 1000, 5000, 10000];
+
+/// Count `n` answers that each took `elapsed`.
+fn observe(stats: &UdpStats, elapsed: Duration, n: usize) {
+    let us = elapsed.as_micros() as u64;
+    let i = LATENCY_BOUNDS_US.iter().position(|b| us <= *b).unwrap_or(LATENCY_BOUNDS_US.len());
+    stats.latency[i].fetch_add(n as u64, Ordering::Relaxed);
+    stats.latency_sum_ns.fetch_add(elapsed.as_nanos() as u64 * n as u64, Ordering::Relaxed);
 }
 
 fn bump(c: &AtomicU64) {
@@ -301,6 +317,9 @@ fn run(
                 bump(&stats.send_errors);
                 sent += 1;
             }
+        }
+        if k > 0 {
+            observe(stats, now.elapsed(), k);
         }
     }
 }
