@@ -41,6 +41,9 @@ pub struct HeartbeatOptions {
     pub peer_timeout: u64,
     pub max_zones: usize,
     pub allow_private_endpoints: bool,
+    /// Opt-in seed-list URLs and how often to refresh them.
+    pub seed_urls: Vec<String>,
+    pub seed_refresh: Duration,
 }
 
 /// Ask for the seen peers.
@@ -95,6 +98,8 @@ pub struct HeartbeatActor {
     first_tick: bool,
     running: bool,
     cooldown: HashSet<String>,
+    /// Zones from the fetched seed lists (kept when a later fetch fails).
+    url_seeds: Vec<String>,
     supervisor: Option<Addr<SupervisorActor>>,
 }
 
@@ -161,6 +166,7 @@ impl HeartbeatActor {
             first_tick: true,
             running: false,
             cooldown: HashSet::new(),
+            url_seeds: Vec::new(),
             supervisor,
         })
     }
@@ -205,6 +211,13 @@ impl HeartbeatActor {
         for s in &self.opts.seeds {
             match s.split_once('@') {
                 Some((z, addr)) => push(z, addr.parse().ok()),
+                None => push(s, None),
+            }
+        }
+        for s in &self.url_seeds {
+            match s.split_once('@') {
+                Some((z, addr)) if self.opts.allow_private_endpoints => push(z, addr.parse().ok()),
+                Some((z, _)) => push(z, None),
                 None => push(s, None),
             }
         }
@@ -356,6 +369,31 @@ impl HeartbeatActor {
         }));
     }
 
+    fn refresh_seed_lists(&mut self, ctx: &mut Context<Self>) {
+        let urls = self.opts.seed_urls.clone();
+        let allow = self.opts.allow_private_endpoints;
+        let fut = async move {
+            let mut zones = Vec::new();
+            let mut any_ok = false;
+            for u in urls {
+                match crate::node::seed_fetch::fetch(&u, allow).await {
+                    Ok(z) => {
+                        any_ok = true;
+                        zones.extend(z);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "heartbeat: seed list not used"),
+                }
+            }
+            any_ok.then_some(zones)
+        };
+        ctx.spawn(fut.into_actor(self).map(|zones, act, ctx| {
+            if let Some(z) = zones {
+                act.url_seeds = z;
+                act.tick(ctx);
+            }
+        }));
+    }
+
     fn report(&self, event: LifecycleEvent) {
         if let Some(s) = &self.supervisor {
             s.do_send(Lifecycle { actor: "heartbeat", event });
@@ -367,6 +405,10 @@ impl Actor for HeartbeatActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if !self.opts.seed_urls.is_empty() {
+            self.refresh_seed_lists(ctx);
+            ctx.run_interval(self.opts.seed_refresh, |act, ctx| act.refresh_seed_lists(ctx));
+        }
         self.tick(ctx);
         ctx.run_interval(self.opts.interval, |act, ctx| act.tick(ctx));
         self.report(LifecycleEvent::Started);

@@ -58,6 +58,10 @@ pub struct HeartbeatSection {
     pub allow_private_endpoints: bool,
     /// Version string in our heartbeat; empty = this build's version.
     pub version: String,
+    /// Opt-in public seed lists fetched over HTTPS (no redirects, ≤ 64 KiB, public hosts).
+    pub seed_urls: Vec<String>,
+    /// Seconds between seed-list refreshes.
+    pub seed_refresh_secs: u64,
 }
 
 /// `[node]`
@@ -237,7 +241,8 @@ impl Settings {
                     .with_list_parse_key("auth.registration_allowlist")
                     .with_list_parse_key("cluster.peers")
                     .with_list_parse_key("heartbeat.seeds")
-                    .with_list_parse_key("heartbeat.resolvers"),
+                    .with_list_parse_key("heartbeat.resolvers")
+                    .with_list_parse_key("heartbeat.seed_urls"),
             );
         }
         let e = |e: config::ConfigError| ConfigError::Load(e.to_string());

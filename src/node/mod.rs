@@ -6,6 +6,7 @@ pub mod dns_client;
 pub mod http_client;
 pub mod limits;
 pub mod replication;
+pub mod seed_fetch;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -212,6 +213,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             },
             max_zones: h.max_zones,
             allow_private_endpoints: h.allow_private_endpoints,
+            seed_urls: h.seed_urls.clone(),
+            seed_refresh: Duration::from_secs(h.seed_refresh_secs.max(60)),
         };
         let actor = crate::actors::heartbeat::HeartbeatActor::new(
             opts,
