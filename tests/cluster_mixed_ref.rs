@@ -9,7 +9,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use hickory_proto::rr::{RData, RecordType};
 
 const SYNC: &str = "ref-sync-token";
 const REF_OP: &str = "ref-operator-token";
@@ -59,21 +58,6 @@ fn start_ref(name: &str, ip: &str, peers: &str, zone: &str, dir: &std::path::Pat
     RefNode { name: name.into(), dir: dir.to_path_buf(), ip: ip.into(), dns, http: http_port }
 }
 
-fn txts_at(addr: std::net::SocketAddr, name: &str) -> Vec<String> {
-    let q = query(&format!("{name}."), RecordType::TXT, Some(4096));
-    let r = parse(&udp_exchange(addr, &q));
-    r.answers
-        .iter()
-        .filter_map(|a| match &a.data {
-            RData::TXT(t) => Some(
-                String::from_utf8(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
-                    .unwrap(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn our_node_and_two_reference_nodes_converge_and_users_talk_across() {
     let zone = "mixed.test";
@@ -108,10 +92,8 @@ fn our_node_and_two_reference_nodes_converge_and_users_talk_across() {
     assert_eq!(publish(&ours, OP, &format!("from-ours.{zone}"), "o1", 3600), 201);
     for a in [r1_dns, r2_dns] {
         assert!(
-            eventually(100, Duration::from_millis(100), || txts_at(
-                a,
-                &format!("from-ours.{zone}")
-            ) == vec!["o1"]),
+            eventually(100, Duration::from_millis(100), || txt_at(a, &format!("from-ours.{zone}"))
+                == vec!["o1"]),
             "reference node {a} did not pull our write"
         );
     }
@@ -122,7 +104,7 @@ fn our_node_and_two_reference_nodes_converge_and_users_talk_across() {
             .unwrap();
     assert_eq!(s, 201, "{b}");
     assert!(
-        eventually(100, Duration::from_millis(100), || txts_at(
+        eventually(100, Duration::from_millis(100), || txt_at(
             ours.dns[0],
             &format!("from-ref.{zone}")
         ) == vec!["r1"]),

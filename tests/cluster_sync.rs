@@ -9,25 +9,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use hickory_proto::rr::{RData, RecordType};
 
 const OP: &str = "op";
 const SYNC: &str = "sync-secret";
-
-fn txts(n: &Node, name: &str) -> Vec<String> {
-    let r =
-        parse(&udp_exchange(n.dns[0], &query(&format!("{name}."), RecordType::TXT, Some(4096))));
-    r.answers
-        .iter()
-        .filter_map(|a| match &a.data {
-            RData::TXT(t) => Some(
-                String::from_utf8(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
-                    .unwrap(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
 
 /// The node's full digest as a set of (name, hash).
 fn digest_set(n: &Node) -> BTreeSet<(String, String)> {
@@ -91,7 +75,7 @@ fn three_nodes_converge_survive_kill_9_and_propagate_deletes() {
     assert_eq!(publish(&nodes[0], OP, "hello.mesh.test", "world", 3600), 201);
     for n in &nodes {
         assert!(
-            eventually(200, Duration::from_millis(25), || txts(n, "hello.mesh.test")
+            eventually(200, Duration::from_millis(25), || txt_at(n.dns[0], "hello.mesh.test")
                 == vec!["world".to_string()]),
             "write not visible on {}",
             n.url()
@@ -129,7 +113,8 @@ fn three_nodes_converge_survive_kill_9_and_propagate_deletes() {
     assert_eq!(s, 204);
     for n in &nodes {
         assert!(
-            eventually(200, Duration::from_millis(25), || txts(n, "hello.mesh.test").is_empty()),
+            eventually(200, Duration::from_millis(25), || txt_at(n.dns[0], "hello.mesh.test")
+                .is_empty()),
             "delete not propagated to {}",
             n.url()
         );
@@ -172,7 +157,7 @@ fn signed_cluster_manifest_is_published_and_served() {
             ("DNSMESH_CLUSTER__SYNC_TOKEN", SYNC),
         ],
     );
-    assert_eq!(txts(&n, "cluster.mesh.test"), vec![wire.clone()], "published in DNS");
+    assert_eq!(txt_at(n.dns[0], "cluster.mesh.test"), vec![wire.clone()], "published in DNS");
     let (s, body) = http(&n.url(), "GET", "/v1/sync/cluster-manifest", Some(SYNC), "").unwrap();
     assert_eq!(s, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -78,21 +78,6 @@ fn update(server: std::net::SocketAddr, key: &(String, Vec<u8>), owner: &str, va
     }
 }
 
-fn served(node: &Node, name: &str) -> Vec<String> {
-    let r =
-        parse(&udp_exchange(node.dns[0], &query(&format!("{name}."), RecordType::TXT, Some(4096))));
-    r.answers
-        .iter()
-        .filter_map(|a| match &a.data {
-            RData::TXT(t) => Some(
-                String::from_utf8(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
-                    .unwrap(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn acknowledged_writes_survive_repeated_kill_9_under_load() {
     let cycles: usize =
@@ -150,7 +135,7 @@ fn acknowledged_writes_survive_repeated_kill_9_under_load() {
         let mut lost = Vec::new();
         let mut by_name: std::collections::HashMap<String, Vec<String>> = Default::default();
         for (name, value) in &list {
-            let got = by_name.entry(name.clone()).or_insert_with(|| served(&node, name));
+            let got = by_name.entry(name.clone()).or_insert_with(|| txt_at(node.dns[0], name));
             if !got.contains(value) {
                 lost.push((name.clone(), value.clone()));
             }

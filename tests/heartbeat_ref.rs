@@ -11,21 +11,6 @@ use std::time::Duration;
 
 use common::*;
 use dnsmesh::proto::records::heartbeat::{Heartbeat, HeartbeatPolicy};
-use hickory_proto::rr::{RData, RecordType};
-
-fn txts_at(addr: std::net::SocketAddr, name: &str) -> Vec<String> {
-    let r = parse(&udp_exchange(addr, &query(&format!("{name}."), RecordType::TXT, Some(4096))));
-    r.answers
-        .iter()
-        .filter_map(|a| match &a.data {
-            RData::TXT(t) => Some(
-                String::from_utf8(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
-                    .unwrap(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
 
 fn endpoints(wires: &[String]) -> Vec<String> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -125,26 +110,26 @@ fn our_node_and_a_reference_node_discover_each_other() {
     );
     let b_endpoint = format!("http://b.test:{b_http}");
     assert!(
-        eventually(120, Duration::from_millis(500), || endpoints(&txts_at(
+        eventually(120, Duration::from_millis(500), || endpoints(&txt_at(
             a.dns[0],
             "_dnsmesh-seen.a.test"
         ))
         .contains(&b_endpoint)),
         "our seen set never listed the reference node: {:?}",
-        endpoints(&txts_at(a.dns[0], "_dnsmesh-seen.a.test"))
+        endpoints(&txt_at(a.dns[0], "_dnsmesh-seen.a.test"))
     );
     assert!(
-        eventually(120, Duration::from_millis(500), || endpoints(&txts_at(
+        eventually(120, Duration::from_millis(500), || endpoints(&txt_at(
             b_addr,
             "_dnsmesh-seen.b.test"
         ))
         .contains(&"http://a.test:8053".to_string())),
         "the reference node's seen set never listed us: {:?}",
-        endpoints(&txts_at(b_addr, "_dnsmesh-seen.b.test"))
+        endpoints(&txt_at(b_addr, "_dnsmesh-seen.b.test"))
     );
     // Our own heartbeat is served and verifies.
     assert_eq!(
-        endpoints(&txts_at(a.dns[0], "_dnsmesh-heartbeat.a.test")),
+        endpoints(&txt_at(a.dns[0], "_dnsmesh-heartbeat.a.test")),
         vec!["http://a.test:8053".to_string()]
     );
     // Forged and stale wires were harvested alongside B's and ignored.
@@ -158,6 +143,6 @@ fn our_node_and_a_reference_node_discover_each_other() {
         .collect();
     assert!(peers.contains(&b_endpoint), "{peers:?}");
     assert!(!peers.iter().any(|p| p.contains("stale") || p.contains("forged")), "{peers:?}");
-    let seen = endpoints(&txts_at(a.dns[0], "_dnsmesh-seen.a.test"));
+    let seen = endpoints(&txt_at(a.dns[0], "_dnsmesh-seen.a.test"));
     assert!(!seen.iter().any(|p| p.contains("stale") || p.contains("forged")), "{seen:?}");
 }

@@ -17,19 +17,6 @@ fn node() -> Node {
     )
 }
 
-fn txt_values(m: &hickory_proto::op::Message) -> Vec<String> {
-    m.answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::TXT(t) => Some(
-                String::from_utf8(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
-                    .unwrap(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn http_api_statuses_follow_the_reference() {
     let n = node();

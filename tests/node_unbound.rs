@@ -17,19 +17,6 @@ fn resolve(addr: std::net::SocketAddr, name: &str) -> hickory_proto::op::Message
     parse(&udp_exchange(addr, &q))
 }
 
-fn txts(m: &hickory_proto::op::Message) -> Vec<String> {
-    m.answers
-        .iter()
-        .filter_map(|a| match &a.data {
-            RData::TXT(t) => Some(
-                String::from_utf8(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
-                    .unwrap(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn unbound_resolves_through_to_the_node_and_caches_negatives() {
     let n = Node::start("mesh.test", &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP)]);
@@ -42,10 +29,10 @@ fn unbound_resolves_through_to_the_node_and_caches_negatives() {
 
     let r = resolve(ub.addr, &format!("{id_name}."));
     assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{r:?}");
-    assert_eq!(txts(&r), vec!["v=dmp1;t=identity;d=AAAA".to_string()]);
+    assert_eq!(txt_values(&r), vec!["v=dmp1;t=identity;d=AAAA".to_string()]);
     // A multi-string mailbox value (through QNAME minimisation: mb-… is an empty non-terminal).
     let r = resolve(ub.addr, &format!("{slot}."));
-    assert_eq!(txts(&r), vec![long_manifest]);
+    assert_eq!(txt_values(&r), vec![long_manifest]);
 
     // Negative answer, cached per our SOA: the name stays NXDOMAIN at the resolver after it
     // appears at the node (within the SOA minimum of 60 s).
@@ -56,7 +43,7 @@ fn unbound_resolves_through_to_the_node_and_caches_negatives() {
     assert_eq!(publish(&n, OP, later, "now-here", 3600), 201);
     let direct =
         parse(&udp_exchange(n.dns[0], &query(&format!("{later}."), RecordType::TXT, None)));
-    assert_eq!(txts(&direct), vec!["now-here".to_string()]);
+    assert_eq!(txt_values(&direct), vec!["now-here".to_string()]);
     let r = resolve(ub.addr, &format!("{later}."));
     assert_eq!(
         r.metadata.response_code,

@@ -25,39 +25,12 @@ pub struct Node {
 impl Node {
     /// Start a node for `zone` on 127.0.0.1 (ephemeral ports) with extra env settings.
     pub fn start(zone: &str, env: &[(&str, &str)]) -> Node {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let data_dir = tmp.path().join("data");
-        let mut n = Node {
-            child: Command::new("true").spawn().unwrap(),
-            dns: vec![],
-            http: "127.0.0.1:0".parse().unwrap(),
-            data_dir,
-            zone: zone.to_string(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            dns_listen: vec!["127.0.0.1:0".into()],
-            http_listen: "127.0.0.1:0".into(),
-            _tmp: Some(tmp),
-        };
-        n.spawn();
-        n
+        Node::start_with(zone, &["127.0.0.1:0"], "127.0.0.1:0", env)
     }
 
-    /// As [`Node::start`], with explicit listen addresses (e.g. IPv6 too).
+    /// As [`Node::start`], with explicit DNS listen addresses (e.g. IPv6 too).
     pub fn start_on(zone: &str, dns_listen: &[&str], env: &[(&str, &str)]) -> Node {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let mut n = Node {
-            child: Command::new("true").spawn().unwrap(),
-            dns: vec![],
-            http: "127.0.0.1:0".parse().unwrap(),
-            data_dir: tmp.path().join("data"),
-            zone: zone.to_string(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            dns_listen: dns_listen.iter().map(|s| s.to_string()).collect(),
-            http_listen: "127.0.0.1:0".into(),
-            _tmp: Some(tmp),
-        };
-        n.spawn();
-        n
+        Node::start_with(zone, dns_listen, "127.0.0.1:0", env)
     }
 
     /// As [`Node::start`], with explicit DNS and HTTP listen addresses.
@@ -341,4 +314,69 @@ pub fn start_unbound(stubs: &[(&str, std::net::SocketAddr)]) -> Unbound {
         }
     }
     panic!("unbound did not come up on {addr}");
+}
+
+/// The TXT values (strings of each RR joined) in a reply's answer section.
+pub fn txt_values(m: &hickory_proto::op::Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|a| match &a.data {
+            hickory_proto::rr::RData::TXT(t) => {
+                String::from_utf8(dnsmesh::proto::txt::join(&t.txt_data)).ok()
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// TXT values at `name`, asked of `server` over UDP with EDNS (4096).
+pub fn txt_at(server: SocketAddr, name: &str) -> Vec<String> {
+    let q = query(
+        &format!("{}.", name.trim_end_matches('.')),
+        hickory_proto::rr::RecordType::TXT,
+        Some(4096),
+    );
+    txt_values(&parse(&udp_exchange(server, &q)))
+}
+
+/// Self-service registration of `user@<zone>` with an identity from `seed`: a bearer
+/// token (`tsig = false`) or a TSIG key with the X25519 proof (`tsig = true`).
+pub fn register(
+    node: &Node,
+    user: &str,
+    seed: u8,
+    tsig: bool,
+) -> (dnsmesh::proto::keys::Identity, serde_json::Value) {
+    use dnsmesh::proto::registration;
+    let id = dnsmesh::proto::keys::Identity::from_private_bytes([seed; 32]);
+    let (s, body) = http(&node.url(), "GET", "/v1/registration/challenge", None, "").unwrap();
+    assert_eq!(s, 200, "{body}");
+    let ch: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let challenge: [u8; 32] =
+        hex::decode(ch["challenge"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let server_pub: [u8; 32] =
+        hex::decode(ch["server_x25519_pub"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let subject = format!("{user}@{}", node.zone);
+    let sig = registration::sign_registration(
+        id.signing_key(),
+        &challenge,
+        &subject,
+        ch["node"].as_str().unwrap(),
+    );
+    let mut req = serde_json::json!({
+        "subject": subject,
+        "ed25519_spk": hex::encode(id.ed25519_public()),
+        "challenge": hex::encode(challenge),
+        "signature": hex::encode(sig),
+    });
+    if tsig {
+        let pop = registration::x25519_pop(id.x25519_private(), &server_pub, &challenge, &subject)
+            .unwrap();
+        req["x25519_pub"] = hex::encode(id.x25519_public()).into();
+        req["x25519_pop"] = hex::encode(pop).into();
+    }
+    let path = if tsig { "/v1/registration/tsig-confirm" } else { "/v1/registration/confirm" };
+    let (s, body) = http(&node.url(), "POST", path, None, &req.to_string()).unwrap();
+    assert_eq!(s, 200, "{body}");
+    (id, serde_json::from_str(&body).unwrap())
 }
