@@ -178,7 +178,9 @@ fn cli_intro_queue_for_unknown_sender() {
         "--add",
     ]);
     let m = format!("first contact for {}", bob.name);
-    alice.ok(&["send", &format!("{}@b.test", bob.name), &m]);
+    assert!(alice
+        .ok(&["send", &format!("{}@b.test", bob.name), &m])
+        .contains("sent to"));
     let out = bob.ok(&["recv", "--json"]);
     let v: serde_json::Value =
         serde_json::from_str(out.lines().next().expect("an intro line")).unwrap();
@@ -225,7 +227,7 @@ fn cli_large_messages() {
     let biggest: String = (0..limit)
         .map(|i| (b'a' + (i % 26) as u8) as char)
         .collect();
-    alice.ok(&["send", &bob.name, &biggest]);
+    assert!(alice.ok(&["send", &bob.name, &biggest]).contains("sent to"));
     bob.recv_until(&biggest, 5);
     let over = format!("{biggest}!");
     assert_eq!(
@@ -262,7 +264,7 @@ fn cli_large_messages() {
             }
         })
         .collect();
-    carol.ok(&["send", &dave.name, &four_k]);
+    assert!(carol.ok(&["send", &dave.name, &four_k]).contains("sent to"));
     dave.ok(&["identity", "fetch", &carol.name, "--add"]);
     dave.recv_until(&four_k, 5);
 }

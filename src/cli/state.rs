@@ -245,8 +245,10 @@ impl Writer {
                 for (name, value, ttl) in records {
                     let url = format!("{endpoint}/v1/records/{}", net::path_segment(name));
                     let body = serde_json::json!({"value": value, "ttl": ttl});
-                    let r = net::post_json(&url, token.as_deref(), &body)
-                        .map_err(|e| anyhow::Error::new(Retryable(format!("{e:#}"))))?;
+                    let r = with_rate_limit(|| {
+                        net::post_json(&url, token.as_deref(), &body)
+                            .map_err(|e| anyhow::Error::new(Retryable(format!("{e:#}"))))
+                    })?;
                     check_status(r.status, &r.body, 201, name)?;
                 }
                 Ok(())
@@ -274,9 +276,11 @@ impl Writer {
         match self {
             Writer::Http { endpoint, token } => {
                 let url = format!("{endpoint}/v1/records/{}", net::path_segment(name));
-                let r =
-                    net::delete_json(&url, token.as_deref(), &serde_json::json!({"value": value}))
-                        .map_err(|e| anyhow::Error::new(Retryable(format!("{e:#}"))))?;
+                let body = serde_json::json!({"value": value});
+                let r = with_rate_limit(|| {
+                    net::delete_json(&url, token.as_deref(), &body)
+                        .map_err(|e| anyhow::Error::new(Retryable(format!("{e:#}"))))
+                })?;
                 if r.status == 404 {
                     return Ok(());
                 }
@@ -290,6 +294,23 @@ impl Writer {
                 tsig_update(*server, zone, &ops, key, now)
             }
         }
+    }
+}
+
+/// Repeat a request while the node answers 429 (its per-token bucket refills at about
+/// ten writes a second, and one long message is 40+ writes): back off from 250 ms up to
+/// 2 s per wait, for at most about 30 s in all, then report the 429.
+fn with_rate_limit(mut f: impl FnMut() -> Result<net::Reply>) -> Result<net::Reply> {
+    let mut wait = std::time::Duration::from_millis(250);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        let r = f()?;
+        if r.status != 429 || waited >= std::time::Duration::from_secs(30) {
+            return Ok(r);
+        }
+        std::thread::sleep(wait);
+        waited += wait;
+        wait = (wait * 2).min(std::time::Duration::from_secs(2));
     }
 }
 
