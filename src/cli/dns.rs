@@ -210,7 +210,13 @@ fn exchange_any(up: &Upstream, q: &Message) -> Result<Message> {
             let r = udp_exchange(*addr, &bytes)?;
             let m = Message::from_vec(&r).context("malformed DNS reply")?;
             if m.metadata.truncation {
-                tcp_exchange(*addr, &bytes)?
+                // Over TCP advertise the full 64 KiB: the reference node applies the EDNS
+                // payload to TCP answers too and SERVFAILs when the RRset exceeds it.
+                let mut tq = q.clone();
+                let mut edns = Edns::new();
+                edns.set_max_payload(u16::MAX);
+                tq.set_edns(edns);
+                tcp_exchange(*addr, &tq.to_vec().context("encoding query")?)?
             } else {
                 r
             }
