@@ -59,6 +59,22 @@ fn same_zone(mode: &str) {
         }
     }
     assert!(seen.lines().any(|l| l == format!("  {reply}")), "{seen}");
+    // --watch polls with a live status line on stderr and prints each message once.
+    let m3 = format!("watched message for {}", bob.name);
+    alice.ok(&["send", &bob.name, &m3]);
+    let out = bob.run(&[
+        "recv",
+        "--watch",
+        "--json",
+        "--interval",
+        "1",
+        "--max-polls",
+        "3",
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches(m3.as_str()).count(), 1, "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("watching"));
     alice.ok(&["doctor"]);
     bob.ok(&["doctor"]);
 }
@@ -371,4 +387,75 @@ fn cli_exit_codes_and_sealed_state() {
         let s = String::from_utf8_lossy(&bytes);
         assert!(!s.contains("v=dmp1") && !s.contains("secret") && !s.contains(&u2.name));
     }
+}
+
+/// A minimal RFC 8484 DNS-over-HTTP front for a node (POST application/dns-message),
+/// serving `n` requests on a loopback port, forwarding each over UDP/TCP to `dns`.
+fn doh_front(dns: std::net::SocketAddr) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/dns-query", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut q = vec![0u8; len];
+            if r.read_exact(&mut q).is_err() {
+                continue;
+            }
+            let mut a = common::udp_exchange(dns, &q);
+            if common::parse(&a).metadata.truncation {
+                a = common::tcp_exchange(dns, &[q])[0].clone();
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                a.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&a);
+        }
+    });
+    url
+}
+
+/// Reads through a DNS-over-HTTP(S) resolver entry work end to end.
+#[test]
+fn cli_doh_resolver() {
+    let node = Node::start("mesh.test", &[]);
+    let doh = doh_front(node.dns[0]);
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    alice.setup("mesh.test", &node.url(), node.dns[0], &[doh], "http", false);
+    bob.setup(
+        "mesh.test",
+        &node.url(),
+        node.dns[0],
+        &resolvers(&[&node]),
+        "http",
+        false,
+    );
+    alice.ok(&["identity", "fetch", &bob.name, "--add"]);
+    bob.ok(&["identity", "fetch", &alice.name, "--add"]);
+    let m = format!("to {} who reads over DoH", alice.name);
+    assert!(bob.ok(&["send", &alice.name, &m]).contains("prekey"));
+    alice.recv_until(&m, 5);
+    let m2 = format!("to {} from a DoH reader", bob.name);
+    assert!(
+        alice.ok(&["send", &bob.name, &m2]).contains("prekey"),
+        "prekeys read over DoH"
+    );
+    bob.recv_until(&m2, 5);
 }
