@@ -52,7 +52,7 @@ pub fn lookup_identity(
             }
         }
     }
-    found.sort_by(|a, b| b.ts.cmp(&a.ts));
+    found.sort_by_key(|r| std::cmp::Reverse(r.ts));
     Ok(found)
 }
 

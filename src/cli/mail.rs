@@ -536,8 +536,16 @@ impl Pass<'_> {
     }
 }
 
-/// One receive pass over slots and claims. Returns (delivered, new intros, warnings).
-fn pass(ctx: &Ctx) -> Result<(Vec<Delivered>, Vec<Intro>, usize, Vec<String>)> {
+/// What one receive pass found.
+struct PassResult {
+    delivered: Vec<Delivered>,
+    new_intros: Vec<Intro>,
+    pending_intros: usize,
+    warnings: Vec<String>,
+}
+
+/// One receive pass over claims and slots.
+fn pass(ctx: &Ctx) -> Result<PassResult> {
     let t = now();
     let own_zone = ctx.cfg.zone();
     let uid = ctx.id.user_id();
@@ -660,7 +668,12 @@ fn pass(ctx: &Ctx) -> Result<(Vec<Delivered>, Vec<Intro>, usize, Vec<String>)> {
         }
     }
     let pending = p.intros.len();
-    Ok((p.delivered, p.new_intros, pending, p.warnings))
+    Ok(PassResult {
+        delivered: p.delivered,
+        new_intros: p.new_intros,
+        pending_intros: pending,
+        warnings: p.warnings,
+    })
 }
 
 fn print_message(d: &Delivered, json: bool) {
@@ -701,7 +714,7 @@ fn print_intro(i: &Intro, json: bool) {
     let who = match (&i.claimed_from, i.from_verified) {
         (Some(f), true) => f.clone(),
         (Some(f), false) => format!("{f} (unverified claim)"),
-        (None, _) => format!("unknown key {}", &i.sender_spk_hex[..16]),
+        (None, _) => format!("unknown key {}", i.sender_spk_hex.get(..16).unwrap_or("?")),
     };
     if json {
         let v = serde_json::json!({
@@ -747,8 +760,14 @@ pub fn recv(
                 eprintln!("warning: outbox: {e:#}");
                 0
             });
-            let (d, i, p, w) = pass(&ctx)?;
-            (d, i, p, w, outbox_left)
+            let r = pass(&ctx)?;
+            (
+                r.delivered,
+                r.new_intros,
+                r.pending_intros,
+                r.warnings,
+                outbox_left,
+            )
         };
         if watch {
             eprint!("\r\x1b[2K");
