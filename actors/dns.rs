@@ -30,7 +30,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 
-use super::store::{Apply, Op, StoreActor, StoreError, Subscribe, ZoneDelta};
+use super::store::{Apply, Op, Origin, StoreActor, StoreError, Subscribe, ZoneDelta};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
 use crate::dnswire::udp::{UdpServer, UdpStats};
 use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
@@ -40,10 +40,7 @@ use crate::node::limits::TokenBuckets;
 const OUR_UDP_PAYLOAD: u16 = 1232;
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// One TSIG key as the DNS actor needs it.
@@ -106,6 +103,13 @@ pub struct DnsOptions {
     pub max_values_per_name: usize,
     pub claim_rate: f64,
     pub claim_burst: f64,
+    /// Per-client-IP bucket for UPDATE messages (loopback exempt unless `limit_loopback`).
+    pub update_rate: f64,
+    pub update_burst: f64,
+    /// Per-TSIG-key bucket for UPDATE messages.
+    pub key_rate: f64,
+    pub key_burst: f64,
+    pub limit_loopback: bool,
 }
 
 /// Slow-path counters by outcome.
@@ -133,6 +137,8 @@ struct SlowInner {
     store: Addr<StoreActor>,
     keyring: ArcSwap<Keyring>,
     claim_buckets: parking_lot::Mutex<TokenBuckets<String>>,
+    ip_buckets: parking_lot::Mutex<TokenBuckets<IpAddr>>,
+    key_buckets: parking_lot::Mutex<TokenBuckets<String>>,
     counters: SlowCounters,
 }
 
@@ -155,10 +161,7 @@ enum TsigCheck {
     /// No TSIG on the request.
     Unsigned,
     /// Verified: the key's scope and a context to sign the response with.
-    Verified {
-        scope: Vec<String>,
-        ctx: TSigResponseContext,
-    },
+    Verified { scope: Vec<String>, ctx: TSigResponseContext },
     /// Failed: answer NOTAUTH with this context (signed or unsigned per RFC 8945).
     Failed(TSigResponseContext),
 }
@@ -170,15 +173,7 @@ impl SlowPath {
             Name::from_str(&format!("{}.", o.ns[0])).unwrap_or_else(|_| self.inner.origin.clone());
         let rname = Name::from_str(&format!("{}.", o.soa_rname))
             .unwrap_or_else(|_| self.inner.origin.clone());
-        let soa = SOA::new(
-            mname,
-            rname,
-            self.inner.view.serial(),
-            3600,
-            600,
-            604800,
-            o.ttl,
-        );
+        let soa = SOA::new(mname, rname, self.inner.view.serial(), 3600, 600, 604800, o.ttl);
         Record::from_rdata(self.inner.origin.clone(), o.ttl, RData::SOA(soa))
     }
 
@@ -198,9 +193,7 @@ impl SlowPath {
                 ))
             }
         };
-        let Ok((_, _, range)) = entry
-            .signer
-            .verify_message_byte(request.as_slice(), None, true)
+        let Ok((_, _, range)) = entry.signer.verify_message_byte(request.as_slice(), None, true)
         else {
             return TsigCheck::Failed(TSigResponseContext::bad_signature(
                 request.metadata.id,
@@ -257,10 +250,7 @@ impl SlowPath {
                 [].iter(),
                 [].iter(),
             );
-            if tbs_resp
-                .destructive_emit(&mut BinEncoder::new(&mut tbs))
-                .is_ok()
-            {
+            if tbs_resp.destructive_emit(&mut BinEncoder::new(&mut tbs)).is_ok() {
                 if let Ok(sig) = ctx.sign(&tbs) {
                     response.set_signature(sig);
                 }
@@ -295,24 +285,18 @@ impl SlowPath {
         let mut meta = Metadata::response_from_request(&request.metadata);
         if tsig_failed {
             meta.response_code = ResponseCode::NotAuth;
-            return self
-                .respond(request, rh, meta, vec![], vec![], edns, ctx)
-                .await;
+            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
         }
         if let Some(e) = request.edns.as_ref() {
             if e.version() != 0 {
                 meta.response_code = ResponseCode::BADVERS;
-                return self
-                    .respond(request, rh, meta, vec![], vec![], edns, ctx)
-                    .await;
+                return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
             }
         }
         let queries = request.queries.queries();
         if queries.len() != 1 {
             meta.response_code = ResponseCode::FormErr;
-            return self
-                .respond(request, rh, meta, vec![], vec![], edns, ctx)
-                .await;
+            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
         }
         let q = &queries[0];
         let owner = q.original().name().clone();
@@ -323,9 +307,7 @@ impl SlowPath {
             || !matches!(q.query_class(), DNSClass::IN | DNSClass::ANY)
         {
             meta.response_code = ResponseCode::Refused;
-            return self
-                .respond(request, rh, meta, vec![], vec![], edns, ctx)
-                .await;
+            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
         }
         meta.authoritative = true;
         let ttl = self.inner.opts.ttl;
@@ -338,11 +320,9 @@ impl SlowPath {
                     (IpAddr::V4(v4), RecordType::A) => {
                         answers.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(*v4))))
                     }
-                    (IpAddr::V6(v6), RecordType::AAAA) => answers.push(Record::from_rdata(
-                        owner.clone(),
-                        ttl,
-                        RData::AAAA(AAAA(*v6)),
-                    )),
+                    (IpAddr::V6(v6), RecordType::AAAA) => {
+                        answers.push(Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(*v6))))
+                    }
                     _ => {}
                 }
             }
@@ -381,8 +361,7 @@ impl SlowPath {
         } else {
             vec![]
         };
-        self.respond(request, rh, meta, answers, authority, edns, ctx)
-            .await
+        self.respond(request, rh, meta, answers, authority, edns, ctx).await
     }
 
     async fn handle_update<R: ResponseHandler>(&self, request: &Request, rh: R) -> ResponseInfo {
@@ -394,20 +373,35 @@ impl SlowPath {
             TsigCheck::Failed(ctx) => {
                 meta.response_code = ResponseCode::NotAuth;
                 self.inner.counters.bump("tsig_failed");
-                return self
-                    .respond(request, rh, meta, vec![], vec![], edns, Some(ctx))
-                    .await;
+                return self.respond(request, rh, meta, vec![], vec![], edns, Some(ctx)).await;
             }
             TsigCheck::Verified { scope, ctx } => (Some(scope), Some(ctx)),
             TsigCheck::Unsigned => (None, None),
         };
+        // Per-client and per-key write limits: REFUSED (the client may retry later).
+        let o = &self.inner.opts;
+        let ip = request.src().ip();
+        let ip_ok = (ip.is_loopback() && !o.limit_loopback)
+            || self.inner.ip_buckets.lock().take(ip, o.update_rate, o.update_burst);
+        let key_ok = match (&scope, request.signature.as_ref()) {
+            (Some(_), Some(sig)) => self.inner.key_buckets.lock().take(
+                sig.name.to_lowercase().to_string(),
+                o.key_rate,
+                o.key_burst,
+            ),
+            _ => true,
+        };
+        if !ip_ok || !key_ok {
+            self.inner.counters.bump("rate_limited");
+            meta.response_code = ResponseCode::Refused;
+            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+        }
         let rcode = match self.plan_update(request, scope.as_deref(), now).await {
             Ok(()) => ResponseCode::NoError,
             Err(code) => code,
         };
         meta.response_code = rcode;
-        self.respond(request, rh, meta, vec![], vec![], edns, ctx)
-            .await
+        self.respond(request, rh, meta, vec![], vec![], edns, ctx).await
     }
 
     /// Check and apply an UPDATE; `scope` is the verified key's scope (None = unsigned).
@@ -461,11 +455,7 @@ impl SlowPath {
                     if value.len() > o.max_value_bytes || ttl > o.max_ttl {
                         return Err(ResponseCode::Refused);
                     }
-                    ops.push(Op::Add {
-                        name: owner,
-                        value,
-                        ttl,
-                    });
+                    ops.push(Op::Add { name: owner, value, ttl });
                 }
                 DNSClass::NONE => {
                     if rtype != RecordType::TXT {
@@ -530,10 +520,7 @@ impl SlowPath {
         match self
             .inner
             .store
-            .send(Apply {
-                ops,
-                max_values: o.max_values_per_name,
-            })
+            .send(Apply { ops, max_values: o.max_values_per_name, origin: Origin::Local })
             .await
         {
             Ok(Ok(_)) => Ok(()),
@@ -565,9 +552,7 @@ impl SlowPath {
             (DNSClass::NONE, RecordType::ANY) => {
                 (!name_in_use).then_some(()).ok_or(ResponseCode::YXDomain)
             }
-            (DNSClass::NONE, t) => (!rrset_exists(t))
-                .then_some(())
-                .ok_or(ResponseCode::YXRRSet),
+            (DNSClass::NONE, t) => (!rrset_exists(t)).then_some(()).ok_or(ResponseCode::YXRRSet),
             (DNSClass::IN, RecordType::TXT) => {
                 let RData::TXT(txt) = &pr.data else {
                     return Err(ResponseCode::FormErr);
@@ -594,9 +579,7 @@ fn claim_owner_hash<'a>(name: &'a str, zone: &str) -> Option<&'a str> {
     let ok = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
         && hash.len() == 12
-        && hash
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     ok.then_some(hash)
 }
 
@@ -641,10 +624,7 @@ fn formerr(query: &[u8]) -> Option<Vec<u8>> {
 fn serve_failed(request: &Request) -> ResponseInfo {
     let mut m = Metadata::response_from_request(&request.metadata);
     m.response_code = ResponseCode::ServFail;
-    ResponseInfo::from(hickory_proto::op::Header {
-        metadata: m,
-        counts: Default::default(),
-    })
+    ResponseInfo::from(hickory_proto::op::Header { metadata: m, counts: Default::default() })
 }
 
 #[async_trait::async_trait]
@@ -660,16 +640,8 @@ impl RequestHandler for SlowPath {
             _ => {
                 let mut meta = Metadata::response_from_request(&request.metadata);
                 meta.response_code = ResponseCode::NotImp;
-                self.respond(
-                    request,
-                    rh,
-                    meta,
-                    vec![],
-                    vec![],
-                    Self::response_edns(request),
-                    None,
-                )
-                .await
+                self.respond(request, rh, meta, vec![], vec![], Self::response_edns(request), None)
+                    .await
             }
         }
     }
@@ -714,7 +686,6 @@ impl ResponseHandler for UdpReply {
 
 /// The DNS actor.
 pub struct DnsActor {
-    opts: DnsOptions,
     view: Arc<ZoneView>,
     slow: SlowPath,
     udp: Vec<UdpSocket>,
@@ -746,10 +717,7 @@ fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, std::net::TcpListe
             Err(_) => continue,
         }
     }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::AddrInUse,
-        "no free UDP+TCP port pair",
-    ))
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free UDP+TCP port pair"))
 }
 
 impl DnsActor {
@@ -777,10 +745,7 @@ impl DnsActor {
             .ns
             .iter()
             .filter(|n| n.ends_with(&suffix) && !opts.apex_addresses.is_empty())
-            .map(|n| HostAddrs {
-                name: n.clone(),
-                addrs: opts.apex_addresses.clone(),
-            })
+            .map(|n| HostAddrs { name: n.clone(), addrs: opts.apex_addresses.clone() })
             .collect();
         let view =
             Arc::new(ZoneView::new(&cfg).map_err(|e| {
@@ -796,11 +761,12 @@ impl DnsActor {
                 store: store.clone(),
                 keyring: ArcSwap::from_pointee(Keyring::new()),
                 claim_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
+                ip_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
+                key_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 counters: SlowCounters::default(),
             }),
         };
         Ok(DnsActor {
-            opts,
             view,
             slow,
             udp,
@@ -867,11 +833,7 @@ impl DnsActor {
                             .as_ref()
                             .map(|e| e.max_payload().max(512) as usize)
                             .unwrap_or(512);
-                        let rh = UdpReply {
-                            socket: sock,
-                            dst: src,
-                            limit,
-                        };
+                        let rh = UdpReply { socket: sock, dst: src, limit };
                         slow.handle_request::<_, hickory_server::net::runtime::TokioTime>(&req, rh)
                             .await;
                     }
@@ -900,10 +862,7 @@ impl DnsActor {
 
     fn report(&self, event: LifecycleEvent) {
         if let Some(s) = &self.supervisor {
-            s.do_send(Lifecycle {
-                actor: "dns",
-                event,
-            });
+            s.do_send(Lifecycle { actor: "dns", event });
         }
     }
 }
@@ -919,6 +878,7 @@ impl Actor for DnsActor {
         self.store.do_send(Subscribe {
             name: "dns",
             to: ctx.address().recipient(),
+            snapshot: true,
         });
         self.report(LifecycleEvent::Started);
     }
@@ -939,8 +899,7 @@ impl Handler<ZoneDelta> for DnsActor {
 
     fn handle(&mut self, msg: ZoneDelta, _: &mut Context<Self>) {
         if !self.seeded_serial {
-            self.view
-                .set_serial_floor((msg.last_stored_ms / 1000) as u32);
+            self.view.set_serial_floor((msg.last_stored_ms / 1000) as u32);
             self.seeded_serial = true;
         }
         for (name, values) in &msg.changes {
@@ -1023,11 +982,7 @@ impl Handler<GetStats> for DnsActor {
         }
         let mut outcomes: Vec<(String, u64)> = outcomes.into_iter().collect();
         outcomes.sort();
-        DnsStats {
-            outcomes,
-            names: self.view.len(),
-            serial: self.view.serial(),
-        }
+        DnsStats { outcomes, names: self.view.len(), serial: self.view.serial() }
     }
 }
 

@@ -134,11 +134,7 @@ fn parse(q: &[u8], lower: &mut [u8; 255]) -> Result<Query, Disposition> {
     if pos != q.len() {
         return slow;
     }
-    Ok(Query {
-        qname_len: n,
-        qtype,
-        edns,
-    })
+    Ok(Query { qname_len: n, qtype, edns })
 }
 
 /// Append an OPT RR advertising our payload, with the given extended-RCODE high bits.
@@ -198,9 +194,7 @@ impl ZoneView {
         if matches!(q.edns, Some((_, version)) if version != 0) {
             put_opt(out, (rcode::BADVERS >> 4) as u8);
             put16(out, 10, 1);
-            return Disposition::Reply {
-                rcode: rcode::BADVERS,
-            };
+            return Disposition::Reply { rcode: rcode::BADVERS };
         }
 
         let origin = &self.cfg.origin;
@@ -317,11 +311,7 @@ impl ZoneView {
             exists = node_exists || host.is_some() || cfg.host_below(key);
         }
         self.put_soa_authority(out, zone_off);
-        let rcode = if exists {
-            rcode::NOERROR
-        } else {
-            rcode::NXDOMAIN
-        };
+        let rcode = if exists { rcode::NOERROR } else { rcode::NXDOMAIN };
         (rcode, true, 0, 1, 0)
     }
 
@@ -341,13 +331,7 @@ impl ZoneView {
         put_rr_head(out, zone_off, TYPE_SOA, ttl, 0);
         cfg.mname.put(out, zone_off);
         cfg.rname.put(out, zone_off);
-        for v in [
-            self.serial(),
-            cfg.refresh,
-            cfg.retry,
-            cfg.expire,
-            cfg.minimum,
-        ] {
+        for v in [self.serial(), cfg.refresh, cfg.retry, cfg.expire, cfg.minimum] {
             out.extend_from_slice(&v.to_be_bytes());
         }
         patch_rdlen(out, at + 10);

@@ -100,18 +100,11 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name("dns-udp".into())
         .spawn(move || run(&socket, &view, &*slow, &stop, &thread_stats))?;
-    Ok(UdpServer {
-        thread,
-        stats,
-        local,
-    })
+    Ok(UdpServer { thread, stats, local })
 }
 
 fn empty_iov() -> libc::iovec {
-    libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }
+    libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }
 }
 
 fn empty_hdr() -> libc::mmsghdr {
@@ -145,12 +138,7 @@ fn sockaddr_from(words: &[u64; NAME_WORDS]) -> Option<SocketAddr> {
         let mut ip = [0u8; 16];
         ip.copy_from_slice(&b[8..24]);
         let scope = u32::from_ne_bytes([b[24], b[25], b[26], b[27]]);
-        Some(SocketAddr::V6(SocketAddrV6::new(
-            Ipv6Addr::from(ip),
-            port,
-            flow,
-            scope,
-        )))
+        Some(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, flow, scope)))
     } else {
         None
     }
@@ -191,10 +179,7 @@ fn run(
         // so no Rust reference to a buffer is used while the kernel holds a pointer.
         let base = rbuf.as_mut_ptr();
         for (i, iov) in riov.iter_mut().enumerate() {
-            *iov = libc::iovec {
-                iov_base: base.wrapping_add(i * BUF).cast(),
-                iov_len: BUF,
-            };
+            *iov = libc::iovec { iov_base: base.wrapping_add(i * BUF).cast(), iov_len: BUF };
         }
         let (iovs, name_base) = (riov.as_mut_ptr(), names.as_mut_ptr());
         for (i, hdr) in rhdr.iter_mut().enumerate() {
@@ -256,10 +241,7 @@ fn run(
             }
         }
         for (iov, out) in siov.iter_mut().zip(outs.iter_mut()).take(k) {
-            *iov = libc::iovec {
-                iov_base: out.as_mut_ptr().cast(),
-                iov_len: out.len(),
-            };
+            *iov = libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: out.len() };
         }
         let (iovs, name_base) = (siov.as_mut_ptr(), names.as_mut_ptr());
         for (j, (hdr, &i)) in shdr.iter_mut().zip(pending.iter()).take(k).enumerate() {

@@ -13,10 +13,7 @@ pub struct TokenBuckets<K> {
 impl<K: Hash + Eq + Clone> TokenBuckets<K> {
     /// At most `capacity` tracked keys.
     pub fn new(capacity: usize) -> Self {
-        TokenBuckets {
-            buckets: HashMap::new(),
-            capacity: capacity.max(1),
-        }
+        TokenBuckets { buckets: HashMap::new(), capacity: capacity.max(1) }
     }
 
     /// Take one token for `key` from a bucket refilling `rate`/s up to `burst`.
@@ -25,11 +22,8 @@ impl<K: Hash + Eq + Clone> TokenBuckets<K> {
         let now = Instant::now();
         if self.buckets.len() >= self.capacity && !self.buckets.contains_key(&key) {
             // Evict the stalest entry (a full bucket is equivalent to a fresh one).
-            if let Some(old) = self
-                .buckets
-                .iter()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(k, _)| k.clone())
+            if let Some(old) =
+                self.buckets.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone())
             {
                 self.buckets.remove(&old);
             }

@@ -41,10 +41,7 @@ pub struct HeartbeatPolicy {
 
 impl Default for HeartbeatPolicy {
     fn default() -> Self {
-        HeartbeatPolicy {
-            max_skew: CLOCK_SKEW,
-            allow_private_endpoints: false,
-        }
+        HeartbeatPolicy { max_skew: CLOCK_SKEW, allow_private_endpoints: false }
     }
 }
 
@@ -60,7 +57,8 @@ pub struct Heartbeat {
     /// Capability bits; see [`CAP_CLAIM_PROVIDER`]. Unknown bits are kept and ignored.
     pub capabilities: u16,
     /// Zone where this node takes claims (empty = the endpoint host; always empty in
-    /// legacy `DMPHB02` wires).
+    /// legacy `DMPHB02` wires). Signing requires ASCII without whitespace/control;
+    /// parsing, like the reference, only UTF-8 — treat it as untrusted text.
     pub claim_provider_zone: String,
     /// Signing time (Unix seconds).
     pub ts: u64,
@@ -94,8 +92,7 @@ fn ipv4_non_public(ip: Ipv4Addr) -> bool {
         (0xffff_ffff, 32), // broadcast
     ];
     let a = u32::from(ip);
-    NETS.iter()
-        .any(|&(net, len)| a >> (32 - len) == net >> (32 - len))
+    NETS.iter().any(|&(net, len)| a >> (32 - len) == net >> (32 - len))
 }
 
 /// IPv6 literals the reference refuses (same flags as [`ipv4_non_public`]). Their union
@@ -162,11 +159,7 @@ pub fn validate_endpoint(endpoint: &str, allow_private: bool) -> Result<(), Prot
             Some((h, p)) => (h, Some(p)),
             None => (rest, None),
         };
-        (
-            host,
-            port,
-            host.parse::<Ipv4Addr>().ok().map(ipv4_non_public),
-        )
+        (host, port, host.parse::<Ipv4Addr>().ok().map(ipv4_non_public))
     };
     if host.is_empty() {
         return bad("must include a host");
@@ -182,10 +175,8 @@ pub fn validate_endpoint(endpoint: &str, allow_private: bool) -> Result<(), Prot
     }
     let name = host.to_ascii_lowercase();
     let name = name.trim_end_matches('.');
-    if matches!(
-        name,
-        "localhost" | "localhost.localdomain" | "ip6-localhost"
-    ) || name.ends_with(".localhost")
+    if matches!(name, "localhost" | "localhost.localdomain" | "ip6-localhost")
+        || name.ends_with(".localhost")
     {
         return bad("localhost alias");
     }
@@ -271,13 +262,16 @@ impl Heartbeat {
         let version = std::str::from_utf8(r.take(v_len)?).ok()?;
         validate_version(version).ok()?;
         let capabilities = r.u16()?;
+        // Parse checks only UTF-8 and the cap; the character rules apply when signing.
         let zone = if legacy {
             ""
         } else {
             let z_len = r.u8()? as usize;
             std::str::from_utf8(r.take(z_len)?).ok()?
         };
-        validate_zone(zone).ok()?;
+        if zone.len() > MAX_CLAIM_PROVIDER_ZONE_LEN {
+            return None;
+        }
         let ts = r.u64()?;
         let exp = r.u64()?;
         if !r.is_empty() || exp <= ts {
@@ -315,5 +309,119 @@ impl Heartbeat {
             return None;
         }
         Some(hb)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_rules() {
+        // (endpoint, strict verdict, verdict with allow_private)
+        let table = [
+            ("https://node.example.com", true, true),
+            ("HTTP://node.example.com:8053", true, true),
+            ("https://[2606:4700::1]:443", true, true),
+            ("https://8.8.8.8", true, true),
+            ("https://100.64.0.1", true, true),
+            ("https://[fec0::1]", true, true),
+            ("https://192.0.0.9", true, true),
+            ("https://01.02.03.04", true, true), // not an IP literal for Python either
+            ("https://localhost.", false, true),
+            ("https://a.localhost", false, true),
+            ("https://LOCALHOST", false, true),
+            ("https://ip6-localhost", false, true),
+            ("http://127.0.0.1:8053", false, true),
+            ("https://10.1.2.3", false, true),
+            ("https://192.0.2.1", false, true),
+            ("https://224.0.0.1", false, true),
+            ("https://255.255.255.255", false, true),
+            ("https://[::1]", false, true),
+            ("https://[fe80::1%eth0]", false, true),
+            ("https://[2001:db8::1]", false, true),
+            ("https://[2001:20::1]", false, true),
+            ("https://[64:ff9b::1]", false, true),
+            ("https://[ff02::1]", false, true),
+            ("ftp://a.com", false, false),
+            ("https://", false, false),
+            ("https://:80", false, false),
+            ("https://a.com/", false, false),
+            ("https://a.com?x", false, false),
+            ("https://u@a.com", false, false),
+            ("https://a.com:0", false, false),
+            ("https://a.com:65536", false, false),
+            ("https://a.com:8o", false, false),
+            ("https://[v1.x]", false, false),
+            ("https://[8.8.8.8]", false, false),
+            ("https://[::1", false, false),
+            ("https://a .com", false, false),
+            ("https://é.com", false, false),
+        ];
+        for (ep, strict, loose) in table {
+            assert_eq!(validate_endpoint(ep, false).is_ok(), strict, "{ep} strict");
+            assert_eq!(validate_endpoint(ep, true).is_ok(), loose, "{ep} loose");
+        }
+        assert!(validate_endpoint(&format!("https://{}", "a".repeat(247)), false).is_ok());
+        assert!(validate_endpoint(&format!("https://{}", "a".repeat(248)), false).is_err());
+    }
+
+    fn sample(key: &SigningKey) -> Heartbeat {
+        Heartbeat {
+            endpoint: "https://node.example.com".into(),
+            operator_spk: key.verifying_key().to_bytes(),
+            version: "0.7.5".into(),
+            capabilities: 3,
+            claim_provider_zone: "mesh.example.com".into(),
+            ts: 1_000_000,
+            exp: 1_000_600,
+        }
+    }
+
+    #[test]
+    fn sign_rules_and_legacy_parse() {
+        let key = SigningKey::from_bytes(&[5u8; 32]);
+        let hb = sample(&key);
+        assert!(hb.sign(&key).is_ok());
+        let bad = |f: &dyn Fn(&mut Heartbeat)| {
+            let mut h = hb.clone();
+            f(&mut h);
+            h.sign(&key).is_err()
+        };
+        assert!(bad(&|h| h.exp = h.ts));
+        assert!(bad(&|h| h.ts = 1 << 63));
+        assert!(bad(&|h| h.version = "v".repeat(33)));
+        assert!(bad(&|h| h.version = "é".into()));
+        assert!(bad(&|h| h.claim_provider_zone = "a b".into()));
+        assert!(bad(&|h| h.claim_provider_zone = "z".repeat(65)));
+        assert!(bad(&|h| h.endpoint = "http://127.0.0.1:8053".into()));
+        assert!(hb.sign(&SigningKey::from_bytes(&[6u8; 32])).is_err(), "key must match");
+
+        // Loopback only with the test knob, on both sides.
+        let lo = Heartbeat { endpoint: "http://127.0.0.1:8053".into(), ..hb.clone() };
+        let open = HeartbeatPolicy { allow_private_endpoints: true, ..HeartbeatPolicy::default() };
+        let txt = lo.sign_with(&key, &open).unwrap();
+        assert_eq!(Heartbeat::parse_and_verify(&txt, lo.ts), None);
+        assert_eq!(Heartbeat::parse_and_verify_with(&txt, lo.ts, &open), Some(lo));
+
+        // Legacy DMPHB02: no zone field; DMPHB01 is refused.
+        let mut body = b"DMPHB02".to_vec();
+        body.extend_from_slice(&(hb.endpoint.len() as u16).to_be_bytes());
+        body.extend_from_slice(hb.endpoint.as_bytes());
+        body.extend_from_slice(&hb.operator_spk);
+        body.push(5);
+        body.extend_from_slice(b"0.7.4");
+        body.extend_from_slice(&1u16.to_be_bytes());
+        body.extend_from_slice(&hb.ts.to_be_bytes());
+        body.extend_from_slice(&hb.exp.to_be_bytes());
+        let wire = |body: &[u8]| {
+            let mut blob = body.to_vec();
+            blob.extend_from_slice(&keys::sign(&key, body));
+            format!("{PREFIX_HEARTBEAT}{}", crate::proto::b64::encode(&blob))
+        };
+        let parsed = Heartbeat::parse_and_verify(&wire(&body), hb.ts).unwrap();
+        assert_eq!((parsed.version.as_str(), parsed.claim_provider_zone.as_str()), ("0.7.4", ""));
+        body[6] = b'1';
+        assert_eq!(Heartbeat::parse_and_verify(&wire(&body), hb.ts), None);
     }
 }

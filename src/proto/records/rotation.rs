@@ -8,6 +8,7 @@ use super::cluster::ensure_signer;
 use super::{
     beyond_cap, decode_strict_wire, encode_strict_wire, Reader, CAP_5_YEARS, PREFIX_ROTATION,
 };
+use crate::proto::registration::py_space;
 use crate::proto::{dnsname, keys, ProtoError};
 
 const MAGIC: &[u8; 7] = b"DMPROT1";
@@ -37,10 +38,7 @@ impl TryFrom<u8> for SubjectType {
             1 => Ok(SubjectType::UserIdentity),
             2 => Ok(SubjectType::ClusterOperator),
             3 => Ok(SubjectType::BootstrapSigner),
-            _ => Err(ProtoError::field(
-                "subject_type",
-                format!("{v} is not 1, 2 or 3"),
-            )),
+            _ => Err(ProtoError::field("subject_type", format!("{v} is not 1, 2 or 3"))),
         }
     }
 }
@@ -51,8 +49,10 @@ fn valid_subject_host(host: &str) -> bool {
     dnsname::validate(host.strip_suffix('.').unwrap_or(host)).is_some()
 }
 
-/// Validate a subject for its type (§4.8): non-empty, byte cap, `user@host` with a §1.5
-/// host for type 1 (user part free-form), a §1.5 name for types 2/3. Kept as written.
+/// Validate a subject for its type (§4.8): non-empty, byte cap; type 1 `user@host`
+/// split at the first `@`, both halves trimmed of whitespace (as the reference does),
+/// non-empty user (otherwise free-form), host valid per §1.5; types 2/3 a §1.5 name as is. The subject is
+/// kept exactly as written.
 pub(crate) fn validate_subject(ty: SubjectType, subject: &str) -> Result<(), ProtoError> {
     let bad = |why: &str| Err(ProtoError::field("subject", why.to_string()));
     if subject.is_empty() {
@@ -66,6 +66,7 @@ pub(crate) fn validate_subject(ty: SubjectType, subject: &str) -> Result<(), Pro
             let Some((user, host)) = subject.split_once('@') else {
                 return bad("not user@host");
             };
+            let (user, host) = (user.trim_matches(py_space), host.trim_matches(py_space));
             if user.is_empty() || !valid_subject_host(host) {
                 return bad("empty user or invalid host");
             }
@@ -82,13 +83,18 @@ pub(crate) fn validate_subject(ty: SubjectType, subject: &str) -> Result<(), Pro
     Ok(())
 }
 
-/// The form subjects are compared in: one trailing dot stripped and casefolded — for
-/// type 1 only the host half; the user half is kept exactly as written.
+/// The form subjects are compared in. Types 2/3: one trailing dot stripped, casefolded.
+/// Type 1: both halves trimmed of whitespace, the host then loses one trailing dot and
+/// is casefolded; the user keeps its case. (Casefold is Unicode lower-casing here; it
+/// differs from Python's only on non-ASCII input such as `ß`, which never matches a
+/// valid stored host anyway.)
 pub fn normalize_subject(ty: SubjectType, subject: &str) -> String {
     let host = |h: &str| dnsname::casefold(h.strip_suffix('.').unwrap_or(h));
     match ty {
         SubjectType::UserIdentity => match subject.split_once('@') {
-            Some((user, h)) => format!("{user}@{}", host(h)),
+            Some((user, h)) => {
+                format!("{}@{}", user.trim_matches(py_space), host(h.trim_matches(py_space)))
+            }
             None => subject.to_string(),
         },
         SubjectType::ClusterOperator | SubjectType::BootstrapSigner => host(subject),
@@ -174,15 +180,7 @@ impl RotationRecord {
         if !r.is_empty() || old_spk == new_spk {
             return None;
         }
-        Some(RotationRecord {
-            subject_type,
-            subject,
-            old_spk,
-            new_spk,
-            seq,
-            ts,
-            exp,
-        })
+        Some(RotationRecord { subject_type, subject, old_spk, new_spk, seq, ts, exp })
     }
 
     /// Parse and verify both signatures against the embedded keys, then the optional
@@ -218,5 +216,43 @@ impl RotationRecord {
             return None;
         }
         Some(rec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SubjectType::*;
+
+    #[test]
+    fn subject_rules() {
+        let ok = |t, s: &str| validate_subject(t, s).is_ok();
+        assert!(ok(UserIdentity, "Alice@Example.COM."));
+        assert!(ok(UserIdentity, "al ice@example.com"), "user part is free-form");
+        assert!(ok(UserIdentity, "alice@ example.com\t"), "host trimmed like the reference");
+        assert!(ok(UserIdentity, "alice@example.com.."), "one dot stripped, then §1.5 strips one");
+        assert!(!ok(UserIdentity, "alice@example.com..."));
+        assert!(!ok(UserIdentity, " @example.com"));
+        assert!(!ok(UserIdentity, "alice@@example.com"));
+        assert!(!ok(UserIdentity, "alice"));
+        assert!(!ok(UserIdentity, &format!("{}@example.com", "a".repeat(244))));
+        assert!(ok(ClusterOperator, "a.com.."));
+        assert!(!ok(ClusterOperator, "mesh.example.com "), "no trimming for types 2/3");
+        assert!(!ok(BootstrapSigner, "_dmp.example.com"));
+        assert!(
+            !ok(BootstrapSigner, &format!("{}.{}.", "a".repeat(30), "b".repeat(33))),
+            "65 raw bytes"
+        );
+        assert!(!ok(BootstrapSigner, ""));
+    }
+
+    #[test]
+    fn subject_normalisation() {
+        let n = normalize_subject;
+        assert_eq!(n(UserIdentity, " Alice @ Example.COM.\t"), "Alice@example.com");
+        assert_eq!(n(UserIdentity, "alice@example.com\t."), "alice@example.com\t");
+        assert_eq!(n(ClusterOperator, "Mesh.Example.com."), "mesh.example.com");
+        assert_eq!(n(ClusterOperator, "mesh.example.com.."), "mesh.example.com.");
+        assert_eq!(n(BootstrapSigner, " a.com"), " a.com");
     }
 }
