@@ -20,21 +20,13 @@ fn same_zone(mode: &str) {
     alice.setup("mesh.test", &node.url(), node.dns[0], &r, mode, false);
     bob.setup("mesh.test", &node.url(), node.dns[0], &r, mode, true);
     alice.ok(&["identity", "fetch", &bob.name, "--add"]);
-    bob.ok(&[
-        "identity",
-        "fetch",
-        &format!("{}@mesh.test", alice.name),
-        "--add",
-    ]);
+    bob.ok(&["identity", "fetch", &format!("{}@mesh.test", alice.name), "--add"]);
     let show = alice.ok(&["contacts", "list"]);
     assert!(show.contains(&format!("{}@mesh.test", bob.name)), "{show}");
 
     let msg = format!("hello {} via {mode}, 1+1=2; \"quoted\" héllo", bob.name);
     let out = alice.ok(&["send", &bob.name, &msg]);
-    assert!(
-        out.contains("prekey") && out.contains("DMPv2"),
-        "FS + v2 expected: {out}"
-    );
+    assert!(out.contains("prekey") && out.contains("DMPv2"), "FS + v2 expected: {out}");
     let got = bob.recv_until(&msg, 5);
     let m = got.iter().find(|m| m["text"] == msg.as_str()).unwrap();
     assert_eq!(m["from"], format!("{}@mesh.test", alice.name));
@@ -62,15 +54,7 @@ fn same_zone(mode: &str) {
     // --watch polls with a live status line on stderr and prints each message once.
     let m3 = format!("watched message for {}", bob.name);
     alice.ok(&["send", &bob.name, &m3]);
-    let out = bob.run(&[
-        "recv",
-        "--watch",
-        "--json",
-        "--interval",
-        "1",
-        "--max-polls",
-        "3",
-    ]);
+    let out = bob.run(&["recv", "--watch", "--json", "--interval", "1", "--max-polls", "3"]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches(m3.as_str()).count(), 1, "{stdout}");
@@ -116,47 +100,16 @@ fn cli_cross_zone_both_directions() {
     let a = Node::start("a.test", &[]);
     let b = Node::start("b.test", &[]);
     let (alice, bob) = (User::new("alice"), User::new("bob"));
-    alice.setup(
-        "a.test",
-        &a.url(),
-        a.dns[0],
-        &resolvers(&[&a, &b]),
-        "http",
-        false,
-    );
-    bob.setup(
-        "b.test",
-        &b.url(),
-        b.dns[0],
-        &resolvers(&[&b, &a]),
-        "tsig",
-        true,
-    );
-    alice.ok(&[
-        "identity",
-        "fetch",
-        &format!("{}@b.test", bob.name),
-        "--add",
-    ]);
-    bob.ok(&[
-        "identity",
-        "fetch",
-        &format!("{}@a.test", alice.name),
-        "--add",
-    ]);
+    alice.setup("a.test", &a.url(), a.dns[0], &resolvers(&[&a, &b]), "http", false);
+    bob.setup("b.test", &b.url(), b.dns[0], &resolvers(&[&b, &a]), "tsig", true);
+    alice.ok(&["identity", "fetch", &format!("{}@b.test", bob.name), "--add"]);
+    bob.ok(&["identity", "fetch", &format!("{}@a.test", alice.name), "--add"]);
 
     let m1 = format!("cross-zone hello to {}", bob.name);
     let out = alice.ok(&["send", &format!("{}@b.test", bob.name), &m1]);
-    assert!(
-        out.contains("claim in b.test"),
-        "claim to bob's node expected: {out}"
-    );
+    assert!(out.contains("claim in b.test"), "claim to bob's node expected: {out}");
     let got = bob.recv_until(&m1, 5);
-    assert!(
-        got.iter()
-            .any(|m| m["text"] == m1.as_str() && m["zone"] == "a.test"),
-        "{got:?}"
-    );
+    assert!(got.iter().any(|m| m["text"] == m1.as_str() && m["zone"] == "a.test"), "{got:?}");
 
     let m2 = format!("cross-zone reply to {}", alice.name);
     let out = bob.ok(&["send", &alice.name, &m2]);
@@ -171,44 +124,18 @@ fn cli_intro_queue_for_unknown_sender() {
     let a = Node::start("a.test", &[]);
     let b = Node::start("b.test", &[]);
     let (alice, bob) = (User::new("alice"), User::new("bob"));
-    alice.setup(
-        "a.test",
-        &a.url(),
-        a.dns[0],
-        &resolvers(&[&a, &b]),
-        "http",
-        false,
-    );
-    bob.setup(
-        "b.test",
-        &b.url(),
-        b.dns[0],
-        &resolvers(&[&b, &a]),
-        "http",
-        false,
-    );
-    alice.ok(&[
-        "identity",
-        "fetch",
-        &format!("{}@b.test", bob.name),
-        "--add",
-    ]);
+    alice.setup("a.test", &a.url(), a.dns[0], &resolvers(&[&a, &b]), "http", false);
+    bob.setup("b.test", &b.url(), b.dns[0], &resolvers(&[&b, &a]), "http", false);
+    alice.ok(&["identity", "fetch", &format!("{}@b.test", bob.name), "--add"]);
     let m = format!("first contact for {}", bob.name);
-    assert!(alice
-        .ok(&["send", &format!("{}@b.test", bob.name), &m])
-        .contains("sent to"));
+    assert!(alice.ok(&["send", &format!("{}@b.test", bob.name), &m]).contains("sent to"));
     let out = bob.ok(&["recv", "--json"]);
     let v: serde_json::Value =
         serde_json::from_str(out.lines().next().expect("an intro line")).unwrap();
     assert_eq!(v["kind"], "intro", "{out}");
     assert_eq!(v["text"], m.as_str());
     assert_eq!(v["zone"], "a.test");
-    bob.ok(&[
-        "identity",
-        "fetch",
-        &format!("{}@a.test", alice.name),
-        "--add",
-    ]);
+    bob.ok(&["identity", "fetch", &format!("{}@a.test", alice.name), "--add"]);
     let got = bob.recv_until(&m, 2);
     assert!(got
         .iter()
@@ -240,16 +167,11 @@ fn cli_large_messages() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no limit in {err}"));
     assert!((3700..4096).contains(&limit), "limit {limit}");
-    let biggest: String = (0..limit)
-        .map(|i| (b'a' + (i % 26) as u8) as char)
-        .collect();
+    let biggest: String = (0..limit).map(|i| (b'a' + (i % 26) as u8) as char).collect();
     assert!(alice.ok(&["send", &bob.name, &biggest]).contains("sent to"));
     bob.recv_until(&biggest, 5);
     let over = format!("{biggest}!");
-    assert_eq!(
-        alice.run(&["send", &bob.name, &over]).status.code(),
-        Some(1)
-    );
+    assert_eq!(alice.run(&["send", &bob.name, &over]).status.code(), Some(1));
     assert_eq!(
         bob.ok(&["recv"]).trim(),
         "no new messages",
@@ -272,13 +194,7 @@ fn cli_large_messages() {
     }
     carol.ok(&["identity", "fetch", &dave.name, "--add"]);
     let four_k: String = (0..4096)
-        .map(|i| {
-            if i % 64 == 63 {
-                '\n'
-            } else {
-                (b'A' + (i % 26) as u8) as char
-            }
-        })
+        .map(|i| if i % 64 == 63 { '\n' } else { (b'A' + (i % 26) as u8) as char })
         .collect();
     assert!(carol.ok(&["send", &dave.name, &four_k]).contains("sent to"));
     dave.ok(&["identity", "fetch", &carol.name, "--add"]);
@@ -302,19 +218,13 @@ fn cli_outbox_survives_node_outage() {
     let out = alice.ok(&["send", &bob.name, &msg]);
     assert!(out.contains("queued"), "{out}");
     let listing = alice.ok(&["outbox"]);
-    assert!(
-        listing.contains(&bob.name) && listing.contains("last error"),
-        "{listing}"
-    );
+    assert!(listing.contains(&bob.name) && listing.contains("last error"), "{listing}");
     // Still down: a retry keeps it and says so.
     assert_eq!(alice.run(&["outbox", "--retry"]).status.code(), Some(1));
 
     node.restart();
     let out = alice.ok(&["outbox", "--retry"]);
-    assert!(
-        out.contains("outbox: sent to") && out.contains("outbox empty"),
-        "{out}"
-    );
+    assert!(out.contains("outbox: sent to") && out.contains("outbox empty"), "{out}");
     bob.recv_until(&msg, 5);
     assert!(alice.ok(&["outbox"]).contains("outbox empty"));
 
@@ -336,20 +246,11 @@ fn cli_exit_codes_and_sealed_state() {
     assert_eq!(u.run(&["no-such-command"]).status.code(), Some(2));
     let out = u.run(&["recv"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("dnsmesh init"),
-        "{out:?}"
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dnsmesh init"), "{out:?}");
     u.init("mesh.test", "http://127.0.0.1:9", &["127.0.0.1:9".into()]);
     let cfg = std::fs::read_to_string(u.home.join("config.yaml")).unwrap();
-    for k in [
-        "username:",
-        "domain:",
-        "endpoint:",
-        "dns_resolvers:",
-        "kdf_salt:",
-        "verify_pubkey:",
-    ] {
+    for k in ["username:", "domain:", "endpoint:", "dns_resolvers:", "kdf_salt:", "verify_pubkey:"]
+    {
         assert!(cfg.contains(k), "{k} missing in {cfg}");
     }
     // Wrong passphrase is caught by the verify_pubkey tripwire.
@@ -374,14 +275,7 @@ fn cli_exit_codes_and_sealed_state() {
     // Sealed files hold no plaintext.
     let u2 = User::new("frank");
     let node = Node::start("mesh.test", &[]);
-    u2.setup(
-        "mesh.test",
-        &node.url(),
-        node.dns[0],
-        &resolvers(&[&node]),
-        "tsig",
-        false,
-    );
+    u2.setup("mesh.test", &node.url(), node.dns[0], &resolvers(&[&node]), "tsig", false);
     for e in std::fs::read_dir(u2.home.join("state")).unwrap() {
         let bytes = std::fs::read(e.unwrap().path()).unwrap();
         let s = String::from_utf8_lossy(&bytes);
@@ -439,23 +333,13 @@ fn cli_doh_resolver() {
     let doh = doh_front(node.dns[0]);
     let (alice, bob) = (User::new("alice"), User::new("bob"));
     alice.setup("mesh.test", &node.url(), node.dns[0], &[doh], "http", false);
-    bob.setup(
-        "mesh.test",
-        &node.url(),
-        node.dns[0],
-        &resolvers(&[&node]),
-        "http",
-        false,
-    );
+    bob.setup("mesh.test", &node.url(), node.dns[0], &resolvers(&[&node]), "http", false);
     alice.ok(&["identity", "fetch", &bob.name, "--add"]);
     bob.ok(&["identity", "fetch", &alice.name, "--add"]);
     let m = format!("to {} who reads over DoH", alice.name);
     assert!(bob.ok(&["send", &alice.name, &m]).contains("prekey"));
     alice.recv_until(&m, 5);
     let m2 = format!("to {} from a DoH reader", bob.name);
-    assert!(
-        alice.ok(&["send", &bob.name, &m2]).contains("prekey"),
-        "prekeys read over DoH"
-    );
+    assert!(alice.ok(&["send", &bob.name, &m2]).contains("prekey"), "prekeys read over DoH");
     bob.recv_until(&m2, 5);
 }

@@ -34,10 +34,7 @@ fn exchange_with(
     // The reference pins ours by bare name (so it finds our prekeys); ours pins by address.
     let mut pinned = false;
     for _ in 0..5 {
-        if r.run(&["identity", "fetch", &o.name, "--add"])
-            .status
-            .success()
-        {
+        if r.run(&["identity", "fetch", &o.name, "--add"]).status.success() {
             pinned = true;
             break;
         }
@@ -46,15 +43,8 @@ fn exchange_with(
     o.ok(&["identity", "fetch", &format!("{}@{zone}", r.name), "--add"]);
 
     // Reference → ours.
-    let m1 = format!(
-        "from the reference {} to {}: héllo, 1+1=2; \"quoted\"",
-        r.name, o.name
-    );
-    let target = if ref_by_address {
-        format!("{}@{zone}", o.name)
-    } else {
-        o.name.clone()
-    };
+    let m1 = format!("from the reference {} to {}: héllo, 1+1=2; \"quoted\"", r.name, o.name);
+    let target = if ref_by_address { format!("{}@{zone}", o.name) } else { o.name.clone() };
     r.ok(&["send", &target, &m1]);
     let got = o.recv_until(&m1, 5);
     let m = got.iter().find(|m| m["text"] == m1.as_str()).unwrap();
@@ -105,13 +95,5 @@ fn cli_interop_reference_tsig_cli_via_our_node() {
 #[test]
 fn cli_interop_reference_pins_by_address_via_our_node() {
     let node = common::Node::start("mesh.test", &[]);
-    exchange_with(
-        &node.url(),
-        node.dns[0],
-        "mesh.test",
-        "http",
-        "tsig",
-        true,
-        true,
-    );
+    exchange_with(&node.url(), node.dns[0], "mesh.test", "http", "tsig", true, true);
 }

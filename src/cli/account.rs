@@ -47,10 +47,7 @@ pub fn init(a: InitArgs) -> Result<()> {
         );
     }
     if !(a.endpoint.starts_with("http://") || a.endpoint.starts_with("https://")) {
-        bail!(
-            "--endpoint must be an http:// or https:// URL, got `{}`",
-            a.endpoint
-        );
+        bail!("--endpoint must be an http:// or https:// URL, got `{}`", a.endpoint);
     }
     let mut resolvers = a.dns_resolvers.clone();
     if resolvers.is_empty() && !a.no_default_resolvers {
@@ -69,12 +66,10 @@ pub fn init(a: InitArgs) -> Result<()> {
         endpoint: a.endpoint.trim_end_matches('/').to_string(),
         dns_resolvers: resolvers,
         kdf_salt: hex::encode(random_32()),
-        passphrase_file: a.passphrase_file.as_ref().map(|p| {
-            std::fs::canonicalize(p)
-                .unwrap_or_else(|_| p.clone())
-                .display()
-                .to_string()
-        }),
+        passphrase_file: a
+            .passphrase_file
+            .as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string()),
         allow_tofu: a.allow_tofu,
         max_value_bytes: config::DEFAULT_MAX_VALUE_BYTES,
         message_ttl: 300,
@@ -126,20 +121,13 @@ fn get_challenge(node: &str, scheme: &str) -> Result<Challenge> {
     let mut challenge = [0u8; 32];
     hex::decode_to_slice(v["challenge"].as_str().unwrap_or(""), &mut challenge)
         .map_err(|_| anyhow!("challenge reply has no valid `challenge`"))?;
-    let node_name = v["node"]
-        .as_str()
-        .ok_or_else(|| anyhow!("challenge reply has no `node`"))?
-        .to_string();
+    let node_name =
+        v["node"].as_str().ok_or_else(|| anyhow!("challenge reply has no `node`"))?.to_string();
     let server_pub = v["server_x25519_pub"].as_str().and_then(|s| {
         let mut b = [0u8; 32];
         hex::decode_to_slice(s, &mut b).ok().map(|_| b)
     });
-    Ok(Challenge {
-        base,
-        challenge,
-        node: node_name,
-        server_pub,
-    })
+    Ok(Challenge { base, challenge, node: node_name, server_pub })
 }
 
 fn registration_error(status: u16, body: &str, base: &str) -> anyhow::Error {
@@ -177,27 +165,17 @@ pub fn register(ctx: &Ctx, node: &str, scheme: &str) -> Result<()> {
     }
     let v: serde_json::Value =
         serde_json::from_str(&r.body).context("confirm reply is not JSON")?;
-    let token = v["token"]
-        .as_str()
-        .ok_or_else(|| anyhow!("confirm reply has no token"))?
-        .to_string();
+    let token =
+        v["token"].as_str().ok_or_else(|| anyhow!("confirm reply has no token"))?.to_string();
     let expires_at = v["expires_at"].as_u64().unwrap_or(0);
     let mut creds: Credentials = ctx.store.load(state::CREDENTIALS)?;
     creds.tokens.insert(
         host_port(&ch.base),
-        Token {
-            token,
-            subject: subject.clone(),
-            node: ch.base.clone(),
-            expires_at,
-        },
+        Token { token, subject: subject.clone(), node: ch.base.clone(), expires_at },
     );
     creds.mode = Some("http".into());
     ctx.store.save(state::CREDENTIALS, &creds)?;
-    println!(
-        "registered {subject} with {} (bearer token saved, expires_at {expires_at})",
-        ch.base
-    );
+    println!("registered {subject} with {} (bearer token saved, expires_at {expires_at})", ch.base);
     if host_port(&ch.base) != host_port(&ctx.cfg.endpoint) {
         println!("note: writes go to `endpoint` {}; set it to {} in config.yaml if that node is your home", ctx.cfg.endpoint, ch.base);
     }
@@ -216,25 +194,14 @@ pub fn tsig_register(
     let ch = get_challenge(node, scheme)?;
     let (subject, mut body) = signed_fields(ctx, &ch)?;
     let server_pub = ch.server_pub.ok_or_else(|| {
-        anyhow!(
-            "{} sent no server_x25519_pub; cannot prove key possession",
-            ch.base
-        )
+        anyhow!("{} sent no server_x25519_pub; cannot prove key possession", ch.base)
     })?;
-    let pop = registration::x25519_pop(
-        ctx.id.x25519_private(),
-        &server_pub,
-        &ch.challenge,
-        &subject,
-    )
-    .ok_or_else(|| anyhow!("the node's X25519 key is degenerate; refusing"))?;
+    let pop =
+        registration::x25519_pop(ctx.id.x25519_private(), &server_pub, &ch.challenge, &subject)
+            .ok_or_else(|| anyhow!("the node's X25519 key is degenerate; refusing"))?;
     body["x25519_pub"] = hex::encode(ctx.id.x25519_public()).into();
     body["x25519_pop"] = hex::encode(pop).into();
-    let r = net::post_json(
-        &format!("{}/v1/registration/tsig-confirm", ch.base),
-        None,
-        &body,
-    )?;
+    let r = net::post_json(&format!("{}/v1/registration/tsig-confirm", ch.base), None, &body)?;
     if r.status == 404 {
         bail!("{} does not offer TSIG registration (404: DNS UPDATE is off) — use `dnsmesh register` for HTTP writes", ch.base);
     }
@@ -244,17 +211,12 @@ pub fn tsig_register(
     let v: serde_json::Value =
         serde_json::from_str(&r.body).context("tsig-confirm reply is not JSON")?;
     let s = |k: &str| -> Result<String> {
-        Ok(v[k]
-            .as_str()
-            .ok_or_else(|| anyhow!("tsig-confirm reply has no `{k}`"))?
-            .to_string())
+        Ok(v[k].as_str().ok_or_else(|| anyhow!("tsig-confirm reply has no `{k}`"))?.to_string())
     };
     let host = dns_server.map(str::to_string).unwrap_or_else(|| {
         let hp =
-            node.rsplit_once(':').map_or(
-                node,
-                |(h, p)| if p.parse::<u16>().is_ok() { h } else { node },
-            );
+            node.rsplit_once(':')
+                .map_or(node, |(h, p)| if p.parse::<u16>().is_ok() { h } else { node });
         hp.trim_start_matches('[').trim_end_matches(']').to_string()
     });
     let server: SocketAddr = (host.as_str(), dns_port)
@@ -265,35 +227,22 @@ pub fn tsig_register(
     let cred = TsigCred {
         key_name: s("tsig_key_name")?,
         secret_hex: s("tsig_secret_hex")?,
-        algorithm: v["tsig_algorithm"]
-            .as_str()
-            .unwrap_or("hmac-sha256")
-            .to_string(),
+        algorithm: v["tsig_algorithm"].as_str().unwrap_or("hmac-sha256").to_string(),
         zone: s("zone")?,
         server: server.to_string(),
         allowed_suffixes: v["allowed_suffixes"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
             .unwrap_or_default(),
         expires_at: v["expires_at"].as_u64().unwrap_or(0),
     };
     if cred.algorithm != "hmac-sha256" {
-        bail!(
-            "the node issued a {} key; only hmac-sha256 is supported",
-            cred.algorithm
-        );
+        bail!("the node issued a {} key; only hmac-sha256 is supported", cred.algorithm);
     }
     hex::decode(&cred.secret_hex).map_err(|_| anyhow!("tsig-confirm reply: secret is not hex"))?;
     let mut creds: Credentials = ctx.store.load(state::CREDENTIALS)?;
     println!("registered {subject} with {}", ch.base);
-    println!(
-        "TSIG key: {} (zone {}, UPDATEs to {})",
-        cred.key_name, cred.zone, cred.server
-    );
+    println!("TSIG key: {} (zone {}, UPDATEs to {})", cred.key_name, cred.zone, cred.server);
     creds.tsig = Some(cred);
     creds.mode = Some("tsig".into());
     ctx.store.save(state::CREDENTIALS, &creds)?;
@@ -375,10 +324,8 @@ pub fn doctor(home: &Path) -> Result<()> {
             );
             match r.date.as_deref().map(httpdate::parse_http_date) {
                 Some(Ok(t)) => {
-                    let node_t = t
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0);
+                    let node_t =
+                        t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
                     let skew = node_t.abs_diff(now());
                     report(
                         skew <= 60,

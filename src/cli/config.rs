@@ -73,10 +73,7 @@ pub fn config_path(home: &Path) -> PathBuf {
 
 /// The default config home: `~/.dmp`.
 pub fn default_home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join(".dmp")
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".dmp")
 }
 
 impl Config {
@@ -95,8 +92,7 @@ impl Config {
         let cfg: Config = serde_norway::from_str(&text).with_context(|| {
             format!("{} is not valid configuration YAML — fix the file or re-run `dnsmesh init --force`", path.display())
         })?;
-        cfg.check()
-            .with_context(|| format!("bad configuration in {}", path.display()))?;
+        cfg.check().with_context(|| format!("bad configuration in {}", path.display()))?;
         Ok(cfg)
     }
 

@@ -54,11 +54,9 @@ pub fn parse_upstream(entry: &str) -> Result<Upstream> {
         return Ok(Upstream::Dns(sa));
     }
     let (host, port) = match e.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .with_context(|| format!("resolver `{entry}`: bad port"))?,
-        ),
+        Some((h, p)) => {
+            (h, p.parse::<u16>().with_context(|| format!("resolver `{entry}`: bad port"))?)
+        }
         None => (e, 53),
     };
     let addr = (host, port)
@@ -85,18 +83,12 @@ pub struct Answer {
 impl Pool {
     /// Build from configuration entries.
     pub fn new(entries: &[String]) -> Result<Pool> {
-        let upstreams = entries
-            .iter()
-            .map(|e| parse_upstream(e))
-            .collect::<Result<Vec<_>>>()?;
+        let upstreams = entries.iter().map(|e| parse_upstream(e)).collect::<Result<Vec<_>>>()?;
         if upstreams.is_empty() {
             bail!("no DNS resolvers configured — set `dns_resolvers` in config.yaml (e.g. [\"1.1.1.1\"]) or re-run init with --dns-resolvers");
         }
         let n = upstreams.len();
-        Ok(Pool {
-            upstreams,
-            failures: RefCell::new(vec![0; n]),
-        })
+        Ok(Pool { upstreams, failures: RefCell::new(vec![0; n]) })
     }
 
     fn order(&self) -> Vec<usize> {
@@ -232,19 +224,13 @@ fn exchange_any(up: &Upstream, q: &Message) -> Result<Message> {
 
 /// One UDP exchange with a retry on timeout.
 pub fn udp_exchange(addr: SocketAddr, query: &[u8]) -> Result<Vec<u8>> {
-    let bind: SocketAddr = if addr.is_ipv6() {
-        "[::]:0".parse()?
-    } else {
-        "0.0.0.0:0".parse()?
-    };
+    let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
     let sock = UdpSocket::bind(bind).context("binding a UDP socket")?;
-    sock.connect(addr)
-        .with_context(|| format!("UDP connect {addr}"))?;
+    sock.connect(addr).with_context(|| format!("UDP connect {addr}"))?;
     let id = query.get(..2).unwrap_or(&[0, 0]).to_vec();
     let mut buf = vec![0u8; 65535];
     for attempt in 0..2 {
-        sock.send(query)
-            .with_context(|| format!("UDP send to {addr}"))?;
+        sock.send(query).with_context(|| format!("UDP send to {addr}"))?;
         let deadline = Instant::now() + TIMEOUT / 2 * (attempt + 1);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -279,14 +265,11 @@ pub fn tcp_exchange(addr: SocketAddr, msg: &[u8]) -> Result<Vec<u8>> {
     s.set_write_timeout(Some(TIMEOUT * 2))?;
     let mut out = len.to_be_bytes().to_vec();
     out.extend_from_slice(msg);
-    s.write_all(&out)
-        .with_context(|| format!("TCP send to {addr}"))?;
+    s.write_all(&out).with_context(|| format!("TCP send to {addr}"))?;
     let mut l = [0u8; 2];
-    s.read_exact(&mut l)
-        .with_context(|| format!("TCP reply from {addr}"))?;
+    s.read_exact(&mut l).with_context(|| format!("TCP reply from {addr}"))?;
     let mut r = vec![0u8; u16::from_be_bytes(l) as usize];
-    s.read_exact(&mut r)
-        .with_context(|| format!("TCP reply from {addr}"))?;
+    s.read_exact(&mut r).with_context(|| format!("TCP reply from {addr}"))?;
     Ok(r)
 }
 
@@ -294,11 +277,7 @@ pub fn tcp_exchange(addr: SocketAddr, msg: &[u8]) -> Result<Vec<u8>> {
 #[derive(Debug, Clone)]
 pub enum Op {
     /// Add `value` at `name` with a TTL.
-    Add {
-        name: String,
-        value: String,
-        ttl: u32,
-    },
+    Add { name: String, value: String, ttl: u32 },
     /// Delete exactly `value` at `name`.
     Delete { name: String, value: String },
 }
@@ -332,11 +311,7 @@ pub fn update(
     m.add_zone(z);
     for op in ops {
         let rec = match op {
-            Op::Add {
-                name: n,
-                value,
-                ttl,
-            } => Record::from_rdata(name(n)?, *ttl, txt_rdata(value)),
+            Op::Add { name: n, value, ttl } => Record::from_rdata(name(n)?, *ttl, txt_rdata(value)),
             Op::Delete { name: n, value } => {
                 let mut r = Record::from_rdata(name(n)?, 0, txt_rdata(value));
                 r.dns_class = DNSClass::NONE;
@@ -347,15 +322,10 @@ pub fn update(
     }
     let mut verifier = match key {
         Some(k) => {
-            let signer = TSigner::new(
-                k.secret.clone(),
-                TsigAlgorithm::HmacSha256,
-                name(&k.name)?,
-                300,
-            )
-            .map_err(|e| anyhow!("TSIG key: {e}"))?;
-            m.finalize(&signer, now)
-                .map_err(|e| anyhow!("signing the UPDATE: {e}"))?
+            let signer =
+                TSigner::new(k.secret.clone(), TsigAlgorithm::HmacSha256, name(&k.name)?, 300)
+                    .map_err(|e| anyhow!("TSIG key: {e}"))?;
+            m.finalize(&signer, now).map_err(|e| anyhow!("signing the UPDATE: {e}"))?
         }
         None => None,
     };

@@ -12,10 +12,7 @@ use crate::proto::records::prekey::Prekey;
 /// Split `user` / `user@zone` (zone lower-cased, trailing dots stripped).
 pub fn split_addr(addr: &str) -> (String, Option<String>) {
     match addr.trim().split_once('@') {
-        Some((u, h)) => (
-            u.to_string(),
-            Some(h.trim_end_matches('.').to_ascii_lowercase()),
-        ),
+        Some((u, h)) => (u.to_string(), Some(h.trim_end_matches('.').to_ascii_lowercase())),
         None => (addr.trim().to_string(), None),
     }
 }
@@ -90,9 +87,7 @@ pub fn publish(ctx: &Ctx, advertise_v2: bool, ttl: u32) -> Result<()> {
         ts: now(),
         versions: if advertise_v2 { vec![1, 2] } else { vec![1] },
     };
-    let txt = rec
-        .sign(&ctx.id)
-        .map_err(|e| anyhow!("building the identity record: {e}"))?;
+    let txt = rec.sign(&ctx.id).map_err(|e| anyhow!("building the identity record: {e}"))?;
     let name = names::identity(&ctx.cfg.username, &zone);
     let writer = ctx.writer()?;
     let mut published: Published = ctx.store.load(state::PUBLISHED)?;
@@ -126,10 +121,7 @@ pub fn show(ctx: &Ctx) -> Result<()> {
     println!("user id:     {}", hex::encode(ctx.id.user_id()));
     println!("identity:    {}", names::identity(&ctx.cfg.username, &zone));
     println!("prekeys:     {}", names::prekeys(&ctx.cfg.username, &zone));
-    println!(
-        "mailbox:     slot-N.mb-{}.{zone}",
-        names::mailbox_hash(&ctx.id.user_id())
-    );
+    println!("mailbox:     slot-N.mb-{}.{zone}", names::mailbox_hash(&ctx.id.user_id()));
     match ctx.writer() {
         Ok(w) => println!("writer:      {}", w.describe()),
         Err(e) => println!("writer:      none ({e:#})"),
@@ -159,12 +151,7 @@ pub fn refresh_prekeys(ctx: &Ctx, count: u32, ttl: u32) -> Result<()> {
         let mut idb = [0u8; 4];
         keys::random_fill(&mut idb);
         let id = u32::from_be_bytes(idb);
-        if id == 0
-            || pool
-                .iter()
-                .chain(fresh.iter())
-                .any(|p: &PrekeySecret| p.id == id)
-        {
+        if id == 0 || pool.iter().chain(fresh.iter()).any(|p: &PrekeySecret| p.id == id) {
             continue;
         }
         let private = random_32();
@@ -173,9 +160,7 @@ pub fn refresh_prekeys(ctx: &Ctx, count: u32, ttl: u32) -> Result<()> {
             public_key: keys::x25519_public(&private),
             exp: t + ttl as u64,
         };
-        let txt = rec
-            .sign(&ctx.id)
-            .map_err(|e| anyhow!("signing a prekey: {e}"))?;
+        let txt = rec.sign(&ctx.id).map_err(|e| anyhow!("signing a prekey: {e}"))?;
         fresh.push(PrekeySecret {
             id,
             private_hex: hex::encode(private),
@@ -206,10 +191,7 @@ pub fn refresh_prekeys(ctx: &Ctx, count: u32, ttl: u32) -> Result<()> {
     ctx.store.save(state::PREKEYS, &pool)?;
     println!("published {ok}/{count} prekeys to {name}");
     if let Some(e) = last_err {
-        bail!(
-            "{} prekey(s) were not published: {e:#}",
-            count as usize - ok
-        );
+        bail!("{} prekey(s) were not published: {e:#}", count as usize - ok);
     }
     Ok(())
 }

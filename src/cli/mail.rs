@@ -30,9 +30,7 @@ fn manifest_len(n: usize) -> usize {
 /// Largest AEAD plaintext (bytes) whose manifest fits in `cap` bytes, for a header with
 /// this `ts`/`ttl` (the header's decimal widths change the overhead slightly).
 pub fn max_plaintext(cap: usize, ts: u64, ttl: u64) -> usize {
-    let hlen = Header::data([0; 16], [0; 32], [0; 32], ts, ttl)
-        .to_json()
-        .len();
+    let hlen = Header::data([0; 16], [0; 32], [0; 32], ts, ttl).to_json().len();
     // outer = 2 + header + eph 32 + nonce 12 + (pt + tag 16) + trailer 32
     let overhead = 2 + hlen + 32 + 12 + 16 + 32;
     let mut best = 0;
@@ -81,11 +79,7 @@ fn claim_targets(ctx: &Ctx, zone: &str) -> Vec<SocketAddr> {
         .and_then(|p| p.parse().ok())
         .or(ctx.cfg.provider_dns_port)
         .unwrap_or(53);
-    ctx.pool
-        .addresses(zone)
-        .into_iter()
-        .map(|ip| SocketAddr::new(ip, port))
-        .collect()
+    ctx.pool.addresses(zone).into_iter().map(|ip| SocketAddr::new(ip, port)).collect()
 }
 
 fn publish_claim(
@@ -95,11 +89,7 @@ fn publish_claim(
     claim: (String, String),
     ttl: u64,
 ) -> Result<()> {
-    let ops = [Op::Add {
-        name: claim.0,
-        value: claim.1,
-        ttl: ttl.min(86400) as u32,
-    }];
+    let ops = [Op::Add { name: claim.0, value: claim.1, ttl: ttl.min(86400) as u32 }];
     let mut errs = Vec::new();
     for t in targets {
         match dns::update(*t, zone, &ops, None, now()) {
@@ -110,11 +100,7 @@ fn publish_claim(
     let _ = ctx;
     bail!(
         "no claim target accepted it ({})",
-        if errs.is_empty() {
-            "no DNS server found for the zone".into()
-        } else {
-            errs.join("; ")
-        }
+        if errs.is_empty() { "no DNS server found for the zone".into() } else { errs.join("; ") }
     )
 }
 
@@ -165,23 +151,13 @@ fn attempt(ctx: &Ctx, writer: &Writer, c: &Contact, body: &str, ttl: u64) -> Res
         );
     }
     let ttl32 = ttl.min(u32::MAX as u64) as u32;
-    let chunks: Vec<(String, String, u32)> = composed
-        .chunks
-        .iter()
-        .map(|(n, v)| (n.clone(), v.clone(), ttl32))
-        .collect();
+    let chunks: Vec<(String, String, u32)> =
+        composed.chunks.iter().map(|(n, v)| (n.clone(), v.clone(), ttl32)).collect();
     writer
         .publish(&chunks, t)
         .with_context(|| format!("publishing chunks via {}", writer.describe()))?;
     writer
-        .publish(
-            &[(
-                composed.manifest.0.clone(),
-                composed.manifest.1.clone(),
-                ttl32,
-            )],
-            t,
-        )
+        .publish(&[(composed.manifest.0.clone(), composed.manifest.1.clone(), ttl32)], t)
         .with_context(|| format!("publishing the manifest via {}", writer.describe()))?;
     // Claims: best effort, never fail the send.
     let mut claims = Vec::new();
@@ -267,10 +243,7 @@ fn flush_outbox(ctx: &Ctx, all: bool) -> Result<usize> {
             continue;
         }
         let Some(c) = contacts.get(&it.to) else {
-            eprintln!(
-                "outbox: dropping message {} to {}: no longer a contact",
-                it.id, it.to
-            );
+            eprintln!("outbox: dropping message {} to {}: no longer a contact", it.id, it.to);
             continue;
         };
         match attempt(ctx, &writer, c, &it.body, it.ttl) {
@@ -389,9 +362,7 @@ fn pinned_sender<'c>(
     own_zone: &str,
 ) -> Option<&'c Contact> {
     let h = hex::encode(spk);
-    contacts
-        .values()
-        .find(|c| c.ed25519_hex == h && (zone == own_zone || c.domain == zone))
+    contacts.values().find(|c| c.ed25519_hex == h && (zone == own_zone || c.domain == zone))
 }
 
 /// Per-pass receive state, saved at the end.
@@ -426,9 +397,7 @@ impl Pass<'_> {
         let msg_key = names::message_key(&m.msg_id, &m.recipient_id, &m.sender_spk);
         let ctx = self.ctx;
         let outer = message::assemble(m, |i| {
-            ctx.pool
-                .txt(&names::chunk(i, &msg_key, zone))
-                .unwrap_or_default()
+            ctx.pool.txt(&names::chunk(i, &msg_key, zone)).unwrap_or_default()
         })
         .ok_or_else(|| anyhow!("chunks missing or corrupt"))?;
         let secret = if m.prekey_id != 0 {
@@ -453,11 +422,7 @@ impl Pass<'_> {
         }
         let spk_hex = hex::encode(m.sender_spk);
         let id_hex = hex::encode(m.msg_id);
-        if self
-            .intros
-            .iter()
-            .any(|i| i.sender_spk_hex == spk_hex && i.msg_id_hex == id_hex)
-        {
+        if self.intros.iter().any(|i| i.sender_spk_hex == spk_hex && i.msg_id_hex == id_hex) {
             return;
         }
         if !self.replay.claim(&m.sender_spk, &m.msg_id, self.now) {
@@ -467,9 +432,7 @@ impl Pass<'_> {
             Ok(o) => o,
             Err(e) => {
                 self.replay.release(&m.sender_spk, &m.msg_id);
-                self.warnings.push(format!(
-                    "message {id_hex} from {zone} not readable yet: {e:#}"
-                ));
+                self.warnings.push(format!("message {id_hex} from {zone} not readable yet: {e:#}"));
                 return;
             }
         };
@@ -507,9 +470,7 @@ impl Pass<'_> {
                 })
             }
             None => {
-                let verified = from
-                    .as_deref()
-                    .is_some_and(|f| self.verify_from(f, &m.sender_spk));
+                let verified = from.as_deref().is_some_and(|f| self.verify_from(f, &m.sender_spk));
                 let intro = Intro {
                     sender_spk_hex: spk_hex,
                     msg_id_hex: id_hex,
@@ -607,10 +568,7 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
                 if p.replay.is_seen(&c.sender_spk, &c.msg_id, t) {
                     continue;
                 }
-                let zone = c
-                    .sender_mailbox_domain
-                    .trim_end_matches('.')
-                    .to_ascii_lowercase();
+                let zone = c.sender_mailbox_domain.trim_end_matches('.').to_ascii_lowercase();
                 let mut found = None;
                 'slots: for s2 in 0..names::SLOT_COUNT {
                     for mv in p.txt(&names::slot(s2, &uid, &zone)) {
@@ -662,9 +620,7 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
                     }
                 }
             }
-            Err(e) => p
-                .warnings
-                .push(format!("used prekeys not withdrawn: {e:#}")),
+            Err(e) => p.warnings.push(format!("used prekeys not withdrawn: {e:#}")),
         }
     }
     let pending = p.intros.len();
@@ -698,11 +654,7 @@ fn print_message(d: &Delivered, json: bool) {
             d.from,
             when,
             hex::encode(&d.msg_id[..4]),
-            if d.prekey_id != 0 {
-                ", forward secret"
-            } else {
-                ""
-            }
+            if d.prekey_id != 0 { ", forward secret" } else { "" }
         );
         for line in d.body.split('\n') {
             println!("  {line}");
@@ -761,13 +713,7 @@ pub fn recv(
                 0
             });
             let r = pass(&ctx)?;
-            (
-                r.delivered,
-                r.new_intros,
-                r.pending_intros,
-                r.warnings,
-                outbox_left,
-            )
+            (r.delivered, r.new_intros, r.pending_intros, r.warnings, outbox_left)
         };
         if watch {
             eprint!("\r\x1b[2K");

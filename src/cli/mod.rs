@@ -185,10 +185,7 @@ enum ContactsCmd {
 
 /// Unix seconds now.
 pub(crate) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Everything a command needs after the passphrase: config, identity, sealed store,
@@ -211,11 +208,7 @@ impl Ctx {
     /// locks per poll so other commands can run in between).
     fn open_with(home: &Path, lock: bool) -> Result<Ctx> {
         let cfg = Config::load(home)?;
-        let lock = if lock {
-            Some(HomeLock::acquire(home)?)
-        } else {
-            None
-        };
+        let lock = if lock { Some(HomeLock::acquire(home)?) } else { None };
         let pass = passphrase(&cfg)?;
         let id = derive(&cfg, &pass)?;
         if let Some(v) = &cfg.verify_pubkey {
@@ -225,13 +218,7 @@ impl Ctx {
         }
         let store = Store::open(home, &id)?;
         let pool = dns::Pool::new(&cfg.dns_resolvers)?;
-        Ok(Ctx {
-            cfg,
-            id,
-            store,
-            pool,
-            _lock: lock,
-        })
+        Ok(Ctx { cfg, id, store, pool, _lock: lock })
     }
 
     /// The writer chosen by the saved credentials.
@@ -332,21 +319,15 @@ fn dispatch(cmd: Cmd, home: &Path) -> Result<()> {
             force,
         }),
         Cmd::Register { node, scheme } => account::register(&Ctx::open(home)?, &node, &scheme),
-        Cmd::Tsig {
-            cmd:
-                TsigCmd::Register {
-                    node,
-                    scheme,
-                    dns_server,
-                    dns_port,
-                },
-        } => account::tsig_register(
-            &Ctx::open(home)?,
-            &node,
-            &scheme,
-            dns_server.as_deref(),
-            dns_port,
-        ),
+        Cmd::Tsig { cmd: TsigCmd::Register { node, scheme, dns_server, dns_port } } => {
+            account::tsig_register(
+                &Ctx::open(home)?,
+                &node,
+                &scheme,
+                dns_server.as_deref(),
+                dns_port,
+            )
+        }
         Cmd::Identity { cmd } => {
             let ctx = Ctx::open(home)?;
             match cmd {
@@ -357,11 +338,9 @@ fn dispatch(cmd: Cmd, home: &Path) -> Result<()> {
                 IdentityCmd::RefreshPrekeys { count, ttl } => {
                     ident::refresh_prekeys(&ctx, count, ttl)
                 }
-                IdentityCmd::Fetch {
-                    addr,
-                    add,
-                    accept_fingerprint,
-                } => ident::fetch(&ctx, &addr, add, accept_fingerprint.as_deref()),
+                IdentityCmd::Fetch { addr, add, accept_fingerprint } => {
+                    ident::fetch(&ctx, &addr, add, accept_fingerprint.as_deref())
+                }
             }
         }
         Cmd::Contacts { cmd } => {
@@ -382,12 +361,9 @@ fn dispatch(cmd: Cmd, home: &Path) -> Result<()> {
             };
             mail::send(&Ctx::open(home)?, &addr, &body, ttl)
         }
-        Cmd::Recv {
-            watch,
-            json,
-            interval,
-            max_polls,
-        } => mail::recv(home, watch, json, interval, max_polls),
+        Cmd::Recv { watch, json, interval, max_polls } => {
+            mail::recv(home, watch, json, interval, max_polls)
+        }
         Cmd::Outbox { retry } => mail::outbox(&Ctx::open(home)?, retry),
         Cmd::Doctor => account::doctor(home),
     }

@@ -26,11 +26,7 @@ fn finish(
 ) -> Result<Reply> {
     let mut resp = resp.with_context(|| format!("{what}: cannot reach the node"))?;
     let status = resp.status().as_u16();
-    let date = resp
-        .headers()
-        .get("date")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let date = resp.headers().get("date").and_then(|v| v.to_str().ok()).map(str::to_string);
     let body = resp.body_mut().read_to_string().unwrap_or_default();
     Ok(Reply { status, body, date })
 }

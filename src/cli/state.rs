@@ -138,18 +138,10 @@ pub struct Published {
 pub fn host_port(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
     let hp = rest.split('/').next().unwrap_or(rest);
-    if hp
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !hp.ends_with(']')
-    {
+    if hp.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !hp.ends_with(']') {
         hp.to_ascii_lowercase()
     } else {
-        format!(
-            "{}:{}",
-            hp.to_ascii_lowercase(),
-            if scheme == "http" { 80 } else { 443 }
-        )
+        format!("{}:{}", hp.to_ascii_lowercase(), if scheme == "http" { 80 } else { 443 })
     }
 }
 
@@ -162,16 +154,9 @@ pub struct Retryable(pub String);
 /// The home-node writer.
 pub enum Writer {
     /// `POST`/`DELETE /v1/records/<name>` with an optional bearer token.
-    Http {
-        endpoint: String,
-        token: Option<String>,
-    },
+    Http { endpoint: String, token: Option<String> },
     /// RFC 2136 UPDATE signed with the TSIG key.
-    Tsig {
-        server: SocketAddr,
-        zone: String,
-        key: TsigKey,
-    },
+    Tsig { server: SocketAddr, zone: String, key: TsigKey },
 }
 
 impl Writer {
@@ -208,15 +193,10 @@ impl Writer {
                     .tokens
                     .get(&hp)
                     .or_else(|| {
-                        (creds.tokens.len() == 1)
-                            .then(|| creds.tokens.values().next())
-                            .flatten()
+                        (creds.tokens.len() == 1).then(|| creds.tokens.values().next()).flatten()
                     })
                     .map(|t| t.token.clone());
-                Ok(Writer::Http {
-                    endpoint: endpoint.trim_end_matches('/').to_string(),
-                    token,
-                })
+                Ok(Writer::Http { endpoint: endpoint.trim_end_matches('/').to_string(), token })
             }
         }
     }
@@ -226,11 +206,7 @@ impl Writer {
         match self {
             Writer::Http { endpoint, token } => format!(
                 "HTTP {endpoint} ({})",
-                if token.is_some() {
-                    "bearer token"
-                } else {
-                    "no token"
-                }
+                if token.is_some() { "bearer token" } else { "no token" }
             ),
             Writer::Tsig { server, key, .. } => {
                 format!("DNS UPDATE to {server} (TSIG key {})", key.name)
@@ -258,11 +234,7 @@ impl Writer {
                 for batch in records.chunks(40) {
                     let ops: Vec<Op> = batch
                         .iter()
-                        .map(|(n, v, t)| Op::Add {
-                            name: n.clone(),
-                            value: v.clone(),
-                            ttl: *t,
-                        })
+                        .map(|(n, v, t)| Op::Add { name: n.clone(), value: v.clone(), ttl: *t })
                         .collect();
                     tsig_update(*server, zone, &ops, key, now)?;
                 }
@@ -287,10 +259,7 @@ impl Writer {
                 check_status(r.status, &r.body, 204, name)
             }
             Writer::Tsig { server, zone, key } => {
-                let ops = [Op::Delete {
-                    name: name.to_string(),
-                    value: value.to_string(),
-                }];
+                let ops = [Op::Delete { name: name.to_string(), value: value.to_string() }];
                 tsig_update(*server, zone, &ops, key, now)
             }
         }

@@ -30,12 +30,8 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
         std::process::id()
     ));
     {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut f =
+            OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
     }
@@ -135,10 +131,7 @@ impl HomeLock {
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
         if f.lock().is_err() {
-            bail!(
-                "cannot lock {} — is the file system read-only?",
-                path.display()
-            );
+            bail!("cannot lock {} — is the file system read-only?", path.display());
         }
         Ok(HomeLock(f))
     }

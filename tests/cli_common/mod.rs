@@ -46,15 +46,10 @@ impl User {
     pub fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnsmesh"));
         cmd.arg("--config-home").arg(&self.home).args(args);
-        cmd.env("DMP_PASSPHRASE", &self.pass)
-            .env_remove("DMP_PROVIDER_DNS_PORT");
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.env("DMP_PASSPHRASE", &self.pass).env_remove("DMP_PROVIDER_DNS_PORT");
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn dnsmesh");
         if let Some(s) = stdin {
             use std::io::Write;
@@ -71,13 +66,7 @@ impl User {
     /// Run, require exit 0, return stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{} dnsmesh {:?} failed: {}",
-            self.name,
-            args,
-            show(&out)
-        );
+        assert!(out.status.success(), "{} dnsmesh {:?} failed: {}", self.name, args, show(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -151,10 +140,7 @@ impl User {
                         .unwrap_or_else(|e| panic!("recv --json line {line:?}: {e}")),
                 );
             }
-            if all
-                .iter()
-                .any(|m| m["kind"] == "message" && m["text"] == want)
-            {
+            if all.iter().any(|m| m["kind"] == "message" && m["text"] == want) {
                 return all;
             }
         }
@@ -168,12 +154,10 @@ impl User {
 
 /// The reference venv (fails, not skips, when missing).
 pub fn ref_venv() -> PathBuf {
-    let p = std::env::var("REF_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-            PathBuf::from(home).join(".cache/dnsmesh-reference-venv")
-        });
+    let p = std::env::var("REF_VENV").map(PathBuf::from).unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        PathBuf::from(home).join(".cache/dnsmesh-reference-venv")
+    });
     assert!(
         p.join("bin/dnsmesh").exists(),
         "reference venv missing at {} — run ../shared/interop/setup-reference.sh",
@@ -307,10 +291,7 @@ impl RefUser {
                 return;
             }
         }
-        panic!(
-            "reference {} did not receive {want:?} in {tries} polls:\n{seen}",
-            self.name
-        );
+        panic!("reference {} did not receive {want:?} in {tries} polls:\n{seen}", self.name);
     }
 }
 
@@ -350,11 +331,7 @@ impl RefNode {
             .env("REF_LOG_LEVEL", "INFO")
             .output()
             .expect("ref-node.sh");
-        assert!(
-            out.status.success(),
-            "ref-node.sh start failed: {}",
-            show(&out)
-        );
+        assert!(out.status.success(), "ref-node.sh start failed: {}", show(&out));
         RefNode {
             dns: format!("127.0.0.1:{dp}").parse().unwrap(),
             http: format!("http://127.0.0.1:{hp}"),
