@@ -11,7 +11,7 @@ use hickory_proto::rr::RecordType;
 use super::config::{self, Config, DEFAULT_RESOLVERS};
 use super::state::{self, host_port, Credentials, Token, TsigCred, Writer};
 use super::store::{create_private_dir, Store};
-use super::{derive, dns, net, now, passphrase, Ctx};
+use super::{cluster, derive, dns, net, now, passphrase, Ctx};
 use crate::proto::envelope::canonicalize_address;
 use crate::proto::keys::random_32;
 use crate::proto::{names, registration};
@@ -73,6 +73,7 @@ pub fn init(a: InitArgs) -> Result<()> {
         allow_tofu: a.allow_tofu,
         max_value_bytes: config::DEFAULT_MAX_VALUE_BYTES,
         message_ttl: 300,
+        cluster_refresh_interval: config::DEFAULT_CLUSTER_REFRESH,
         ..Config::default()
     };
     let pass = passphrase(&cfg)?;
@@ -176,7 +177,7 @@ pub fn register(ctx: &Ctx, node: &str, scheme: &str) -> Result<()> {
     creds.mode = Some("http".into());
     ctx.store.save(state::CREDENTIALS, &creds)?;
     println!("registered {subject} with {} (bearer token saved, expires_at {expires_at})", ch.base);
-    if host_port(&ch.base) != host_port(&ctx.cfg.endpoint) {
+    if ctx.cluster.is_none() && host_port(&ch.base) != host_port(&ctx.cfg.endpoint) {
         println!("note: writes go to `endpoint` {}; set it to {} in config.yaml if that node is your home", ctx.cfg.endpoint, ch.base);
     }
     Ok(())
@@ -263,7 +264,7 @@ pub fn doctor(home: &Path) -> Result<()> {
             }
         }
     };
-    let cfg = match Config::load(home) {
+    let mut cfg = match Config::load(home) {
         Ok(c) => {
             report(
                 true,
@@ -283,6 +284,39 @@ pub fn doctor(home: &Path) -> Result<()> {
             bail!("doctor: {failed} check(s) failed");
         }
     };
+    // Cluster mode: the manifest must verify; the base becomes the effective domain.
+    let mut manifest = None;
+    match cfg.cluster() {
+        Ok(Some(pin)) => {
+            let loaded = dns::Pool::new(&cfg.dns_resolvers)
+                .and_then(|p| cluster::load(home, &p, &pin, cfg.cluster_refresh_interval, now()));
+            match loaded {
+                Ok(m) => {
+                    report(
+                        true,
+                        "cluster",
+                        &format!(
+                            "{} (manifest seq {}, {} nodes)",
+                            pin.base,
+                            m.seq,
+                            m.nodes.len()
+                        ),
+                        "",
+                    );
+                    cfg.domain = pin.base;
+                    manifest = Some(m);
+                }
+                Err(e) => report(
+                    false,
+                    "cluster",
+                    &format!("{e:#}"),
+                    "`dnsmesh cluster fetch` shows why; `dnsmesh cluster disable` turns cluster mode off",
+                ),
+            }
+        }
+        Ok(None) => {}
+        Err(e) => report(false, "cluster", &format!("{e:#}"), "re-run `dnsmesh cluster pin`"),
+    }
     // Keys.
     let id = match passphrase(&cfg).and_then(|p| derive(&cfg, &p)) {
         Ok(id) => {
@@ -377,7 +411,7 @@ pub fn doctor(home: &Path) -> Result<()> {
     if let Some(id) = id {
         let store = Store::open(home, &id)?;
         let creds: Credentials = store.load(state::CREDENTIALS).unwrap_or_default();
-        match Writer::new(&cfg.endpoint, &creds) {
+        match Writer::new(&cfg.endpoint, &creds, manifest.as_ref()) {
             Ok(w @ Writer::Tsig { .. }) => {
                 if let Writer::Tsig { server, zone, key } = &w {
                     let r = dns::update(*server, zone, &[], Some(key), now());
@@ -401,9 +435,25 @@ pub fn doctor(home: &Path) -> Result<()> {
                     "run `dnsmesh register --node HOST[:PORT]` (or `dnsmesh tsig register`)",
                 );
             }
+            Ok(Writer::Fanout(f)) => {
+                let missing = f.without_token();
+                report(
+                    missing.is_empty(),
+                    "credentials",
+                    &if missing.is_empty() {
+                        f.describe()
+                    } else {
+                        format!("{}; no token for {}", f.describe(), missing.join(", "))
+                    },
+                    "register on each cluster node: `dnsmesh register --node HOST:PORT`",
+                );
+            }
             Err(e) => report(false, "credentials", &format!("{e:#}"), ""),
         }
-        if let Ok(pool) = dns::Pool::new(&cfg.dns_resolvers) {
+        if let Ok(mut pool) = dns::Pool::new(&cfg.dns_resolvers) {
+            if let Some(m) = &manifest {
+                pool.set_union(cluster::Union::new(m, &pool));
+            }
             let name = names::identity(&cfg.username, &cfg.zone());
             let published = pool.txt(&name).map(|vals| {
                 vals.iter().any(|v| {

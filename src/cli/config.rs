@@ -53,6 +53,18 @@ pub struct Config {
     /// Message TTL in seconds (the reference's default 300).
     #[serde(default = "default_message_ttl")]
     pub message_ttl: u64,
+    /// Cluster mode: the cluster's base domain (its manifest lives at `cluster.<base>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_base_domain: Option<String>,
+    /// Cluster mode: the pinned operator Ed25519 key (64 hex) that signs the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_operator_spk: Option<String>,
+    /// Cluster mode is on (set by `cluster enable` after a manifest verified).
+    #[serde(default)]
+    pub cluster_enabled: bool,
+    /// Seconds a fetched cluster manifest is used before it is fetched again.
+    #[serde(default = "default_cluster_refresh")]
+    pub cluster_refresh_interval: u64,
     /// Keys this version does not know, kept as they were.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_norway::Value>,
@@ -64,6 +76,34 @@ fn default_max_value() -> usize {
 
 fn default_message_ttl() -> u64 {
     300
+}
+
+/// The reference's manifest refresh interval (seconds).
+pub const DEFAULT_CLUSTER_REFRESH: u64 = 3600;
+
+fn default_cluster_refresh() -> u64 {
+    DEFAULT_CLUSTER_REFRESH
+}
+
+/// A pinned cluster: base domain (lower-case, no trailing dot) and operator key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterPin {
+    pub base: String,
+    pub operator_spk: [u8; 32],
+}
+
+/// Check and normalise a cluster base domain and a 64-hex operator key.
+pub fn parse_pin(base: &str, spk_hex: &str) -> Result<ClusterPin> {
+    let base = crate::proto::dnsname::validate(base.trim())
+        .ok_or_else(|| anyhow::anyhow!("cluster base domain `{base}` is not a valid DNS name"))?
+        .to_ascii_lowercase();
+    let mut operator_spk = [0u8; 32];
+    hex::decode_to_slice(spk_hex.trim(), &mut operator_spk).map_err(|_| {
+        anyhow::anyhow!(
+            "cluster operator key must be 64 hex characters (32 bytes), got `{spk_hex}`"
+        )
+    })?;
+    Ok(ClusterPin { base, operator_spk })
 }
 
 /// Path of `config.yaml` in a config home.
@@ -105,7 +145,31 @@ impl Config {
             bail!("`domain` is empty");
         }
         self.salt()?;
+        if self.cluster_pin()?.is_none() && self.cluster_enabled {
+            bail!("`cluster_enabled` is set but `cluster_base_domain` / `cluster_operator_spk` are not — run `dnsmesh cluster pin OPERATOR_SPK BASE_DOMAIN` or `dnsmesh cluster disable`");
+        }
         Ok(())
+    }
+
+    /// The pinned cluster, if both keys are set (whether or not cluster mode is on); an
+    /// empty string counts as unset, as the reference writes unset keys that way.
+    pub fn cluster_pin(&self) -> Result<Option<ClusterPin>> {
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        match (set(&self.cluster_base_domain), set(&self.cluster_operator_spk)) {
+            (Some(b), Some(k)) => parse_pin(&b, &k)
+                .map(Some)
+                .context("`cluster_base_domain` / `cluster_operator_spk`"),
+            (None, None) => Ok(None),
+            _ => bail!("`cluster_base_domain` and `cluster_operator_spk` must be set together"),
+        }
+    }
+
+    /// The cluster in force: pinned and `cluster_enabled`.
+    pub fn cluster(&self) -> Result<Option<ClusterPin>> {
+        if !self.cluster_enabled {
+            return Ok(None);
+        }
+        self.cluster_pin()
     }
 
     /// The decoded KDF salt.

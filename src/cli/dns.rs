@@ -14,6 +14,7 @@ use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 
+use super::cluster::Union;
 use crate::proto::txt;
 
 /// Per-attempt timeout of one resolver.
@@ -70,9 +71,12 @@ pub fn parse_upstream(entry: &str) -> Result<Upstream> {
 /// A resolver pool. Healthy resolvers are tried first; a timeout or network error marks a
 /// resolver unhealthy for the rest of this process. REFUSED/SERVFAIL/NOTAUTH move on to
 /// the next resolver without marking it (a node answers REFUSED outside its zone).
+/// In cluster mode TXT reads of names under the cluster base go to every cluster node
+/// instead (a [`Union`]); everything else still uses the resolvers.
 pub struct Pool {
     upstreams: Vec<Upstream>,
     failures: RefCell<Vec<u32>>,
+    union: Option<Union>,
 }
 
 /// A DNS answer.
@@ -88,7 +92,17 @@ impl Pool {
             bail!("no DNS resolvers configured — set `dns_resolvers` in config.yaml (e.g. [\"1.1.1.1\"]) or re-run init with --dns-resolvers");
         }
         let n = upstreams.len();
-        Ok(Pool { upstreams, failures: RefCell::new(vec![0; n]) })
+        Ok(Pool { upstreams, failures: RefCell::new(vec![0; n]), union: None })
+    }
+
+    /// Route TXT reads under the cluster base to `union` from now on.
+    pub fn set_union(&mut self, union: Union) {
+        self.union = Some(union);
+    }
+
+    /// The cluster nodes' DNS servers when `zone` is the cluster's (claim UPDATE targets).
+    pub fn cluster_servers(&self, zone: &str) -> Option<Vec<SocketAddr>> {
+        self.union.as_ref().filter(|u| u.covers(zone)).map(Union::servers).filter(|s| !s.is_empty())
     }
 
     fn order(&self) -> Vec<usize> {
@@ -127,7 +141,16 @@ impl Pool {
     }
 
     /// TXT values at `name` (each RR's strings joined); empty for NXDOMAIN / NODATA.
+    /// Names under the cluster base (cluster mode) are the union of every node's answer.
     pub fn txt(&self, name: &str) -> Result<Vec<String>> {
+        match &self.union {
+            Some(u) if u.covers(name) => u.txt(self, name),
+            _ => self.resolver_txt(name),
+        }
+    }
+
+    /// TXT values at `name` through the resolvers only (never the cluster union).
+    pub fn resolver_txt(&self, name: &str) -> Result<Vec<String>> {
         let a = self.query(name, RecordType::TXT)?;
         Ok(txt_values(&a.msg))
     }
@@ -193,6 +216,11 @@ fn build_query(qname: &str, rtype: RecordType) -> Result<Message> {
     edns.set_max_payload(EDNS_PAYLOAD);
     m.set_edns(edns);
     Ok(m)
+}
+
+/// Ask one DNS server directly (UDP, TCP when truncated); any rcode is returned.
+pub fn ask(server: SocketAddr, qname: &str, rtype: RecordType) -> Result<Message> {
+    exchange_any(&Upstream::Dns(server), &build_query(qname, rtype)?)
 }
 
 fn exchange_any(up: &Upstream, q: &Message) -> Result<Message> {

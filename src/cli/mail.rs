@@ -10,7 +10,9 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::dns::{self, Op};
 use super::ident::{find_contact, lookup_identity, split_addr};
-use super::state::{self, Contact, Contacts, Intro, OutboxItem, PrekeySecret, Retryable, Writer};
+use super::state::{
+    self, is_retryable, Contact, Contacts, Intro, OutboxItem, PrekeySecret, Writer,
+};
 use super::store::HomeLock;
 use super::{now, Ctx};
 use crate::proto::envelope;
@@ -68,9 +70,13 @@ fn choose_prekey(ctx: &Ctx, c: &Contact, t: u64) -> Option<(u32, [u8; 32])> {
     Some((p.prekey_id, p.public_key))
 }
 
-/// Where unsigned claim UPDATEs for `zone` go: a pool resolver authoritative for it
-/// (the zone's node listed directly), else the zone's A/AAAA at the provider port.
+/// Where unsigned claim UPDATEs for `zone` go: the cluster's nodes when it is the
+/// cluster's zone, else a pool resolver authoritative for it (the zone's node listed
+/// directly), else the zone's A/AAAA at the provider port.
 fn claim_targets(ctx: &Ctx, zone: &str) -> Vec<SocketAddr> {
+    if let Some(servers) = ctx.pool.cluster_servers(zone) {
+        return servers;
+    }
     if let Some(a) = ctx.pool.authoritative_for(zone) {
         return vec![a];
     }
@@ -113,7 +119,7 @@ struct Sent {
     claims: Vec<String>,
 }
 
-/// Compose and publish one message. Errors wrapping [`Retryable`] mean "queue it".
+/// Compose and publish one message. Errors wrapping [`state::Retryable`] mean "queue it".
 fn attempt(ctx: &Ctx, writer: &Writer, c: &Contact, body: &str, ttl: u64) -> Result<Sent> {
     let t = now();
     let zone = ctx.cfg.zone();
@@ -197,10 +203,6 @@ fn attempt(ctx: &Ctx, writer: &Writer, c: &Contact, body: &str, ttl: u64) -> Res
         v2,
         claims,
     })
-}
-
-fn is_retryable(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<Retryable>().is_some())
 }
 
 fn report_sent(to: &str, s: &Sent) {

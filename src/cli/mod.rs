@@ -1,12 +1,15 @@
 //! The `dnsmesh` companion CLI: keys from a passphrase, registration with a home node,
 //! identity and prekey publishing, contacts, send and receive, a persistent outbox and a
 //! `doctor`. It uses the protocol core (`crate::proto`) for every byte on the wire and
-//! adds only I/O: DNS reads through a resolver pool, writes through the home node.
+//! adds only I/O: DNS reads through a resolver pool, writes through the home node — or,
+//! in cluster mode (`cluster`), reads from and writes to every node of a signed cluster
+//! manifest.
 //!
 //! Exit codes: 0 success, 1 failure (the message says what failed and what to do),
 //! 2 usage errors (clap).
 
 mod account;
+mod cluster;
 mod config;
 mod dns;
 mod ident;
@@ -23,6 +26,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::proto::keys::Identity;
+use crate::proto::records::cluster::ClusterManifest;
 use config::Config;
 use state::{Credentials, Writer};
 use store::{HomeLock, Store};
@@ -125,6 +129,30 @@ enum Cmd {
     },
     /// Check configuration, node, resolvers, credentials and clock.
     Doctor,
+    /// Cluster mode: pin a cluster, fetch its signed manifest, switch the mode on or off.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCmd {
+    /// Store the cluster operator's Ed25519 key and the cluster base domain in config.
+    Pin {
+        /// 32-byte Ed25519 public key of the cluster operator, hex.
+        operator_spk: String,
+        /// Cluster base domain; the manifest lives at cluster.<base_domain>.
+        base_domain: String,
+    },
+    /// Fetch and verify the cluster manifest now, and print it.
+    Fetch,
+    /// Switch cluster mode on after the manifest verifies.
+    Enable,
+    /// Switch cluster mode off (the pin is kept).
+    Disable,
+    /// Show each node's HTTP and DNS health.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,12 +217,14 @@ pub(crate) fn now() -> u64 {
 }
 
 /// Everything a command needs after the passphrase: config, identity, sealed store,
-/// resolver pool, and the lock on the config home.
+/// resolver pool, the cluster manifest in cluster mode, and the lock on the config home.
 pub(crate) struct Ctx {
+    /// In cluster mode `domain` is the cluster base (the effective domain).
     pub cfg: Config,
     pub id: Identity,
     pub store: Store,
     pub pool: dns::Pool,
+    pub cluster: Option<ClusterManifest>,
     _lock: Option<HomeLock>,
 }
 
@@ -207,7 +237,7 @@ impl Ctx {
     /// As [`Ctx::open`]; `lock = false` leaves locking to the caller (`recv --watch`
     /// locks per poll so other commands can run in between).
     fn open_with(home: &Path, lock: bool) -> Result<Ctx> {
-        let cfg = Config::load(home)?;
+        let mut cfg = Config::load(home)?;
         let lock = if lock { Some(HomeLock::acquire(home)?) } else { None };
         let pass = passphrase(&cfg)?;
         let id = derive(&cfg, &pass)?;
@@ -217,14 +247,23 @@ impl Ctx {
             }
         }
         let store = Store::open(home, &id)?;
-        let pool = dns::Pool::new(&cfg.dns_resolvers)?;
-        Ok(Ctx { cfg, id, store, pool, _lock: lock })
+        let mut pool = dns::Pool::new(&cfg.dns_resolvers)?;
+        let cluster = match cfg.cluster()? {
+            Some(pin) => {
+                let m = cluster::load(home, &pool, &pin, cfg.cluster_refresh_interval, now())?;
+                pool.set_union(cluster::Union::new(&m, &pool));
+                cfg.domain = pin.base;
+                Some(m)
+            }
+            None => None,
+        };
+        Ok(Ctx { cfg, id, store, pool, cluster, _lock: lock })
     }
 
-    /// The writer chosen by the saved credentials.
+    /// The writer chosen by the saved credentials (and cluster mode).
     pub fn writer(&self) -> Result<Writer> {
         let creds: Credentials = self.store.load(state::CREDENTIALS)?;
-        Writer::new(&self.cfg.endpoint, &creds)
+        Writer::new(&self.cfg.endpoint, &creds, self.cluster.as_ref())
     }
 }
 
@@ -366,5 +405,14 @@ fn dispatch(cmd: Cmd, home: &Path) -> Result<()> {
         }
         Cmd::Outbox { retry } => mail::outbox(&Ctx::open(home)?, retry),
         Cmd::Doctor => account::doctor(home),
+        Cmd::Cluster { cmd } => match cmd {
+            ClusterCmd::Pin { operator_spk, base_domain } => {
+                cluster::pin_cmd(home, &operator_spk, &base_domain)
+            }
+            ClusterCmd::Fetch => cluster::fetch_cmd(home),
+            ClusterCmd::Enable => cluster::enable_cmd(home),
+            ClusterCmd::Disable => cluster::disable_cmd(home),
+            ClusterCmd::Status => cluster::status_cmd(home),
+        },
     }
 }

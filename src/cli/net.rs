@@ -12,9 +12,16 @@ pub struct Reply {
     pub date: Option<String>,
 }
 
+/// Whole-request timeout for calls to the home node.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
+
 fn agent() -> ureq::Agent {
+    agent_within(TIMEOUT)
+}
+
+fn agent_within(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(15)))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .build()
         .into()
@@ -38,16 +45,31 @@ pub fn get(url: &str) -> Result<Reply> {
 
 /// `POST url` with a JSON body and an optional bearer token.
 pub fn post_json(url: &str, token: Option<&str>, body: &serde_json::Value) -> Result<Reply> {
-    let mut r = agent().post(url);
+    post_json_within(url, token, body, TIMEOUT)
+}
+
+/// [`post_json`] with an explicit whole-request timeout (cluster fan-out uses 5 s).
+pub fn post_json_within(
+    url: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> Result<Reply> {
+    let mut r = agent_within(timeout).post(url);
     if let Some(t) = token {
         r = r.header("Authorization", &format!("Bearer {t}"));
     }
     finish(r.send_json(body), &format!("POST {url}"))
 }
 
-/// `DELETE url` with a JSON body and an optional bearer token.
-pub fn delete_json(url: &str, token: Option<&str>, body: &serde_json::Value) -> Result<Reply> {
-    let mut r = agent().delete(url).force_send_body();
+/// `DELETE url` with a JSON body, an optional bearer token and a whole-request timeout.
+pub fn delete_json(
+    url: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> Result<Reply> {
+    let mut r = agent_within(timeout).delete(url).force_send_body();
     if let Some(t) = token {
         r = r.header("Authorization", &format!("Bearer {t}"));
     }

@@ -3,12 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
+use super::cluster::Fanout;
 use super::dns::{self, Op, TsigKey};
 use super::net;
+use crate::proto::records::cluster::ClusterManifest;
 
 /// Store document names.
 pub const CONTACTS: &str = "contacts";
@@ -151,17 +154,33 @@ pub fn host_port(url: &str) -> String {
 #[error("{0}")]
 pub struct Retryable(pub String);
 
-/// The home-node writer.
+/// Does this error (anywhere in its chain) mean "may succeed later"?
+pub fn is_retryable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<Retryable>().is_some())
+}
+
+/// The writer: the home node, or every node of the cluster.
 pub enum Writer {
     /// `POST`/`DELETE /v1/records/<name>` with an optional bearer token.
-    Http { endpoint: String, token: Option<String> },
+    Http { endpoint: String, token: Option<String>, timeout: Duration },
     /// RFC 2136 UPDATE signed with the TSIG key.
     Tsig { server: SocketAddr, zone: String, key: TsigKey },
+    /// Cluster mode without TSIG: HTTP to every node of the manifest, quorum acks.
+    Fanout(Fanout),
 }
 
 impl Writer {
-    /// Choose the writer from saved credentials (last registration wins).
-    pub fn new(endpoint: &str, creds: &Credentials) -> Result<Writer> {
+    /// Choose the writer from saved credentials (last registration wins). In cluster
+    /// mode (`cluster` given) HTTP writes fan out to every node of the manifest; TSIG
+    /// writes still go to the home node only, and anti-entropy spreads them.
+    pub fn new(
+        endpoint: &str,
+        creds: &Credentials,
+        cluster: Option<&ClusterManifest>,
+    ) -> Result<Writer> {
+        if let (Some(m), false) = (cluster, creds.mode.as_deref() == Some("tsig")) {
+            return Fanout::new(m, creds).map(Writer::Fanout);
+        }
         match creds.mode.as_deref() {
             Some("tsig") => {
                 let t = creds.tsig.as_ref().ok_or_else(|| {
@@ -196,7 +215,11 @@ impl Writer {
                         (creds.tokens.len() == 1).then(|| creds.tokens.values().next()).flatten()
                     })
                     .map(|t| t.token.clone());
-                Ok(Writer::Http { endpoint: endpoint.trim_end_matches('/').to_string(), token })
+                Ok(Writer::Http {
+                    endpoint: endpoint.trim_end_matches('/').to_string(),
+                    token,
+                    timeout: net::TIMEOUT,
+                })
             }
         }
     }
@@ -204,25 +227,26 @@ impl Writer {
     /// One line describing the writer (for messages and `doctor`).
     pub fn describe(&self) -> String {
         match self {
-            Writer::Http { endpoint, token } => format!(
+            Writer::Http { endpoint, token, .. } => format!(
                 "HTTP {endpoint} ({})",
                 if token.is_some() { "bearer token" } else { "no token" }
             ),
             Writer::Tsig { server, key, .. } => {
                 format!("DNS UPDATE to {server} (TSIG key {})", key.name)
             }
+            Writer::Fanout(f) => f.describe(),
         }
     }
 
     /// Publish records in order; stops at the first failure.
     pub fn publish(&self, records: &[(String, String, u32)], now: u64) -> Result<()> {
         match self {
-            Writer::Http { endpoint, token } => {
+            Writer::Http { endpoint, token, timeout } => {
                 for (name, value, ttl) in records {
                     let url = format!("{endpoint}/v1/records/{}", net::path_segment(name));
                     let body = serde_json::json!({"value": value, "ttl": ttl});
                     let r = with_rate_limit(|| {
-                        net::post_json(&url, token.as_deref(), &body)
+                        net::post_json_within(&url, token.as_deref(), &body, *timeout)
                             .map_err(|e| anyhow::Error::new(Retryable(format!("{e:#}"))))
                     })?;
                     check_status(r.status, &r.body, 201, name)?;
@@ -240,17 +264,18 @@ impl Writer {
                 }
                 Ok(())
             }
+            Writer::Fanout(f) => f.publish(records, now),
         }
     }
 
     /// Delete one exact value. A value that is already gone counts as deleted.
     pub fn delete(&self, name: &str, value: &str, now: u64) -> Result<()> {
         match self {
-            Writer::Http { endpoint, token } => {
+            Writer::Http { endpoint, token, timeout } => {
                 let url = format!("{endpoint}/v1/records/{}", net::path_segment(name));
                 let body = serde_json::json!({"value": value});
                 let r = with_rate_limit(|| {
-                    net::delete_json(&url, token.as_deref(), &body)
+                    net::delete_json(&url, token.as_deref(), &body, *timeout)
                         .map_err(|e| anyhow::Error::new(Retryable(format!("{e:#}"))))
                 })?;
                 if r.status == 404 {
@@ -262,6 +287,7 @@ impl Writer {
                 let ops = [Op::Delete { name: name.to_string(), value: value.to_string() }];
                 tsig_update(*server, zone, &ops, key, now)
             }
+            Writer::Fanout(f) => f.delete(name, value, now),
         }
     }
 }
