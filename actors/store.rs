@@ -174,6 +174,9 @@ pub struct StoreActor {
     db: sled::Db,
     tree: sled::Tree,
     last_ms: u64,
+    /// Rows in the store (live or expired but not yet swept), kept incrementally so
+    /// `/metrics` never scans.
+    rows: usize,
     subscribers: Vec<(&'static str, Recipient<ZoneDelta>)>,
     waiting: Vec<oneshot::Sender<Result<(), StoreError>>>,
     flushing: bool,
@@ -277,10 +280,12 @@ impl StoreActor {
             Some(Err(e)) => return Err(e.into()),
             _ => 0,
         };
+        let rows = tree.scan_prefix(b"t").keys().count();
         Ok(StoreActor {
             db,
             tree,
             last_ms,
+            rows,
             subscribers: Vec::new(),
             waiting: Vec::new(),
             flushing: false,
@@ -407,6 +412,7 @@ impl StoreActor {
         }
         let mut batch = sled::Batch::default();
         let mut changed = Vec::new();
+        let mut row_delta = 0i64;
         for (name, cur) in &names {
             let orig = &original[name];
             let mut touched = false;
@@ -416,6 +422,7 @@ impl StoreActor {
                     continue;
                 }
                 touched = true;
+                row_delta += new.is_some() as i64 - old.is_some() as i64;
                 if let Some((oe, os)) = old {
                     batch.remove(&tkey(os)[..]);
                     batch.remove(&xkey(oe, os)[..]);
@@ -455,6 +462,7 @@ impl StoreActor {
             }
         }
         self.tree.apply_batch(batch)?;
+        self.rows = self.rows.saturating_add_signed(row_delta as isize);
         Ok((changed, deleted))
     }
 
@@ -510,6 +518,7 @@ impl StoreActor {
         end.extend_from_slice(&(now + 1).to_be_bytes());
         let mut batch = sled::Batch::default();
         let mut changed = std::collections::BTreeSet::new();
+        let mut removed_rows = 0usize;
         let mut n = 0;
         for item in self.tree.range(&b"x"[..]..&end[..]) {
             let (xk, _) = item?;
@@ -527,6 +536,7 @@ impl StoreActor {
                 if let Some(m) = self.tree.get(&rk)? {
                     if parse_meta(&m).map(|(_, s)| s) == Some(stored) {
                         batch.remove(rk);
+                        removed_rows += 1;
                         if let Some((name, _)) = split_name_value(&rk_tail) {
                             changed.insert(name.to_string());
                         }
@@ -551,6 +561,7 @@ impl StoreActor {
         }
         if n > 0 {
             self.tree.apply_batch(batch)?;
+            self.rows = self.rows.saturating_sub(removed_rows);
         }
         Ok(changed.into_iter().collect())
     }
@@ -658,7 +669,7 @@ impl Handler<Count> for StoreActor {
     type Result = usize;
 
     fn handle(&mut self, _: Count, _: &mut Context<Self>) -> usize {
-        self.tree.scan_prefix(b"t").count()
+        self.rows
     }
 }
 

@@ -65,6 +65,10 @@ fn http_api_statuses_follow_the_reference() {
     assert_eq!(s, 404);
     assert_eq!(http(&url, "DELETE", "/v1/records/a.mesh.test", Some(OP), "").unwrap().0, 204);
     assert_eq!(http(&url, "GET", "/v1/records/a.mesh.test", Some(OP), "").unwrap().0, 404);
+    assert_eq!(publish(&n, OP, "b.mesh.test", "one", 60), 201);
+    assert_eq!(publish(&n, OP, "b.mesh.test", "two", 60), 201);
+    assert_eq!(publish(&n, OP, "b.mesh.test", "two", 60), 201, "a refresh is not a new row");
+    assert_eq!(http(&url, "GET", "/stats", None, "").unwrap().1, r#"{"records":2}"#);
     let (s, m) = http(&url, "GET", "/metrics", Some(OP), "").unwrap();
     assert_eq!(s, 200);
     assert!(m.contains("dmp_http_requests_total{method=\"POST\",status=\"201\"}"), "{m}");
