@@ -180,6 +180,9 @@ pub struct StoreActor {
     subscribers: Vec<(&'static str, Recipient<ZoneDelta>)>,
     waiting: Vec<oneshot::Sender<Result<(), StoreError>>>,
     flushing: bool,
+    flush_scheduled: bool,
+    /// How long a write may wait for others to share its flush (0 = flush at once).
+    commit_delay: Duration,
     sweep_every: Duration,
     supervisor: Option<Addr<SupervisorActor>>,
 }
@@ -289,9 +292,17 @@ impl StoreActor {
             subscribers: Vec::new(),
             waiting: Vec::new(),
             flushing: false,
+            flush_scheduled: false,
+            commit_delay: Duration::ZERO,
             sweep_every,
             supervisor: None,
         })
+    }
+
+    /// Group-commit window: writes arriving within it share one flush.
+    pub fn with_commit_delay(mut self, d: Duration) -> Self {
+        self.commit_delay = d;
+        self
     }
 
     /// Report lifecycle events to `sup`.
@@ -489,8 +500,19 @@ impl StoreActor {
     fn commit(&mut self, ctx: &mut Context<Self>) -> oneshot::Receiver<Result<(), StoreError>> {
         let (tx, rx) = oneshot::channel();
         self.waiting.push(tx);
-        if !self.flushing {
-            self.start_flush(ctx);
+        if !self.flushing && !self.flush_scheduled {
+            if self.commit_delay.is_zero() {
+                self.start_flush(ctx);
+            } else {
+                // Let concurrent writes join this commit: one fsync for the group.
+                self.flush_scheduled = true;
+                ctx.run_later(self.commit_delay, |act, ctx| {
+                    act.flush_scheduled = false;
+                    if !act.flushing && !act.waiting.is_empty() {
+                        act.start_flush(ctx);
+                    }
+                });
+            }
         }
         rx
     }
@@ -566,44 +588,53 @@ impl StoreActor {
         Ok(changed.into_iter().collect())
     }
 
-    fn send_snapshot(&self, to: &Recipient<ZoneDelta>) {
+    /// Send the next ≤ 4096 names of a snapshot after key `after`; returns the key to
+    /// continue from, or `None` when the snapshot is complete. Sending in steps (each a
+    /// message to ourselves) lets the subscriber consume as we go instead of holding the
+    /// whole store twice in memory.
+    fn snapshot_step(&self, to: &Recipient<ZoneDelta>, after: &[u8]) -> Option<Vec<u8>> {
         let now = now_secs();
         let mut changes: Vec<(String, Vec<String>)> = Vec::new();
         let mut cur_name: Option<String> = None;
         let mut cur_vals: Vec<String> = Vec::new();
-        for item in self.tree.scan_prefix(b"r") {
+        let start: Vec<u8> = if after.is_empty() { b"r".to_vec() } else { after.to_vec() };
+        let mut last_key: Option<Vec<u8>> = None;
+        for item in self.tree.range(start.clone()..) {
             let Ok((k, v)) = item else { continue };
-            let Some((name, value)) = split_name_value(&k[1..]) else {
-                continue;
-            };
-            if parse_meta(&v).map(|(e, _)| e <= now).unwrap_or(true) {
+            if k.first() != Some(&b'r') {
+                break;
+            }
+            if !after.is_empty() && k.as_ref() <= after {
                 continue;
             }
+            let Some((name, value)) = split_name_value(&k[1..]) else { continue };
             if cur_name.as_deref() != Some(name) {
                 if let Some(n) = cur_name.take() {
                     changes.push((n, std::mem::take(&mut cur_vals)));
                     if changes.len() >= 4096 {
+                        // Continue from the last key of the previous name.
                         to.do_send(ZoneDelta {
-                            changes: std::mem::take(&mut changes),
+                            changes,
                             last_stored_ms: self.last_ms,
                             snapshot_complete: false,
                             local: false,
                         });
+                        return last_key;
                     }
                 }
                 cur_name = Some(name.to_string());
             }
-            cur_vals.push(value.to_string());
+            last_key = Some(k.to_vec());
+            if parse_meta(&v).map(|(e, _)| e > now).unwrap_or(false) {
+                cur_vals.push(value.to_string());
+            }
         }
         if let Some(n) = cur_name {
             changes.push((n, cur_vals));
         }
-        to.do_send(ZoneDelta {
-            changes,
-            last_stored_ms: self.last_ms,
-            snapshot_complete: true,
-            local: false,
-        });
+        changes.retain(|(_, v)| !v.is_empty());
+        to.do_send(ZoneDelta { changes, last_stored_ms: self.last_ms, snapshot_complete: true, local: false });
+        None
     }
 
     fn report(&self, event: LifecycleEvent) {
@@ -632,6 +663,7 @@ impl Supervised for StoreActor {
         // Writes that were waiting for a flush are still applied; a fresh flush will
         // answer them after restart.
         self.flushing = false;
+        self.flush_scheduled = false;
     }
 }
 
@@ -673,12 +705,32 @@ impl Handler<Count> for StoreActor {
     }
 }
 
+/// Continue a snapshot (sent by the store to itself).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SnapshotStep {
+    to: Recipient<ZoneDelta>,
+    after: Vec<u8>,
+}
+
+impl Handler<SnapshotStep> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SnapshotStep, ctx: &mut Context<Self>) {
+        if let Some(next) = self.snapshot_step(&msg.to, &msg.after) {
+            ctx.notify(SnapshotStep { to: msg.to, after: next });
+        }
+    }
+}
+
 impl Handler<Subscribe> for StoreActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) {
         if msg.snapshot {
-            self.send_snapshot(&msg.to);
+            if let Some(next) = self.snapshot_step(&msg.to, &[]) {
+                ctx.notify(SnapshotStep { to: msg.to.clone(), after: next });
+            }
         }
         self.subscribers.retain(|(n, _)| *n != msg.name);
         self.subscribers.push((msg.name, msg.to));

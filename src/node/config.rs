@@ -76,6 +76,8 @@ pub struct NodeSection {
     pub hostname: String,
     /// Seconds between expiry sweeps.
     pub sweep_interval_secs: u64,
+    /// Group-commit window in microseconds: writes arriving within it share one flush.
+    pub commit_delay_us: u64,
 }
 
 /// `[dns]`
