@@ -115,6 +115,9 @@ for case in load("upstream/dmpv2_envelope.json"):
     addr = case.get("inputs", {}).get("sender_addr")
     if addr:
         add("registration", f"addr-{addr}", addr)
+# A canonical address whose envelope header is 255 bytes: one character below §5.4's cap.
+long_addr = "l" * 64 + "@" + ".".join(["a" * 63, "a" * 63, "b" * 52])
+add("message", "envelope-long-address", b"\x02" + long_addr.encode())
 add("message", "assembly-all", b"\x03\xff")
 add("message", "assembly-some", b"\x03\x0b")
 add("message", "assembly-prekey-all", b"\x09\xff")

@@ -39,7 +39,7 @@ for t in "${targets[@]}"; do
   log="$fuzz_dir/logs/$t.log"
   # One fuzzer at a time, one job: the machines are small.
   cargo fuzz run --fuzz-dir "$fuzz_dir" "$t" "$fuzz_dir/corpus/$t" "$fuzz_dir/seeds/$t" -- \
-    -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+    -max_total_time="$secs" -max_len=4096 -len_control=0 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
   after=$(find "$fuzz_dir/artifacts/$t" -type f | sort)
