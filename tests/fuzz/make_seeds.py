@@ -145,6 +145,9 @@ for name in ["DMP.Alice.Example.COM..", "id-2bd806c97f0e00af.example.com",
              "slot-33.mb-2bd806c97f0e.a.com.", "chunk-1-2bd806c97f0e.a.com",
              "claim-1.mb-2bd806c97f0e.a.com", "_dmp.example.com", "a..b.com"]:
     add("registration", f"name-{name}", name + "\0z.test\0slot-*.mb-*.a.com\0id-abc.a.com")
+for ep in ["https://node.example.com", "HTTP://[2606:4700::1]:8053", "http://127.0.0.1:8053",
+           "https://[fe80::1%eth0]", "https://a.localhost."]:
+    add("registration", f"endpoint-{ep}", ep)
 add("registration", "glob", "chunk-0001-abc.mesh.test\0\0chunk-*-*.mesh.test\0a*b*c.mesh.test")
 add("registration", "unicode", "\u212aim@b.com\0Z.T\u0130\0*\0\u03a3.com")
 

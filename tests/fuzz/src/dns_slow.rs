@@ -5,11 +5,12 @@
 //! `hickory_server::server::Request::from_bytes` the node's listeners use, then runs
 //! those steps: name lower-casing and zone check, `ZoneView::txt`, TXT RDATA joining,
 //! unsigned-claim verification and TSIG scope coverage. It also checks the fast path
-//! against the slow path: for plain LDH queries both must agree on the rcode.
+//! against hickory: every fast-path reply must decode, and for plain LDH queries the
+//! fast and slow paths must agree on the rcode.
 
 use std::str::FromStr;
 
-use hickory_proto::op::OpCode;
+use hickory_proto::op::{Message, OpCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
@@ -28,6 +29,9 @@ const NS: [&str; 2] = ["ns1.mesh.test", "ns2.mesh.test"];
 pub fn dns_slow(data: &[u8]) {
     let mut out = Vec::new();
     let fast = zone().answer(data, &mut out, false);
+    if let Disposition::Reply { .. } = fast {
+        reply_decodes(&out);
+    }
     let src = "192.0.2.7:5353".parse().expect("constant address");
     let Ok(req) = Request::from_bytes(data.to_vec(), src, Protocol::Udp) else {
         if let Disposition::Reply { .. } = fast {
@@ -46,6 +50,17 @@ pub fn dns_slow(data: &[u8]) {
         OpCode::Update => update(&req, &origin),
         _ => {}
     }
+}
+
+/// Every fast-path reply must be a DNS message a real resolver library can read, with
+/// as many records in each section as its header counts.
+fn reply_decodes(out: &[u8]) {
+    let msg = Message::from_vec(out).expect("fast-path reply decodes with hickory");
+    let count = |i: usize| usize::from(u16::from_be_bytes([out[6 + 2 * i], out[7 + 2 * i]]));
+    assert_eq!(msg.answers.len(), count(0), "answer count");
+    assert_eq!(msg.authorities.len(), count(1), "authority count");
+    let opt = usize::from(msg.edns.is_some());
+    assert_eq!(msg.additionals.len() + opt, count(2), "additional count");
 }
 
 /// Only LDH-ish labels print the same in hickory's text form and the wire form.

@@ -18,7 +18,7 @@ use dnsmesh::proto::records::bootstrap::BootstrapRecord;
 use dnsmesh::proto::records::chunk::ChunkRecord;
 use dnsmesh::proto::records::claim::ClaimRecord;
 use dnsmesh::proto::records::cluster::ClusterManifest;
-use dnsmesh::proto::records::heartbeat::{Heartbeat, HeartbeatPolicy};
+use dnsmesh::proto::records::heartbeat::{validate_endpoint, Heartbeat, HeartbeatPolicy};
 use dnsmesh::proto::records::identity::IdentityRecord;
 use dnsmesh::proto::records::manifest::SlotManifest;
 use dnsmesh::proto::records::prekey::Prekey;
@@ -702,8 +702,8 @@ pub fn b64_txt(data: &[u8]) {
 // ---------------------------------------------------------------------------------------
 
 /// Input: up to four NUL-separated strings `a\0b\0c\0d` (lossy UTF-8). `a` is tried as
-/// a subject, a record name, an owner and an address; `b` as a zone; `b`, `c`, `d` as
-/// scope suffixes covering `a`.
+/// a subject, a record name, an owner, an address and a heartbeat endpoint; `b` as a
+/// zone; `b`, `c`, `d` as scope suffixes covering `a`.
 pub fn registration(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let mut parts = text.split('\0');
@@ -723,6 +723,13 @@ pub fn registration(data: &[u8]) {
         assert_eq!(dnsname::validate(v), Some(v), "validate is idempotent");
     }
     let _ = envelope::canonicalize_address(a);
+    // Heartbeat endpoints: the private-address policy only ever removes endpoints.
+    if validate_endpoint(a, false).is_ok() {
+        assert!(
+            validate_endpoint(a, true).is_ok(),
+            "strict endpoint refused loosely"
+        );
+    }
 }
 
 fn subject(raw: &str, zone: &str, data: &[u8]) {
