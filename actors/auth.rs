@@ -20,10 +20,7 @@ use crate::node::limits::TokenBuckets;
 use crate::proto::{keys, registration, seal};
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A refusal with the HTTP status it maps to and a message a user can act on.
@@ -35,10 +32,7 @@ pub struct AuthError {
 }
 
 fn err(status: u16, message: impl Into<String>) -> AuthError {
-    AuthError {
-        status,
-        message: message.into(),
-    }
+    AuthError { status, message: message.into() }
 }
 
 /// Settings the auth actor needs.
@@ -54,6 +48,9 @@ pub struct AuthOptions {
     pub token_ttl_secs: u64,
     pub token_rate: f64,
     pub token_burst: f64,
+    /// Per (credential, recipient mailbox) bucket for shared mailbox writes.
+    pub mailbox_rate: f64,
+    pub mailbox_burst: f64,
 }
 
 /// A stored bearer token (only its hash).
@@ -165,6 +162,7 @@ pub struct AuthActor {
     node_key: [u8; 32],
     challenges: HashMap<[u8; 32], Challenge>,
     token_buckets: TokenBuckets<String>,
+    mailbox_buckets: TokenBuckets<(String, String)>,
     sink: Option<Recipient<KeyringChanged>>,
     supervisor: Option<Addr<SupervisorActor>>,
 }
@@ -201,8 +199,7 @@ fn hexfield<const N: usize>(body: &serde_json::Value, field: &str) -> Result<[u8
         .ok_or_else(|| err(400, format!("missing or non-string field: {field}")))?;
     let b = hex::decode(s).map_err(|_| err(400, format!("{field}: not valid hex")))?;
     let n = b.len();
-    b.try_into()
-        .map_err(|_| err(400, format!("{field}: expected {N} bytes, got {n}")))
+    b.try_into().map_err(|_| err(400, format!("{field}: expected {N} bytes, got {n}")))
 }
 
 impl AuthActor {
@@ -225,6 +222,7 @@ impl AuthActor {
             node_key,
             challenges: HashMap::new(),
             token_buckets: TokenBuckets::new(100_000),
+            mailbox_buckets: TokenBuckets::new(100_000),
             sink: None,
             supervisor: None,
         })
@@ -283,10 +281,7 @@ impl AuthActor {
     }
 
     fn flush(&self) -> Result<(), AuthError> {
-        self.db
-            .flush()
-            .map(|_| ())
-            .map_err(|e| err(500, format!("storage failure: {e}")))
+        self.db.flush().map(|_| ()).map_err(|e| err(500, format!("storage failure: {e}")))
     }
 
     fn challenge(&mut self) -> Result<serde_json::Value, AuthError> {
@@ -296,11 +291,8 @@ impl AuthActor {
         let now = now_secs();
         self.challenges.retain(|_, c| c.expires_at > now);
         if self.challenges.len() >= 10_000 {
-            if let Some(k) = self
-                .challenges
-                .iter()
-                .min_by_key(|(_, c)| c.expires_at)
-                .map(|(k, _)| *k)
+            if let Some(k) =
+                self.challenges.iter().min_by_key(|(_, c)| c.expires_at).map(|(k, _)| *k)
             {
                 self.challenges.remove(&k);
             }
@@ -308,13 +300,7 @@ impl AuthActor {
         let challenge = keys::random_32();
         let server_secret = keys::random_32();
         let expires_at = now + 60;
-        self.challenges.insert(
-            challenge,
-            Challenge {
-                expires_at,
-                server_secret,
-            },
-        );
+        self.challenges.insert(challenge, Challenge { expires_at, server_secret });
         Ok(serde_json::json!({
             "challenge": hex::encode(challenge),
             "node": self.opts.hostname,
@@ -360,11 +346,7 @@ impl AuthActor {
         }
         let domain = subject.split_once('@').map(|(_, d)| d).unwrap_or("");
         if !self.opts.allowlist.is_empty()
-            && !self
-                .opts
-                .allowlist
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(domain))
+            && !self.opts.allowlist.iter().any(|d| d.eq_ignore_ascii_case(domain))
         {
             return Err(err(403, "subject not in registration allowlist"));
         }
@@ -416,18 +398,12 @@ impl AuthActor {
                 "subject already has a live token; re-registration must be signed with the previously-registered Ed25519 key",
             ));
         }
-        let expires_at = if self.opts.token_ttl_secs == 0 {
-            0
-        } else {
-            now + self.opts.token_ttl_secs
-        };
+        let expires_at =
+            if self.opts.token_ttl_secs == 0 { 0 } else { now + self.opts.token_ttl_secs };
         if tsig {
             let key_name =
                 registration::tsig_key_name(&subject, &spk, &self.opts.zone).map_err(|_| {
-                    err(
-                        400,
-                        "subject local part too long for TSIG key label (max 47 chars)",
-                    )
+                    err(400, "subject local part too long for TSIG key label (max 47 chars)")
                 })?;
             let mut scope = registration::default_scope(
                 &subject,
@@ -452,9 +428,7 @@ impl AuthActor {
                 revoked: false,
             };
             let v = serde_json::to_vec(&row).map_err(|e| err(500, e.to_string()))?;
-            self.tsig
-                .insert(key_name.as_bytes(), v)
-                .map_err(|e| err(500, e.to_string()))?;
+            self.tsig.insert(key_name.as_bytes(), v).map_err(|e| err(500, e.to_string()))?;
             self.flush()?;
             self.push_keyring();
             tracing::info!(subject = %subject, key = %key_name, "minted TSIG key");
@@ -479,14 +453,10 @@ impl AuthActor {
             for (k, mut t) in olds {
                 t.revoked = true;
                 let v = serde_json::to_vec(&t).map_err(|e| err(500, e.to_string()))?;
-                self.tokens
-                    .insert(k, v)
-                    .map_err(|e| err(500, e.to_string()))?;
+                self.tokens.insert(k, v).map_err(|e| err(500, e.to_string()))?;
             }
-            let token = format!(
-                "dmp_v1_{}",
-                data_encoding::BASE32_NOPAD.encode(&keys::random_32())
-            );
+            let token =
+                format!("dmp_v1_{}", data_encoding::BASE32_NOPAD.encode(&keys::random_32()));
             let token_hash = hex::encode(keys::sha256(token.as_bytes()));
             let row = TokenRow {
                 token_hash: token_hash.clone(),
@@ -499,9 +469,7 @@ impl AuthActor {
                 rate_burst: self.opts.token_burst,
             };
             let v = serde_json::to_vec(&row).map_err(|e| err(500, e.to_string()))?;
-            self.tokens
-                .insert(token_hash.as_bytes(), v)
-                .map_err(|e| err(500, e.to_string()))?;
+            self.tokens.insert(token_hash.as_bytes(), v).map_err(|e| err(500, e.to_string()))?;
             self.flush()?;
             tracing::info!(subject = %subject, "minted bearer token");
             Ok(serde_json::json!({
@@ -520,9 +488,7 @@ impl AuthActor {
             return false;
         }
         let want = format!("Bearer {op}");
-        header
-            .map(|h| constant_time_eq(h.as_bytes(), want.as_bytes()))
-            .unwrap_or(false)
+        header.map(|h| constant_time_eq(h.as_bytes(), want.as_bytes())).unwrap_or(false)
     }
 
     fn authorize(
@@ -561,10 +527,16 @@ impl AuthActor {
         if !allowed {
             return Err(err(401, "unauthorized"));
         }
-        if !self
-            .token_buckets
-            .take(hash, row.rate_per_sec, row.rate_burst)
-        {
+        if let Some(mb) = crate::node::limits::mailbox_of(name) {
+            let key = (hash.clone(), mb.to_string());
+            if !self.mailbox_buckets.take(key, self.opts.mailbox_rate, self.opts.mailbox_burst) {
+                return Err(err(
+                    429,
+                    "per-recipient write limit exceeded for this mailbox; retry later",
+                ));
+            }
+        }
+        if !self.token_buckets.take(hash, row.rate_per_sec, row.rate_burst) {
             return Err(err(429, "per-token rate limit exceeded"));
         }
         Ok(())
@@ -595,10 +567,7 @@ impl AuthActor {
     fn revoke(&mut self, what: &str) -> Result<usize, AuthError> {
         let what_l = what.trim().to_ascii_lowercase();
         if what_l.is_empty() {
-            return Err(err(
-                400,
-                "say which subject, token hash prefix or key name to revoke",
-            ));
+            return Err(err(400, "say which subject, token hash prefix or key name to revoke"));
         }
         let mut n = 0;
         for (k, v) in self.tokens.iter().filter_map(|i| i.ok()) {
@@ -615,11 +584,7 @@ impl AuthActor {
                 n += 1;
             }
         }
-        let key_q = if what_l.ends_with('.') {
-            what_l.clone()
-        } else {
-            format!("{what_l}.")
-        };
+        let key_q = if what_l.ends_with('.') { what_l.clone() } else { format!("{what_l}.") };
         for (k, v) in self.tsig.iter().filter_map(|i| i.ok()) {
             let Ok(mut t) = serde_json::from_slice::<TsigRow>(&v) else {
                 continue;
@@ -639,10 +604,7 @@ impl AuthActor {
 
     fn report(&self, event: LifecycleEvent) {
         if let Some(s) = &self.supervisor {
-            s.do_send(Lifecycle {
-                actor: "auth",
-                event,
-            });
+            s.do_send(Lifecycle { actor: "auth", event });
         }
     }
 }

@@ -30,7 +30,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 
-use super::store::{Apply, Op, StoreActor, StoreError, Subscribe, ZoneDelta};
+use super::store::{Apply, Op, Origin, StoreActor, StoreError, Subscribe, ZoneDelta};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
 use crate::dnswire::udp::{UdpServer, UdpStats};
 use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
@@ -40,10 +40,7 @@ use crate::node::limits::TokenBuckets;
 const OUR_UDP_PAYLOAD: u16 = 1232;
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// One TSIG key as the DNS actor needs it.
@@ -88,6 +85,10 @@ pub struct DnsStats {
     pub names: usize,
     /// SOA serial now.
     pub serial: u32,
+    /// Response-time histogram: counts per bucket of `LATENCY_BOUNDS_US` (+ overflow).
+    pub latency_buckets: Vec<u64>,
+    /// Sum of response times, seconds.
+    pub latency_sum_secs: f64,
 }
 
 /// What the DNS actor needs from the configuration.
@@ -106,12 +107,28 @@ pub struct DnsOptions {
     pub max_values_per_name: usize,
     pub claim_rate: f64,
     pub claim_burst: f64,
+    /// Per-client-IP bucket for UPDATE messages (loopback exempt unless `limit_loopback`).
+    pub update_rate: f64,
+    pub update_burst: f64,
+    /// Per-TSIG-key bucket for UPDATE messages.
+    pub key_rate: f64,
+    pub key_burst: f64,
+    /// Per (key, recipient mailbox) bucket for adds to `slot-*`/`claim-*` names.
+    pub mailbox_rate: f64,
+    pub mailbox_burst: f64,
+    pub limit_loopback: bool,
+    /// Idle timeout of a DNS-over-TCP connection.
+    pub tcp_timeout: Duration,
+    /// Response-rate limiting on the UDP path (`None` = off).
+    pub rrl: Option<crate::dnswire::rrl::RrlConfig>,
 }
 
 /// Slow-path counters by outcome.
 #[derive(Default)]
 struct SlowCounters {
     by_outcome: parking_lot::Mutex<HashMap<&'static str, u64>>,
+    /// Slow-path handling time, as the UDP path's histogram.
+    latency: UdpStats,
 }
 
 impl SlowCounters {
@@ -133,6 +150,9 @@ struct SlowInner {
     store: Addr<StoreActor>,
     keyring: ArcSwap<Keyring>,
     claim_buckets: parking_lot::Mutex<TokenBuckets<String>>,
+    ip_buckets: parking_lot::Mutex<TokenBuckets<IpAddr>>,
+    key_buckets: parking_lot::Mutex<TokenBuckets<String>>,
+    mailbox_buckets: parking_lot::Mutex<TokenBuckets<(String, String)>>,
     counters: SlowCounters,
 }
 
@@ -155,10 +175,7 @@ enum TsigCheck {
     /// No TSIG on the request.
     Unsigned,
     /// Verified: the key's scope and a context to sign the response with.
-    Verified {
-        scope: Vec<String>,
-        ctx: TSigResponseContext,
-    },
+    Verified { scope: Vec<String>, ctx: TSigResponseContext },
     /// Failed: answer NOTAUTH with this context (signed or unsigned per RFC 8945).
     Failed(TSigResponseContext),
 }
@@ -170,15 +187,7 @@ impl SlowPath {
             Name::from_str(&format!("{}.", o.ns[0])).unwrap_or_else(|_| self.inner.origin.clone());
         let rname = Name::from_str(&format!("{}.", o.soa_rname))
             .unwrap_or_else(|_| self.inner.origin.clone());
-        let soa = SOA::new(
-            mname,
-            rname,
-            self.inner.view.serial(),
-            3600,
-            600,
-            604800,
-            o.ttl,
-        );
+        let soa = SOA::new(mname, rname, self.inner.view.serial(), 3600, 600, 604800, o.ttl);
         Record::from_rdata(self.inner.origin.clone(), o.ttl, RData::SOA(soa))
     }
 
@@ -198,9 +207,7 @@ impl SlowPath {
                 ))
             }
         };
-        let Ok((_, _, range)) = entry
-            .signer
-            .verify_message_byte(request.as_slice(), None, true)
+        let Ok((_, _, range)) = entry.signer.verify_message_byte(request.as_slice(), None, true)
         else {
             return TsigCheck::Failed(TSigResponseContext::bad_signature(
                 request.metadata.id,
@@ -257,10 +264,7 @@ impl SlowPath {
                 [].iter(),
                 [].iter(),
             );
-            if tbs_resp
-                .destructive_emit(&mut BinEncoder::new(&mut tbs))
-                .is_ok()
-            {
+            if tbs_resp.destructive_emit(&mut BinEncoder::new(&mut tbs)).is_ok() {
                 if let Ok(sig) = ctx.sign(&tbs) {
                     response.set_signature(sig);
                 }
@@ -276,10 +280,12 @@ impl SlowPath {
     }
 
     fn response_edns(request: &Request) -> Option<Edns> {
-        request.edns.as_ref().map(|_| {
+        request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
             e.set_max_payload(OUR_UDP_PAYLOAD);
             e.set_version(0);
+            // RFC 3225 §3: the DO bit is copied; unknown flags are not.
+            e.set_dnssec_ok(req.flags().dnssec_ok);
             e
         })
     }
@@ -295,24 +301,18 @@ impl SlowPath {
         let mut meta = Metadata::response_from_request(&request.metadata);
         if tsig_failed {
             meta.response_code = ResponseCode::NotAuth;
-            return self
-                .respond(request, rh, meta, vec![], vec![], edns, ctx)
-                .await;
+            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
         }
         if let Some(e) = request.edns.as_ref() {
             if e.version() != 0 {
                 meta.response_code = ResponseCode::BADVERS;
-                return self
-                    .respond(request, rh, meta, vec![], vec![], edns, ctx)
-                    .await;
+                return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
             }
         }
         let queries = request.queries.queries();
         if queries.len() != 1 {
             meta.response_code = ResponseCode::FormErr;
-            return self
-                .respond(request, rh, meta, vec![], vec![], edns, ctx)
-                .await;
+            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
         }
         let q = &queries[0];
         let owner = q.original().name().clone();
@@ -323,9 +323,7 @@ impl SlowPath {
             || !matches!(q.query_class(), DNSClass::IN | DNSClass::ANY)
         {
             meta.response_code = ResponseCode::Refused;
-            return self
-                .respond(request, rh, meta, vec![], vec![], edns, ctx)
-                .await;
+            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
         }
         meta.authoritative = true;
         let ttl = self.inner.opts.ttl;
@@ -338,11 +336,9 @@ impl SlowPath {
                     (IpAddr::V4(v4), RecordType::A) => {
                         answers.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(*v4))))
                     }
-                    (IpAddr::V6(v6), RecordType::AAAA) => answers.push(Record::from_rdata(
-                        owner.clone(),
-                        ttl,
-                        RData::AAAA(AAAA(*v6)),
-                    )),
+                    (IpAddr::V6(v6), RecordType::AAAA) => {
+                        answers.push(Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(*v6))))
+                    }
                     _ => {}
                 }
             }
@@ -381,8 +377,7 @@ impl SlowPath {
         } else {
             vec![]
         };
-        self.respond(request, rh, meta, answers, authority, edns, ctx)
-            .await
+        self.respond(request, rh, meta, answers, authority, edns, ctx).await
     }
 
     async fn handle_update<R: ResponseHandler>(&self, request: &Request, rh: R) -> ResponseInfo {
@@ -394,20 +389,35 @@ impl SlowPath {
             TsigCheck::Failed(ctx) => {
                 meta.response_code = ResponseCode::NotAuth;
                 self.inner.counters.bump("tsig_failed");
-                return self
-                    .respond(request, rh, meta, vec![], vec![], edns, Some(ctx))
-                    .await;
+                return self.respond(request, rh, meta, vec![], vec![], edns, Some(ctx)).await;
             }
             TsigCheck::Verified { scope, ctx } => (Some(scope), Some(ctx)),
             TsigCheck::Unsigned => (None, None),
         };
+        // Per-client and per-key write limits: REFUSED (the client may retry later).
+        let o = &self.inner.opts;
+        let ip = request.src().ip();
+        let ip_ok = (ip.is_loopback() && !o.limit_loopback)
+            || self.inner.ip_buckets.lock().take(ip, o.update_rate, o.update_burst);
+        let key_ok = match (&scope, request.signature.as_ref()) {
+            (Some(_), Some(sig)) => self.inner.key_buckets.lock().take(
+                sig.name.to_lowercase().to_string(),
+                o.key_rate,
+                o.key_burst,
+            ),
+            _ => true,
+        };
+        if !ip_ok || !key_ok {
+            self.inner.counters.bump("rate_limited");
+            meta.response_code = ResponseCode::Refused;
+            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+        }
         let rcode = match self.plan_update(request, scope.as_deref(), now).await {
             Ok(()) => ResponseCode::NoError,
             Err(code) => code,
         };
         meta.response_code = rcode;
-        self.respond(request, rh, meta, vec![], vec![], edns, ctx)
-            .await
+        self.respond(request, rh, meta, vec![], vec![], edns, ctx).await
     }
 
     /// Check and apply an UPDATE; `scope` is the verified key's scope (None = unsigned).
@@ -433,6 +443,7 @@ impl SlowPath {
         for pr in &request.answers {
             self.check_prerequisite(pr)?;
         }
+        let key_name = request.signature.as_ref().map(|s| s.name.to_lowercase().to_string());
         let mut ops = Vec::new();
         for rr in &request.authorities {
             let owner = rr.name.to_lowercase().to_string();
@@ -461,11 +472,7 @@ impl SlowPath {
                     if value.len() > o.max_value_bytes || ttl > o.max_ttl {
                         return Err(ResponseCode::Refused);
                     }
-                    ops.push(Op::Add {
-                        name: owner,
-                        value,
-                        ttl,
-                    });
+                    ops.push(Op::Add { name: owner, value, ttl });
                 }
                 DNSClass::NONE => {
                     if rtype != RecordType::TXT {
@@ -495,6 +502,19 @@ impl SlowPath {
                     };
                     if !crate::node::auth::scope_allows(scope, name, delete) {
                         return Err(ResponseCode::Refused);
+                    }
+                    // One registrant cannot fill another's mailbox slots.
+                    if let (false, Some(mb), Some(key)) =
+                        (delete, crate::node::limits::mailbox_of(name), key_name.as_ref())
+                    {
+                        let k = (key.clone(), mb.to_string());
+                        if !self.inner.mailbox_buckets.lock().take(
+                            k,
+                            o.mailbox_rate,
+                            o.mailbox_burst,
+                        ) {
+                            return Err(ResponseCode::Refused);
+                        }
                     }
                 }
             }
@@ -530,10 +550,7 @@ impl SlowPath {
         match self
             .inner
             .store
-            .send(Apply {
-                ops,
-                max_values: o.max_values_per_name,
-            })
+            .send(Apply { ops, max_values: o.max_values_per_name, origin: Origin::Local })
             .await
         {
             Ok(Ok(_)) => Ok(()),
@@ -565,9 +582,7 @@ impl SlowPath {
             (DNSClass::NONE, RecordType::ANY) => {
                 (!name_in_use).then_some(()).ok_or(ResponseCode::YXDomain)
             }
-            (DNSClass::NONE, t) => (!rrset_exists(t))
-                .then_some(())
-                .ok_or(ResponseCode::YXRRSet),
+            (DNSClass::NONE, t) => (!rrset_exists(t)).then_some(()).ok_or(ResponseCode::YXRRSet),
             (DNSClass::IN, RecordType::TXT) => {
                 let RData::TXT(txt) = &pr.data else {
                     return Err(ResponseCode::FormErr);
@@ -594,9 +609,7 @@ fn claim_owner_hash<'a>(name: &'a str, zone: &str) -> Option<&'a str> {
     let ok = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
         && hash.len() == 12
-        && hash
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     ok.then_some(hash)
 }
 
@@ -641,10 +654,7 @@ fn formerr(query: &[u8]) -> Option<Vec<u8>> {
 fn serve_failed(request: &Request) -> ResponseInfo {
     let mut m = Metadata::response_from_request(&request.metadata);
     m.response_code = ResponseCode::ServFail;
-    ResponseInfo::from(hickory_proto::op::Header {
-        metadata: m,
-        counts: Default::default(),
-    })
+    ResponseInfo::from(hickory_proto::op::Header { metadata: m, counts: Default::default() })
 }
 
 #[async_trait::async_trait]
@@ -654,22 +664,28 @@ impl RequestHandler for SlowPath {
         request: &Request,
         rh: R,
     ) -> ResponseInfo {
+        let t0 = Instant::now();
+        let info = self.dispatch(request, rh).await;
+        let us = t0.elapsed().as_micros() as u64;
+        let bounds = crate::dnswire::udp::LATENCY_BOUNDS_US;
+        let i = bounds.iter().position(|b| us <= *b).unwrap_or(bounds.len());
+        let lat = &self.inner.counters.latency;
+        lat.latency[i].fetch_add(1, Ordering::Relaxed);
+        lat.latency_sum_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        info
+    }
+}
+
+impl SlowPath {
+    async fn dispatch<R: ResponseHandler>(&self, request: &Request, rh: R) -> ResponseInfo {
         match request.metadata.op_code {
             OpCode::Update => self.handle_update(request, rh).await,
             OpCode::Query => self.handle_query(request, rh).await,
             _ => {
                 let mut meta = Metadata::response_from_request(&request.metadata);
                 meta.response_code = ResponseCode::NotImp;
-                self.respond(
-                    request,
-                    rh,
-                    meta,
-                    vec![],
-                    vec![],
-                    Self::response_edns(request),
-                    None,
-                )
-                .await
+                self.respond(request, rh, meta, vec![], vec![], Self::response_edns(request), None)
+                    .await
             }
         }
     }
@@ -714,7 +730,8 @@ impl ResponseHandler for UdpReply {
 
 /// The DNS actor.
 pub struct DnsActor {
-    opts: DnsOptions,
+    tcp_timeout: Duration,
+    rrl: Option<crate::dnswire::rrl::RrlConfig>,
     view: Arc<ZoneView>,
     slow: SlowPath,
     udp: Vec<UdpSocket>,
@@ -746,10 +763,7 @@ fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, std::net::TcpListe
             Err(_) => continue,
         }
     }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::AddrInUse,
-        "no free UDP+TCP port pair",
-    ))
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free UDP+TCP port pair"))
 }
 
 impl DnsActor {
@@ -777,10 +791,7 @@ impl DnsActor {
             .ns
             .iter()
             .filter(|n| n.ends_with(&suffix) && !opts.apex_addresses.is_empty())
-            .map(|n| HostAddrs {
-                name: n.clone(),
-                addrs: opts.apex_addresses.clone(),
-            })
+            .map(|n| HostAddrs { name: n.clone(), addrs: opts.apex_addresses.clone() })
             .collect();
         let view =
             Arc::new(ZoneView::new(&cfg).map_err(|e| {
@@ -796,11 +807,15 @@ impl DnsActor {
                 store: store.clone(),
                 keyring: ArcSwap::from_pointee(Keyring::new()),
                 claim_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
+                ip_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
+                key_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
+                mailbox_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 counters: SlowCounters::default(),
             }),
         };
         Ok(DnsActor {
-            opts,
+            tcp_timeout: opts.tcp_timeout,
+            rrl: opts.rrl,
             view,
             slow,
             udp,
@@ -838,7 +853,13 @@ impl DnsActor {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
             });
-            match crate::dnswire::udp::spawn(clone, self.view.clone(), slow, self.stop.clone()) {
+            match crate::dnswire::udp::spawn_with_rrl(
+                clone,
+                self.view.clone(),
+                slow,
+                self.stop.clone(),
+                self.rrl,
+            ) {
                 Ok(h) => self.threads.push(h),
                 Err(e) => tracing::error!(error = %e, "dns: cannot start UDP thread"),
             }
@@ -849,7 +870,7 @@ impl DnsActor {
                 t.set_nonblocking(true)?;
                 tokio::net::TcpListener::from_std(t)
             }) {
-                Ok(l) => server.register_listener(l, Duration::from_secs(10), 64),
+                Ok(l) => server.register_listener(l, self.tcp_timeout, 64),
                 Err(e) => tracing::error!(error = %e, "dns: cannot start TCP listener"),
             }
         }
@@ -867,11 +888,7 @@ impl DnsActor {
                             .as_ref()
                             .map(|e| e.max_payload().max(512) as usize)
                             .unwrap_or(512);
-                        let rh = UdpReply {
-                            socket: sock,
-                            dst: src,
-                            limit,
-                        };
+                        let rh = UdpReply { socket: sock, dst: src, limit };
                         slow.handle_request::<_, hickory_server::net::runtime::TokioTime>(&req, rh)
                             .await;
                     }
@@ -900,10 +917,7 @@ impl DnsActor {
 
     fn report(&self, event: LifecycleEvent) {
         if let Some(s) = &self.supervisor {
-            s.do_send(Lifecycle {
-                actor: "dns",
-                event,
-            });
+            s.do_send(Lifecycle { actor: "dns", event });
         }
     }
 }
@@ -919,6 +933,7 @@ impl Actor for DnsActor {
         self.store.do_send(Subscribe {
             name: "dns",
             to: ctx.address().recipient(),
+            snapshot: true,
         });
         self.report(LifecycleEvent::Started);
     }
@@ -939,8 +954,7 @@ impl Handler<ZoneDelta> for DnsActor {
 
     fn handle(&mut self, msg: ZoneDelta, _: &mut Context<Self>) {
         if !self.seeded_serial {
-            self.view
-                .set_serial_floor((msg.last_stored_ms / 1000) as u32);
+            self.view.set_serial_floor((msg.last_stored_ms / 1000) as u32);
             self.seeded_serial = true;
         }
         for (name, values) in &msg.changes {
@@ -1017,16 +1031,35 @@ impl Handler<GetStats> for DnsActor {
                 ("other", r(&s.other)),
                 ("truncated", r(&s.truncated)),
                 ("dropped", r(&s.dropped)),
+                ("rrl_dropped", r(&s.rrl_dropped)),
+                ("rrl_slipped", r(&s.rrl_slipped)),
             ] {
                 *outcomes.entry(k.to_string()).or_insert(0) += v;
             }
         }
         let mut outcomes: Vec<(String, u64)> = outcomes.into_iter().collect();
         outcomes.sort();
+        let mut buckets = vec![0u64; crate::dnswire::udp::LATENCY_BOUNDS_US.len() + 1];
+        let mut sum_ns = 0u64;
+        let fast: Vec<Arc<UdpStats>> = self
+            .threads
+            .iter()
+            .map(|t| t.stats().clone())
+            .chain(self.retired_stats.iter().cloned())
+            .collect();
+        for s in fast.iter().map(|s| &**s).chain(std::iter::once(&self.slow.inner.counters.latency))
+        {
+            for (b, c) in buckets.iter_mut().zip(s.latency.iter()) {
+                *b += c.load(Ordering::Relaxed);
+            }
+            sum_ns += s.latency_sum_ns.load(Ordering::Relaxed);
+        }
         DnsStats {
             outcomes,
             names: self.view.len(),
             serial: self.view.serial(),
+            latency_buckets: buckets,
+            latency_sum_secs: sum_ns as f64 / 1e9,
         }
     }
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::auth::{self, AuthActor, AuthorizeWrite, IsOperator, NewChallenge, Register};
 use super::dns::{self, DnsActor, GetStats};
-use super::store::{self, Apply, Count, Get, Op, StoreActor, StoreError};
+use super::store::{self, Apply, Count, Get, Op, Origin, StoreActor, StoreError};
 use super::supervisor::{GetHealth, SupervisorActor};
 use crate::node::limits::TokenBuckets;
 
@@ -28,8 +28,12 @@ pub struct HttpOptions {
     pub listen: SocketAddr,
     pub tls: Option<(String, String)>,
     pub workers: usize,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
     pub trusted_proxies: Vec<IpAddr>,
     pub zone: String,
+    /// Node name shown on the status page (the registration host name).
+    pub node_name: String,
     pub version: &'static str,
     pub max_ttl: u64,
     pub max_value_bytes: usize,
@@ -41,6 +45,12 @@ pub struct HttpOptions {
     pub registration_burst: f64,
     pub limit_loopback: bool,
     pub fault_injection: bool,
+    /// Bearer token for `/v1/sync/*` (empty = those routes answer 403).
+    pub sync_token: String,
+    /// Pinned cluster operator key, for serving verified manifests.
+    pub operator_spk: Option<[u8; 32]>,
+    /// Cluster base domain whose `cluster.<base>` manifest we serve.
+    pub cluster_base: String,
 }
 
 /// Addresses of the actors the ingress talks to.
@@ -50,6 +60,8 @@ pub struct Peers {
     pub auth: Addr<AuthActor>,
     pub dns: Addr<DnsActor>,
     pub supervisor: Addr<SupervisorActor>,
+    pub sync: Addr<super::sync::SyncActor>,
+    pub heartbeat: Option<Addr<super::heartbeat::HeartbeatActor>>,
 }
 
 struct State {
@@ -78,19 +90,12 @@ fn client_ip(req: &HttpRequest, st: &State) -> Option<IpAddr> {
         if let Some(ip) = h
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .rev()
-                    .find_map(|s| s.parse().ok())
-            })
+            .and_then(|v| v.split(',').map(str::trim).rev().find_map(|s| s.parse().ok()))
         {
             return Some(ip);
         }
-        if let Some(ip) = h
-            .get("x-real-ip")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse().ok())
+        if let Some(ip) =
+            h.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse().ok())
         {
             return Some(ip);
         }
@@ -106,21 +111,14 @@ fn limited(req: &HttpRequest, st: &State, registration: bool) -> bool {
         return false;
     }
     if registration {
-        !st.reg_buckets
-            .lock()
-            .take(ip, st.opts.registration_rate, st.opts.registration_burst)
+        !st.reg_buckets.lock().take(ip, st.opts.registration_rate, st.opts.registration_burst)
     } else {
-        !st.ip_buckets
-            .lock()
-            .take(ip, st.opts.http_rate, st.opts.http_burst)
+        !st.ip_buckets.lock().take(ip, st.opts.http_rate, st.opts.http_burst)
     }
 }
 
 fn auth_header(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 /// Path segment → stored name: URL-decoded (by actix), trimmed, trailing dot removed.
@@ -145,16 +143,13 @@ pub fn valid_record_name(name: &str) -> bool {
 
 /// Reference value rule: no `"`, no control characters, no DEL.
 pub fn valid_record_value(v: &str) -> bool {
-    !v.chars()
-        .any(|c| c == '"' || (c as u32) < 0x20 || c as u32 == 0x7f)
+    !v.chars().any(|c| c == '"' || (c as u32) < 0x20 || c as u32 == 0x7f)
 }
 
 async fn health(st: Shared) -> HttpResponse {
     match tokio::time::timeout(
         Duration::from_secs(2),
-        st.peers.store.send(Get {
-            name: "__dmp_health_probe__".into(),
-        }),
+        st.peers.store.send(Get { name: "__dmp_health_probe__".into() }),
     )
     .await
     {
@@ -170,13 +165,7 @@ async fn records_get(req: HttpRequest, path: web::Path<String>, st: Shared) -> H
     if limited(&req, &st, false) {
         return error(429, "rate limit exceeded");
     }
-    if !st
-        .peers
-        .auth
-        .send(IsOperator(auth_header(&req)))
-        .await
-        .unwrap_or(false)
-    {
+    if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
         return error(401, "unauthorized");
     }
     let name = clean_name(&path).to_ascii_lowercase();
@@ -205,10 +194,7 @@ async fn records_post(
         return error(e.status, e.message);
     }
     if body.len() > st.opts.max_body_bytes {
-        return error(
-            413,
-            format!("body exceeds {} bytes", st.opts.max_body_bytes),
-        );
+        return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
     }
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return error(400, "invalid body");
@@ -216,10 +202,9 @@ async fn records_post(
     let value = v.get("value").and_then(|x| x.as_str());
     let ttl = match v.get("ttl") {
         None => Some(300),
-        Some(t) => t
-            .as_u64()
-            .filter(|t| *t > 0 && !t.to_string().is_empty())
-            .filter(|_| t.is_u64()),
+        Some(t) => {
+            t.as_u64().filter(|t| *t > 0 && !t.to_string().is_empty()).filter(|_| t.is_u64())
+        }
     };
     let (Some(value), Some(ttl)) = (value, ttl) else {
         return error(400, "value (str) and ttl (int > 0) required");
@@ -228,10 +213,7 @@ async fn records_post(
         return error(400, format!("ttl exceeds cap of {}s", st.opts.max_ttl));
     }
     if value.len() > st.opts.max_value_bytes {
-        return error(
-            400,
-            format!("value exceeds cap of {} bytes", st.opts.max_value_bytes),
-        );
+        return error(400, format!("value exceeds cap of {} bytes", st.opts.max_value_bytes));
     }
     if !valid_record_name(&name) {
         return error(400, "invalid record name");
@@ -239,17 +221,14 @@ async fn records_post(
     if !valid_record_value(value) {
         return error(400, "invalid record value");
     }
-    let op = Op::Add {
-        name: lname,
-        value: value.to_string(),
-        ttl,
-    };
+    let op = Op::Add { name: lname, value: value.to_string(), ttl };
     match st
         .peers
         .store
         .send(Apply {
             ops: vec![op],
             max_values: st.opts.max_values_per_name,
+            origin: Origin::Local,
         })
         .await
     {
@@ -288,10 +267,7 @@ async fn records_delete(
         return error(400, "invalid record name");
     }
     if body.len() > st.opts.max_body_bytes {
-        return error(
-            413,
-            format!("body exceeds {} bytes", st.opts.max_body_bytes),
-        );
+        return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
     }
     let value = if body.iter().all(|b| b.is_ascii_whitespace()) {
         None
@@ -314,15 +290,7 @@ async fn records_delete(
         Some(value) => Op::DeleteValue { name: lname, value },
         None => Op::DeleteName { name: lname },
     };
-    match st
-        .peers
-        .store
-        .send(Apply {
-            ops: vec![op],
-            max_values: 0,
-        })
-        .await
-    {
+    match st.peers.store.send(Apply { ops: vec![op], max_values: 0, origin: Origin::Local }).await {
         Ok(Ok(n)) if n > 0 => {
             *st.writes.lock().entry("http_delete").or_insert(0) += 1;
             HttpResponse::NoContent().finish()
@@ -340,17 +308,10 @@ async fn authorize(
 ) -> Result<(), auth::AuthError> {
     st.peers
         .auth
-        .send(AuthorizeWrite {
-            authorization: auth_header(req),
-            name: name.to_string(),
-            delete,
-        })
+        .send(AuthorizeWrite { authorization: auth_header(req), name: name.to_string(), delete })
         .await
         .unwrap_or_else(|_| {
-            Err(auth::AuthError {
-                status: 503,
-                message: "auth unavailable".into(),
-            })
+            Err(auth::AuthError { status: 503, message: "auth unavailable".into() })
         })
 }
 
@@ -389,14 +350,23 @@ async fn status_data(st: &State) -> serde_json::Value {
     let records = st.peers.store.send(Count).await.unwrap_or(0);
     let dns = st.peers.dns.send(GetStats).await.ok();
     json!({
-        "node": st.opts.zone,
+        "node": st.opts.node_name,
         "zone": st.opts.zone,
         "version": st.opts.version,
         "uptime_secs": health.as_ref().map(|h| h.uptime_secs).unwrap_or(0),
         "records": records,
         "actors": health.map(|h| h.actors).unwrap_or_default(),
         "dns": dns,
+        "cluster_peers": st.peers.sync.send(super::sync::GetSyncStats).await.unwrap_or_default(),
+        "heartbeat_peers": heartbeat_peers(st).await,
     })
+}
+
+async fn heartbeat_peers(st: &State) -> Vec<super::heartbeat::PeerView> {
+    match &st.peers.heartbeat {
+        Some(h) => h.send(super::heartbeat::GetPeers).await.unwrap_or_default(),
+        None => Vec::new(),
+    }
 }
 
 async fn status_json(st: Shared) -> HttpResponse {
@@ -404,77 +374,107 @@ async fn status_json(st: Shared) -> HttpResponse {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 async fn status_page(st: Shared) -> HttpResponse {
     let d = status_data(&st).await;
-    let mut rows = String::new();
-    for a in d["actors"].as_array().cloned().unwrap_or_default() {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
-            esc(a["name"].as_str().unwrap_or("")),
-            if a["healthy"].as_bool().unwrap_or(false) {
-                "ok"
-            } else {
-                "bad"
-            },
-            if a["healthy"].as_bool().unwrap_or(false) {
-                "healthy"
-            } else {
-                "down"
-            },
+    let arr = |k: &str| d[k].as_array().cloned().unwrap_or_default();
+    let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
+    let mut actors = String::new();
+    for a in arr("actors") {
+        let ok = a["healthy"].as_bool().unwrap_or(false);
+        actors.push_str(&format!(
+            "<tr class=\"actor\"><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+            s(&a["name"]),
+            if ok { "ok" } else { "bad" },
+            if ok { "healthy" } else { "down" },
             a["restarts"]
         ));
     }
+    let mut cluster = String::new();
+    for p in arr("cluster_peers") {
+        cluster.push_str(&format!(
+            "<tr class=\"peer\"><td>{}</td><td>{} s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            s(&p["peer"]),
+            p["lag_secs"],
+            p["records_pulled"],
+            p["records_rejected"],
+            s(&p["last_error"])
+        ));
+    }
+    let mut hb = String::new();
+    for p in arr("heartbeat_peers") {
+        let up = p["up"].as_bool().unwrap_or(false);
+        hb.push_str(&format!(
+            "<tr class=\"peer\"><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{} s ago</td></tr>",
+            s(&p["endpoint"]),
+            s(&p["zone"]),
+            s(&p["version"]),
+            if up { "ok" } else { "bad" },
+            if up { "up" } else { "down" },
+            p["age_secs"]
+        ));
+    }
+    let dns = &d["dns"];
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>dnsmesh node {zone}</title>\
-         <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}.ok{{color:green}}.bad{{color:red}}</style>\
-         </head><body><h1>dnsmesh node</h1><p>zone <b id=\"zone\">{zone}</b> · version {ver} · up {up} s · {rec} records</p>\
-         <h2>Actors</h2><table><tr><th>actor</th><th>state</th><th>restarts</th></tr>{rows}</table></body></html>",
-        zone = esc(d["zone"].as_str().unwrap_or("")),
-        ver = esc(d["version"].as_str().unwrap_or("")),
+         <style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin-bottom:1.5em}}\
+         td,th{{padding:.25em 1em;text-align:left;border-bottom:1px solid #ddd}}.ok{{color:#080}}.bad{{color:#c00}}</style>\
+         </head><body><h1>dnsmesh node <span id=\"node\">{node}</span></h1>\
+         <p>zone <b id=\"zone\">{zone}</b> · version {ver} · up {up} s · <span id=\"records\">{rec}</span> records · \
+         {names} names in DNS · SOA serial {serial}</p>\
+         <h2>Actors</h2><table id=\"actors\"><tr><th>actor</th><th>state</th><th>restarts</th></tr>{actors}</table>\
+         <h2>Cluster peers</h2><table id=\"cluster\"><tr><th>peer</th><th>sync lag</th><th>pulled</th><th>rejected</th><th>last error</th></tr>{cluster}</table>\
+         <h2>Heartbeat peers</h2><table id=\"heartbeat\"><tr><th>endpoint</th><th>zone</th><th>version</th><th>state</th><th>last seen</th></tr>{hb}</table>\
+         <p><a href=\"/status.json\">status.json</a> · <a href=\"/metrics\">metrics</a></p></body></html>",
+        node = s(&d["node"]),
+        zone = s(&d["zone"]),
+        ver = s(&d["version"]),
         up = d["uptime_secs"],
         rec = d["records"],
+        names = dns["names"],
+        serial = dns["serial"],
     );
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .insert_header(("Cache-Control", "public, max-age=30"))
+        .insert_header(("Cache-Control", "no-cache"))
         .body(html)
 }
 
 async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
-    if !st
-        .peers
-        .auth
-        .send(IsOperator(auth_header(&req)))
-        .await
-        .unwrap_or(false)
-    {
+    if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
         return error(401, "unauthorized");
     }
     let mut out = String::new();
     out.push_str("# HELP dmp_http_requests_total HTTP requests by method and status.\n# TYPE dmp_http_requests_total counter\n");
-    let mut reqs: Vec<_> = st
-        .requests
-        .lock()
-        .iter()
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
+    let mut reqs: Vec<_> = st.requests.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
     reqs.sort();
     for ((m, s), v) in reqs {
-        out.push_str(&format!(
-            "dmp_http_requests_total{{method=\"{m}\",status=\"{s}\"}} {v}\n"
-        ));
+        out.push_str(&format!("dmp_http_requests_total{{method=\"{m}\",status=\"{s}\"}} {v}\n"));
     }
     out.push_str("# HELP dmp_dns_queries_total DNS messages by outcome.\n# TYPE dmp_dns_queries_total counter\n");
     if let Ok(stats) = st.peers.dns.send(GetStats).await {
         for (k, v) in &stats.outcomes {
             out.push_str(&format!("dmp_dns_queries_total{{outcome=\"{k}\"}} {v}\n"));
         }
+        out.push_str(
+            "# HELP dmp_dns_response_seconds DNS response time (UDP batch-amortised; TCP/UPDATE per message).\n# TYPE dmp_dns_response_seconds histogram\n",
+        );
+        let mut cum = 0u64;
+        let bounds = crate::dnswire::udp::LATENCY_BOUNDS_US;
+        for (i, c) in stats.latency_buckets.iter().enumerate() {
+            cum += c;
+            let le = bounds
+                .get(i)
+                .map(|us| format!("{}", *us as f64 / 1e6))
+                .unwrap_or_else(|| "+Inf".into());
+            out.push_str(&format!("dmp_dns_response_seconds_bucket{{le=\"{le}\"}} {cum}\n"));
+        }
+        out.push_str(&format!(
+            "dmp_dns_response_seconds_sum {}\ndmp_dns_response_seconds_count {cum}\n",
+            stats.latency_sum_secs
+        ));
         out.push_str(&format!("# HELP dmp_dns_names Names in the DNS read view.\n# TYPE dmp_dns_names gauge\ndmp_dns_names {}\n", stats.names));
     }
     out.push_str(
@@ -482,6 +482,38 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
     );
     for (k, v) in st.writes.lock().iter() {
         out.push_str(&format!("dmp_writes_total{{path=\"{k}\"}} {v}\n"));
+    }
+    if let Ok(peers) = st.peers.sync.send(super::sync::GetSyncStats).await {
+        for (metric, help, kind) in [
+            ("dmp_sync_pulls_total", "Sync passes per peer.", "counter"),
+            ("dmp_sync_records_pulled_total", "Records pulled per peer.", "counter"),
+            ("dmp_sync_records_rejected_total", "Records refused per peer.", "counter"),
+            ("dmp_sync_lag_seconds", "Seconds since the last complete pass per peer.", "gauge"),
+        ] {
+            out.push_str(&format!("# HELP {metric} {help}\n# TYPE {metric} {kind}\n"));
+            for p in &peers {
+                let v = match metric {
+                    "dmp_sync_pulls_total" => p.pulls,
+                    "dmp_sync_records_pulled_total" => p.records_pulled,
+                    "dmp_sync_records_rejected_total" => p.records_rejected,
+                    _ => p.lag_secs,
+                };
+                out.push_str(&format!("{metric}{{peer=\"{}\"}} {v}\n", p.peer));
+            }
+        }
+    }
+    let hb = heartbeat_peers(&st).await;
+    let up = hb.iter().filter(|p| p.up).count();
+    out.push_str(&format!(
+        "# HELP dmp_heartbeat_peers Heartbeat peers by state.\n# TYPE dmp_heartbeat_peers gauge\ndmp_heartbeat_peers{{state=\"up\"}} {up}\ndmp_heartbeat_peers{{state=\"down\"}} {}\n",
+        hb.len() - up
+    ));
+    out.push_str("# HELP dmp_heartbeat_age_seconds Age of each peer's newest heartbeat.\n# TYPE dmp_heartbeat_age_seconds gauge\n");
+    for p in &hb {
+        out.push_str(&format!(
+            "dmp_heartbeat_age_seconds{{endpoint=\"{}\"}} {}\n",
+            p.endpoint, p.age_secs
+        ));
     }
     let records = st.peers.store.send(Count).await.unwrap_or(0);
     out.push_str(&format!(
@@ -497,15 +529,10 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
         }
         out.push_str("# HELP dmp_actor_up Actor health (1 healthy).\n# TYPE dmp_actor_up gauge\n");
         for a in &h.actors {
-            out.push_str(&format!(
-                "dmp_actor_up{{actor=\"{}\"}} {}\n",
-                a.name, a.healthy as u8
-            ));
+            out.push_str(&format!("dmp_actor_up{{actor=\"{}\"}} {}\n", a.name, a.healthy as u8));
         }
     }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(out)
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
 }
 
 async fn stats(st: Shared) -> HttpResponse {
@@ -530,10 +557,7 @@ async fn admin_revoke(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpRes
         .ok()
         .and_then(|v| v.get("what").and_then(|w| w.as_str()).map(str::to_string));
     let Some(what) = what else {
-        return error(
-            400,
-            "body must be {\"what\": \"subject|hash prefix|key name\"}",
-        );
+        return error(400, "body must be {\"what\": \"subject|hash prefix|key name\"}");
     };
     match st.peers.auth.send(auth::Revoke(what)).await {
         Ok(Ok(n)) => HttpResponse::Ok().json(json!({"revoked": n})),
@@ -545,12 +569,157 @@ async fn admin_revoke(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpRes
 /// Admin routes need a real operator token (never open, even when none is set).
 async fn is_configured_operator(req: &HttpRequest, st: &State) -> bool {
     auth_header(req).is_some()
-        && st
-            .peers
-            .auth
-            .send(auth::IsOperatorStrict(auth_header(req)))
-            .await
+        && st.peers.auth.send(auth::IsOperatorStrict(auth_header(req))).await.unwrap_or(false)
+}
+
+fn sync_authorized(req: &HttpRequest, st: &State) -> bool {
+    let t = &st.opts.sync_token;
+    !t.is_empty()
+        && auth_header(req)
+            .map(|h| auth::constant_time_eq(h.as_bytes(), format!("Bearer {t}").as_bytes()))
             .unwrap_or(false)
+}
+
+fn query_map(req: &HttpRequest) -> HashMap<String, String> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default()
+}
+
+async fn sync_digest(req: HttpRequest, st: Shared) -> HttpResponse {
+    if limited(&req, &st, false) {
+        return error(429, "rate limit exceeded");
+    }
+    if !sync_authorized(&req, &st) {
+        return error(403, "forbidden");
+    }
+    let q = query_map(&req);
+    let cursor = if let Some(c) = q.get("cursor") {
+        match crate::node::replication::parse_cursor(c) {
+            Some(c) => c,
+            None => return error(400, "cursor must be '<ts>:<name>:<value_hash>'"),
+        }
+    } else if let Some(since) = q.get("since") {
+        match since.parse::<i64>() {
+            // Strictly after `since`: a name and hash that sort after every real one.
+            Ok(v) if v >= 0 => (v as u64, "\u{ff}".to_string(), "g".to_string()),
+            Ok(_) => return error(400, "since must be >= 0"),
+            Err(_) => return error(400, "since must be an integer"),
+        }
+    } else {
+        (0, String::new(), String::new())
+    };
+    let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
+        None => 1000,
+        Some(Ok(l)) if l > 0 => (l as usize).min(10_000),
+        Some(Ok(_)) => return error(400, "limit must be > 0"),
+        Some(Err(_)) => return error(400, "limit must be an integer"),
+    };
+    let echo = format!("{}:{}:{}", cursor.0, cursor.1, cursor.2);
+    match st.peers.store.send(store::Digest { after: cursor, limit }).await {
+        Ok(Ok(page)) => {
+            let next =
+                page.rows.last().map(|r| format!("{}:{}:{}", r.ts, r.name, r.hash)).unwrap_or(echo);
+            HttpResponse::Ok()
+                .json(json!({"records": page.rows, "has_more": page.has_more, "next_cursor": next}))
+        }
+        _ => error(503, "store unavailable"),
+    }
+}
+
+async fn sync_pull(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpResponse {
+    if limited(&req, &st, false) {
+        return error(429, "rate limit exceeded");
+    }
+    if !sync_authorized(&req, &st) {
+        return error(403, "forbidden");
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return error(400, "invalid body");
+    };
+    let Some(list) = v.get("names").and_then(|n| n.as_array()) else {
+        return error(400, "names must be a list");
+    };
+    if list.len() > 256 {
+        return error(400, "at most 256 names per request");
+    }
+    let mut names = Vec::with_capacity(list.len());
+    for n in list {
+        let Some(n) = n.as_str() else { return error(400, "names must be strings") };
+        names.push(n.trim().trim_end_matches('.').to_ascii_lowercase());
+    }
+    match st.peers.store.send(store::Pull { names }).await {
+        Ok(Ok(rows)) => {
+            let records: Vec<_> = rows
+                .into_iter()
+                .map(|(name, value, ttl)| json!({"name": name, "value": value, "ttl": ttl}))
+                .collect();
+            HttpResponse::Ok().json(json!({ "records": records }))
+        }
+        _ => error(503, "store unavailable"),
+    }
+}
+
+async fn sync_tombstones(req: HttpRequest, st: Shared) -> HttpResponse {
+    if !sync_authorized(&req, &st) {
+        return error(403, "forbidden");
+    }
+    let q = query_map(&req);
+    let Ok(after) = q.get("after").map(|a| a.parse::<u64>()).unwrap_or(Ok(0)) else {
+        return error(400, "after must be an integer");
+    };
+    match st.peers.store.send(store::Tombstones { after_ms: after, limit: 10_000 }).await {
+        Ok(Ok(rows)) => {
+            let t: Vec<_> = rows
+                .into_iter()
+                .map(|(stamp, name, value, ttl)| json!({"stamp": stamp, "name": name, "value": value, "ttl": ttl}))
+                .collect();
+            HttpResponse::Ok().json(json!({ "tombstones": t }))
+        }
+        _ => error(503, "store unavailable"),
+    }
+}
+
+async fn sync_notify(req: HttpRequest, st: Shared) -> HttpResponse {
+    if !sync_authorized(&req, &st) {
+        return error(403, "forbidden");
+    }
+    st.peers.sync.do_send(super::sync::PullNow);
+    HttpResponse::Accepted().json(json!({"ok": true}))
+}
+
+async fn sync_cluster_manifest(req: HttpRequest, st: Shared) -> HttpResponse {
+    if !sync_authorized(&req, &st) {
+        return error(403, "forbidden");
+    }
+    let (Some(spk), false) = (st.opts.operator_spk, st.opts.cluster_base.is_empty()) else {
+        return HttpResponse::NoContent().finish();
+    };
+    let name = format!("cluster.{}", st.opts.cluster_base);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let vals =
+        st.peers.store.send(Get { name }).await.ok().and_then(|r| r.ok()).unwrap_or_default();
+    let best = vals
+        .into_iter()
+        .filter_map(|(wire, _)| {
+            crate::proto::records::cluster::ClusterManifest::parse_and_verify(
+                &wire,
+                &spk,
+                Some(&st.opts.cluster_base),
+                now,
+            )
+            .map(|m| (m, wire))
+        })
+        .max_by_key(|(m, _)| m.seq);
+    match best {
+        Some((m, wire)) => HttpResponse::Ok().json(
+            json!({"wire": wire, "seq": m.seq, "exp": m.exp, "cluster_name": m.cluster_name}),
+        ),
+        None => HttpResponse::NoContent().finish(),
+    }
 }
 
 async fn debug_fail(req: HttpRequest, path: web::Path<String>, st: Shared) -> HttpResponse {
@@ -564,6 +733,11 @@ async fn debug_fail(req: HttpRequest, path: web::Path<String>, st: Shared) -> Ht
         "store" => st.peers.store.do_send(store::Fail),
         "dns" => st.peers.dns.do_send(dns::Fail),
         "auth" => st.peers.auth.do_send(auth::Fail),
+        "sync" => st.peers.sync.do_send(super::sync::Fail),
+        "heartbeat" => match &st.peers.heartbeat {
+            Some(h) => h.do_send(super::heartbeat::Fail),
+            None => return error(404, "heartbeat is not enabled"),
+        },
         other => return error(404, format!("no actor named {other}")),
     }
     HttpResponse::Accepted().json(json!({"ok": true}))
@@ -616,10 +790,7 @@ pub fn start(
                 let fut = srv.call(req);
                 async move {
                     let res = fut.await?;
-                    *st4.requests
-                        .lock()
-                        .entry((method, res.status().as_u16()))
-                        .or_insert(0) += 1;
+                    *st4.requests.lock().entry((method, res.status().as_u16())).or_insert(0) += 1;
                     Ok(res)
                 }
             })
@@ -641,6 +812,11 @@ pub fn start(
             .route("/v1/records/{name}", web::get().to(records_get))
             .route("/v1/records/{name}", web::post().to(records_post))
             .route("/v1/records/{name}", web::delete().to(records_delete))
+            .route("/v1/sync/digest", web::get().to(sync_digest))
+            .route("/v1/sync/pull", web::post().to(sync_pull))
+            .route("/v1/sync/tombstones", web::get().to(sync_tombstones))
+            .route("/v1/sync/notify", web::post().to(sync_notify))
+            .route("/v1/sync/cluster-manifest", web::get().to(sync_cluster_manifest))
             .route("/v1/admin/credentials", web::get().to(admin_list))
             .route("/v1/admin/revoke", web::post().to(admin_revoke))
             .route("/debug/fail/{actor}", web::post().to(debug_fail))
@@ -648,8 +824,9 @@ pub fn start(
     };
     let mut server = HttpServer::new(factory)
         .shutdown_timeout(5)
-        .client_request_timeout(Duration::from_secs(10))
-        .max_connections(1024);
+        .client_request_timeout(opts.request_timeout)
+        .client_disconnect_timeout(Duration::from_secs(2))
+        .max_connections(opts.max_connections);
     if opts.workers > 0 {
         server = server.workers(opts.workers);
     }

@@ -6,10 +6,14 @@
 //!   with its own read view of the zone fed by the store's change events.
 //! - [`http`]: the HTTPS/HTTP ingress (actix-web): write API, registration, metrics.
 //! - [`auth`]: credentials (bearer tokens, sealed TSIG keys) and registration.
+//! - [`heartbeat`]: discovery through signed heartbeat records (publish, harvest, seen set).
+//! - [`sync`]: anti-entropy with peers (digest/pull, tombstones, notify).
 //! - [`supervisor`]: the health board; actix supervisors restart failed actors.
 
 pub mod auth;
 pub mod dns;
+pub mod heartbeat;
 pub mod http;
 pub mod store;
 pub mod supervisor;
+pub mod sync;

@@ -47,11 +47,7 @@ impl From<sled::Error> for StoreError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// Add `value` at `name` (or refresh its expiry) for `ttl` seconds.
-    Add {
-        name: String,
-        value: String,
-        ttl: u64,
-    },
+    Add { name: String, value: String, ttl: u64 },
     /// Remove one exact value; absent is not an error.
     DeleteValue { name: String, value: String },
     /// Remove every value at `name`.
@@ -66,6 +62,64 @@ pub enum Op {
 pub struct Apply {
     pub ops: Vec<Op>,
     pub max_values: usize,
+    /// Where the ops come from. Replicated adds of a value deleted here (a live
+    /// tombstone) are skipped, so deletes are not undone by anti-entropy.
+    pub origin: Origin,
+}
+
+/// Who asked for a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A client of this node (HTTP, UPDATE, the node itself).
+    Local,
+    /// Anti-entropy from a peer.
+    Replicated,
+}
+
+/// One row of a sync digest, as the reference serves it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DigestRow {
+    pub name: String,
+    pub hash: String,
+    pub ts: u64,
+    pub ttl: u64,
+}
+
+/// `GET /v1/sync/digest`: live rows strictly after `after` in (ts, name, hash) order.
+#[derive(Message)]
+#[rtype(result = "Result<DigestPage, StoreError>")]
+pub struct Digest {
+    pub after: (u64, String, String),
+    pub limit: usize,
+}
+
+/// A digest page.
+#[derive(Debug, Clone, actix::MessageResponse)]
+pub struct DigestPage {
+    pub rows: Vec<DigestRow>,
+    pub has_more: bool,
+}
+
+/// `POST /v1/sync/pull`: every live value at each name, with remaining TTL.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(String, String, u64)>, StoreError>")]
+pub struct Pull {
+    pub names: Vec<String>,
+}
+
+/// Local (hash, remaining ttl) per name, for deciding what to pull.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(String, String, u64)>, StoreError>")]
+pub struct LocalHashes {
+    pub names: Vec<String>,
+}
+
+/// Deletes (tombstones) accepted after stamp `after_ms`: (stamp, name, value, ttl).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(u64, String, String, u64)>, StoreError>")]
+pub struct Tombstones {
+    pub after_ms: u64,
+    pub limit: usize,
 }
 
 /// Live values at a name, in stable order, with remaining TTL seconds (≥ 1).
@@ -88,6 +142,8 @@ pub struct Subscribe {
     /// Subscriber identity: a new subscription under the same name replaces the old one.
     pub name: &'static str,
     pub to: Recipient<ZoneDelta>,
+    /// Send the whole store first (the DNS view needs it; the sync actor does not).
+    pub snapshot: bool,
 }
 
 /// Full live value sets of changed names (empty vector = the name is gone).
@@ -99,6 +155,8 @@ pub struct ZoneDelta {
     pub last_stored_ms: u64,
     /// True on the last message of a subscription's initial snapshot.
     pub snapshot_complete: bool,
+    /// True when the change came from a local client (not replication or expiry).
+    pub local: bool,
 }
 
 /// Test-only fault: the actor stops itself and its supervisor restarts it.
@@ -116,6 +174,9 @@ pub struct StoreActor {
     db: sled::Db,
     tree: sled::Tree,
     last_ms: u64,
+    /// Rows in the store (live or expired but not yet swept), kept incrementally so
+    /// `/metrics` never scans.
+    rows: usize,
     subscribers: Vec<(&'static str, Recipient<ZoneDelta>)>,
     waiting: Vec<oneshot::Sender<Result<(), StoreError>>>,
     flushing: bool,
@@ -124,17 +185,11 @@ pub struct StoreActor {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn rkey(name: &str, value: &str) -> Vec<u8> {
@@ -169,6 +224,25 @@ fn xkey(expires: u64, stored_ms: u64) -> [u8; 17] {
     k
 }
 
+fn dkey(stamp: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'd';
+    k[1..].copy_from_slice(&stamp.to_be_bytes());
+    k
+}
+
+/// Rows the digest leaves out: node-local discovery wires that peers refuse to verify
+/// (a reference peer would pin its watermark on them, node.md §11.1).
+fn local_only(name: &str, value: &str) -> bool {
+    name.starts_with("_dnsmesh-heartbeat.")
+        || name.starts_with("_dnsmesh-seen.")
+        || value.starts_with("v=dmp1;t=heartbeat;")
+}
+
+fn sha256_hex(v: &str) -> String {
+    hex::encode(crate::proto::keys::sha256(v.as_bytes()))
+}
+
 fn meta(expires: u64, stored_ms: u64) -> [u8; 16] {
     let mut m = [0u8; 16];
     m[..8].copy_from_slice(&expires.to_be_bytes());
@@ -185,10 +259,7 @@ fn parse_meta(m: &[u8]) -> Option<(u64, u64)> {
 /// Split an `r` key (without the leading `r`) into name and value.
 fn split_name_value(k: &[u8]) -> Option<(&str, &str)> {
     let nul = k.iter().position(|b| *b == 0)?;
-    Some((
-        std::str::from_utf8(&k[..nul]).ok()?,
-        std::str::from_utf8(&k[nul + 1..]).ok()?,
-    ))
+    Some((std::str::from_utf8(&k[..nul]).ok()?, std::str::from_utf8(&k[nul + 1..]).ok()?))
 }
 
 impl StoreActor {
@@ -209,10 +280,12 @@ impl StoreActor {
             Some(Err(e)) => return Err(e.into()),
             _ => 0,
         };
+        let rows = tree.scan_prefix(b"t").keys().count();
         Ok(StoreActor {
             db,
             tree,
             last_ms,
+            rows,
             subscribers: Vec::new(),
             waiting: Vec::new(),
             flushing: false,
@@ -257,13 +330,25 @@ impl StoreActor {
     }
 
     fn live_values(&self, name: &str, now: u64) -> Vec<String> {
-        self.live(name, now)
-            .map(|v| v.into_iter().map(|(v, _, _)| v).collect())
-            .unwrap_or_default()
+        self.live(name, now).map(|v| v.into_iter().map(|(v, _, _)| v).collect()).unwrap_or_default()
     }
 
     /// Apply ops in one atomic sled batch; returns changed names and deleted count.
-    fn apply(&mut self, ops: &[Op], max_values: usize) -> Result<(Vec<String>, usize), StoreError> {
+    fn tombstone(&self, name: &str, value: &str, now: u64) -> Result<bool, StoreError> {
+        let mut k = vec![b'q'];
+        k.extend_from_slice(&rkey(name, value)[1..]);
+        Ok(match self.tree.get(k)? {
+            Some(m) => parse_meta(&m).map(|(e, _)| e > now).unwrap_or(false),
+            None => false,
+        })
+    }
+
+    fn apply(
+        &mut self,
+        ops: &[Op],
+        max_values: usize,
+        origin: Origin,
+    ) -> Result<(Vec<String>, usize), StoreError> {
         let now = now_secs();
         // Working view of each touched name: value -> Some((exp, stored)) or None (deleted).
         let mut names: BTreeMap<String, BTreeMap<String, Option<(u64, u64)>>> = BTreeMap::new();
@@ -293,6 +378,9 @@ impl StoreActor {
             let cur = names.get_mut(name).expect("inserted above");
             match op {
                 Op::Add { name, value, ttl } => {
+                    if origin == Origin::Replicated && self.tombstone(name, value, now)? {
+                        continue;
+                    }
                     let present = matches!(cur.get(value), Some(Some(_)));
                     if !present && max_values > 0 {
                         let live = cur.values().filter(|m| m.is_some()).count();
@@ -324,6 +412,7 @@ impl StoreActor {
         }
         let mut batch = sled::Batch::default();
         let mut changed = Vec::new();
+        let mut row_delta = 0i64;
         for (name, cur) in &names {
             let orig = &original[name];
             let mut touched = false;
@@ -333,18 +422,39 @@ impl StoreActor {
                     continue;
                 }
                 touched = true;
+                row_delta += new.is_some() as i64 - old.is_some() as i64;
                 if let Some((oe, os)) = old {
                     batch.remove(&tkey(os)[..]);
                     batch.remove(&xkey(oe, os)[..]);
                 }
                 let rk = rkey(name, value);
+                let mut qk = vec![b'q'];
+                qk.extend_from_slice(&rk[1..]);
                 match new {
                     Some((e, s)) => {
                         batch.insert(rk.clone(), &meta(*e, *s)[..]);
                         batch.insert(&tkey(*s)[..], &rk[1..]);
                         batch.insert(&xkey(*e, *s)[..], &[][..]);
+                        if origin == Origin::Local {
+                            if let Some(m) = self.tree.get(&qk)? {
+                                if let Some((_, ds)) = parse_meta(&m) {
+                                    batch.remove(&dkey(ds)[..]);
+                                }
+                                batch.remove(qk);
+                            }
+                        }
                     }
-                    None => batch.remove(rk),
+                    None => {
+                        batch.remove(rk.clone());
+                        // A tombstone lives as long as the value would have.
+                        if let Some((oe, _)) = old {
+                            if oe > now {
+                                let stamp = self.next_ms();
+                                batch.insert(qk, &meta(oe, stamp)[..]);
+                                batch.insert(&dkey(stamp)[..], &rk[1..]);
+                            }
+                        }
+                    }
                 }
             }
             if touched {
@@ -352,10 +462,11 @@ impl StoreActor {
             }
         }
         self.tree.apply_batch(batch)?;
+        self.rows = self.rows.saturating_add_signed(row_delta as isize);
         Ok((changed, deleted))
     }
 
-    fn notify(&self, names: Vec<String>) {
+    fn notify(&self, names: Vec<String>, local: bool) {
         if names.is_empty() || self.subscribers.is_empty() {
             return;
         }
@@ -367,11 +478,8 @@ impl StoreActor {
                 (n, v)
             })
             .collect();
-        let delta = ZoneDelta {
-            changes,
-            last_stored_ms: self.last_ms,
-            snapshot_complete: false,
-        };
+        let delta =
+            ZoneDelta { changes, last_stored_ms: self.last_ms, snapshot_complete: false, local };
         for (_, s) in &self.subscribers {
             s.do_send(delta.clone());
         }
@@ -410,6 +518,7 @@ impl StoreActor {
         end.extend_from_slice(&(now + 1).to_be_bytes());
         let mut batch = sled::Batch::default();
         let mut changed = std::collections::BTreeSet::new();
+        let mut removed_rows = 0usize;
         let mut n = 0;
         for item in self.tree.range(&b"x"[..]..&end[..]) {
             let (xk, _) = item?;
@@ -427,6 +536,7 @@ impl StoreActor {
                 if let Some(m) = self.tree.get(&rk)? {
                     if parse_meta(&m).map(|(_, s)| s) == Some(stored) {
                         batch.remove(rk);
+                        removed_rows += 1;
                         if let Some((name, _)) = split_name_value(&rk_tail) {
                             changed.insert(name.to_string());
                         }
@@ -438,8 +548,20 @@ impl StoreActor {
                 break;
             }
         }
+        // Expired tombstones (few; scanned whole).
+        for item in self.tree.scan_prefix(b"q") {
+            let (qk, m) = item?;
+            if let Some((e, stamp)) = parse_meta(&m) {
+                if e <= now {
+                    batch.remove(qk);
+                    batch.remove(&dkey(stamp)[..]);
+                    n += 1;
+                }
+            }
+        }
         if n > 0 {
             self.tree.apply_batch(batch)?;
+            self.rows = self.rows.saturating_sub(removed_rows);
         }
         Ok(changed.into_iter().collect())
     }
@@ -465,6 +587,7 @@ impl StoreActor {
                             changes: std::mem::take(&mut changes),
                             last_stored_ms: self.last_ms,
                             snapshot_complete: false,
+                            local: false,
                         });
                     }
                 }
@@ -479,15 +602,13 @@ impl StoreActor {
             changes,
             last_stored_ms: self.last_ms,
             snapshot_complete: true,
+            local: false,
         });
     }
 
     fn report(&self, event: LifecycleEvent) {
         if let Some(s) = &self.supervisor {
-            s.do_send(Lifecycle {
-                actor: "store",
-                event,
-            });
+            s.do_send(Lifecycle { actor: "store", event });
         }
     }
 }
@@ -499,7 +620,7 @@ impl Actor for StoreActor {
         ctx.set_mailbox_capacity(65536);
         self.report(LifecycleEvent::Started);
         ctx.run_interval(self.sweep_every, |act, _| match act.sweep() {
-            Ok(changed) => act.notify(changed),
+            Ok(changed) => act.notify(changed, false),
             Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
         });
     }
@@ -518,9 +639,9 @@ impl Handler<Apply> for StoreActor {
     type Result = ResponseFuture<Result<usize, StoreError>>;
 
     fn handle(&mut self, msg: Apply, ctx: &mut Context<Self>) -> Self::Result {
-        match self.apply(&msg.ops, msg.max_values) {
+        match self.apply(&msg.ops, msg.max_values, msg.origin) {
             Ok((changed, deleted)) => {
-                self.notify(changed);
+                self.notify(changed, msg.origin == Origin::Local);
                 let rx = self.commit(ctx);
                 Box::pin(async move {
                     match rx.await {
@@ -540,11 +661,7 @@ impl Handler<Get> for StoreActor {
 
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
         let now = now_secs();
-        Ok(self
-            .live(&msg.name, now)?
-            .into_iter()
-            .map(|(v, e, _)| (v, (e - now).max(1)))
-            .collect())
+        Ok(self.live(&msg.name, now)?.into_iter().map(|(v, e, _)| (v, (e - now).max(1))).collect())
     }
 }
 
@@ -552,7 +669,7 @@ impl Handler<Count> for StoreActor {
     type Result = usize;
 
     fn handle(&mut self, _: Count, _: &mut Context<Self>) -> usize {
-        self.tree.scan_prefix(b"t").count()
+        self.rows
     }
 }
 
@@ -560,7 +677,9 @@ impl Handler<Subscribe> for StoreActor {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
-        self.send_snapshot(&msg.to);
+        if msg.snapshot {
+            self.send_snapshot(&msg.to);
+        }
         self.subscribers.retain(|(n, _)| *n != msg.name);
         self.subscribers.push((msg.name, msg.to));
     }
@@ -581,5 +700,103 @@ impl Handler<Flush> for StoreActor {
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
         let rx = self.commit(ctx);
         Box::pin(async move { rx.await.unwrap_or(Err(StoreError::Unavailable)) })
+    }
+}
+
+impl Handler<Digest> for StoreActor {
+    type Result = Result<DigestPage, StoreError>;
+
+    fn handle(&mut self, msg: Digest, _: &mut Context<Self>) -> Self::Result {
+        let now = now_secs();
+        let (cts, cname, chash) = msg.after;
+        let limit = msg.limit.clamp(1, 10_000);
+        let mut rows = Vec::new();
+        let mut has_more = false;
+        for item in self.tree.range(&tkey(cts)[..]..) {
+            let (k, tail) = item?;
+            if k.first() != Some(&b't') || k.len() != 9 {
+                break;
+            }
+            let ts = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8]));
+            let Some((name, value)) = split_name_value(&tail) else { continue };
+            let hash = sha256_hex(value);
+            if ts == cts && (name, hash.as_str()) <= (cname.as_str(), chash.as_str()) {
+                continue;
+            }
+            let mut rk = vec![b'r'];
+            rk.extend_from_slice(&tail);
+            let Some((exp, _)) = self.tree.get(&rk)?.and_then(|m| parse_meta(&m)) else { continue };
+            if exp <= now || local_only(name, value) {
+                continue;
+            }
+            if rows.len() == limit {
+                has_more = true;
+                break;
+            }
+            rows.push(DigestRow { name: name.to_string(), hash, ts, ttl: (exp - now).max(1) });
+        }
+        Ok(DigestPage { rows, has_more })
+    }
+}
+
+impl Handler<Pull> for StoreActor {
+    type Result = Result<Vec<(String, String, u64)>, StoreError>;
+
+    fn handle(&mut self, msg: Pull, _: &mut Context<Self>) -> Self::Result {
+        let now = now_secs();
+        let mut out = Vec::new();
+        for name in msg.names {
+            let mut vals = self.live(&name, now)?;
+            vals.sort_by_key(|(_, _, stored)| *stored);
+            for (v, e, _) in vals {
+                if !local_only(&name, &v) {
+                    out.push((name.clone(), v, (e - now).max(1)));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Handler<LocalHashes> for StoreActor {
+    type Result = Result<Vec<(String, String, u64)>, StoreError>;
+
+    fn handle(&mut self, msg: LocalHashes, _: &mut Context<Self>) -> Self::Result {
+        let now = now_secs();
+        let mut out = Vec::new();
+        for name in msg.names {
+            for (v, e, _) in self.live(&name, now)? {
+                out.push((name.clone(), sha256_hex(&v), (e - now).max(1)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Handler<Tombstones> for StoreActor {
+    type Result = Result<Vec<(u64, String, String, u64)>, StoreError>;
+
+    fn handle(&mut self, msg: Tombstones, _: &mut Context<Self>) -> Self::Result {
+        let now = now_secs();
+        let mut out = Vec::new();
+        for item in self.tree.range(&dkey(msg.after_ms.saturating_add(1))[..]..) {
+            let (k, tail) = item?;
+            if k.first() != Some(&b'd') || k.len() != 9 {
+                break;
+            }
+            let stamp = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8]));
+            let Some((name, value)) = split_name_value(&tail) else { continue };
+            let mut qk = vec![b'q'];
+            qk.extend_from_slice(&tail);
+            let Some((exp, _)) = self.tree.get(&qk)?.and_then(|m| parse_meta(&m)) else { continue };
+            if exp <= now {
+                continue;
+            }
+            out.push((stamp, name.to_string(), value.to_string(), exp - now));
+            if out.len() >= msg.limit.clamp(1, 10_000) {
+                break;
+            }
+        }
+        Ok(out)
     }
 }

@@ -60,21 +60,10 @@ impl SupervisorActor {
         let board = expected
             .iter()
             .map(|n| {
-                (
-                    *n,
-                    ActorHealth {
-                        name: n.to_string(),
-                        healthy: false,
-                        restarts: 0,
-                        since: 0,
-                    },
-                )
+                (*n, ActorHealth { name: n.to_string(), healthy: false, restarts: 0, since: 0 })
             })
             .collect();
-        SupervisorActor {
-            started: Instant::now(),
-            board,
-        }
+        SupervisorActor { started: Instant::now(), board }
     }
 }
 
@@ -86,10 +75,7 @@ impl Handler<Lifecycle> for SupervisorActor {
     type Result = ();
 
     fn handle(&mut self, msg: Lifecycle, _: &mut Context<Self>) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let row = self.board.entry(msg.actor).or_insert_with(|| ActorHealth {
             name: msg.actor.to_string(),
             healthy: false,
@@ -105,11 +91,7 @@ impl Handler<Lifecycle> for SupervisorActor {
             LifecycleEvent::Restarting => {
                 row.healthy = false;
                 row.restarts += 1;
-                tracing::warn!(
-                    actor = msg.actor,
-                    restarts = row.restarts,
-                    "actor restarting"
-                );
+                tracing::warn!(actor = msg.actor, restarts = row.restarts, "actor restarting");
             }
         }
     }

@@ -12,10 +12,7 @@ const QUERIES: usize = 4096;
 
 fn mailbox(i: usize) -> String {
     // 12 hex digits spread over the key space, like hash12 of a recipient.
-    format!(
-        "mb-{:012x}",
-        (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16
-    )
+    format!("mb-{:012x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16)
 }
 
 fn record_name(i: usize) -> String {
@@ -43,9 +40,7 @@ fn build(n: usize) -> ZoneView {
     let mut value = vec![0u8; 250];
     for i in 0..n {
         let name = record_name(i);
-        let mut x = (i as u64)
-            .wrapping_add(1)
-            .wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let mut x = (i as u64).wrapping_add(1).wrapping_mul(0x2545_F491_4F6C_DD1D);
         for b in value.iter_mut() {
             x ^= x << 13;
             x ^= x >> 7;
@@ -81,31 +76,16 @@ fn query(id: u16, name: &str) -> Vec<u8> {
 fn bench_size(c: &mut Criterion, n: usize, label: &str) {
     let v = build(n);
     let step = (n / QUERIES).max(1);
-    let hits: Vec<Vec<u8>> = (0..QUERIES)
-        .map(|i| query(i as u16, &record_name((i * step) % n)))
-        .collect();
-    let nx: Vec<Vec<u8>> = (0..QUERIES)
-        .map(|i| query(i as u16, &format!("slot-1.mb-nx{:09x}.{ZONE}", i)))
-        .collect();
+    let hits: Vec<Vec<u8>> =
+        (0..QUERIES).map(|i| query(i as u16, &record_name((i * step) % n))).collect();
+    let nx: Vec<Vec<u8>> =
+        (0..QUERIES).map(|i| query(i as u16, &format!("slot-1.mb-nx{:09x}.{ZONE}", i))).collect();
     let nodata: Vec<Vec<u8>> = (0..QUERIES)
-        .map(|i| {
-            query(
-                i as u16,
-                &format!("{}.{ZONE}", mailbox((i * step) % n / 10)),
-            )
-        })
+        .map(|i| query(i as u16, &format!("{}.{ZONE}", mailbox((i * step) % n / 10))))
         .collect();
     let mut out = Vec::with_capacity(1232);
-    for (kind, qs, want) in [
-        ("hit", &hits, 0u16),
-        ("nxdomain", &nx, 3),
-        ("nodata", &nodata, 0),
-    ] {
-        assert_eq!(
-            v.answer(&qs[0], &mut out, false),
-            Disposition::Reply { rcode: want },
-            "{kind}"
-        );
+    for (kind, qs, want) in [("hit", &hits, 0u16), ("nxdomain", &nx, 3), ("nodata", &nodata, 0)] {
+        assert_eq!(v.answer(&qs[0], &mut out, false), Disposition::Reply { rcode: want }, "{kind}");
     }
     let mut group = c.benchmark_group(label);
     group.sample_size(20);

@@ -5,6 +5,7 @@
 //! - [`dnswire`] answers plain DNS queries from precomputed bytes (the UDP hot path).
 //! - `actors` (feature `net`) holds the node's actors and the messages between them.
 //! - `node` (feature `net`) wires the actors together from the configuration.
+//! - `cli` (feature `net`) is the `dnsmesh` companion CLI.
 
 pub mod dnswire;
 pub mod proto;
@@ -15,3 +16,6 @@ pub mod actors;
 
 #[cfg(feature = "net")]
 pub mod node;
+
+#[cfg(feature = "net")]
+pub mod cli;

@@ -235,9 +235,7 @@ fn ask(v: &ZoneView, q: &[u8]) -> Resp {
     let resp = parse(&out);
     assert_eq!(
         d,
-        Disposition::Reply {
-            rcode: resp.rcode()
-        },
+        Disposition::Reply { rcode: resp.rcode() },
         "disposition carries the header rcode"
     );
     resp
@@ -255,31 +253,20 @@ fn check_common(resp: &Resp, q: &[u8]) {
     assert_eq!(resp.flags & 0x7800, 0, "opcode QUERY");
     assert_eq!(resp.flags & 0x0080, 0, "RA never set");
     let qlen = resp.question.len();
-    assert_eq!(
-        resp.question,
-        q[12..12 + qlen],
-        "question echoed byte for byte"
-    );
+    assert_eq!(resp.question, q[12..12 + qlen], "question echoed byte for byte");
 }
 
 fn check_soa_authority(v: &ZoneView, resp: &Resp) {
     assert_eq!(resp.authority.len(), 1, "one SOA in authority");
     let rr = &resp.authority[0];
     assert_eq!((rr.rtype, rr.class, rr.ttl), (SOA, 1, 60));
-    assert_eq!(
-        rr.name.to_ascii_lowercase(),
-        "mesh.test",
-        "SOA owner is the zone"
-    );
+    assert_eq!(rr.name.to_ascii_lowercase(), "mesh.test", "SOA owner is the zone");
     assert_eq!(rr.owner_len, 2, "SOA owner compressed against the question");
     let s = soa(resp, rr);
     assert_eq!(s.mname.to_ascii_lowercase(), "ns1.mesh.test");
     assert_eq!(s.rname.to_ascii_lowercase(), "hostmaster.mesh.test");
     assert_eq!(s.serial, v.serial(), "current serial");
-    assert_eq!(
-        (s.refresh, s.retry, s.expire, s.minimum),
-        (3600, 600, 604_800, 60)
-    );
+    assert_eq!((s.refresh, s.retry, s.expire, s.minimum), (3600, 600, 604_800, 60));
 }
 
 // ---------- positive answers ----------
@@ -297,17 +284,9 @@ fn txt_hit_single_value() {
     let rr = &r.answers[0];
     assert_eq!((rr.rtype, rr.class, rr.ttl), (TXT, 1, 60));
     assert_eq!(rr.name, "a.mesh.test");
-    assert_eq!(
-        &r.raw[q.len()..q.len() + 2],
-        &[0xC0, 0x0C],
-        "owner points at the question"
-    );
+    assert_eq!(&r.raw[q.len()..q.len() + 2], &[0xC0, 0x0C], "owner points at the question");
     assert_eq!(rr.rdata, b"\x05hello");
-    assert_eq!(
-        r.raw.len(),
-        q.len() + 12 + 6,
-        "answer is exactly one compressed RR"
-    );
+    assert_eq!(r.raw.len(), q.len() + 12 + 6, "answer is exactly one compressed RR");
 }
 
 #[test]
@@ -325,21 +304,11 @@ fn txt_hit_multi_value_and_long_split() {
         "600 bytes → 255+255+90"
     );
     assert_eq!(got[0].concat(), long);
-    assert_eq!(
-        got[1],
-        vec![Vec::<u8>::new()],
-        "empty value is one empty string"
-    );
+    assert_eq!(got[1], vec![Vec::<u8>::new()], "empty value is one empty string");
     assert_eq!(got[2], vec![exact.clone()], "255 bytes stay one string");
     assert_eq!(got[3], vec![b"x".to_vec()]);
-    assert!(r
-        .answers
-        .iter()
-        .all(|rr| rr.owner_len == 2 && rr.name == "m.mesh.test"));
-    assert_eq!(
-        v.txt("m.mesh.test"),
-        NameState::Txt(vec![long, vec![], exact, b"x".to_vec()])
-    );
+    assert!(r.answers.iter().all(|rr| rr.owner_len == 2 && rr.name == "m.mesh.test"));
+    assert_eq!(v.txt("m.mesh.test"), NameState::Txt(vec![long, vec![], exact, b"x".to_vec()]));
 }
 
 #[test]
@@ -350,10 +319,7 @@ fn mixed_case_is_echoed() {
     let r = ask(&v, &q);
     check_common(&r, &q);
     assert_eq!(r.counts[1], 1);
-    assert_eq!(
-        r.answers[0].name, "SlOt-1.Mb-AbC.MeSh.TeSt",
-        "owner follows the question's case"
-    );
+    assert_eq!(r.answers[0].name, "SlOt-1.Mb-AbC.MeSh.TeSt", "owner follows the question's case");
     // Negative answers point the SOA owner at the question's own zone suffix.
     let r = ask(&v, &query(8, "NoPe.MESH.test", TXT, None));
     assert_eq!(r.rcode(), rcode::NXDOMAIN);
@@ -393,10 +359,7 @@ fn nxdomain_vs_empty_non_terminal() {
     check_soa_authority(&v, &r);
 
     // A name below a TXT name, and a sibling of the ENT, do not exist.
-    assert_eq!(
-        ask_ok(&v, "x.slot-1.mb-xyz.mesh.test", TXT).rcode(),
-        rcode::NXDOMAIN
-    );
+    assert_eq!(ask_ok(&v, "x.slot-1.mb-xyz.mesh.test", TXT).rcode(), rcode::NXDOMAIN);
     assert_eq!(ask_ok(&v, "mb-xy.mesh.test", TXT).rcode(), rcode::NXDOMAIN);
 
     // Another type at an existing name (and at the ENT) is NODATA.
@@ -406,11 +369,7 @@ fn nxdomain_vs_empty_non_terminal() {
         ("mb-xyz.mesh.test", AAAA),
     ] {
         let r = ask_ok(&v, name, t);
-        assert_eq!(
-            (r.rcode(), r.counts),
-            (0, [1, 0, 1, 0]),
-            "{name} type {t} is NODATA"
-        );
+        assert_eq!((r.rcode(), r.counts), (0, [1, 0, 1, 0]), "{name} type {t} is NODATA");
         check_soa_authority(&v, &r);
     }
     // ANY: TXT names answer their TXT set, ENTs get NODATA.
@@ -430,22 +389,10 @@ fn removal_makes_name_and_parent_ent_disappear() {
     v.set_txt("slot-2.mb-xyz.mesh.test", &[b"two"]);
     assert_eq!(v.len(), 2);
     assert!(v.set_txt("slot-1.mb-xyz.mesh.test", &[]));
-    assert_eq!(
-        ask_ok(&v, "slot-1.mb-xyz.mesh.test", TXT).rcode(),
-        rcode::NXDOMAIN,
-        "removed name"
-    );
-    assert_eq!(
-        ask_ok(&v, "mb-xyz.mesh.test", TXT).rcode(),
-        0,
-        "still an ENT via slot-2"
-    );
+    assert_eq!(ask_ok(&v, "slot-1.mb-xyz.mesh.test", TXT).rcode(), rcode::NXDOMAIN, "removed name");
+    assert_eq!(ask_ok(&v, "mb-xyz.mesh.test", TXT).rcode(), 0, "still an ENT via slot-2");
     assert!(v.set_txt("slot-2.mb-xyz.mesh.test", &[]));
-    assert_eq!(
-        ask_ok(&v, "mb-xyz.mesh.test", TXT).rcode(),
-        rcode::NXDOMAIN,
-        "ENT gone"
-    );
+    assert_eq!(ask_ok(&v, "mb-xyz.mesh.test", TXT).rcode(), rcode::NXDOMAIN, "ENT gone");
     assert_eq!(v.txt("mb-xyz.mesh.test"), NameState::NxDomain);
     assert_eq!((v.len(), v.approx_bytes()), (0, 0), "nothing left behind");
 
@@ -469,10 +416,7 @@ fn apex_records() {
     assert!(r.aa());
     assert_eq!((r.rcode(), r.counts), (0, [1, 1, 0, 0]));
     let rr = &r.answers[0];
-    assert_eq!(
-        (rr.rtype, rr.ttl, rr.owner_len, rr.name.as_str()),
-        (SOA, 60, 2, "mesh.test")
-    );
+    assert_eq!((rr.rtype, rr.ttl, rr.owner_len, rr.name.as_str()), (SOA, 60, 2, "mesh.test"));
     let s = soa(&r, rr);
     assert_eq!(
         (s.mname.as_str(), s.rname.as_str(), s.serial),
@@ -480,21 +424,11 @@ fn apex_records() {
     );
 
     let r = ask_ok(&v, "Mesh.Test", NS);
-    assert_eq!(
-        (r.rcode(), r.counts),
-        (0, [1, 2, 0, 1]),
-        "two NS, one glue A"
-    );
-    let targets: Vec<String> = r
-        .answers
-        .iter()
-        .map(|rr| read_name(&r.raw, rr.rdata_at).0)
-        .collect();
+    assert_eq!((r.rcode(), r.counts), (0, [1, 2, 0, 1]), "two NS, one glue A");
+    let targets: Vec<String> =
+        r.answers.iter().map(|rr| read_name(&r.raw, rr.rdata_at).0).collect();
     assert_eq!(targets, vec!["ns1.Mesh.Test", "ns2.example.net"]);
-    assert!(r
-        .answers
-        .iter()
-        .all(|rr| rr.rtype == NS && rr.name == "Mesh.Test"));
+    assert!(r.answers.iter().all(|rr| rr.rtype == NS && rr.name == "Mesh.Test"));
     let glue = &r.additional[0];
     assert_eq!(
         (glue.rtype, glue.name.as_str(), glue.rdata.as_slice()),
@@ -502,19 +436,11 @@ fn apex_records() {
     );
 
     let r = ask_ok(&v, "mesh.test", A);
-    assert_eq!(
-        (r.counts[1], r.answers[0].rdata.as_slice()),
-        (1, &[192, 0, 2, 1][..])
-    );
+    assert_eq!((r.counts[1], r.answers[0].rdata.as_slice()), (1, &[192, 0, 2, 1][..]));
     let r = ask_ok(&v, "mesh.test", AAAA);
     let want: IpAddr = "2001:db8::1".parse().unwrap();
-    let IpAddr::V6(want) = want else {
-        unreachable!()
-    };
-    assert_eq!(
-        (r.counts[1], r.answers[0].rdata.as_slice()),
-        (1, &want.octets()[..])
-    );
+    let IpAddr::V6(want) = want else { unreachable!() };
+    assert_eq!((r.counts[1], r.answers[0].rdata.as_slice()), (1, &want.octets()[..]));
 
     // TXT and other types at the apex: NODATA, never NXDOMAIN.
     for t in [TXT, MX] {
@@ -523,11 +449,7 @@ fn apex_records() {
         check_soa_authority(&v, &r);
     }
     let r = ask_ok(&v, "mesh.test", ANY);
-    assert_eq!(
-        (r.counts[1], r.answers[0].rtype),
-        (1, SOA),
-        "ANY at apex → SOA"
-    );
+    assert_eq!((r.counts[1], r.answers[0].rtype), (1, SOA), "ANY at apex → SOA");
     assert_eq!(v.txt("mesh.test"), NameState::EmptyNonTerminal);
 
     // TXT at the apex itself is served like any name.
@@ -547,11 +469,7 @@ fn host_glue_names() {
     );
     for t in [AAAA, TXT] {
         let r = ask_ok(&v, "ns1.mesh.test", t);
-        assert_eq!(
-            (r.rcode(), r.counts),
-            (0, [1, 0, 1, 0]),
-            "host type {t} is NODATA"
-        );
+        assert_eq!((r.rcode(), r.counts), (0, [1, 0, 1, 0]), "host type {t} is NODATA");
     }
     assert_eq!(v.txt("ns1.mesh.test"), NameState::EmptyNonTerminal);
     // A TXT can also live at a host name.
@@ -575,10 +493,7 @@ fn host_glue_names() {
 #[test]
 fn config_is_checked() {
     let mut cfg = config();
-    cfg.hosts = vec![HostAddrs {
-        name: "ns.example.net".into(),
-        addrs: vec![],
-    }];
+    cfg.hosts = vec![HostAddrs { name: "ns.example.net".into(), addrs: vec![] }];
     assert!(ZoneView::new(&cfg).is_err(), "glue outside the zone");
     let mut cfg = config();
     cfg.origin = String::new();
@@ -594,10 +509,7 @@ fn config_is_checked() {
     v.set_txt("a.mesh.test", &[b"x"]);
     assert_eq!(ask_ok(&v, "a.mesh.test", TXT).answers[0].ttl, 300);
     let r = ask_ok(&v, "b.mesh.test", TXT);
-    assert_eq!(
-        r.authority[0].ttl, 30,
-        "negative SOA TTL = min(TTL, MINIMUM)"
-    );
+    assert_eq!(r.authority[0].ttl, 30, "negative SOA TTL = min(TTL, MINIMUM)");
     assert_eq!(soa(&r, &r.authority[0]).minimum, 30);
 }
 
@@ -625,10 +537,7 @@ fn refused_outside_zone() {
         assert_eq!(r.counts, [1, 0, 0, 0]);
     }
     assert_eq!(v.txt("example.com"), NameState::OutOfZone);
-    assert!(
-        !v.set_txt("a.example.com", &[b"x"]),
-        "names outside the origin are ignored"
-    );
+    assert!(!v.set_txt("a.example.com", &[b"x"]), "names outside the origin are ignored");
     assert_eq!(v.len(), 0);
 }
 
@@ -638,7 +547,8 @@ fn check_opt(r: &Resp, ext_rcode: u8) {
     let opt = r.opt().expect("OPT present");
     assert_eq!((opt.name.as_str(), opt.owner_len), ("", 1), "root owner");
     assert_eq!(opt.class, 1232, "our payload");
-    assert_eq!(opt.ttl, u32::from(ext_rcode) << 24, "version 0, DO clear");
+    // Version 0; the DO bit echoes the query's (RFC 3225 §3), checked in node_conformance.
+    assert_eq!(opt.ttl & !0x8000, u32::from(ext_rcode) << 24, "version 0");
     assert!(opt.rdata.is_empty(), "no options");
     assert_eq!(r.additional.last().unwrap().rtype, 41, "OPT last");
 }
@@ -673,11 +583,7 @@ fn edns_echo_and_payload() {
         let r = ask(&v, &q);
         check_common(&r, &q);
         assert!(r.tc() && r.aa(), "payload {payload}: TC");
-        assert_eq!(
-            r.counts,
-            [1, 0, 0, 1],
-            "payload {payload}: question and OPT only"
-        );
+        assert_eq!(r.counts, [1, 0, 0, 1], "payload {payload}: question and OPT only");
         check_opt(&r, 0);
     }
     v.set_txt("mid.mesh.test", &[&[b'm'; 400]]);
@@ -692,12 +598,7 @@ fn badvers() {
     for name in ["a.mesh.test", "example.com"] {
         let q = query(11, name, TXT, Some((1232, 1)));
         let mut out = Vec::new();
-        assert_eq!(
-            v.answer(&q, &mut out, false),
-            Disposition::Reply {
-                rcode: rcode::BADVERS
-            }
-        );
+        assert_eq!(v.answer(&q, &mut out, false), Disposition::Reply { rcode: rcode::BADVERS });
         let r = parse(&out);
         check_common(&r, &q);
         assert_eq!(r.rcode(), 0, "low bits of BADVERS (16) are 0");
@@ -718,10 +619,7 @@ fn truncation_without_edns_and_tcp_limit() {
     assert_eq!(r.raw.len(), q.len(), "header and question only");
     // Over TCP the same answer is sent whole.
     let mut out = Vec::new();
-    assert_eq!(
-        v.answer(&q, &mut out, true),
-        Disposition::Reply { rcode: 0 }
-    );
+    assert_eq!(v.answer(&q, &mut out, true), Disposition::Reply { rcode: 0 });
     let r = parse(&out);
     assert!(!r.tc());
     assert_eq!(strings(&r.answers[0].rdata).concat(), vec![b'b'; 600]);
@@ -730,10 +628,7 @@ fn truncation_without_edns_and_tcp_limit() {
     let refs: Vec<&[u8]> = vals.iter().map(Vec::as_slice).collect();
     v.set_txt("huge.mesh.test", &refs);
     let q = query(13, "huge.mesh.test", TXT, None);
-    assert_eq!(
-        v.answer(&q, &mut out, true),
-        Disposition::Reply { rcode: 0 }
-    );
+    assert_eq!(v.answer(&q, &mut out, true), Disposition::Reply { rcode: 0 });
     assert!(parse(&out).tc());
     assert_eq!(v.txt("huge.mesh.test"), NameState::Txt(vals));
 }
@@ -792,11 +687,7 @@ fn slow_and_drop() {
     for (what, q) in slow_cases {
         assert_eq!(v.answer(&q, &mut out, false), Disposition::Slow, "{what}");
     }
-    assert_eq!(
-        v.answer(&base[..11], &mut out, false),
-        Disposition::Drop,
-        "runt"
-    );
+    assert_eq!(v.answer(&base[..11], &mut out, false), Disposition::Drop, "runt");
     assert_eq!(v.answer(&[], &mut out, false), Disposition::Drop, "empty");
     assert_eq!(
         v.answer(&with(&|q| q[2] |= 0x80), &mut out, false),
@@ -812,22 +703,13 @@ fn serial_changes_only_on_change() {
     let v = view();
     let s0 = v.serial();
     let t = u64::from(s0);
-    assert!(
-        !v.set_txt_at("a.mesh.test", &[], t + 10),
-        "removing nothing is no change"
-    );
+    assert!(!v.set_txt_at("a.mesh.test", &[], t + 10), "removing nothing is no change");
     assert_eq!(v.serial(), s0);
     assert!(v.set_txt_at("a.mesh.test", &[b"x"], t + 100));
     assert_eq!(v.serial(), s0 + 100);
-    assert!(
-        !v.set_txt_at("a.mesh.test", &[b"x"], t + 200),
-        "same values"
-    );
+    assert!(!v.set_txt_at("a.mesh.test", &[b"x"], t + 200), "same values");
     assert_eq!(v.serial(), s0 + 100);
-    assert!(
-        !v.set_txt_at("A.Mesh.Test.", &[b"x"], t + 250),
-        "same name, other spelling"
-    );
+    assert!(!v.set_txt_at("A.Mesh.Test.", &[b"x"], t + 250), "same name, other spelling");
     assert_eq!(v.serial(), s0 + 100);
     assert!(v.set_txt_at("a.mesh.test", &[b"x", b"y"], t + 300));
     assert_eq!(v.serial(), s0 + 300);
@@ -874,10 +756,7 @@ fn serve(bind: &str) -> (udp::UdpServer, Arc<AtomicBool>, SlowRx) {
     let v = Arc::new(view());
     v.set_txt("a.mesh.test", &[b"hello"]);
     for i in 0..100 {
-        v.set_txt(
-            &format!("n{i}.mesh.test"),
-            &[format!("value-{i}").as_bytes()],
-        );
+        v.set_txt(&format!("n{i}.mesh.test"), &[format!("value-{i}").as_bytes()]);
     }
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
@@ -892,25 +771,16 @@ fn exercise(bind: &str, client_bind: &str) {
     let (server, stop, rx) = serve(bind);
     let addr = server.local_addr();
     let client = UdpSocket::bind(client_bind).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
 
-    client
-        .send_to(&query(42, "A.mesh.test", TXT, None), addr)
-        .unwrap();
+    client.send_to(&query(42, "A.mesh.test", TXT, None), addr).unwrap();
     let r = recv_parsed(&client);
     assert_eq!((r.id, r.rcode(), r.counts[1]), (42, 0, 1));
     assert_eq!(r.answers[0].rdata, b"\x05hello");
 
     // A batch of 100: every one answered, IDs matching the names asked.
     for i in 0..100u16 {
-        client
-            .send_to(
-                &query(1000 + i, &format!("n{i}.mesh.test"), TXT, None),
-                addr,
-            )
-            .unwrap();
+        client.send_to(&query(1000 + i, &format!("n{i}.mesh.test"), TXT, None), addr).unwrap();
     }
     let mut seen = [false; 100];
     for _ in 0..100 {
@@ -925,13 +795,9 @@ fn exercise(bind: &str, client_bind: &str) {
     }
     assert!(seen.iter().all(|s| *s));
 
-    client
-        .send_to(&query(50, "nope.mesh.test", TXT, None), addr)
-        .unwrap();
+    client.send_to(&query(50, "nope.mesh.test", TXT, None), addr).unwrap();
     assert_eq!(recv_parsed(&client).rcode(), rcode::NXDOMAIN);
-    client
-        .send_to(&query(51, "example.com", TXT, None), addr)
-        .unwrap();
+    client.send_to(&query(51, "example.com", TXT, None), addr).unwrap();
     assert_eq!(recv_parsed(&client).rcode(), rcode::REFUSED);
 
     // UPDATE goes to the slow path with the client's address; a runt is dropped.
@@ -939,9 +805,7 @@ fn exercise(bind: &str, client_bind: &str) {
     update[2] = 5 << 3;
     client.send_to(&update, addr).unwrap();
     client.send_to(&[1, 2, 3], addr).unwrap();
-    let (pkt, src) = rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("slow path called");
+    let (pkt, src) = rx.recv_timeout(Duration::from_secs(5)).expect("slow path called");
     assert_eq!(pkt, update);
     assert_eq!(src, client.local_addr().unwrap());
 
@@ -961,10 +825,7 @@ fn exercise(bind: &str, client_bind: &str) {
     let t = Instant::now();
     stop.store(true, Ordering::Relaxed);
     server.join().expect("thread ended cleanly");
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "stop honoured within the read timeout"
-    );
+    assert!(t.elapsed() < Duration::from_secs(2), "stop honoured within the read timeout");
 }
 
 #[test]

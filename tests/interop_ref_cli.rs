@@ -9,10 +9,7 @@ use common::*;
 fn run_interop(mode: &str) {
     let venv = ref_venv();
     let n = Node::start("mesh.test", &[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/interop/interop-e2e.sh"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/interop/interop-e2e.sh");
     let out = std::process::Command::new("bash")
         .arg(script)
         .env("REF_VENV", &venv)

@@ -65,10 +65,7 @@ fn person(name: &str) -> Identity {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// §5.4 envelope, hand-built (the envelope module is someone else's).
@@ -82,9 +79,7 @@ fn long_text(tag: &str, len: usize) -> String {
     let mut s = String::new();
     let mut i = 0;
     while s.len() < len {
-        s.push_str(&format!(
-            "{tag} line {i:04}: the quick brown fox jumps over the lazy dog.\n"
-        ));
+        s.push_str(&format!("{tag} line {i:04}: the quick brown fox jumps over the lazy dog.\n"));
         i += 1;
     }
     s
@@ -117,19 +112,10 @@ fn interop_with_reference_messages() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| {
-            (
-                r[0].as_str().unwrap().to_owned(),
-                r[1].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_str().unwrap().to_owned()))
         .collect();
     assert_eq!(prekey_records.len(), 1);
-    assert_eq!(
-        prekey_records[0].0,
-        names::prekeys("bob", ZONE),
-        "prekey owner name"
-    );
+    assert_eq!(prekey_records[0].0, names::prekeys("bob", ZONE), "prekey owner name");
     let prekey = Prekey::parse_and_verify(&prekey_records[0].1, &bob.ed25519_public(), t)
         .expect("reference prekey verifies");
     assert!(!prekey.is_expired(t));
@@ -171,10 +157,7 @@ fn interop_with_reference_messages() {
         records.push(claim);
         expected.insert(hex::encode(c.msg_id), body.clone());
     }
-    assert!(
-        sends[1].0.len() > 1000 && sends[2].0.len() > 1000,
-        "multi-chunk messages over 1 KB"
-    );
+    assert!(sends[1].0.len() > 1000 && sends[2].0.len() > 1000, "multi-chunk messages over 1 KB");
     let alice_identity = IdentityRecord {
         username: "alice".into(),
         x25519_pk: alice.x25519_public(),
@@ -201,26 +184,16 @@ fn interop_with_reference_messages() {
         );
     }
     let msgs = got["messages"].as_array().unwrap();
-    assert_eq!(
-        msgs.len(),
-        expected.len(),
-        "reference delivered every Rust message: {got}"
-    );
+    assert_eq!(msgs.len(), expected.len(), "reference delivered every Rust message: {got}");
     for m in msgs {
         let id = m["msg_id_hex"].as_str().unwrap();
-        let want = expected
-            .get(id)
-            .unwrap_or_else(|| panic!("unexpected msg_id {id}"));
+        let want = expected.get(id).unwrap_or_else(|| panic!("unexpected msg_id {id}"));
         assert_eq!(
             hex::decode(m["plaintext_hex"].as_str().unwrap()).unwrap(),
             *want,
             "plaintext of {id}"
         );
-        assert_eq!(
-            m["sender_spk_hex"],
-            hex::encode(alice.ed25519_public()),
-            "signer of {id}"
-        );
+        assert_eq!(m["sender_spk_hex"], hex::encode(alice.ed25519_public()), "signer of {id}");
         let is_v2 = *want == fs_body;
         let want_label = if is_v2 { "alice@mesh.test" } else { "" };
         assert_eq!(m["sender_label"], want_label, "label of {id}");
@@ -255,10 +228,8 @@ fn interop_with_reference_messages() {
         ts: t,
         versions: vec![1, 2],
     };
-    let texts_long_term = vec![
-        "hello alice's rust friend".to_owned(),
-        long_text("ref->rust long-term", 2500),
-    ];
+    let texts_long_term =
+        vec!["hello alice's rust friend".to_owned(), long_text("ref->rust long-term", 2500)];
     let texts_prekey = vec![long_text("ref->rust prekey", 1800)];
     write_json(
         work,
@@ -279,9 +250,8 @@ fn interop_with_reference_messages() {
     let stores = sent["stores"].as_array().unwrap();
     assert_eq!(stores.len(), 2);
     let mut guard = ReplayGuard::new();
-    for (store, (texts, with_prekey)) in stores
-        .iter()
-        .zip([(&texts_long_term, false), (&texts_prekey, true)])
+    for (store, (texts, with_prekey)) in
+        stores.iter().zip([(&texts_long_term, false), (&texts_prekey, true)])
     {
         let mut by_name: HashMap<String, Vec<String>> = HashMap::new();
         for r in store.as_array().unwrap() {
@@ -308,10 +278,7 @@ fn interop_with_reference_messages() {
                     &manifest.sender_spk,
                 );
                 let outer = message::assemble(&manifest, |i| {
-                    by_name
-                        .get(&names::chunk(i, &msg_key, ZONE))
-                        .cloned()
-                        .unwrap_or_default()
+                    by_name.get(&names::chunk(i, &msg_key, ZONE)).cloned().unwrap_or_default()
                 })
                 .expect("chunks assemble");
                 let secret = (manifest.prekey_id == our_prekey.prekey_id).then_some(&prekey_priv);
@@ -327,10 +294,7 @@ fn interop_with_reference_messages() {
                 let (head, body) = opened
                     .plaintext
                     .split_at(opened.plaintext.iter().position(|&b| b == b'\n').unwrap());
-                assert_eq!(
-                    head, b"DMPV2:{\"from\":\"alice@mesh.test\"}",
-                    "envelope header"
-                );
+                assert_eq!(head, b"DMPV2:{\"from\":\"alice@mesh.test\"}", "envelope header");
                 delivered.push(String::from_utf8(body[1..].to_vec()).unwrap());
             }
         }

@@ -5,12 +5,8 @@ use dnsmesh::dnswire::{Disposition, HostAddrs, ZoneConfig, ZoneView};
 use proptest::prelude::*;
 
 fn view() -> ZoneView {
-    let mut cfg = ZoneConfig::new(
-        "mesh.test",
-        "ns1.mesh.test",
-        "hostmaster.mesh.test",
-        &["ns1.mesh.test"],
-    );
+    let mut cfg =
+        ZoneConfig::new("mesh.test", "ns1.mesh.test", "hostmaster.mesh.test", &["ns1.mesh.test"]);
     cfg.apex_addrs = vec!["192.0.2.1".parse().unwrap()];
     cfg.hosts = vec![HostAddrs {
         name: "ns1.mesh.test".into(),
@@ -90,9 +86,7 @@ fn check_reply(query: &[u8], out: &[u8]) -> Result<(), TestCaseError> {
         let p = skip_name(out, pos);
         prop_assert!(p.is_some(), "owner");
         let p = p.unwrap_or(0);
-        let rdlen = out
-            .get(p + 8..p + 10)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize);
+        let rdlen = out.get(p + 8..p + 10).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize);
         prop_assert!(rdlen.is_some(), "RR header");
         pos = p + 10 + rdlen.unwrap_or(0);
         prop_assert!(pos <= out.len(), "RDATA inside the message");
@@ -189,10 +183,7 @@ fn seeds_are_answered() {
     let v = view();
     let mut out = Vec::new();
     for q in seeds() {
-        assert!(
-            matches!(v.answer(&q, &mut out, false), Disposition::Reply { .. }),
-            "{q:?}"
-        );
+        assert!(matches!(v.answer(&q, &mut out, false), Disposition::Reply { .. }), "{q:?}");
         check_reply(&q, &out).unwrap();
     }
 }

@@ -51,10 +51,7 @@ fn manifest_shaped(mut blob: Vec<u8>, n: u32) -> Vec<u8> {
 }
 
 fn people() -> (Identity, Identity) {
-    (
-        Identity::from_private_bytes([0x11; 32]),
-        Identity::from_private_bytes([0x22; 32]),
-    )
+    (Identity::from_private_bytes([0x11; 32]), Identity::from_private_bytes([0x22; 32]))
 }
 
 fn compose(plaintext: &[u8], prekey: Option<(u32, [u8; 32])>, rnd: &SendRandomness) -> Composed {

@@ -20,19 +20,14 @@ const NOW: u64 = 1_800_000_000;
 
 /// Run every parser of this area on one TXT value; only panics matter.
 fn parse_all(txt: &str) {
-    let spk = SigningKey::from_bytes(&[7u8; 32])
-        .verifying_key()
-        .to_bytes();
+    let spk = SigningKey::from_bytes(&[7u8; 32]).verifying_key().to_bytes();
     for now in [0, NOW, u64::MAX] {
         let _ = ClusterManifest::parse_and_verify(txt, &spk, Some("mesh.example.com"), now);
         let _ = BootstrapRecord::parse_and_verify(txt, &spk, Some("example.com"), now);
         let _ = RotationRecord::parse_and_verify(txt, Some(&spk), Some("a@b.c"), now);
         let _ = RevocationRecord::parse_and_verify(txt, Some(&spk), Some("x"), Some(u64::MAX), now);
         let _ = Heartbeat::parse_and_verify(txt, now);
-        let relaxed = HeartbeatPolicy {
-            max_skew: u64::MAX,
-            allow_private_endpoints: true,
-        };
+        let relaxed = HeartbeatPolicy { max_skew: u64::MAX, allow_private_endpoints: true };
         let _ = Heartbeat::parse_and_verify_with(txt, now, &relaxed);
     }
     let _ = RecordKind::of(txt);
@@ -57,16 +52,9 @@ fn signed_wire(prefix: &str, body: &[u8], sigs: usize) -> String {
     format!("{prefix}{}", b64::encode(&blob))
 }
 
-const PREFIXES: [&str; 5] = [
-    PREFIX_CLUSTER,
-    PREFIX_BOOTSTRAP,
-    PREFIX_ROTATION,
-    PREFIX_REVOCATION,
-    PREFIX_HEARTBEAT,
-];
-const MAGICS: [&[u8]; 6] = [
-    b"DMPCL01", b"DMPBS01", b"DMPROT1", b"DMPRV01", b"DMPHB03", b"DMPHB02",
-];
+const PREFIXES: [&str; 5] =
+    [PREFIX_CLUSTER, PREFIX_BOOTSTRAP, PREFIX_ROTATION, PREFIX_REVOCATION, PREFIX_HEARTBEAT];
+const MAGICS: [&[u8]; 6] = [b"DMPCL01", b"DMPBS01", b"DMPROT1", b"DMPRV01", b"DMPHB03", b"DMPHB02"];
 
 /// One valid body (signature stripped) per record type, signed by the test key where the
 /// record embeds its signer, with its prefix and signature count.
@@ -85,13 +73,7 @@ fn valid_bodies() -> Vec<(&'static str, Vec<u8>, usize)> {
             ClusterManifest {
                 cluster_name: "mesh.example".into(),
                 operator_spk: spk,
-                nodes: vec![
-                    node.clone(),
-                    ClusterNode {
-                        node_id: "n2".into(),
-                        ..node
-                    },
-                ],
+                nodes: vec![node.clone(), ClusterNode { node_id: "n2".into(), ..node }],
                 seq: 1,
                 exp: NOW,
             }

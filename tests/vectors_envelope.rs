@@ -6,10 +6,8 @@ use serde_json::Value;
 
 #[test]
 fn dmpv2_envelope_vectors() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/vectors/upstream/dmpv2_envelope.json"
-    );
+    let path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/upstream/dmpv2_envelope.json");
     let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(cases.len(), 8);
     for (idx, c) in cases.iter().enumerate() {
@@ -28,16 +26,8 @@ fn dmpv2_envelope_vectors() {
         };
         let (body, from) = envelope::decode(&plaintext);
         let want_body = hex::decode(c["expected_decode_body_hex"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            hex::encode(body),
-            hex::encode(want_body),
-            "{desc}: decoded body"
-        );
-        assert_eq!(
-            from.as_deref(),
-            c["expected_decode_from"].as_str(),
-            "{desc}: decoded from"
-        );
+        assert_eq!(hex::encode(body), hex::encode(want_body), "{desc}: decoded body");
+        assert_eq!(from.as_deref(), c["expected_decode_from"].as_str(), "{desc}: decoded from");
     }
 }
 
@@ -57,27 +47,17 @@ fn header_window_is_256_bytes() {
         pt.extend_from_slice(b"\nbody");
         let (body, from) = envelope::decode(&pt);
         if ok {
-            assert_eq!(
-                (body.as_slice(), from.as_deref()),
-                (&b"body"[..], Some("a@b.co")),
-                "{len}"
-            );
+            assert_eq!((body.as_slice(), from.as_deref()), (&b"body"[..], Some("a@b.co")), "{len}");
         } else {
             assert_eq!((body, from), (pt.clone(), None), "{len}");
         }
     }
     // Non-object JSON and non-ASCII headers fall back to the whole plaintext.
-    for pt in [
-        &b"DMPV2:[1]\nbody"[..],
-        "DMPV2:{\"from\":\"é\"}\nx".as_bytes(),
-    ] {
+    for pt in [&b"DMPV2:[1]\nbody"[..], "DMPV2:{\"from\":\"é\"}\nx".as_bytes()] {
         assert_eq!(envelope::decode(pt), (pt.to_vec(), None));
     }
     // A valid object with a bad or missing `from` still splits, with no sender.
-    assert_eq!(
-        envelope::decode(b"DMPV2:{\"from\":\"nope\"}\nx"),
-        (b"x".to_vec(), None)
-    );
+    assert_eq!(envelope::decode(b"DMPV2:{\"from\":\"nope\"}\nx"), (b"x".to_vec(), None));
     assert_eq!(envelope::decode(b"DMPV2:{}\nx"), (b"x".to_vec(), None));
 }
 
@@ -85,10 +65,8 @@ fn header_window_is_256_bytes() {
 fn extra_message_plaintexts() {
     // The two reference-decrypted messages of the extra vectors: the prekey path carries
     // alice's envelope, the long-term-key path a bare v1 body.
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/vectors/extra/protocol-extra-vectors.json"
-    );
+    let path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/extra/protocol-extra-vectors.json");
     let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for (case, from) in [
         ("prekey_v2_envelope", Some("alice@mesh.example.com")),
@@ -97,11 +75,7 @@ fn extra_message_plaintexts() {
         let ex = &all["message_examples"][case];
         let pt = hex::decode(ex["aead_plaintext_hex"].as_str().unwrap()).unwrap();
         let text = ex["reference_client_decrypts_to"].as_str().unwrap();
-        assert_eq!(
-            envelope::encode(text.as_bytes(), from),
-            pt,
-            "{case}: encode"
-        );
+        assert_eq!(envelope::encode(text.as_bytes(), from), pt, "{case}: encode");
         assert_eq!(
             envelope::decode(&pt),
             (text.as_bytes().to_vec(), from.map(String::from)),

@@ -25,10 +25,8 @@ use dnsmesh::proto::rs;
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/vectors/extra/protocol-extra-vectors.json"
-    );
+    let path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/extra/protocol-extra-vectors.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -55,29 +53,13 @@ fn identities_argon2id() {
         let c = &v["identities"][name];
         let id =
             Identity::from_passphrase(s(&c["passphrase"]), Some(&hx(&c["kdf_salt_hex"]))).unwrap();
-        assert_eq!(
-            id.x25519_private(),
-            &h::<32>(&c["x25519_priv_hex"]),
-            "{name}: x25519 priv"
-        );
-        assert_eq!(
-            id.x25519_public(),
-            h::<32>(&c["x25519_pub_hex"]),
-            "{name}: x25519 pub"
-        );
-        assert_eq!(
-            id.ed25519_public(),
-            h::<32>(&c["ed25519_pub_hex"]),
-            "{name}: ed25519 pub"
-        );
+        assert_eq!(id.x25519_private(), &h::<32>(&c["x25519_priv_hex"]), "{name}: x25519 priv");
+        assert_eq!(id.x25519_public(), h::<32>(&c["x25519_pub_hex"]), "{name}: x25519 pub");
+        assert_eq!(id.ed25519_public(), h::<32>(&c["ed25519_pub_hex"]), "{name}: ed25519 pub");
         assert_eq!(id.user_id(), h::<32>(&c["user_id_hex"]), "{name}: user_id");
         let mut seed_input = id.x25519_private().to_vec();
         seed_input.extend_from_slice(keys::ED25519_DOMAIN);
-        assert_eq!(
-            sha256(&seed_input),
-            h::<32>(&c["ed25519_seed_hex"]),
-            "{name}: ed25519 seed"
-        );
+        assert_eq!(sha256(&seed_input), h::<32>(&c["ed25519_seed_hex"]), "{name}: ed25519 seed");
         assert_eq!(
             id.signing_key().to_bytes(),
             h::<32>(&c["ed25519_seed_hex"]),
@@ -86,22 +68,10 @@ fn identities_argon2id() {
         assert!(!s(&c["username"]).is_empty(), "{name}: username");
     }
     let c = &v["identities"]["alice_default_salt"];
-    assert_eq!(
-        s(&c["kdf_salt_ascii"]).as_bytes(),
-        keys::DEFAULT_KDF_SALT,
-        "default salt"
-    );
+    assert_eq!(s(&c["kdf_salt_ascii"]).as_bytes(), keys::DEFAULT_KDF_SALT, "default salt");
     let id = Identity::from_passphrase(s(&c["passphrase"]), None).unwrap();
-    assert_eq!(
-        id.x25519_private(),
-        &h::<32>(&c["x25519_priv_hex"]),
-        "default salt: priv"
-    );
-    assert_eq!(
-        id.ed25519_public(),
-        h::<32>(&c["ed25519_pub_hex"]),
-        "default salt: ed25519 pub"
-    );
+    assert_eq!(id.x25519_private(), &h::<32>(&c["x25519_priv_hex"]), "default salt: priv");
+    assert_eq!(id.ed25519_public(), h::<32>(&c["ed25519_pub_hex"]), "default salt: ed25519 pub");
 }
 
 fn identity(v: &Value, name: &str) -> Identity {
@@ -130,11 +100,7 @@ fn identity_and_prekey_records() {
             versions: vec![2, 1],
         };
         assert_eq!(rebuilt.sign(&id).unwrap(), txt, "{key}: encode");
-        assert_eq!(
-            names::identity(name, domain),
-            s(&v[key]["owner"]),
-            "{key}: owner"
-        );
+        assert_eq!(names::identity(name, domain), s(&v[key]["owner"]), "{key}: owner");
     }
     let bob = identity(&v, "bob");
     let p = &v["bob_prekey"];
@@ -162,11 +128,7 @@ fn identity_and_prekey_records() {
         None,
         "bob_prekey: wrong signer"
     );
-    assert_eq!(
-        names::prekeys("bob", domain),
-        s(&p["owner"]),
-        "bob_prekey: owner"
-    );
+    assert_eq!(names::prekeys("bob", domain), s(&p["owner"]), "bob_prekey: owner");
 }
 
 #[test]
@@ -175,18 +137,9 @@ fn owner_names_table() {
     let t = v["owner_names"].as_object().unwrap();
     assert_eq!(t.len(), 11, "table size changed: cover the new entries");
     let want = |k: &str| s(&t[k]).to_owned();
-    assert_eq!(
-        names::bootstrap("example.com").unwrap(),
-        want("bootstrap(example.com)")
-    );
-    assert_eq!(
-        names::cluster("mesh.example.com").unwrap(),
-        want("cluster(mesh.example.com)")
-    );
-    assert_eq!(
-        names::heartbeat("mesh.example.com"),
-        want("heartbeat(mesh.example.com)")
-    );
+    assert_eq!(names::bootstrap("example.com").unwrap(), want("bootstrap(example.com)"));
+    assert_eq!(names::cluster("mesh.example.com").unwrap(), want("cluster(mesh.example.com)"));
+    assert_eq!(names::heartbeat("mesh.example.com"), want("heartbeat(mesh.example.com)"));
     assert_eq!(
         names::identity("alice", "mesh.example.com"),
         want("identity_hashed(alice, mesh.example.com)")
@@ -215,10 +168,7 @@ fn owner_names_table() {
         names::rotation_anchored("alice.example.org"),
         want("rotation_zone_anchored(alice.example.org)")
     );
-    assert_eq!(
-        names::seen("mesh.example.com"),
-        want("seen(mesh.example.com)")
-    );
+    assert_eq!(names::seen("mesh.example.com"), want("seen(mesh.example.com)"));
 }
 
 #[test]
@@ -227,21 +177,9 @@ fn rs_wrap_block_example() {
     let c = &v["rs_wrap_block_example"];
     let block: [u8; 128] = h(&c["block_hex"]);
     let wire = hx(&c["wire_hex"]);
-    assert_eq!(
-        ChunkRecord::from_block(&block).wire,
-        wire,
-        "rs_wrap_block_example: wire"
-    );
-    assert_eq!(
-        rs::encode(&block),
-        wire[8..],
-        "rs_wrap_block_example: codeword"
-    );
-    assert_eq!(
-        ChunkRecord { wire }.unwrap_block(),
-        Some(block),
-        "rs_wrap_block_example: unwrap"
-    );
+    assert_eq!(ChunkRecord::from_block(&block).wire, wire, "rs_wrap_block_example: wire");
+    assert_eq!(rs::encode(&block), wire[8..], "rs_wrap_block_example: codeword");
+    assert_eq!(ChunkRecord { wire }.unwrap_block(), Some(block), "rs_wrap_block_example: unwrap");
 }
 
 #[test]
@@ -254,11 +192,7 @@ fn zfec_example_k3_n4() {
     assert_eq!((blocks.len(), shares.len()), (k, n));
     // The example is raw zfec on three arbitrary blocks (no length prefix).
     let refs: Vec<&[u8]> = blocks.iter().map(|b| &b[..]).collect();
-    assert_eq!(
-        erasure::encode_blocks(&refs, n).unwrap(),
-        shares,
-        "zfec_example_k3_n4: shares"
-    );
+    assert_eq!(erasure::encode_blocks(&refs, n).unwrap(), shares, "zfec_example_k3_n4: shares");
     for subset in subsets(n, k) {
         let sel: Vec<(usize, &[u8])> = subset.iter().map(|&i| (i, &shares[i][..])).collect();
         assert_eq!(
@@ -288,11 +222,7 @@ fn check_message_example(v: &Value, key: &str) {
     let bob = identity(v, "bob");
     let prekey_id = u(&m["prekey_id"]) as u32;
     let prekey = (prekey_id != 0).then(|| {
-        assert_eq!(
-            u(&v["bob_prekey"]["prekey_id"]) as u32,
-            prekey_id,
-            "{key}: prekey id"
-        );
+        assert_eq!(u(&v["bob_prekey"]["prekey_id"]) as u32, prekey_id, "{key}: prekey id");
         (prekey_id, h::<32>(&v["bob_prekey"]["prekey_pub_hex"]))
     });
     let prekey_priv: [u8; 32] = h(&v["bob_prekey"]["prekey_priv_hex"]);
@@ -302,17 +232,9 @@ fn check_message_example(v: &Value, key: &str) {
     let plaintext = hx(&m["aead_plaintext_hex"]);
 
     // Crypto intermediates.
-    assert_eq!(
-        keys::x25519_public(&eph),
-        h::<32>(&m["ephemeral_pub_hex"]),
-        "{key}: ephemeral pub"
-    );
+    assert_eq!(keys::x25519_public(&eph), h::<32>(&m["ephemeral_pub_hex"]), "{key}: ephemeral pub");
     let shared = keys::x25519(&eph, &target).unwrap();
-    assert_eq!(
-        shared,
-        h::<32>(&m["ecdh_shared_hex"]),
-        "{key}: ecdh (sender side)"
-    );
+    assert_eq!(shared, h::<32>(&m["ecdh_shared_hex"]), "{key}: ecdh (sender side)");
     let recv_shared = if prekey.is_some() {
         keys::x25519(&prekey_priv, &h(&m["ephemeral_pub_hex"]))
     } else {
@@ -322,11 +244,7 @@ fn check_message_example(v: &Value, key: &str) {
     let aead_key = message::derive_key(&shared);
     assert_eq!(aead_key, h::<32>(&m["aead_key_hex"]), "{key}: hkdf key");
     let header = Header::data(msg_id, alice.user_id(), bob.user_id(), ts, ttl);
-    assert_eq!(
-        header.to_json(),
-        s(&m["outer_header_json"]),
-        "{key}: outer header json"
-    );
+    assert_eq!(header.to_json(), s(&m["outer_header_json"]), "{key}: outer header json");
     assert_eq!(
         Header::parse(s(&m["outer_header_json"]).as_bytes()),
         Some(header.clone()),
@@ -336,28 +254,12 @@ fn check_message_example(v: &Value, key: &str) {
     assert_eq!(aad, hx(&m["aad_hex"]), "{key}: aad");
     let ct = message::seal(&aead_key, &nonce, &plaintext, &aad).unwrap();
     assert_eq!(ct, hx(&m["ciphertext_with_tag_hex"]), "{key}: ciphertext");
-    assert_eq!(
-        message::unseal(&aead_key, &nonce, &ct, &aad).unwrap(),
-        plaintext,
-        "{key}: unseal"
-    );
-    let outer = OuterMessage {
-        header,
-        ephemeral_pub: keys::x25519_public(&eph),
-        nonce,
-        ciphertext: ct,
-    };
+    assert_eq!(message::unseal(&aead_key, &nonce, &ct, &aad).unwrap(), plaintext, "{key}: unseal");
+    let outer =
+        OuterMessage { header, ephemeral_pub: keys::x25519_public(&eph), nonce, ciphertext: ct };
     let outer_bytes = outer.to_bytes();
-    assert_eq!(
-        outer_bytes,
-        hx(&m["outer_message_hex"]),
-        "{key}: outer message"
-    );
-    assert_eq!(
-        OuterMessage::parse(&outer_bytes),
-        Some(outer),
-        "{key}: outer parse"
-    );
+    assert_eq!(outer_bytes, hx(&m["outer_message_hex"]), "{key}: outer message");
+    assert_eq!(OuterMessage::parse(&outer_bytes), Some(outer), "{key}: outer parse");
 
     // Erasure and chunks.
     let (k, n) = (u(&m["erasure_k"]) as usize, u(&m["erasure_n"]) as usize);
@@ -368,11 +270,7 @@ fn check_message_example(v: &Value, key: &str) {
         "{key}: padded"
     );
     let shares: Vec<Vec<u8>> = m["shares_hex"].as_array().unwrap().iter().map(hx).collect();
-    assert_eq!(
-        erasure::encode(&outer_bytes).unwrap(),
-        (shares.clone(), k, n),
-        "{key}: shares"
-    );
+    assert_eq!(erasure::encode(&outer_bytes).unwrap(), (shares.clone(), k, n), "{key}: shares");
     for subset in subsets(n, k) {
         let sel: Vec<(usize, &[u8])> = subset.iter().map(|&i| (i, &shares[i][..])).collect();
         assert_eq!(
@@ -390,11 +288,7 @@ fn check_message_example(v: &Value, key: &str) {
         let rec = ChunkRecord::from_block(&shares[i].clone().try_into().unwrap());
         assert_eq!(rec.wire, wire, "{key}: chunk {i} wire");
         assert_eq!(rec.to_txt(), s(&c["txt"]), "{key}: chunk {i} txt");
-        assert_eq!(
-            ChunkRecord::parse(s(&c["txt"])),
-            Some(rec),
-            "{key}: chunk {i} parse"
-        );
+        assert_eq!(ChunkRecord::parse(s(&c["txt"])), Some(rec), "{key}: chunk {i} parse");
         assert_eq!(
             names::chunk(i as u32, &msg_key, domain),
             s(&c["owner"]),
@@ -413,31 +307,17 @@ fn check_message_example(v: &Value, key: &str) {
             ttl,
             now: ts,
         },
-        &SendRandomness {
-            ephemeral_private: eph,
-            nonce,
-            msg_id,
-        },
+        &SendRandomness { ephemeral_private: eph, nonce, msg_id },
     )
     .unwrap();
     assert_eq!(composed.msg_id, msg_id, "{key}");
     assert_eq!(u64::from(composed.slot), u(&m["slot"]), "{key}: slot");
     assert_eq!(composed.prekey_id, prekey_id, "{key}: prekey id");
-    let want_chunks: Vec<(String, String)> = chunks
-        .iter()
-        .map(|c| (s(&c["owner"]).to_owned(), s(&c["txt"]).to_owned()))
-        .collect();
+    let want_chunks: Vec<(String, String)> =
+        chunks.iter().map(|c| (s(&c["owner"]).to_owned(), s(&c["txt"]).to_owned())).collect();
     assert_eq!(composed.chunks, want_chunks, "{key}: chunk records");
-    assert_eq!(
-        composed.manifest.0,
-        s(&m["slot_owner"]),
-        "{key}: slot owner"
-    );
-    assert_eq!(
-        composed.manifest.1,
-        s(&m["manifest_txt"]),
-        "{key}: manifest txt"
-    );
+    assert_eq!(composed.manifest.0, s(&m["slot_owner"]), "{key}: slot owner");
+    assert_eq!(composed.manifest.1, s(&m["manifest_txt"]), "{key}: manifest txt");
     assert_eq!(
         composed.manifest.1.len() as u64,
         u(&m["manifest_txt_len"]),
@@ -449,11 +329,7 @@ fn check_message_example(v: &Value, key: &str) {
     let claim = ClaimRecord::parse_and_verify(&claim_txt, ts)
         .unwrap_or_else(|| panic!("{key}: claim parse"));
     assert_eq!(
-        (
-            claim.msg_id,
-            claim.slot,
-            claim.sender_mailbox_domain.as_str()
-        ),
+        (claim.msg_id, claim.slot, claim.sender_mailbox_domain.as_str()),
         (msg_id, 0, domain),
         "{key}: claim"
     );
@@ -462,17 +338,10 @@ fn check_message_example(v: &Value, key: &str) {
     // The receive pipeline.
     let manifest = message::accept_manifest(s(&m["manifest_txt"]), &bob.user_id(), ts)
         .unwrap_or_else(|| panic!("{key}: manifest accept"));
-    assert_eq!(
-        manifest.body().unwrap(),
-        hx(&m["manifest_body_hex"]),
-        "{key}: manifest body"
-    );
+    assert_eq!(manifest.body().unwrap(), hx(&m["manifest_body_hex"]), "{key}: manifest body");
     assert!(manifest.has_chunk_hashes(), "{key}: hashes present");
     assert_eq!(
-        (
-            manifest.data_chunks as usize,
-            manifest.total_chunks as usize
-        ),
+        (manifest.data_chunks as usize, manifest.total_chunks as usize),
         (k, n),
         "{key}: manifest k/n"
     );
@@ -487,10 +356,8 @@ fn check_message_example(v: &Value, key: &str) {
         None,
         "{key}: expired"
     );
-    let assembled = message::assemble(
-        &manifest,
-        |i| vec![s(&chunks[i as usize]["txt"]).to_owned()],
-    );
+    let assembled =
+        message::assemble(&manifest, |i| vec![s(&chunks[i as usize]["txt"]).to_owned()]);
     assert_eq!(assembled, Some(outer_bytes.clone()), "{key}: assemble");
     let pk_secret = prekey.map(|_| &prekey_priv);
     let opened = message::open(&outer_bytes, &manifest, &bob, pk_secret, ts).unwrap();

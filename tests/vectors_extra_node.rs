@@ -9,16 +9,13 @@ use ed25519_dalek::SigningKey;
 use serde_json::Value;
 
 fn extra() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/vectors/extra/protocol-extra-vectors.json"
-    );
+    let path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/extra/protocol-extra-vectors.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v[k].as_str()
-        .unwrap_or_else(|| panic!("missing string {k}"))
+    v[k].as_str().unwrap_or_else(|| panic!("missing string {k}"))
 }
 
 fn h32(v: &Value, k: &str) -> [u8; 32] {
@@ -50,21 +47,10 @@ fn heartbeat_example() {
     // `note`: the operator key is a raw Ed25519 seed, not the X25519-derived identity.
     let key = SigningKey::from_bytes(&h32(v, "operator_seed_hex"));
     let spk = h32(v, "operator_spk_hex");
-    assert_eq!(
-        key.verifying_key().to_bytes(),
-        spk,
-        "heartbeat_example: operator_spk"
-    );
-    assert_ne!(
-        Identity::from_private_bytes(h32(v, "operator_seed_hex")).ed25519_public(),
-        spk
-    );
+    assert_eq!(key.verifying_key().to_bytes(), spk, "heartbeat_example: operator_spk");
+    assert_ne!(Identity::from_private_bytes(h32(v, "operator_seed_hex")).ed25519_public(), spk);
     let zone = s(v, "claim_provider_zone");
-    assert_eq!(
-        names::heartbeat(zone),
-        s(v, "owner"),
-        "heartbeat_example: owner"
-    );
+    assert_eq!(names::heartbeat(zone), s(v, "owner"), "heartbeat_example: owner");
 
     let (ts, exp) = (v["ts"].as_u64().unwrap(), v["exp"].as_u64().unwrap());
     let hb = Heartbeat {
@@ -85,22 +71,13 @@ fn heartbeat_example() {
 
     // ±300 s skew, inclusive.
     let at = |now| Heartbeat::parse_and_verify(txt, now).is_some();
-    assert!(
-        at(ts - 300) && at(ts + 300) && !at(ts - 301) && !at(ts + 301),
-        "skew window"
-    );
+    assert!(at(ts - 300) && at(ts + 300) && !at(ts - 301) && !at(ts + 301), "skew window");
     // A relaxed skew (the node's own sweep) still rejects at and after exp (`exp ≤ now`).
-    let relaxed = HeartbeatPolicy {
-        max_skew: u64::MAX,
-        ..HeartbeatPolicy::default()
-    };
+    let relaxed = HeartbeatPolicy { max_skew: u64::MAX, ..HeartbeatPolicy::default() };
     let at_relaxed = |now| Heartbeat::parse_and_verify_with(txt, now, &relaxed).is_some();
     assert!(at_relaxed(exp - 1) && !at_relaxed(exp), "exp boundary");
     // 30-day far-future cap: rejected when exp − now > 2 592 000.
-    assert!(
-        at_relaxed(exp - 2_592_000) && !at_relaxed(exp - 2_592_001),
-        "30-day cap"
-    );
+    assert!(at_relaxed(exp - 2_592_000) && !at_relaxed(exp - 2_592_001), "30-day cap");
 }
 
 #[test]
@@ -130,11 +107,7 @@ fn registration_example() {
     let challenge = h32(v, "challenge_hex");
     let zone = subject.split_once('@').unwrap().1;
 
-    assert_eq!(
-        reg::canonicalize_subject(subject).unwrap(),
-        subject,
-        "subject is canonical"
-    );
+    assert_eq!(reg::canonicalize_subject(subject).unwrap(), subject, "subject is canonical");
     assert_eq!(
         reg::canonicalize_subject(&format!("  {} \n", subject.to_uppercase())).unwrap(),
         subject,
@@ -142,24 +115,10 @@ fn registration_example() {
     );
 
     let payload = reg::signing_payload(&challenge, subject, node);
-    assert_eq!(
-        hex::encode(&payload),
-        s(v, "signing_payload_hex"),
-        "signing_payload"
-    );
+    assert_eq!(hex::encode(&payload), s(v, "signing_payload_hex"), "signing_payload");
     let sig = reg::sign_registration(alice.signing_key(), &challenge, subject, node);
-    assert_eq!(
-        hex::encode(sig),
-        s(v, "ed25519_signature_hex"),
-        "ed25519_signature"
-    );
-    assert!(reg::verify_registration(
-        &alice.ed25519_public(),
-        &challenge,
-        subject,
-        node,
-        &sig
-    ));
+    assert_eq!(hex::encode(sig), s(v, "ed25519_signature_hex"), "ed25519_signature");
+    assert!(reg::verify_registration(&alice.ed25519_public(), &challenge, subject, node, &sig));
     assert!(!reg::verify_registration(
         &alice.ed25519_public(),
         &challenge,
@@ -170,37 +129,15 @@ fn registration_example() {
 
     let server_priv = h32(v, "server_x25519_eph_priv_hex");
     let server_pub = h32(v, "server_x25519_pub_hex");
-    assert_eq!(
-        keys::x25519_public(&server_priv),
-        server_pub,
-        "server_x25519_pub"
-    );
+    assert_eq!(keys::x25519_public(&server_priv), server_pub, "server_x25519_pub");
     let pop = reg::x25519_pop(alice.x25519_private(), &server_pub, &challenge, subject).unwrap();
     assert_eq!(hex::encode(pop), s(v, "x25519_pop_hex"), "x25519_pop");
     let xpub = alice.x25519_public();
-    assert!(reg::verify_x25519_pop(
-        &server_priv,
-        &xpub,
-        &challenge,
-        subject,
-        &pop
-    ));
+    assert!(reg::verify_x25519_pop(&server_priv, &xpub, &challenge, subject, &pop));
     let mut bad = pop;
     bad[0] ^= 1;
-    assert!(!reg::verify_x25519_pop(
-        &server_priv,
-        &xpub,
-        &challenge,
-        subject,
-        &bad
-    ));
-    assert!(!reg::verify_x25519_pop(
-        &server_priv,
-        &xpub,
-        &challenge,
-        subject,
-        &pop[..31]
-    ));
+    assert!(!reg::verify_x25519_pop(&server_priv, &xpub, &challenge, subject, &bad));
+    assert!(!reg::verify_x25519_pop(&server_priv, &xpub, &challenge, subject, &pop[..31]));
     assert!(
         !reg::verify_x25519_pop(&server_priv, &[0u8; 32], &challenge, subject, &pop),
         "low-order key"
@@ -230,11 +167,7 @@ fn registration_example() {
     assert_eq!(no_pop, want[..7], "no PoP");
     let tight = reg::default_scope(subject, &spk, Some(&xpub), zone, ScopeMode::Tight);
     assert_eq!(tight, [want[0], want[1], want[2], want[7]], "tight");
-    assert_eq!(
-        reg::default_scope(subject, &spk, None, zone, ScopeMode::Loose),
-        [zone],
-        "loose"
-    );
+    assert_eq!(reg::default_scope(subject, &spk, None, zone, ScopeMode::Loose), [zone], "loose");
 
     // What that scope lets alice do with the names of the other extra vectors.
     let ex = &all["message_examples"]["prekey_v2_envelope"];
@@ -249,17 +182,9 @@ fn registration_example() {
     }
     let chunk = s(&ex["chunks"][0], "owner");
     for owner in [s(ex, "slot_owner"), s(ex, "claim_owner"), chunk] {
-        assert_eq!(
-            reg::coverage(&scope, owner),
-            Coverage::WildcardOnly,
-            "{owner}"
-        );
+        assert_eq!(reg::coverage(&scope, owner), Coverage::WildcardOnly, "{owner}");
         assert!(Coverage::WildcardOnly.allows(false) && !Coverage::WildcardOnly.allows(true));
-        assert_eq!(
-            reg::coverage(&tight, owner),
-            Coverage::None,
-            "tight: {owner}"
-        );
+        assert_eq!(reg::coverage(&tight, owner), Coverage::None, "tight: {owner}");
     }
     for owner in [
         s(owners, "identity_zone_anchored(alice.example.org)"),
@@ -282,8 +207,5 @@ fn registration_example() {
         class(s(owners, "rotation_hashed(alice, mesh.example.com)")),
         NameClass::OperatorOnly
     );
-    assert_eq!(
-        class(s(owners, "bootstrap(example.com)")),
-        NameClass::Unknown
-    );
+    assert_eq!(class(s(owners, "bootstrap(example.com)")), NameClass::Unknown);
 }

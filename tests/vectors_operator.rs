@@ -16,26 +16,17 @@ const EXP_2035: u64 = 2_051_222_400;
 const WINDOW_START: u64 = EXP_2035 - 157_680_000;
 
 fn load(name: &str) -> Vec<Value> {
-    let path = format!(
-        "{}/../shared/vectors/upstream/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../shared/vectors/upstream/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str::<Value>(&text)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    serde_json::from_str::<Value>(&text).unwrap().as_array().unwrap().clone()
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v[k].as_str()
-        .unwrap_or_else(|| panic!("missing string {k}"))
+    v[k].as_str().unwrap_or_else(|| panic!("missing string {k}"))
 }
 
 fn u(v: &Value, k: &str) -> u64 {
-    v[k].as_u64()
-        .unwrap_or_else(|| panic!("missing integer {k}"))
+    v[k].as_u64().unwrap_or_else(|| panic!("missing integer {k}"))
 }
 
 fn h32(v: &Value, k: &str) -> [u8; 32] {
@@ -65,12 +56,7 @@ fn check_wire_from(cases: &[Value], c: &Value, desc: &str) {
 /// flag is only present on the cases built to exercise that).
 fn check_multi_string(c: &Value, txt: &str, desc: &str) {
     if let Some(multi) = c.get("expected_multi_string").and_then(Value::as_bool) {
-        assert_eq!(
-            txt.len() > 255,
-            multi,
-            "{desc}: multi-string ({} bytes)",
-            txt.len()
-        );
+        assert_eq!(txt.len() > 255, multi, "{desc}: multi-string ({} bytes)", txt.len());
     }
 }
 
@@ -104,29 +90,16 @@ fn cluster_manifest_vectors() {
         let txt = wire(c);
         let spk = id.ed25519_public();
         if let Some(i) = c.get("inputs") {
-            assert_eq!(
-                spk,
-                h32(i, "operator_spk_hex"),
-                "{desc}: derived operator key"
-            );
+            assert_eq!(spk, h32(i, "operator_spk_hex"), "{desc}: derived operator key");
             let m = cluster_from_inputs(i);
-            assert_eq!(
-                m.sign(id.signing_key()).unwrap(),
-                txt,
-                "{desc}: signed wire"
-            );
+            assert_eq!(m.sign(id.signing_key()).unwrap(), txt, "{desc}: signed wire");
         }
         if is_reject(c) {
             let key = c
                 .get("verify_with_operator_spk_hex")
                 .map_or(spk, |_| h32(c, "verify_with_operator_spk_hex"));
-            let now = c
-                .get("verify_with_now")
-                .map_or(NOW_IN_WINDOW, |v| v.as_u64().unwrap());
-            assert!(
-                ClusterManifest::parse_and_verify(&txt, &key, None, now).is_none(),
-                "{desc}"
-            );
+            let now = c.get("verify_with_now").map_or(NOW_IN_WINDOW, |v| v.as_u64().unwrap());
+            assert!(ClusterManifest::parse_and_verify(&txt, &key, None, now).is_none(), "{desc}");
             // The stated context is the only reason: the signer's key at the record's
             // own `exp` (an accepted boundary) parses it.
             let exp = c.get("inputs").map_or(EXP_2035, |i| u(i, "exp"));
@@ -141,11 +114,7 @@ fn cluster_manifest_vectors() {
         let name = s(i, "cluster_name");
         let m = ClusterManifest::parse_and_verify(&txt, &spk, Some(name), NOW_IN_WINDOW)
             .unwrap_or_else(|| panic!("{desc}: parse"));
-        assert_eq!(
-            m.cluster_name,
-            s(c, "expected_parse_cluster_name"),
-            "{desc}"
-        );
+        assert_eq!(m.cluster_name, s(c, "expected_parse_cluster_name"), "{desc}");
         assert_eq!(m.seq, u(c, "expected_parse_seq"), "{desc}");
         assert_eq!(m, cluster_from_inputs(i), "{desc}: every field");
         // Name binding is casefolded and ignores one trailing dot.
@@ -161,10 +130,7 @@ fn cluster_manifest_vectors() {
         );
         // §12.3 window: [EXP_2035 − 5 y, EXP_2035], and TS_2030 lies outside it.
         let at = |now| ClusterManifest::parse_and_verify(&txt, &spk, None, now).is_some();
-        assert!(
-            !at(TS_2030) && !at(WINDOW_START - 1) && at(WINDOW_START),
-            "{desc}: window start"
-        );
+        assert!(!at(TS_2030) && !at(WINDOW_START - 1) && at(WINDOW_START), "{desc}: window start");
         assert!(
             at(EXP_2035) && !at(EXP_2035 + 1),
             "{desc}: exp == now accepted, exp < now rejected"
@@ -204,31 +170,18 @@ fn bootstrap_record_vectors() {
         if let Some(i) = c.get("inputs") {
             assert_eq!(spk, h32(i, "signer_spk_hex"), "{desc}: derived signer key");
             let rec = bootstrap_from_inputs(i);
-            assert_eq!(
-                rec.sign(id.signing_key()).unwrap(),
-                txt,
-                "{desc}: signed wire"
-            );
+            assert_eq!(rec.sign(id.signing_key()).unwrap(), txt, "{desc}: signed wire");
             // Signing sorts by priority first (T33): reversed input gives the same bytes.
             let mut rev = rec.clone();
             rev.entries.reverse();
-            assert_eq!(
-                rev.sign(id.signing_key()).unwrap(),
-                txt,
-                "{desc}: sorted before signing"
-            );
+            assert_eq!(rev.sign(id.signing_key()).unwrap(), txt, "{desc}: sorted before signing");
         }
         if is_reject(c) {
             let key = c
                 .get("verify_with_signer_spk_hex")
                 .map_or(spk, |_| h32(c, "verify_with_signer_spk_hex"));
-            let now = c
-                .get("verify_with_now")
-                .map_or(NOW_IN_WINDOW, |v| v.as_u64().unwrap());
-            assert!(
-                BootstrapRecord::parse_and_verify(&txt, &key, None, now).is_none(),
-                "{desc}"
-            );
+            let now = c.get("verify_with_now").map_or(NOW_IN_WINDOW, |v| v.as_u64().unwrap());
+            assert!(BootstrapRecord::parse_and_verify(&txt, &key, None, now).is_none(), "{desc}");
             let exp = c.get("inputs").map_or(EXP_2035, |i| u(i, "exp"));
             assert!(
                 BootstrapRecord::parse_and_verify(&txt, &spk, None, exp).is_some(),
@@ -241,11 +194,7 @@ fn bootstrap_record_vectors() {
         let ud = s(i, "user_domain");
         let rec = BootstrapRecord::parse_and_verify(&txt, &spk, Some(ud), NOW_IN_WINDOW)
             .unwrap_or_else(|| panic!("{desc}: parse"));
-        assert_eq!(
-            rec.user_domain,
-            s(c, "expected_parse_user_domain"),
-            "{desc}"
-        );
+        assert_eq!(rec.user_domain, s(c, "expected_parse_user_domain"), "{desc}");
         assert_eq!(rec.seq, u(c, "expected_parse_seq"), "{desc}");
         assert_eq!(rec, bootstrap_from_inputs(i), "{desc}: every field");
         assert_eq!(rec.best_entry(), rec.entries.first(), "{desc}");
@@ -255,10 +204,7 @@ fn bootstrap_record_vectors() {
             "{desc}"
         );
         let at = |now| BootstrapRecord::parse_and_verify(&txt, &spk, None, now).is_some();
-        assert!(
-            !at(TS_2030) && !at(WINDOW_START - 1) && at(WINDOW_START),
-            "{desc}: window start"
-        );
+        assert!(!at(TS_2030) && !at(WINDOW_START - 1) && at(WINDOW_START), "{desc}: window start");
         assert!(at(EXP_2035) && !at(EXP_2035 + 1), "{desc}: exp boundary");
     }
 }
@@ -289,16 +235,8 @@ fn rotation_record_vectors() {
         let new = signer(c, "new_seed_hex");
         let txt = wire(c);
         if let Some(i) = c.get("inputs") {
-            assert_eq!(
-                old.ed25519_public(),
-                h32(i, "old_spk_hex"),
-                "{desc}: old key"
-            );
-            assert_eq!(
-                new.ed25519_public(),
-                h32(i, "new_spk_hex"),
-                "{desc}: new key"
-            );
+            assert_eq!(old.ed25519_public(), h32(i, "old_spk_hex"), "{desc}: old key");
+            assert_eq!(new.ed25519_public(), h32(i, "new_spk_hex"), "{desc}: new key");
             let r = rotation_from_inputs(i);
             assert_eq!(
                 r.sign(old.signing_key(), new.signing_key()).unwrap(),
@@ -307,13 +245,8 @@ fn rotation_record_vectors() {
             );
         }
         if is_reject(c) {
-            let now = c
-                .get("verify_with_now")
-                .map_or(NOW_IN_WINDOW, |v| v.as_u64().unwrap());
-            assert!(
-                RotationRecord::parse_and_verify(&txt, None, None, now).is_none(),
-                "{desc}"
-            );
+            let now = c.get("verify_with_now").map_or(NOW_IN_WINDOW, |v| v.as_u64().unwrap());
+            assert!(RotationRecord::parse_and_verify(&txt, None, None, now).is_none(), "{desc}");
             if let Some(from) = c.get("wire_from_case").and_then(Value::as_u64) {
                 // Same body and old signature as the source case; only sig_new is forged.
                 let (a, b) = (
@@ -321,16 +254,8 @@ fn rotation_record_vectors() {
                     blob(&wire(&cases[from as usize]), "v=dmp1;t=rotation;"),
                 );
                 assert_eq!(a.len(), b.len(), "{desc}");
-                assert_eq!(
-                    a[..a.len() - 64],
-                    b[..b.len() - 64],
-                    "{desc}: body and sig_old shared"
-                );
-                assert_ne!(
-                    a[a.len() - 64..],
-                    b[b.len() - 64..],
-                    "{desc}: sig_new differs"
-                );
+                assert_eq!(a[..a.len() - 64], b[..b.len() - 64], "{desc}: body and sig_old shared");
+                assert_ne!(a[a.len() - 64..], b[b.len() - 64..], "{desc}: sig_new differs");
             } else {
                 assert!(
                     RotationRecord::parse_and_verify(&txt, None, None, 100).is_some(),
@@ -416,18 +341,11 @@ fn revocation_record_vectors() {
             RevocationRecord::parse_and_verify(&txt, Some(&spk), Some(s(i, "subject")), None, now)
                 .unwrap_or_else(|| panic!("{desc}: parse"));
         assert_eq!(r.subject, s(c, "expected_parse_subject"), "{desc}");
-        assert_eq!(
-            r.reason as u64,
-            u(c, "expected_parse_reason_code"),
-            "{desc}"
-        );
+        assert_eq!(r.reason as u64, u(c, "expected_parse_reason_code"), "{desc}");
         assert_eq!(r, want, "{desc}: every field");
         // Future-ts guard: ts ≤ now + 300 accepted, one second more rejected.
         let at = |now| RevocationRecord::parse_and_verify(&txt, None, None, None, now).is_some();
-        assert!(
-            at(want.ts - 300) && !at(want.ts - 301),
-            "{desc}: future-ts guard"
-        );
+        assert!(at(want.ts - 300) && !at(want.ts - 301), "{desc}: future-ts guard");
         // max_age boundary: rejected only when ts + max_age < now.
         let aged =
             |age| RevocationRecord::parse_and_verify(&txt, None, None, Some(age), now).is_some();

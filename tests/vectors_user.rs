@@ -12,26 +12,17 @@ use serde_json::Value;
 const NOW_30D: u64 = 2_050_000_000;
 
 fn load(name: &str) -> Vec<Value> {
-    let path = format!(
-        "{}/../shared/vectors/upstream/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../shared/vectors/upstream/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap()
 }
 
 fn h32(v: &Value) -> [u8; 32] {
-    hex::decode(v.as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap()
+    hex::decode(v.as_str().unwrap()).unwrap().try_into().unwrap()
 }
 
 fn h16(v: &Value) -> [u8; 16] {
-    hex::decode(v.as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap()
+    hex::decode(v.as_str().unwrap()).unwrap().try_into().unwrap()
 }
 
 fn signer(case: &Value, field: &str) -> Identity {
@@ -60,20 +51,10 @@ fn identity_record_vectors() {
         }
         let id = signer(case, "identity_seed_hex");
         let inp = &case["inputs"];
-        assert_eq!(
-            id.ed25519_public(),
-            h32(&inp["ed25519_spk_hex"]),
-            "{name}: derived spk"
-        );
+        assert_eq!(id.ed25519_public(), h32(&inp["ed25519_spk_hex"]), "{name}: derived spk");
         let versions: Vec<u8> = inp
             .get("versions")
-            .map(|v| {
-                v.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_u64().unwrap() as u8)
-                    .collect()
-            })
+            .map(|v| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u8).collect())
             .unwrap_or_else(|| vec![1]);
         let rec = IdentityRecord {
             username: inp["username"].as_str().unwrap().to_owned(),
@@ -86,18 +67,10 @@ fn identity_record_vectors() {
         let parsed =
             IdentityRecord::parse_and_verify(&txt).unwrap_or_else(|| panic!("{name}: parse"));
         assert_eq!(parsed, rec, "{name}: round trip");
-        assert_eq!(
-            parsed.username,
-            case["expected_parse_username"].as_str().unwrap(),
-            "{name}"
-        );
+        assert_eq!(parsed.username, case["expected_parse_username"].as_str().unwrap(), "{name}");
         if let Some(ev) = case.get("expected_parse_versions") {
-            let ev: Vec<u8> = ev
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u8)
-                .collect();
+            let ev: Vec<u8> =
+                ev.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u8).collect();
             assert_eq!(parsed.versions, ev, "{name}: versions");
         }
         assert_eq!(parsed.versions, versions, "{name}: versions default");
@@ -113,11 +86,7 @@ fn prekey_vectors() {
         let txt = wire(case);
         let verify_spk = h32(&case["verify_with_signer_spk_hex"]);
         if is_reject(case) {
-            assert_eq!(
-                Prekey::parse_and_verify(&txt, &verify_spk, NOW_30D),
-                None,
-                "{name}"
-            );
+            assert_eq!(Prekey::parse_and_verify(&txt, &verify_spk, NOW_30D), None, "{name}");
             continue;
         }
         let id = signer(case, "signer_seed_hex");
@@ -138,11 +107,7 @@ fn prekey_vectors() {
             "{name}"
         );
         // exp = 100 parses (expiry is the caller's), but is expired; the others are not.
-        assert_eq!(
-            parsed.is_expired(NOW_30D),
-            pk.exp < NOW_30D,
-            "{name}: caller-side expiry"
-        );
+        assert_eq!(parsed.is_expired(NOW_30D), pk.exp < NOW_30D, "{name}: caller-side expiry");
         // The 30-day cap: the 2035 exp is rejected at wall-clock-like 2030 times.
         if pk.exp > NOW_30D {
             assert_eq!(
@@ -170,20 +135,12 @@ fn slot_manifest_vectors() {
         let name = case["description"].as_str().unwrap();
         let txt = wire(case);
         if is_reject(case) {
-            assert_eq!(
-                SlotManifest::parse_and_verify(&txt, NOW_30D),
-                None,
-                "{name}"
-            );
+            assert_eq!(SlotManifest::parse_and_verify(&txt, NOW_30D), None, "{name}");
             continue;
         }
         let id = signer(case, "sender_seed_hex");
         let inp = &case["inputs"];
-        assert_eq!(
-            id.ed25519_public(),
-            h32(&inp["sender_spk_hex"]),
-            "{name}: derived spk"
-        );
+        assert_eq!(id.ed25519_public(), h32(&inp["sender_spk_hex"]), "{name}: derived spk");
         let m = SlotManifest {
             msg_id: h16(&inp["msg_id_hex"]),
             sender_spk: h32(&inp["sender_spk_hex"]),
@@ -200,10 +157,7 @@ fn slot_manifest_vectors() {
         let parsed = SlotManifest::parse_and_verify(&txt, NOW_30D)
             .unwrap_or_else(|| panic!("{name}: parse"));
         assert_eq!(parsed, m, "{name}: round trip");
-        assert!(
-            !parsed.has_chunk_hashes(),
-            "{name}: legacy body has no hashes"
-        );
+        assert!(!parsed.has_chunk_hashes(), "{name}: legacy body has no hashes");
         assert_eq!(
             u64::from(parsed.total_chunks),
             case["expected_parse_total_chunks"].as_u64().unwrap(),

@@ -57,20 +57,13 @@ enum AdminAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn")
-            }),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(
+            |_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn"),
+        ))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Some(Command::Admin {
-        node,
-        token,
-        action,
-    }) = cli.command
-    {
+    if let Some(Command::Admin { node, token, action }) = cli.command {
         return admin(&node, token.as_deref(), action);
     }
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
@@ -92,11 +85,7 @@ fn main() -> ExitCode {
         let handle = dnsmesh::node::start(&settings).await?;
         // One machine-readable line on stdout once every listener is bound.
         let dns: Vec<String> = handle.dns.iter().map(|a| a.to_string()).collect();
-        println!(
-            "dnsmesh-node ready dns={} http={}",
-            dns.join(","),
-            handle.http
-        );
+        println!("dnsmesh-node ready dns={} http={}", dns.join(","), handle.http);
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         wait_for_signal().await;

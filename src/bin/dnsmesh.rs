@@ -1,5 +1,4 @@
-//! `dnsmesh`: the companion CLI. (Lands with the CLI issue.)
+//! `dnsmesh`: the companion CLI (see `dnsmesh::cli`).
 fn main() {
-    eprintln!("dnsmesh: not yet implemented");
-    std::process::exit(1);
+    std::process::exit(dnsmesh::cli::main());
 }

@@ -60,6 +60,8 @@ struct Query {
     qtype: u16,
     /// The client's OPT: (UDP payload, version); `None` without EDNS.
     edns: Option<(u16, u8)>,
+    /// The client's DO bit, copied into our OPT (RFC 3225 §3).
+    dnssec_ok: bool,
 }
 
 /// Parse a query this path may answer, lower-casing its QNAME into `lower`.
@@ -107,6 +109,7 @@ fn parse(q: &[u8], lower: &mut [u8; 255]) -> Result<Query, Disposition> {
         return slow;
     }
     let mut edns = None;
+    let mut dnssec_ok = false;
     if ar == Some(1) {
         // Only an OPT with the root owner: a TSIG or anything else goes to hickory.
         if q.get(pos) != Some(&0) || be16(q, pos + 1) != Some(TYPE_OPT) {
@@ -117,6 +120,7 @@ fn parse(q: &[u8], lower: &mut [u8; 255]) -> Result<Query, Disposition> {
         else {
             return slow;
         };
+        dnssec_ok = q.get(pos + 7).is_some_and(|f| f & 0x80 != 0);
         pos += OPT_LEN;
         let end = pos + rdlen as usize;
         // Options must be well-formed TLVs; their content is ignored (RFC 6891 §6.1.2).
@@ -134,19 +138,16 @@ fn parse(q: &[u8], lower: &mut [u8; 255]) -> Result<Query, Disposition> {
     if pos != q.len() {
         return slow;
     }
-    Ok(Query {
-        qname_len: n,
-        qtype,
-        edns,
-    })
+    Ok(Query { qname_len: n, qtype, edns, dnssec_ok })
 }
 
-/// Append an OPT RR advertising our payload, with the given extended-RCODE high bits.
-fn put_opt(out: &mut Vec<u8>, ext_rcode: u8) {
+/// Append an OPT RR advertising our payload, with the given extended-RCODE high bits and
+/// the client's DO bit echoed.
+fn put_opt(out: &mut Vec<u8>, ext_rcode: u8, dnssec_ok: bool) {
     out.push(0);
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
     out.extend_from_slice(&OUR_PAYLOAD.to_be_bytes());
-    out.extend_from_slice(&[ext_rcode, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&[ext_rcode, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
 }
 
 /// Append an RR header whose owner is a pointer to offset `owner`.
@@ -196,11 +197,9 @@ impl ZoneView {
         out.extend_from_slice(question);
 
         if matches!(q.edns, Some((_, version)) if version != 0) {
-            put_opt(out, (rcode::BADVERS >> 4) as u8);
+            put_opt(out, (rcode::BADVERS >> 4) as u8, q.dnssec_ok);
             put16(out, 10, 1);
-            return Disposition::Reply {
-                rcode: rcode::BADVERS,
-            };
+            return Disposition::Reply { rcode: rcode::BADVERS };
         }
 
         let origin = &self.cfg.origin;
@@ -218,7 +217,7 @@ impl ZoneView {
         };
         let mut ar = extra;
         if q.edns.is_some() {
-            put_opt(out, 0);
+            put_opt(out, 0, q.dnssec_ok);
             ar = ar.saturating_add(1);
         }
         put16(out, 6, an);
@@ -235,7 +234,7 @@ impl ZoneView {
             put16(out, 8, 0);
             put16(out, 10, 0);
             if q.edns.is_some() {
-                put_opt(out, 0);
+                put_opt(out, 0, q.dnssec_ok);
                 put16(out, 10, 1);
             }
         }
@@ -317,11 +316,7 @@ impl ZoneView {
             exists = node_exists || host.is_some() || cfg.host_below(key);
         }
         self.put_soa_authority(out, zone_off);
-        let rcode = if exists {
-            rcode::NOERROR
-        } else {
-            rcode::NXDOMAIN
-        };
+        let rcode = if exists { rcode::NOERROR } else { rcode::NXDOMAIN };
         (rcode, true, 0, 1, 0)
     }
 
@@ -341,13 +336,7 @@ impl ZoneView {
         put_rr_head(out, zone_off, TYPE_SOA, ttl, 0);
         cfg.mname.put(out, zone_off);
         cfg.rname.put(out, zone_off);
-        for v in [
-            self.serial(),
-            cfg.refresh,
-            cfg.retry,
-            cfg.expire,
-            cfg.minimum,
-        ] {
+        for v in [self.serial(), cfg.refresh, cfg.retry, cfg.expire, cfg.minimum] {
             out.extend_from_slice(&v.to_be_bytes());
         }
         patch_rdlen(out, at + 10);

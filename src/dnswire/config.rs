@@ -135,9 +135,7 @@ pub(crate) fn dotted_to_labels(name: &str) -> Option<Vec<u8>> {
         return Some(out);
     }
     for label in name.split('.') {
-        let len = u8::try_from(label.len())
-            .ok()
-            .filter(|l| (1..=63).contains(l))?;
+        let len = u8::try_from(label.len()).ok().filter(|l| (1..=63).contains(l))?;
         out.push(len);
         out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
     }
@@ -190,17 +188,11 @@ impl Compiled {
                 .filter(|l| !l.is_empty())
                 .ok_or_else(|| field(what, "not a valid non-root DNS name"))?;
             Ok(match strip_origin(&labels, &origin_labels) {
-                Some(rel) => NameTpl {
-                    bytes: rel.into(),
-                    in_zone: true,
-                },
+                Some(rel) => NameTpl { bytes: rel.into(), in_zone: true },
                 None => {
                     let mut full = labels;
                     full.push(0);
-                    NameTpl {
-                        bytes: full.into(),
-                        in_zone: false,
-                    }
+                    NameTpl { bytes: full.into(), in_zone: false }
                 }
             })
         };
@@ -211,10 +203,7 @@ impl Compiled {
             let rel = strip_origin(&labels, &origin_labels)
                 .filter(|r| !r.is_empty())
                 .ok_or_else(|| field("hosts", "host name must be strictly inside the zone"))?;
-            hosts.push(Host {
-                key: rel.into(),
-                addrs: Addrs::from_ips(&h.addrs),
-            });
+            hosts.push(Host { key: rel.into(), addrs: Addrs::from_ips(&h.addrs) });
         }
         let mut origin = origin_labels.clone();
         origin.push(0);
@@ -227,11 +216,7 @@ impl Compiled {
             retry: cfg.soa_retry,
             expire: cfg.soa_expire,
             minimum: cfg.soa_minimum.unwrap_or(cfg.ttl),
-            ns: cfg
-                .ns
-                .iter()
-                .map(|n| tpl(n, "ns"))
-                .collect::<Result<_, _>>()?,
+            ns: cfg.ns.iter().map(|n| tpl(n, "ns")).collect::<Result<_, _>>()?,
             apex: Addrs::from_ips(&cfg.apex_addrs),
             hosts,
         })

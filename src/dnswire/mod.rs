@@ -21,6 +21,7 @@
 
 mod answer;
 mod config;
+pub mod rrl;
 pub mod udp;
 mod view;
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::rrl::{slip_stub, Rrl, RrlConfig, Verdict};
 use super::{rcode, Disposition, ZoneView};
 
 /// Datagrams per syscall.
@@ -46,6 +47,26 @@ pub struct UdpStats {
     pub dropped: AtomicU64,
     /// Replies the kernel refused to send.
     pub send_errors: AtomicU64,
+    /// Service time per answered query (receive to send, batch-amortised), by bucket of
+    /// [`LATENCY_BOUNDS_US`] plus a last overflow bucket.
+    pub latency: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    /// Sum of the service times, nanoseconds.
+    pub latency_sum_ns: AtomicU64,
+    /// Responses dropped by response-rate limiting.
+    pub rrl_dropped: AtomicU64,
+    /// Responses sent as TC stubs by response-rate limiting (slip).
+    pub rrl_slipped: AtomicU64,
+}
+
+/// Upper bounds (µs) of the latency histogram buckets.
+pub const LATENCY_BOUNDS_US: [u64; 8] = [10, 50, 100, 250, 500, 1000, 5000, 10000];
+
+/// Count `n` answers that each took `elapsed`.
+fn observe(stats: &UdpStats, elapsed: Duration, n: usize) {
+    let us = elapsed.as_micros() as u64;
+    let i = LATENCY_BOUNDS_US.iter().position(|b| us <= *b).unwrap_or(LATENCY_BOUNDS_US.len());
+    stats.latency[i].fetch_add(n as u64, Ordering::Relaxed);
+    stats.latency_sum_ns.fetch_add(elapsed.as_nanos() as u64 * n as u64, Ordering::Relaxed);
 }
 
 fn bump(c: &AtomicU64) {
@@ -90,6 +111,17 @@ pub fn spawn(
     slow: SlowPath,
     stop: Arc<AtomicBool>,
 ) -> io::Result<UdpServer> {
+    spawn_with_rrl(socket, view, slow, stop, None)
+}
+
+/// As [`spawn`], with response-rate limiting when `rrl` is given.
+pub fn spawn_with_rrl(
+    socket: UdpSocket,
+    view: Arc<ZoneView>,
+    slow: SlowPath,
+    stop: Arc<AtomicBool>,
+    rrl: Option<RrlConfig>,
+) -> io::Result<UdpServer> {
     socket.set_nonblocking(false)?;
     socket.set_read_timeout(Some(READ_TIMEOUT))?;
     // Best effort: an unprivileged process gets at most rmem_max.
@@ -99,19 +131,12 @@ pub fn spawn(
     let thread_stats = stats.clone();
     let thread = std::thread::Builder::new()
         .name("dns-udp".into())
-        .spawn(move || run(&socket, &view, &*slow, &stop, &thread_stats))?;
-    Ok(UdpServer {
-        thread,
-        stats,
-        local,
-    })
+        .spawn(move || run(&socket, &view, &*slow, &stop, &thread_stats, rrl.map(Rrl::new)))?;
+    Ok(UdpServer { thread, stats, local })
 }
 
 fn empty_iov() -> libc::iovec {
-    libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }
+    libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }
 }
 
 fn empty_hdr() -> libc::mmsghdr {
@@ -145,12 +170,7 @@ fn sockaddr_from(words: &[u64; NAME_WORDS]) -> Option<SocketAddr> {
         let mut ip = [0u8; 16];
         ip.copy_from_slice(&b[8..24]);
         let scope = u32::from_ne_bytes([b[24], b[25], b[26], b[27]]);
-        Some(SocketAddr::V6(SocketAddrV6::new(
-            Ipv6Addr::from(ip),
-            port,
-            flow,
-            scope,
-        )))
+        Some(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, flow, scope)))
     } else {
         None
     }
@@ -174,6 +194,7 @@ fn run(
     slow: &dyn Fn(Vec<u8>, SocketAddr),
     stop: &AtomicBool,
     stats: &UdpStats,
+    mut rrl: Option<Rrl>,
 ) {
     let fd = socket.as_raw_fd();
     let mut rbuf = vec![0u8; BATCH * BUF];
@@ -191,10 +212,7 @@ fn run(
         // so no Rust reference to a buffer is used while the kernel holds a pointer.
         let base = rbuf.as_mut_ptr();
         for (i, iov) in riov.iter_mut().enumerate() {
-            *iov = libc::iovec {
-                iov_base: base.wrapping_add(i * BUF).cast(),
-                iov_len: BUF,
-            };
+            *iov = libc::iovec { iov_base: base.wrapping_add(i * BUF).cast(), iov_len: BUF };
         }
         let (iovs, name_base) = (riov.as_mut_ptr(), names.as_mut_ptr());
         for (i, hdr) in rhdr.iter_mut().enumerate() {
@@ -231,6 +249,7 @@ fn run(
             continue;
         }
         let received = (n as usize).min(BATCH);
+        let now = std::time::Instant::now();
         let mut k = 0usize;
         for (i, hdr) in rhdr.iter().take(received).enumerate() {
             bump(&stats.queries);
@@ -241,6 +260,17 @@ fn run(
             let Some(out) = outs.get_mut(k) else { continue };
             match view.answer(data, out, false) {
                 Disposition::Reply { rcode } => {
+                    if let Some(rrl) = rrl.as_mut() {
+                        let verdict = sockaddr_from(&names[i]).map(|src| rrl.check(src.ip(), now));
+                        match verdict {
+                            Some(Verdict::Send) => {}
+                            Some(Verdict::Slip) if slip_stub(out) => bump(&stats.rrl_slipped),
+                            _ => {
+                                bump(&stats.rrl_dropped);
+                                continue;
+                            }
+                        }
+                    }
                     count_reply(stats, rcode, out);
                     pending[k] = i;
                     k += 1;
@@ -256,10 +286,7 @@ fn run(
             }
         }
         for (iov, out) in siov.iter_mut().zip(outs.iter_mut()).take(k) {
-            *iov = libc::iovec {
-                iov_base: out.as_mut_ptr().cast(),
-                iov_len: out.len(),
-            };
+            *iov = libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: out.len() };
         }
         let (iovs, name_base) = (siov.as_mut_ptr(), names.as_mut_ptr());
         for (j, (hdr, &i)) in shdr.iter_mut().zip(pending.iter()).take(k).enumerate() {
@@ -290,6 +317,9 @@ fn run(
                 bump(&stats.send_errors);
                 sent += 1;
             }
+        }
+        if k > 0 {
+            observe(stats, now.elapsed(), k);
         }
     }
 }

@@ -60,10 +60,7 @@ pub struct ZoneView {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn secs_u32(now: u64) -> u32 {
@@ -74,10 +71,7 @@ fn secs_u32(now: u64) -> u32 {
 /// Values whose RDATA would exceed 65535 bytes cannot be sent and are skipped, as is
 /// anything past 65535 RRs.
 fn build_rrs(values: &[&[u8]], ttl: u32) -> (Box<[u8]>, u16) {
-    let total: usize = values
-        .iter()
-        .map(|v| 12 + v.len() + v.len() / 255 + 1)
-        .sum();
+    let total: usize = values.iter().map(|v| 12 + v.len() + v.len() / 255 + 1).sum();
     let mut out = Vec::with_capacity(total);
     let mut count: u16 = 0;
     for v in values {
@@ -184,8 +178,7 @@ impl ZoneView {
                     }
                     self.bytes.fetch_sub(old, Ordering::Relaxed);
                 } else {
-                    self.bytes
-                        .fetch_sub(old + key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+                    self.bytes.fetch_sub(old + key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
                 }
                 for anc in ancestors(&key) {
                     self.release(anc);
@@ -214,16 +207,8 @@ impl ZoneView {
                     self.bytes.fetch_add(new_len, Ordering::Relaxed);
                 }
                 if let Some(rrs) = rrs {
-                    self.bytes
-                        .fetch_add(new_len + key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
-                    self.map.insert(
-                        key.into_boxed_slice(),
-                        Node {
-                            rrs,
-                            count,
-                            desc: 0,
-                        },
-                    );
+                    self.bytes.fetch_add(new_len + key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+                    self.map.insert(key.into_boxed_slice(), Node { rrs, count, desc: 0 });
                 }
                 self.names.fetch_add(1, Ordering::Relaxed);
             }
@@ -238,16 +223,8 @@ impl ZoneView {
             node.desc = node.desc.saturating_add(1);
             return;
         }
-        self.bytes
-            .fetch_add(key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
-        self.map.insert(
-            key.into(),
-            Node {
-                rrs: Box::default(),
-                count: 0,
-                desc: 1,
-            },
-        );
+        self.bytes.fetch_add(key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+        self.map.insert(key.into(), Node { rrs: Box::default(), count: 0, desc: 1 });
     }
 
     /// Count one TXT name fewer below `key`; drop the node when nothing is left.
@@ -255,13 +232,8 @@ impl ZoneView {
         if let Some(mut node) = self.map.get_mut(key) {
             node.desc = node.desc.saturating_sub(1);
         }
-        if self
-            .map
-            .remove_if(key, |_, n| n.desc == 0 && n.count == 0)
-            .is_some()
-        {
-            self.bytes
-                .fetch_sub(key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+        if self.map.remove_if(key, |_, n| n.desc == 0 && n.count == 0).is_some() {
+            self.bytes.fetch_sub(key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
         }
     }
 

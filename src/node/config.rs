@@ -19,10 +19,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { key, reason: reason.into() }
 }
 
 /// Everything the node reads at start-up.
@@ -35,7 +32,36 @@ pub struct Settings {
     pub auth: AuthSection,
     pub limits: LimitsSection,
     pub cluster: ClusterSection,
+    pub heartbeat: HeartbeatSection,
     pub debug: DebugSection,
+}
+
+/// `[heartbeat]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatSection {
+    pub enabled: bool,
+    /// This node's public HTTP base URL, signed into its heartbeat.
+    pub self_endpoint: String,
+    /// Ed25519 seed (32 raw bytes or 64 hex); empty = `<data_dir>/operator.key`, created.
+    pub operator_key_file: String,
+    /// Zones to harvest: `zone` (through `resolvers`) or `zone@ip:port` (asked directly).
+    pub seeds: Vec<String>,
+    /// Resolvers (`ip:port`) for harvesting; empty = the system's (/etc/resolv.conf).
+    pub resolvers: Vec<String>,
+    pub interval_secs: u64,
+    pub ttl_secs: u64,
+    /// A peer not heard from for this long is down; 0 = 2 × interval + 60 s.
+    pub peer_timeout_secs: u64,
+    pub max_zones: usize,
+    /// Accept loopback/private endpoints (tests on one machine only).
+    pub allow_private_endpoints: bool,
+    /// Version string in our heartbeat; empty = this build's version.
+    pub version: String,
+    /// Opt-in public seed lists fetched over HTTPS (no redirects, ≤ 64 KiB, public hosts).
+    pub seed_urls: Vec<String>,
+    /// Seconds between seed-list refreshes.
+    pub seed_refresh_secs: u64,
 }
 
 /// `[node]`
@@ -70,6 +96,13 @@ pub struct DnsSection {
     pub update: bool,
     /// Accept unsigned, signature-verified claim UPDATEs for any recipient (M8.3).
     pub claim_provider: bool,
+    /// Response-rate limiting: responses per second per client prefix (0 = off).
+    pub rrl_rate: f64,
+    pub rrl_burst: f64,
+    /// Past the limit, every `rrl_slip`-th response is a TC stub (0 = drop them all).
+    pub rrl_slip: u32,
+    /// Idle timeout of a DNS-over-TCP connection, seconds.
+    pub tcp_timeout_secs: u64,
 }
 
 /// `[http]`
@@ -85,6 +118,10 @@ pub struct HttpSection {
     pub trusted_proxies: Vec<String>,
     /// Number of actix-web worker threads (0 = one per core).
     pub workers: usize,
+    /// Seconds a client has to send a request's head (slow clients are cut off).
+    pub request_timeout_secs: u64,
+    /// Most open connections per worker.
+    pub max_connections: usize,
 }
 
 /// `[auth]`
@@ -125,6 +162,12 @@ pub struct LimitsSection {
     /// Per-recipient bucket for unsigned claim UPDATEs.
     pub claim_rate: f64,
     pub claim_burst: f64,
+    /// Per-client-IP bucket for DNS UPDATE messages.
+    pub update_rate: f64,
+    pub update_burst: f64,
+    /// Per (credential, recipient mailbox) bucket for shared mailbox writes.
+    pub mailbox_rate: f64,
+    pub mailbox_burst: f64,
     /// Whether per-IP limits apply to loopback clients.
     pub limit_loopback: bool,
 }
@@ -137,6 +180,12 @@ pub struct ClusterSection {
     pub sync_token: String,
     pub sync_interval_secs: u64,
     pub node_id: String,
+    /// Cluster base domain (`cluster.<base>` holds the signed manifest).
+    pub base_domain: String,
+    /// Pinned operator Ed25519 key (64 hex) that signs cluster manifests.
+    pub operator_spk: String,
+    /// A signed manifest wire (or `{"wire": …}`) to verify and publish at start.
+    pub manifest_file: String,
 }
 
 /// `[debug]`
@@ -190,46 +239,33 @@ impl Settings {
                     .with_list_parse_key("dns.apex_addresses")
                     .with_list_parse_key("http.trusted_proxies")
                     .with_list_parse_key("auth.registration_allowlist")
-                    .with_list_parse_key("cluster.peers"),
+                    .with_list_parse_key("cluster.peers")
+                    .with_list_parse_key("heartbeat.seeds")
+                    .with_list_parse_key("heartbeat.resolvers")
+                    .with_list_parse_key("heartbeat.seed_urls"),
             );
         }
         let e = |e: config::ConfigError| ConfigError::Load(e.to_string());
-        b = b
-            .set_override_option("node.zone", ov.zone.clone())
-            .map_err(e)?;
+        b = b.set_override_option("node.zone", ov.zone.clone()).map_err(e)?;
         b = b
             .set_override_option(
                 "node.data_dir",
-                ov.data_dir
-                    .as_ref()
-                    .map(|p| p.to_string_lossy().into_owned()),
+                ov.data_dir.as_ref().map(|p| p.to_string_lossy().into_owned()),
             )
             .map_err(e)?;
         if !ov.dns_listen.is_empty() {
-            b = b
-                .set_override("dns.listen", ov.dns_listen.clone())
-                .map_err(e)?;
+            b = b.set_override("dns.listen", ov.dns_listen.clone()).map_err(e)?;
         }
-        b = b
-            .set_override_option("http.listen", ov.http_listen.clone())
-            .map_err(e)?;
+        b = b.set_override_option("http.listen", ov.http_listen.clone()).map_err(e)?;
         let mut s: Settings = b.build().map_err(e)?.try_deserialize().map_err(e)?;
         s.normalise_and_validate()?;
         Ok(s)
     }
 
     fn normalise_and_validate(&mut self) -> Result<(), ConfigError> {
-        self.node.zone = self
-            .node
-            .zone
-            .trim()
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
+        self.node.zone = self.node.zone.trim().trim_end_matches('.').to_ascii_lowercase();
         if self.node.zone.is_empty() || crate::proto::dnsname::validate(&self.node.zone).is_none() {
-            return Err(invalid(
-                "node.zone",
-                format!("{:?} is not a DNS name", self.node.zone),
-            ));
+            return Err(invalid("node.zone", format!("{:?} is not a DNS name", self.node.zone)));
         }
         if self.node.hostname.trim().is_empty() {
             self.node.hostname = self.node.zone.clone();
@@ -242,10 +278,7 @@ impl Settings {
                 .map_err(|_| invalid("dns.listen", format!("{l:?} is not ADDR:PORT")))?;
         }
         self.http.listen.parse::<SocketAddr>().map_err(|_| {
-            invalid(
-                "http.listen",
-                format!("{:?} is not ADDR:PORT", self.http.listen),
-            )
+            invalid("http.listen", format!("{:?} is not ADDR:PORT", self.http.listen))
         })?;
         for a in &self.dns.apex_addresses {
             a.parse::<IpAddr>().map_err(|_| {
@@ -254,10 +287,7 @@ impl Settings {
         }
         for p in &self.http.trusted_proxies {
             p.parse::<IpAddr>().map_err(|_| {
-                invalid(
-                    "http.trusted_proxies",
-                    format!("{p:?} is not an IP address"),
-                )
+                invalid("http.trusted_proxies", format!("{p:?} is not an IP address"))
             })?;
         }
         for n in &self.dns.ns {
@@ -287,10 +317,7 @@ impl Settings {
             }
         }
         if self.auth.mode == "legacy" && self.auth.operator_token.is_empty() {
-            return Err(invalid(
-                "auth.operator_token",
-                "legacy mode needs an operator token",
-            ));
+            return Err(invalid("auth.operator_token", "legacy mode needs an operator token"));
         }
         if self.auth.mode == "open" && !self.auth.allow_open_public_bind && !self.http_is_loopback()
         {
@@ -303,6 +330,40 @@ impl Settings {
         if self.limits.max_ttl == 0 || self.limits.max_value_bytes == 0 {
             return Err(invalid("limits.max_ttl", "caps must be > 0"));
         }
+        if !self.cluster.operator_spk.is_empty() && self.operator_spk().is_none() {
+            return Err(invalid("cluster.operator_spk", "must be 64 hex characters"));
+        }
+        self.cluster.base_domain =
+            self.cluster.base_domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        for p in &mut self.cluster.peers {
+            *p = p.trim().trim_end_matches('/').to_string();
+            if !(p.starts_with("http://") || p.starts_with("https://")) {
+                return Err(invalid(
+                    "cluster.peers",
+                    format!("{p:?} is not an http(s):// base URL"),
+                ));
+            }
+        }
+        if self.heartbeat.enabled {
+            if self.heartbeat.self_endpoint.trim().is_empty() {
+                return Err(invalid(
+                    "heartbeat.self_endpoint",
+                    "required when heartbeat.enabled = true",
+                ));
+            }
+            crate::proto::records::heartbeat::validate_endpoint(
+                &self.heartbeat.self_endpoint,
+                self.heartbeat.allow_private_endpoints,
+            )
+            .map_err(|e| invalid("heartbeat.self_endpoint", e.to_string()))?;
+            if self.heartbeat.interval_secs == 0 || self.heartbeat.ttl_secs == 0 {
+                return Err(invalid("heartbeat.interval_secs", "interval and ttl must be > 0"));
+            }
+            for r in &self.heartbeat.resolvers {
+                r.parse::<SocketAddr>()
+                    .map_err(|_| invalid("heartbeat.resolvers", format!("{r:?} is not IP:PORT")))?;
+            }
+        }
         if self.cluster.sync_interval_secs == 0 {
             return Err(invalid("cluster.sync_interval_secs", "must be > 0"));
         }
@@ -314,11 +375,7 @@ impl Settings {
 
     /// Parsed DNS listen addresses (validated at load).
     pub fn dns_listen(&self) -> Vec<SocketAddr> {
-        self.dns
-            .listen
-            .iter()
-            .filter_map(|l| l.parse().ok())
-            .collect()
+        self.dns.listen.iter().filter_map(|l| l.parse().ok()).collect()
     }
 
     /// Parsed HTTP listen address (validated at load).
@@ -328,20 +385,17 @@ impl Settings {
 
     /// True when the HTTP listener is on a loopback address.
     pub fn http_is_loopback(&self) -> bool {
-        self.http
-            .listen
-            .parse::<SocketAddr>()
-            .map(|a| a.ip().is_loopback())
-            .unwrap_or(false)
+        self.http.listen.parse::<SocketAddr>().map(|a| a.ip().is_loopback()).unwrap_or(false)
+    }
+
+    /// The pinned cluster operator key, if configured.
+    pub fn operator_spk(&self) -> Option<[u8; 32]> {
+        hex::decode(self.cluster.operator_spk.trim()).ok()?.try_into().ok()
     }
 
     /// Parsed trusted proxies.
     pub fn trusted_proxies(&self) -> Vec<IpAddr> {
-        self.http
-            .trusted_proxies
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+        self.http.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect()
     }
 }
 
@@ -365,10 +419,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let ov = Overrides {
-            dns_listen: vec!["nonsense".into()],
-            ..Default::default()
-        };
+        let ov = Overrides { dns_listen: vec!["nonsense".into()], ..Default::default() };
         let err = Settings::load_with_env(Path::new("/nonexistent.toml"), false, &ov, false)
             .unwrap_err()
             .to_string();

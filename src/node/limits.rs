@@ -13,10 +13,7 @@ pub struct TokenBuckets<K> {
 impl<K: Hash + Eq + Clone> TokenBuckets<K> {
     /// At most `capacity` tracked keys.
     pub fn new(capacity: usize) -> Self {
-        TokenBuckets {
-            buckets: HashMap::new(),
-            capacity: capacity.max(1),
-        }
+        TokenBuckets { buckets: HashMap::new(), capacity: capacity.max(1) }
     }
 
     /// Take one token for `key` from a bucket refilling `rate`/s up to `burst`.
@@ -25,11 +22,8 @@ impl<K: Hash + Eq + Clone> TokenBuckets<K> {
         let now = Instant::now();
         if self.buckets.len() >= self.capacity && !self.buckets.contains_key(&key) {
             // Evict the stalest entry (a full bucket is equivalent to a fresh one).
-            if let Some(old) = self
-                .buckets
-                .iter()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(k, _)| k.clone())
+            if let Some(old) =
+                self.buckets.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone())
             {
                 self.buckets.remove(&old);
             }
@@ -46,9 +40,30 @@ impl<K: Hash + Eq + Clone> TokenBuckets<K> {
     }
 }
 
+/// The recipient mailbox hash (`H12`) of a `slot-N.mb-H12.…` or `claim-N.mb-H12.…` owner:
+/// the key for per-recipient write limits, so one registrant cannot fill another's slots.
+pub fn mailbox_of(owner: &str) -> Option<&str> {
+    let mut labels = owner.split('.');
+    let first = labels.next()?;
+    let second = labels.next()?;
+    let kind = first.strip_prefix("slot-").or_else(|| first.strip_prefix("claim-"))?;
+    if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    second.strip_prefix("mb-").filter(|h| !h.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mailbox_keys() {
+        assert_eq!(mailbox_of("slot-3.mb-0123456789ab.z"), Some("0123456789ab"));
+        assert_eq!(mailbox_of("claim-0.mb-abc.z"), Some("abc"));
+        assert_eq!(mailbox_of("chunk-0001-abc.z"), None);
+        assert_eq!(mailbox_of("slot-x.mb-abc.z"), None);
+    }
 
     #[test]
     fn burst_then_empty() {

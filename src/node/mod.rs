@@ -2,8 +2,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod dns_client;
 pub mod http_client;
 pub mod limits;
+pub mod replication;
+pub mod seed_fetch;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -55,14 +58,18 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     let data_dir = &settings.node.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating node.data_dir {}", data_dir.display()))?;
-    let supervisor = SupervisorActor::new(&["store", "dns", "auth", "http"]).start();
-    let store_actor = StoreActor::open(
-        data_dir,
-        Duration::from_secs(settings.node.sweep_interval_secs),
-    )
-    .with_context(|| format!("opening the store in {}", data_dir.display()))?
-    .with_supervisor(supervisor.clone());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut expected = vec!["store", "dns", "auth", "http", "sync"];
+    if settings.heartbeat.enabled {
+        expected.push("heartbeat");
+    }
+    let supervisor = SupervisorActor::new(&expected).start();
+    let store_actor =
+        StoreActor::open(data_dir, Duration::from_secs(settings.node.sweep_interval_secs))
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?
+            .with_supervisor(supervisor.clone());
     let db = store_actor.db().clone();
+    let db2 = db.clone();
     let store = actix::Supervisor::start(move |_| store_actor);
 
     let auth_opts = AuthOptions {
@@ -76,6 +83,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         token_ttl_secs: settings.auth.token_ttl_secs,
         token_rate: settings.limits.token_rate,
         token_burst: settings.limits.token_burst,
+        mailbox_rate: settings.limits.mailbox_rate,
+        mailbox_burst: settings.limits.mailbox_burst,
     };
     let auth_actor = AuthActor::open(auth_opts, db, &data_dir.join("node.key"))?
         .with_supervisor(supervisor.clone());
@@ -87,12 +96,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         ttl: settings.dns.ttl,
         ns: settings.dns.ns.clone(),
         soa_rname: settings.dns.soa_rname.clone(),
-        apex_addresses: settings
-            .dns
-            .apex_addresses
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect(),
+        apex_addresses: settings.dns.apex_addresses.iter().filter_map(|a| a.parse().ok()).collect(),
         update: settings.dns.update,
         claim_provider: settings.dns.claim_provider,
         max_ttl: settings.limits.max_ttl,
@@ -100,15 +104,27 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         max_values_per_name: settings.limits.max_values_per_name,
         claim_rate: settings.limits.claim_rate,
         claim_burst: settings.limits.claim_burst,
+        update_rate: settings.limits.update_rate,
+        update_burst: settings.limits.update_burst,
+        key_rate: settings.limits.token_rate,
+        key_burst: settings.limits.token_burst,
+        mailbox_rate: settings.limits.mailbox_rate,
+        mailbox_burst: settings.limits.mailbox_burst,
+        tcp_timeout: Duration::from_secs(settings.dns.tcp_timeout_secs.max(1)),
+        limit_loopback: settings.limits.limit_loopback,
+        rrl: (settings.dns.rrl_rate > 0.0).then_some(crate::dnswire::rrl::RrlConfig {
+            rate: settings.dns.rrl_rate,
+            burst: settings.dns.rrl_burst.max(1.0),
+            slip: settings.dns.rrl_slip,
+            exempt_loopback: !settings.limits.limit_loopback,
+        }),
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?;
     let dns_addrs = dns_actor.bound().to_vec();
     let dns = actix::Supervisor::start(move |_| dns_actor);
     // Serve nothing as "ready" before the view holds every stored record.
-    dns.send(crate::actors::dns::WhenReady)
-        .await
-        .context("DNS actor did not start")?;
+    dns.send(crate::actors::dns::WhenReady).await.context("DNS actor did not start")?;
     auth.do_send(SetKeyringSink(dns.clone().recipient()));
 
     let http_opts = HttpOptions {
@@ -116,14 +132,14 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         tls: if settings.http.tls_cert.is_empty() {
             None
         } else {
-            Some((
-                settings.http.tls_cert.clone(),
-                settings.http.tls_key.clone(),
-            ))
+            Some((settings.http.tls_cert.clone(), settings.http.tls_key.clone()))
         },
         workers: settings.http.workers,
+        request_timeout: Duration::from_secs(settings.http.request_timeout_secs.max(1)),
+        max_connections: settings.http.max_connections.max(1),
         trusted_proxies: settings.trusted_proxies(),
         zone: settings.node.zone.clone(),
+        node_name: settings.node.hostname.clone(),
         version: env!("CARGO_PKG_VERSION"),
         max_ttl: settings.limits.max_ttl,
         max_value_bytes: settings.limits.max_value_bytes,
@@ -135,12 +151,90 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         registration_burst: settings.limits.registration_burst,
         limit_loopback: settings.limits.limit_loopback,
         fault_injection: settings.debug.fault_injection,
+        sync_token: settings.cluster.sync_token.clone(),
+        operator_spk: settings.operator_spk(),
+        cluster_base: settings.cluster.base_domain.clone(),
+    };
+    publish_cluster_manifest(settings, &store).await?;
+    let sync_opts = crate::actors::sync::SyncOptions {
+        peers: settings.cluster.peers.clone(),
+        token: settings.cluster.sync_token.clone(),
+        interval: Duration::from_secs(settings.cluster.sync_interval_secs),
+        max_ttl: settings.limits.max_ttl,
+        max_value_bytes: settings.limits.max_value_bytes,
+        max_values_per_name: settings.limits.max_values_per_name,
+        operator_spk: settings.operator_spk(),
+    };
+    if !settings.cluster.peers.is_empty() && settings.cluster.sync_token.is_empty() {
+        tracing::warn!(
+            "cluster.peers is set but cluster.sync_token is empty: peers will refuse our pulls"
+        );
+    }
+    let sync_actor = crate::actors::sync::SyncActor::new(
+        sync_opts,
+        store.clone(),
+        &db2,
+        Some(supervisor.clone()),
+    )
+    .context("opening sync watermarks")?;
+    let sync = actix::Supervisor::start(move |_| sync_actor);
+    let heartbeat = if settings.heartbeat.enabled {
+        let h = &settings.heartbeat;
+        let key_path = if h.operator_key_file.is_empty() {
+            data_dir.join("operator.key")
+        } else {
+            std::path::PathBuf::from(&h.operator_key_file)
+        };
+        let key = crate::actors::heartbeat::load_or_create_operator_key(&key_path)
+            .with_context(|| format!("heartbeat.operator_key_file {}", key_path.display()))?;
+        let resolvers: Vec<SocketAddr> = if h.resolvers.is_empty() {
+            system_resolvers()
+        } else {
+            h.resolvers.iter().filter_map(|r| r.parse().ok()).collect()
+        };
+        let interval = h.interval_secs;
+        let opts = crate::actors::heartbeat::HeartbeatOptions {
+            zone: settings.node.zone.clone(),
+            self_endpoint: h.self_endpoint.clone(),
+            version: if h.version.is_empty() {
+                env!("CARGO_PKG_VERSION").to_string()
+            } else {
+                h.version.clone()
+            },
+            claim_provider: settings.dns.claim_provider && settings.dns.update,
+            seeds: h.seeds.clone(),
+            resolvers,
+            interval: Duration::from_secs(interval),
+            ttl: h.ttl_secs,
+            peer_timeout: if h.peer_timeout_secs == 0 {
+                2 * interval + 60
+            } else {
+                h.peer_timeout_secs
+            },
+            max_zones: h.max_zones,
+            allow_private_endpoints: h.allow_private_endpoints,
+            seed_urls: h.seed_urls.clone(),
+            seed_refresh: Duration::from_secs(h.seed_refresh_secs.max(60)),
+        };
+        let actor = crate::actors::heartbeat::HeartbeatActor::new(
+            opts,
+            key,
+            store.clone(),
+            &db2,
+            Some(supervisor.clone()),
+        )
+        .context("opening the heartbeat seen store")?;
+        Some(actix::Supervisor::start(move |_| actor))
+    } else {
+        None
     };
     let peers = Peers {
         store: store.clone(),
         auth,
         dns: dns.clone(),
         supervisor: supervisor.clone(),
+        sync,
+        heartbeat,
     };
     let (http_server, http_addr) = http::start(http_opts, peers)
         .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
@@ -160,4 +254,60 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         http_server: server_handle,
         dns_actor: dns,
     })
+}
+
+/// Verify (under the pinned operator key) and publish the configured cluster manifest at
+/// `cluster.<name>` with TTL `exp - now`.
+async fn publish_cluster_manifest(
+    settings: &Settings,
+    store: &Addr<StoreActor>,
+) -> anyhow::Result<()> {
+    use crate::actors::store::{Apply, Op, Origin};
+    let path = &settings.cluster.manifest_file;
+    if path.is_empty() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading cluster.manifest_file {path}"))?;
+    let text = text.trim();
+    let wire = if text.starts_with('{') {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("wire").and_then(|w| w.as_str()).map(str::to_string))
+            .with_context(|| format!("cluster.manifest_file {path}: expected {{\"wire\": ...}}"))?
+    } else {
+        text.to_string()
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let spk = settings
+        .operator_spk()
+        .context("cluster.manifest_file needs cluster.operator_spk to verify it")?;
+    let m =
+        crate::proto::records::cluster::ClusterManifest::parse_and_verify(&wire, &spk, None, now)
+            .with_context(|| {
+            format!("cluster.manifest_file {path}: does not verify under cluster.operator_spk")
+        })?;
+    let ttl = m.exp.saturating_sub(now).max(1);
+    let op = Op::Add {
+        name: format!("cluster.{}", m.cluster_name.to_ascii_lowercase()),
+        value: wire,
+        ttl,
+    };
+    store
+        .send(Apply { ops: vec![op], max_values: 0, origin: Origin::Local })
+        .await
+        .context("store unavailable")?
+        .context("publishing the cluster manifest")?;
+    Ok(())
+}
+
+/// Name servers from /etc/resolv.conf (port 53).
+fn system_resolvers() -> Vec<SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
 }

@@ -132,11 +132,7 @@ mod tests {
             ("aGk==", hi.clone(), None),
             ("aGVsbG8=x", Some(b"hello".to_vec()), None),
             ("", Some(vec![]), Some(vec![])),
-            (
-                "aGVsbG8h",
-                Some(b"hello!".to_vec()),
-                Some(b"hello!".to_vec()),
-            ),
+            ("aGVsbG8h", Some(b"hello!".to_vec()), Some(b"hello!".to_vec())),
             ("aGké=", None, None),
         ];
         for (s, lenient, strict) in cases {

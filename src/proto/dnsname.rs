@@ -16,10 +16,7 @@ pub fn validate(name: &str) -> Option<&str> {
         if label.is_empty() || label.len() > 63 {
             return None;
         }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return None;
         }
         if label.starts_with('-') || label.ends_with('-') {

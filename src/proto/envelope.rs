@@ -104,10 +104,7 @@ pub fn decode(plaintext: &[u8]) -> (Vec<u8>, Option<String>) {
     else {
         return whole();
     };
-    let from = map
-        .get("from")
-        .and_then(|v| v.as_str())
-        .and_then(canonicalize_address);
+    let from = map.get("from").and_then(|v| v.as_str()).and_then(canonicalize_address);
     (body.to_vec(), from)
 }
 

@@ -29,9 +29,7 @@ pub fn choose_kn(len: usize) -> (usize, usize) {
 /// fit in k blocks or is longer than a u32 can describe.
 pub fn pad(data: &[u8], k: usize) -> Result<Vec<u8>, ProtoError> {
     let len = u32::try_from(data.len()).map_err(|_| ProtoError::field("data", "too long"))?;
-    let total = k
-        .checked_mul(BLOCK)
-        .ok_or(ProtoError::field("k", "too large"))?;
+    let total = k.checked_mul(BLOCK).ok_or(ProtoError::field("k", "too large"))?;
     if data.len().saturating_add(LEN_PREFIX) > total {
         return Err(ProtoError::field("k", "too small for the data"));
     }
@@ -50,9 +48,7 @@ fn vandermonde_row(r: usize, k: usize) -> Vec<u8> {
         row[0] = 1;
         row
     } else {
-        (0..k)
-            .map(|c| gf256::exp(((r - 1) % 255) * c % 255))
-            .collect()
+        (0..k).map(|c| gf256::exp(((r - 1) % 255) * c % 255)).collect()
     }
 }
 
@@ -75,10 +71,7 @@ fn invert(mut m: Vec<u8>, k: usize) -> Option<Vec<u8>> {
             m[col * k + c] = gf256::mul(m[col * k + c], f);
             inv[col * k + c] = gf256::mul(inv[col * k + c], f);
         }
-        let (prow, pinv) = (
-            m[col * k..col * k + k].to_vec(),
-            inv[col * k..col * k + k].to_vec(),
-        );
+        let (prow, pinv) = (m[col * k..col * k + k].to_vec(), inv[col * k..col * k + k].to_vec());
         for r in (0..k).filter(|&r| r != col) {
             let factor = m[r * k + col];
             if factor != 0 {
@@ -124,10 +117,7 @@ fn encoding_rows(rows: &[usize], k: usize) -> Option<Vec<Vec<u8>>> {
 pub fn encode_blocks(blocks: &[&[u8]], n: usize) -> Result<Vec<Vec<u8>>, ProtoError> {
     let k = blocks.len();
     if k == 0 || n < k || n > MAX_SHARES {
-        return Err(ProtoError::field(
-            "total_chunks",
-            format!("need 1 <= k <= n <= {MAX_SHARES}"),
-        ));
+        return Err(ProtoError::field("total_chunks", format!("need 1 <= k <= n <= {MAX_SHARES}")));
     }
     let size = blocks[0].len();
     if blocks.iter().any(|b| b.len() != size) {
@@ -202,9 +192,7 @@ pub fn decode_blocks(shares: &[(usize, &[u8])], k: usize, n: usize) -> Option<Ve
 pub fn decode(shares: &[(usize, &[u8])], k: usize, n: usize) -> Option<Vec<u8>> {
     let padded = decode_blocks(shares, k, n)?.concat();
     let len = u32::from_be_bytes(padded.get(..LEN_PREFIX)?.try_into().ok()?) as usize;
-    padded
-        .get(LEN_PREFIX..LEN_PREFIX.checked_add(len)?)
-        .map(<[u8]>::to_vec)
+    padded.get(LEN_PREFIX..LEN_PREFIX.checked_add(len)?).map(<[u8]>::to_vec)
 }
 
 #[cfg(test)]
@@ -221,11 +209,7 @@ mod tests {
         assert_eq!(choose_kn(196 * 128 - 4), (196, 255));
         assert_eq!(choose_kn(196 * 128 - 3), (197, 257));
         for k in 1..=1024usize {
-            assert_eq!(
-                ((k as f64) * 0.3).ceil() as usize,
-                (3 * k).div_ceil(10),
-                "k={k}"
-            );
+            assert_eq!(((k as f64) * 0.3).ceil() as usize, (3 * k).div_ceil(10), "k={k}");
         }
     }
 

@@ -30,9 +30,6 @@ pub enum ProtoError {
 impl ProtoError {
     /// Shorthand for a field-range error.
     pub fn field(field: &'static str, reason: impl Into<String>) -> Self {
-        ProtoError::Field {
-            field,
-            reason: reason.into(),
-        }
+        ProtoError::Field { field, reason: reason.into() }
     }
 }

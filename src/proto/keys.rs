@@ -74,18 +74,12 @@ pub fn is_low_order(key: &[u8; 32]) -> bool {
 /// Verify an Ed25519 signature as the reference does: refuse non-32-byte or blocklisted
 /// keys, then standard RFC 8032 verification.
 pub fn verify(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    let Ok(pk): Result<[u8; 32], _> = public_key.try_into() else {
-        return false;
-    };
+    let Ok(pk): Result<[u8; 32], _> = public_key.try_into() else { return false };
     if is_low_order(&pk) {
         return false;
     }
-    let Ok(sig): Result<[u8; 64], _> = signature.try_into() else {
-        return false;
-    };
-    let Ok(vk) = VerifyingKey::from_bytes(&pk) else {
-        return false;
-    };
+    let Ok(sig): Result<[u8; 64], _> = signature.try_into() else { return false };
+    let Ok(vk) = VerifyingKey::from_bytes(&pk) else { return false };
     vk.verify(message, &Signature::from_bytes(&sig)).is_ok()
 }
 
@@ -132,11 +126,7 @@ impl Identity {
         h.update(x25519_private);
         h.update(ED25519_DOMAIN);
         let seed: [u8; 32] = h.finalize().into();
-        Identity {
-            x25519_private,
-            x25519_public,
-            signing: SigningKey::from_bytes(&seed),
-        }
+        Identity { x25519_private, x25519_public, signing: SigningKey::from_bytes(&seed) }
     }
 
     /// Derive from a passphrase with Argon2id (t=2, m=32 MiB, p=2, 32 bytes, v0x13).

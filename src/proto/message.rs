@@ -69,11 +69,7 @@ impl MessageType {
 
     /// The JSON spelling.
     pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(t, _)| *t == self)
-            .map(|(_, s)| *s)
-            .unwrap_or("DATA")
+        Self::ALL.iter().find(|(t, _)| *t == self).map(|(_, s)| *s).unwrap_or("DATA")
     }
 
     fn parse(s: &str) -> Option<Self> {
@@ -139,13 +135,7 @@ impl Header {
 
     /// `AAD = header_json(total = 0, chunk = 0) ‖ uint32_be(prekey_id)`.
     pub fn aad(&self, prekey_id: u32) -> Vec<u8> {
-        let mut aad = Header {
-            total: 0,
-            chunk: 0,
-            ..self.clone()
-        }
-        .to_json()
-        .into_bytes();
+        let mut aad = Header { total: 0, chunk: 0, ..self.clone() }.to_json().into_bytes();
         aad.extend_from_slice(&prekey_id.to_be_bytes());
         aad
     }
@@ -196,13 +186,7 @@ pub fn seal(
     aad: &[u8],
 ) -> Result<Vec<u8>, ProtoError> {
     ChaCha20Poly1305::new(Key::from_slice(key))
-        .encrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+        .encrypt(Nonce::from_slice(nonce), Payload { msg: plaintext, aad })
         .map_err(|_| ProtoError::Malformed("plaintext too long for the AEAD"))
 }
 
@@ -214,13 +198,7 @@ pub fn unseal(
     aad: &[u8],
 ) -> Result<Vec<u8>, ProtoError> {
     ChaCha20Poly1305::new(Key::from_slice(key))
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad,
-            },
-        )
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
         .map_err(|_| ProtoError::Decrypt)
 }
 
@@ -297,10 +275,7 @@ pub struct SendRandomness {
 impl std::fmt::Debug for SendRandomness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SendRandomness")
-            .field(
-                "ephemeral_public",
-                &hex::encode(keys::x25519_public(&self.ephemeral_private)),
-            )
+            .field("ephemeral_public", &hex::encode(keys::x25519_public(&self.ephemeral_private)))
             .field("nonce", &hex::encode(self.nonce))
             .field("msg_id", &hex::encode(self.msg_id))
             .finish_non_exhaustive()
@@ -316,11 +291,7 @@ impl SendRandomness {
         keys::random_fill(&mut msg_id);
         msg_id[6] = (msg_id[6] & 0x0f) | 0x40;
         msg_id[8] = (msg_id[8] & 0x3f) | 0x80;
-        SendRandomness {
-            ephemeral_private: keys::random_32(),
-            nonce,
-            msg_id,
-        }
+        SendRandomness { ephemeral_private: keys::random_32(), nonce, msg_id }
     }
 }
 
@@ -359,10 +330,7 @@ impl Composed {
             ts: self.ts,
             exp: self.exp,
         };
-        Ok((
-            names::claim(self.slot, &self.recipient_id, provider_zone),
-            record.sign(sender)?,
-        ))
+        Ok((names::claim(self.slot, &self.recipient_id, provider_zone), record.sign(sender)?))
     }
 }
 
@@ -382,27 +350,12 @@ pub fn compose_with(out: &Outgoing, rnd: &SendRandomness) -> Result<Composed, Pr
         Some((id, pubkey)) => (id, pubkey),
         None => (NO_PREKEY, out.recipient_x25519),
     };
-    let exp = out
-        .now
-        .checked_add(out.ttl)
-        .ok_or(ProtoError::field("ttl", "now + ttl overflows"))?;
-    let header = Header::data(
-        rnd.msg_id,
-        out.sender.user_id(),
-        recipient_id,
-        out.now,
-        out.ttl,
-    );
-    let shared = keys::x25519(&rnd.ephemeral_private, &target).ok_or(ProtoError::field(
-        "recipient_x25519",
-        "non-contributory key",
-    ))?;
-    let ciphertext = seal(
-        &derive_key(&shared),
-        &rnd.nonce,
-        out.plaintext,
-        &header.aad(prekey_id),
-    )?;
+    let exp =
+        out.now.checked_add(out.ttl).ok_or(ProtoError::field("ttl", "now + ttl overflows"))?;
+    let header = Header::data(rnd.msg_id, out.sender.user_id(), recipient_id, out.now, out.ttl);
+    let shared = keys::x25519(&rnd.ephemeral_private, &target)
+        .ok_or(ProtoError::field("recipient_x25519", "non-contributory key"))?;
+    let ciphertext = seal(&derive_key(&shared), &rnd.nonce, out.plaintext, &header.aad(prekey_id))?;
     let outer = OuterMessage {
         header,
         ephemeral_pub: keys::x25519_public(&rnd.ephemeral_private),
@@ -417,16 +370,11 @@ pub fn compose_with(out: &Outgoing, rnd: &SendRandomness) -> Result<Composed, Pr
     let mut chunks = Vec::with_capacity(n);
     let mut chunk_hashes = Vec::with_capacity(n);
     for (i, share) in shares.iter().enumerate() {
-        let block: &[u8; BLOCK] = share
-            .as_slice()
-            .try_into()
-            .map_err(|_| ProtoError::Malformed("share size"))?;
+        let block: &[u8; BLOCK] =
+            share.as_slice().try_into().map_err(|_| ProtoError::Malformed("share size"))?;
         let rec = ChunkRecord::from_block(block);
         chunk_hashes.push(sha256(&rec.wire));
-        chunks.push((
-            names::chunk(i as u32, &msg_key, out.sender_zone),
-            rec.to_txt(),
-        ));
+        chunks.push((names::chunk(i as u32, &msg_key, out.sender_zone), rec.to_txt()));
     }
     let manifest = SlotManifest {
         msg_id: rnd.msg_id,
@@ -446,10 +394,7 @@ pub fn compose_with(out: &Outgoing, rnd: &SendRandomness) -> Result<Composed, Pr
         prekey_id,
         recipient_id,
         chunks,
-        manifest: (
-            names::slot(slot, &recipient_id, out.sender_zone),
-            manifest.sign(out.sender)?,
-        ),
+        manifest: (names::slot(slot, &recipient_id, out.sender_zone), manifest.sign(out.sender)?),
         sender_zone: out.sender_zone.to_owned(),
         ts: out.now,
         exp,
@@ -475,10 +420,7 @@ pub struct Assembler<'m> {
 impl<'m> Assembler<'m> {
     /// `None` for manifests without chunk hashes: since 0.7.0 those yield no message.
     pub fn new(manifest: &'m SlotManifest) -> Option<Self> {
-        manifest.has_chunk_hashes().then(|| Assembler {
-            manifest,
-            shares: BTreeMap::new(),
-        })
+        manifest.has_chunk_hashes().then(|| Assembler { manifest, shares: BTreeMap::new() })
     }
 
     /// True while fewer than k shares are held: fetch the next index.
@@ -501,9 +443,7 @@ impl<'m> Assembler<'m> {
         }
         let block = values.iter().find_map(|v| {
             let rec = ChunkRecord::parse(v.as_ref())?;
-            (sha256(&rec.wire) == *expected)
-                .then(|| rec.unwrap_block())
-                .flatten()
+            (sha256(&rec.wire) == *expected).then(|| rec.unwrap_block()).flatten()
         });
         match block {
             Some(b) => {
@@ -516,11 +456,8 @@ impl<'m> Assembler<'m> {
 
     /// Erasure-decode the collected shares into the outer message bytes.
     pub fn finish(&self) -> Option<Vec<u8>> {
-        let shares: Vec<(usize, &[u8])> = self
-            .shares
-            .iter()
-            .map(|(i, b)| (*i as usize, &b[..]))
-            .collect();
+        let shares: Vec<(usize, &[u8])> =
+            self.shares.iter().map(|(i, b)| (*i as usize, &b[..])).collect();
         erasure::decode(
             &shares,
             self.manifest.data_chunks as usize,
@@ -577,10 +514,7 @@ pub fn open(
         return Err(ProtoError::field("msg_id", "header and manifest differ"));
     }
     if h.recipient != manifest.recipient_id || manifest.recipient_id != identity.user_id() {
-        return Err(ProtoError::field(
-            "recipient",
-            "not addressed to this identity",
-        ));
+        return Err(ProtoError::field("recipient", "not addressed to this identity"));
     }
     if now > h.ts.saturating_add(h.ttl) {
         return Err(ProtoError::Time("message ts + ttl has passed"));
@@ -589,19 +523,13 @@ pub fn open(
     let shared = if manifest.prekey_id == NO_PREKEY {
         identity.diffie_hellman(&msg.ephemeral_pub)
     } else {
-        let secret = prekey_secret.ok_or(ProtoError::field(
-            "prekey_id",
-            "prekey private key not supplied",
-        ))?;
+        let secret = prekey_secret
+            .ok_or(ProtoError::field("prekey_id", "prekey private key not supplied"))?;
         keys::x25519(secret, &msg.ephemeral_pub)
     }
     .ok_or(ProtoError::Decrypt)?;
     let plaintext = unseal(&derive_key(&shared), &msg.nonce, &msg.ciphertext, &aad)?;
-    Ok(Opened {
-        plaintext,
-        header: msg.header,
-        prekey_id: manifest.prekey_id,
-    })
+    Ok(Opened { plaintext, header: msg.header, prekey_id: manifest.prekey_id })
 }
 
 /// Replay key: `(sender_spk, msg_id)`.
@@ -626,9 +554,7 @@ impl ReplayGuard {
     /// Whether the message was delivered and its entry has not expired (`now ≤ exp`:
     /// a manifest is still acceptable at `now == exp`, so it must still count as seen).
     pub fn is_seen(&self, sender_spk: &[u8; 32], msg_id: &[u8; 16], now: u64) -> bool {
-        self.seen
-            .get(&(*sender_spk, *msg_id))
-            .is_some_and(|&exp| now <= exp)
+        self.seen.get(&(*sender_spk, *msg_id)).is_some_and(|&exp| now <= exp)
     }
 
     /// Claim a message for decoding: `false` if already delivered or another decode is
@@ -640,8 +566,7 @@ impl ReplayGuard {
         {
             return false;
         }
-        self.in_flight
-            .insert(key, now.saturating_add(IN_FLIGHT_TTL));
+        self.in_flight.insert(key, now.saturating_add(IN_FLIGHT_TTL));
         true
     }
 
@@ -669,12 +594,7 @@ impl ReplayGuard {
             .seen
             .iter()
             .map(|((spk, id), exp)| {
-                format!(
-                    "[\"{}\", \"{}\", {}]",
-                    hex::encode(spk),
-                    hex::encode(id),
-                    exp
-                )
+                format!("[\"{}\", \"{}\", {}]", hex::encode(spk), hex::encode(id), exp)
             })
             .collect();
         format!("[{}]", entries.join(", "))
@@ -685,9 +605,7 @@ impl ReplayGuard {
     pub fn from_json(json: &str) -> Result<Self, ProtoError> {
         let v: serde_json::Value = serde_json::from_str(json)
             .map_err(|_| ProtoError::Malformed("replay cache is not JSON"))?;
-        let list = v
-            .as_array()
-            .ok_or(ProtoError::Malformed("replay cache is not a JSON array"))?;
+        let list = v.as_array().ok_or(ProtoError::Malformed("replay cache is not a JSON array"))?;
         let mut guard = ReplayGuard::new();
         for e in list {
             let entry = (|| {
@@ -725,16 +643,10 @@ mod tests {
         assert!(g.claim(&spk, &id, 501));
         g.commit(&spk, &id, 500);
         let json = g.to_json();
-        assert_eq!(
-            json,
-            format!("[[\"{}\", \"{}\", 500]]", hex::encode(spk), hex::encode(id))
-        );
+        assert_eq!(json, format!("[[\"{}\", \"{}\", 500]]", hex::encode(spk), hex::encode(id)));
         assert_eq!(ReplayGuard::from_json(&json).unwrap(), g);
         assert!(ReplayGuard::from_json("{}").is_err());
-        assert_eq!(
-            ReplayGuard::from_json("[[1,2,3], []]").unwrap(),
-            ReplayGuard::new()
-        );
+        assert_eq!(ReplayGuard::from_json("[[1,2,3], []]").unwrap(), ReplayGuard::new());
         g.prune(501);
         assert_eq!(g, ReplayGuard::new());
     }
@@ -752,9 +664,6 @@ mod tests {
             .unwrap()
             .contains(r#""total":0,"chunk":0"#));
         assert_eq!(Header::parse(j.replace("DATA", "NOPE").as_bytes()), None);
-        assert_eq!(
-            Header::parse(j.replace("\"ts\":10", "\"ts\":\"10\"").as_bytes()),
-            None
-        );
+        assert_eq!(Header::parse(j.replace("\"ts\":10", "\"ts\":\"10\"").as_bytes()), None);
     }
 }

@@ -50,11 +50,7 @@ pub fn claim(slot: u32, recipient_id: &[u8; 32], zone: &str) -> String {
 
 /// `id-<U16>.<zone>`, `U16 = sha256hex(username)[:16]` (case-sensitive username).
 pub fn identity(username: &str, zone: &str) -> String {
-    format!(
-        "id-{}.{}",
-        sha256_hex_prefix(username.as_bytes(), 16),
-        strip_dots(zone)
-    )
+    format!("id-{}.{}", sha256_hex_prefix(username.as_bytes(), 16), strip_dots(zone))
 }
 
 /// Zone-anchored identity: `dmp.<identity_domain>`.
@@ -64,11 +60,7 @@ pub fn identity_anchored(identity_domain: &str) -> String {
 
 /// `prekeys.id-<U12>.<zone>` (12 hex, not 16).
 pub fn prekeys(username: &str, zone: &str) -> String {
-    format!(
-        "prekeys.id-{}.{}",
-        sha256_hex_prefix(username.as_bytes(), 12),
-        strip_dots(zone)
-    )
+    format!("prekeys.id-{}.{}", sha256_hex_prefix(username.as_bytes(), 12), strip_dots(zone))
 }
 
 /// Hashed user rotation/revocation RRset: `rotate.id-<U16>.<zone>`.
@@ -83,10 +75,7 @@ pub fn rotation_anchored(identity_domain: &str) -> String {
 
 /// `rotate.cluster.<base>`; `None` when the base fails §1.5.
 pub fn rotation_cluster(cluster_base: &str) -> Option<String> {
-    Some(format!(
-        "rotate.cluster.{}",
-        dnsname::validate(cluster_base)?
-    ))
+    Some(format!("rotate.cluster.{}", dnsname::validate(cluster_base)?))
 }
 
 /// `rotate._dmp.<user_domain>`; `None` when the domain fails §1.5.
@@ -131,9 +120,6 @@ mod tests {
         assert_eq!(identity_anchored("example.com."), "dmp.example.com");
         assert!(prekeys("alice", "mesh.test.").starts_with("prekeys.id-"));
         assert_eq!(cluster("a..b"), None);
-        assert_eq!(
-            slot_for(&[0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-            3
-        );
+        assert_eq!(slot_for(&[0, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 3);
     }
 }

@@ -29,12 +29,8 @@ fn subject_shape_ok(s: &str) -> bool {
         return false;
     };
     let lb = local.as_bytes();
-    let local_ok = lb
-        .first()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && lb
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._+-".contains(c));
+    let local_ok = lb.first().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && lb.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._+-".contains(c));
     local_ok && domain.contains('.') && domain.split('.').all(ldh_label)
 }
 
@@ -111,12 +107,7 @@ pub fn x25519_pop(
 ) -> Option<[u8; 32]> {
     let shared = keys::x25519(user_priv, server_pub)?;
     let user_pub = keys::x25519_public(user_priv);
-    Some(
-        pop_mac(&shared, challenge, subject, &user_pub)
-            .finalize()
-            .into_bytes()
-            .into(),
-    )
+    Some(pop_mac(&shared, challenge, subject, &user_pub).finalize().into_bytes().into())
 }
 
 /// Node side: check a proof of possession in constant time with the challenge's
@@ -131,9 +122,7 @@ pub fn verify_x25519_pop(
     let Some(shared) = keys::x25519(server_priv, user_pub) else {
         return false;
     };
-    pop_mac(&shared, challenge, subject, user_pub)
-        .verify_slice(pop)
-        .is_ok()
+    pop_mac(&shared, challenge, subject, user_pub).verify_slice(pop).is_ok()
 }
 
 /// Owner-name normalisation of scopes and UPDATE owners: lower-case, trailing dots gone.
@@ -142,13 +131,10 @@ fn norm(name: &str) -> String {
 }
 
 fn local_part(subject: &str) -> String {
-    subject
-        .split_once('@')
-        .map_or(subject, |(l, _)| l)
-        .to_lowercase()
+    subject.split_once('@').map_or(subject, |(l, _)| l).to_lowercase()
 }
 
-/// TSIG key name minted for a subject: `<local>-<spk_hex[:8]>-<sha256hex(subject)[:6]>.<zone>.`
+/// TSIG key name minted for a canonical subject: `<local>-<spk_hex[:8]>-<sha256hex(subject)[:6]>.<zone>.`
 /// (lower-case). Errors when the first label exceeds 63 bytes (local part over 47).
 pub fn tsig_key_name(subject: &str, spk: &[u8; 32], zone: &str) -> Result<String, ProtoError> {
     let spk_hex = hex::encode(spk);
@@ -159,10 +145,7 @@ pub fn tsig_key_name(subject: &str, spk: &[u8; 32], zone: &str) -> Result<String
         sha256_hex_prefix(subject.as_bytes(), 6)
     );
     if label.len() > MAX_LABEL {
-        return Err(ProtoError::field(
-            "subject",
-            "local part too long for a TSIG key label",
-        ));
+        return Err(ProtoError::field("subject", "local part too long for a TSIG key label"));
     }
     Ok(format!("{label}.{}.", norm(zone)))
 }
@@ -201,12 +184,7 @@ pub fn default_scope(
         format!("_dnsmesh-claim-{spk16}.{z}"),
     ];
     if mode == ScopeMode::Default {
-        for w in [
-            "_dnsmesh-claim-*",
-            "slot-*.mb-*",
-            "chunk-*-*",
-            "claim-*.mb-*",
-        ] {
+        for w in ["_dnsmesh-claim-*", "slot-*.mb-*", "chunk-*-*", "claim-*.mb-*"] {
             s.push(format!("{w}.{z}"));
         }
     }
@@ -322,9 +300,7 @@ pub enum NameClass {
 }
 
 fn is_hex(s: &str, n: usize) -> bool {
-    s.len() == n
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn is_digits(s: &str) -> bool {
@@ -363,20 +339,14 @@ pub fn classify_name(name: &str) -> NameClass {
     }
     if let Some(h) = first.strip_prefix("id-").filter(|h| is_hex(h, 16)) {
         if let Some(domain) = tail(1) {
-            return NameClass::OwnerIdentityHash {
-                hash16: h.to_string(),
-                domain,
-            };
+            return NameClass::OwnerIdentityHash { hash16: h.to_string(), domain };
         }
     }
     if first == "prekeys" {
         if let (Some(h), Some(domain)) =
             (l[1].strip_prefix("id-").filter(|h| is_hex(h, 12)), tail(2))
         {
-            return NameClass::OwnerPrekeyPool {
-                hash12: h.to_string(),
-                domain,
-            };
+            return NameClass::OwnerPrekeyPool { hash12: h.to_string(), domain };
         }
     }
     if first == "rotate" && l[1] == "dmp" && l.len() > 2 {
@@ -430,10 +400,7 @@ mod tests {
     #[test]
     fn subjects() {
         let c = |s: &str| canonicalize_subject(s).ok();
-        assert_eq!(
-            c("  Alice@Mesh.Example.COM \n").as_deref(),
-            Some("alice@mesh.example.com")
-        );
+        assert_eq!(c("  Alice@Mesh.Example.COM \n").as_deref(), Some("alice@mesh.example.com"));
         assert_eq!(c("\x1calice@b.com\u{3000}").as_deref(), Some("alice@b.com"));
         assert_eq!(
             c("\u{212a}im@b.com").as_deref(),
@@ -477,40 +444,22 @@ mod tests {
         let h16 = "2bd806c97f0e00af";
         let owner = |s: &str| NameClass::OwnerSubject(s.into());
         let table = [
-            (
-                "DMP.Alice.Example.COM..".to_string(),
-                owner("alice@example.com"),
-            ),
+            ("DMP.Alice.Example.COM..".to_string(), owner("alice@example.com")),
             ("dmp.alice.com".into(), NameClass::OperatorOnly),
             ("dmp.a_b.example.com".into(), NameClass::Unknown),
             (
                 format!("id-{h16}.example.com"),
-                NameClass::OwnerIdentityHash {
-                    hash16: h16.into(),
-                    domain: "example.com".into(),
-                },
+                NameClass::OwnerIdentityHash { hash16: h16.into(), domain: "example.com".into() },
             ),
             (format!("id-{h12}.example.com"), NameClass::OperatorOnly),
             (
                 format!("prekeys.id-{h12}.a.com"),
-                NameClass::OwnerPrekeyPool {
-                    hash12: h12.into(),
-                    domain: "a.com".into(),
-                },
+                NameClass::OwnerPrekeyPool { hash12: h12.into(), domain: "a.com".into() },
             ),
-            (
-                format!("rotate.dmp.id-{h12}.a.com"),
-                NameClass::OperatorOnly,
-            ),
-            (
-                format!("rotate.dmp.id-{h16}.a.com"),
-                owner(&format!("id-{h16}@a.com")),
-            ),
+            (format!("rotate.dmp.id-{h12}.a.com"), NameClass::OperatorOnly),
+            (format!("rotate.dmp.id-{h16}.a.com"), owner(&format!("id-{h16}@a.com"))),
             ("rotate.dmp.bob.a.com".into(), owner("bob@a.com")),
-            (
-                format!("pk-01.{h12}.a.com"),
-                NameClass::OwnerPrekeyHash(h12.into()),
-            ),
+            (format!("pk-01.{h12}.a.com"), NameClass::OwnerPrekeyHash(h12.into())),
             (format!("slot-33.mb-{h12}.a.com."), NameClass::SharedPool),
             (format!("slot-3.mb-{h12}.com"), NameClass::OperatorOnly),
             (format!("chunk-1-{h12}.a.com"), NameClass::SharedPool),

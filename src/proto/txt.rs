@@ -51,10 +51,7 @@ mod tests {
     fn split_join_roundtrip() {
         let v: Vec<u8> = (0..600u32).map(|i| b'a' + (i % 26) as u8).collect();
         let parts = split(&v);
-        assert_eq!(
-            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
-            vec![255, 255, 90]
-        );
+        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![255, 255, 90]);
         assert_eq!(join(&parts), v);
         assert_eq!(from_rdata(&to_rdata(&v)).unwrap(), v);
         assert_eq!(to_rdata(b""), vec![0]);

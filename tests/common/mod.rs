@@ -25,28 +25,21 @@ pub struct Node {
 impl Node {
     /// Start a node for `zone` on 127.0.0.1 (ephemeral ports) with extra env settings.
     pub fn start(zone: &str, env: &[(&str, &str)]) -> Node {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let data_dir = tmp.path().join("data");
-        let mut n = Node {
-            child: Command::new("true").spawn().unwrap(),
-            dns: vec![],
-            http: "127.0.0.1:0".parse().unwrap(),
-            data_dir,
-            zone: zone.to_string(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            dns_listen: vec!["127.0.0.1:0".into()],
-            http_listen: "127.0.0.1:0".into(),
-            _tmp: Some(tmp),
-        };
-        n.spawn();
-        n
+        Node::start_with(zone, &["127.0.0.1:0"], "127.0.0.1:0", env)
     }
 
-    /// As [`Node::start`], with explicit listen addresses (e.g. IPv6 too).
+    /// As [`Node::start`], with explicit DNS listen addresses (e.g. IPv6 too).
     pub fn start_on(zone: &str, dns_listen: &[&str], env: &[(&str, &str)]) -> Node {
+        Node::start_with(zone, dns_listen, "127.0.0.1:0", env)
+    }
+
+    /// As [`Node::start`], with explicit DNS and HTTP listen addresses.
+    pub fn start_with(
+        zone: &str,
+        dns_listen: &[&str],
+        http_listen: &str,
+        env: &[(&str, &str)],
+    ) -> Node {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut n = Node {
             child: Command::new("true").spawn().unwrap(),
@@ -54,12 +47,9 @@ impl Node {
             http: "127.0.0.1:0".parse().unwrap(),
             data_dir: tmp.path().join("data"),
             zone: zone.to_string(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             dns_listen: dns_listen.iter().map(|s| s.to_string()).collect(),
-            http_listen: "127.0.0.1:0".into(),
+            http_listen: http_listen.to_string(),
             _tmp: Some(tmp),
         };
         n.spawn();
@@ -68,12 +58,8 @@ impl Node {
 
     fn spawn(&mut self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnsmesh-node"));
-        cmd.arg("--config")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dnsmesh.toml"));
-        cmd.arg("--zone")
-            .arg(&self.zone)
-            .arg("--data-dir")
-            .arg(&self.data_dir);
+        cmd.arg("--config").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dnsmesh.toml"));
+        cmd.arg("--zone").arg(&self.zone).arg("--data-dir").arg(&self.data_dir);
         for d in &self.dns_listen {
             cmd.arg("--dns-listen").arg(d);
         }
@@ -91,10 +77,7 @@ impl Node {
             match lines.next() {
                 Some(Ok(l)) if l.starts_with("dnsmesh-node ready") => break l,
                 Some(Ok(_)) => continue,
-                _ => panic!(
-                    "dnsmesh-node exited before it was ready: {:?}",
-                    child.wait()
-                ),
+                _ => panic!("dnsmesh-node exited before it was ready: {:?}", child.wait()),
             }
         };
         std::thread::spawn(move || for _ in lines {});
@@ -144,10 +127,7 @@ impl Node {
 }
 
 fn unsafe_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
 
 impl Drop for Node {
@@ -159,12 +139,10 @@ impl Drop for Node {
 
 /// Path of the reference venv (installed by `.ci/run`); the test fails if it is missing.
 pub fn ref_venv() -> PathBuf {
-    let p = std::env::var("REF_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-            PathBuf::from(home).join(".cache/dnsmesh-reference-venv")
-        });
+    let p = std::env::var("REF_VENV").map(PathBuf::from).unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        PathBuf::from(home).join(".cache/dnsmesh-reference-venv")
+    });
     assert!(
         p.join("bin/dnsmesh").exists(),
         "reference venv missing at {} — run ../shared/interop/setup-reference.sh (CI does)",
@@ -175,14 +153,9 @@ pub fn ref_venv() -> PathBuf {
 
 /// Raw DNS over UDP: send `query`, return the reply.
 pub fn udp_exchange(server: SocketAddr, query: &[u8]) -> Vec<u8> {
-    let bind = if server.is_ipv6() {
-        "[::1]:0"
-    } else {
-        "127.0.0.1:0"
-    };
+    let bind = if server.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" };
     let s = std::net::UdpSocket::bind(bind).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
     s.send_to(query, server).unwrap();
     let mut buf = vec![0u8; 65535];
     let (n, _) = s.recv_from(&mut buf).expect("no UDP reply");
@@ -194,8 +167,7 @@ pub fn udp_exchange(server: SocketAddr, query: &[u8]) -> Vec<u8> {
 pub fn tcp_exchange(server: SocketAddr, queries: &[Vec<u8>]) -> Vec<Vec<u8>> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(server).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
     let mut out = vec![];
     for q in queries {
         let mut m = (q.len() as u16).to_be_bytes().to_vec();
@@ -214,23 +186,8 @@ pub fn tcp_exchange(server: SocketAddr, queries: &[Vec<u8>]) -> Vec<Vec<u8>> {
 pub fn query(name: &str, rtype: hickory_proto::rr::RecordType, edns: Option<u16>) -> Vec<u8> {
     let mut m = Vec::with_capacity(64);
     m.extend_from_slice(&rand_id().to_be_bytes());
-    m.extend_from_slice(&[
-        0x01,
-        0x00,
-        0,
-        1,
-        0,
-        0,
-        0,
-        0,
-        0,
-        if edns.is_some() { 1 } else { 0 },
-    ]);
-    for label in name
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
+    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, if edns.is_some() { 1 } else { 0 }]);
+    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
         m.push(label.len() as u8);
         m.extend_from_slice(label.as_bytes());
     }
@@ -259,13 +216,167 @@ pub fn parse(bytes: &[u8]) -> hickory_proto::op::Message {
 /// POST a record with the operator token.
 pub fn publish(node: &Node, token: &str, name: &str, value: &str, ttl: u64) -> u16 {
     let body = serde_json::json!({"value": value, "ttl": ttl}).to_string();
-    http(
-        &node.url(),
-        "POST",
-        &format!("/v1/records/{name}"),
-        Some(token),
-        &body,
-    )
-    .unwrap()
-    .0
+    http(&node.url(), "POST", &format!("/v1/records/{name}"), Some(token), &body).unwrap().0
+}
+
+/// A TCP port free on `ip` right now (for nodes that must know each other's URLs).
+pub fn free_tcp_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// Poll `f` until it returns true, at most `tries` times, `every` apart.
+pub fn eventually(tries: usize, every: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..tries {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(every);
+    }
+    false
+}
+
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = s.local_addr().unwrap().port();
+    drop(s);
+    p
+}
+
+pub struct Unbound {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// unbound on loopback with one stub zone per `(zone, server)`; ready when it answers.
+pub fn start_unbound(stubs: &[(&str, std::net::SocketAddr)]) -> Unbound {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let conf = format!(
+        r#"server:
+  interface: 127.0.0.1@{port}
+  port: {port}
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "{dir}"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  do-ip6: no
+  module-config: "iterator"
+  local-zone: "test." nodefault
+  do-not-query-localhost: no
+  qname-minimisation: yes
+  use-caps-for-id: yes
+  cache-max-negative-ttl: {neg}
+  access-control: 127.0.0.0/8 allow
+"#,
+        dir = dir.path().display(),
+        neg = std::env::var("UNBOUND_NEG_TTL").unwrap_or_else(|_| "3600".into()),
+    );
+    let mut conf = conf;
+    for (zone, server) in stubs {
+        conf.push_str(&format!(
+            "server:\n  domain-insecure: \"{zone}\"\nstub-zone:\n  name: \"{zone}\"\n  stub-addr: {}@{}\n",
+            server.ip(),
+            server.port()
+        ));
+    }
+    let path = dir.path().join("unbound.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = std::process::Command::new("unbound")
+        .arg("-d")
+        .arg("-c")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("unbound (Debian package, installed by .ci/run)");
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Ready when it answers a query for the zone apex (bounded number of tries).
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+    let q = query(&format!("{}.", stubs[0].0), hickory_proto::rr::RecordType::SOA, None);
+    for _ in 0..300 {
+        let _ = sock.send_to(&q, addr);
+        let mut buf = [0u8; 1500];
+        if sock.recv_from(&mut buf).is_ok() {
+            return Unbound { child, addr, _dir: dir };
+        }
+    }
+    panic!("unbound did not come up on {addr}");
+}
+
+/// The TXT values (strings of each RR joined) in a reply's answer section.
+pub fn txt_values(m: &hickory_proto::op::Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|a| match &a.data {
+            hickory_proto::rr::RData::TXT(t) => {
+                String::from_utf8(dnsmesh::proto::txt::join(&t.txt_data)).ok()
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// TXT values at `name`, asked of `server` over UDP with EDNS (4096).
+pub fn txt_at(server: SocketAddr, name: &str) -> Vec<String> {
+    let q = query(
+        &format!("{}.", name.trim_end_matches('.')),
+        hickory_proto::rr::RecordType::TXT,
+        Some(4096),
+    );
+    txt_values(&parse(&udp_exchange(server, &q)))
+}
+
+/// Self-service registration of `user@<zone>` with an identity from `seed`: a bearer
+/// token (`tsig = false`) or a TSIG key with the X25519 proof (`tsig = true`).
+pub fn register(
+    node: &Node,
+    user: &str,
+    seed: u8,
+    tsig: bool,
+) -> (dnsmesh::proto::keys::Identity, serde_json::Value) {
+    use dnsmesh::proto::registration;
+    let id = dnsmesh::proto::keys::Identity::from_private_bytes([seed; 32]);
+    let (s, body) = http(&node.url(), "GET", "/v1/registration/challenge", None, "").unwrap();
+    assert_eq!(s, 200, "{body}");
+    let ch: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let challenge: [u8; 32] =
+        hex::decode(ch["challenge"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let server_pub: [u8; 32] =
+        hex::decode(ch["server_x25519_pub"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let subject = format!("{user}@{}", node.zone);
+    let sig = registration::sign_registration(
+        id.signing_key(),
+        &challenge,
+        &subject,
+        ch["node"].as_str().unwrap(),
+    );
+    let mut req = serde_json::json!({
+        "subject": subject,
+        "ed25519_spk": hex::encode(id.ed25519_public()),
+        "challenge": hex::encode(challenge),
+        "signature": hex::encode(sig),
+    });
+    if tsig {
+        let pop = registration::x25519_pop(id.x25519_private(), &server_pub, &challenge, &subject)
+            .unwrap();
+        req["x25519_pub"] = hex::encode(id.x25519_public()).into();
+        req["x25519_pop"] = hex::encode(pop).into();
+    }
+    let path = if tsig { "/v1/registration/tsig-confirm" } else { "/v1/registration/confirm" };
+    let (s, body) = http(&node.url(), "POST", path, None, &req.to_string()).unwrap();
+    assert_eq!(s, 200, "{body}");
+    (id, serde_json::from_str(&body).unwrap())
 }

@@ -48,9 +48,7 @@ pub struct BootstrapRecord {
 /// True when two entries share `(priority, casefold(base))` (names already dot-stripped).
 fn has_duplicates(entries: &[BootstrapEntry]) -> bool {
     let mut seen = std::collections::HashSet::new();
-    entries
-        .iter()
-        .any(|e| !seen.insert((e.priority, dnsname::casefold(&e.cluster_base_domain))))
+    entries.iter().any(|e| !seen.insert((e.priority, dnsname::casefold(&e.cluster_base_domain))))
 }
 
 impl BootstrapRecord {
@@ -74,10 +72,7 @@ impl BootstrapRecord {
             });
         }
         if has_duplicates(&entries) {
-            return Err(ProtoError::field(
-                "entries",
-                "duplicate (priority, base domain)",
-            ));
+            return Err(ProtoError::field("entries", "duplicate (priority, base domain)"));
         }
         entries.sort_by_key(|e| e.priority);
         ensure_signer(key, &self.signer_spk)?;
@@ -120,29 +115,17 @@ impl BootstrapRecord {
         for _ in 0..count {
             let priority = r.u16()?;
             let len = r.u8()? as usize;
-            let base = checked_domain(
-                std::str::from_utf8(r.take(len)?).ok()?,
-                "cluster_base_domain",
-            )
-            .ok()?;
+            let base =
+                checked_domain(std::str::from_utf8(r.take(len)?).ok()?, "cluster_base_domain")
+                    .ok()?;
             let operator_spk = r.array::<32>()?;
-            entries.push(BootstrapEntry {
-                priority,
-                cluster_base_domain: base,
-                operator_spk,
-            });
+            entries.push(BootstrapEntry { priority, cluster_base_domain: base, operator_spk });
         }
         if !r.is_empty() || has_duplicates(&entries) {
             return None;
         }
         entries.sort_by_key(|e| e.priority);
-        Some(BootstrapRecord {
-            user_domain,
-            signer_spk,
-            entries,
-            seq,
-            exp,
-        })
+        Some(BootstrapRecord { user_domain, signer_spk, entries, seq, exp })
     }
 
     /// Parse and verify a TXT value under the caller's pinned `signer_spk` (verify before
@@ -200,11 +183,8 @@ mod tests {
         let txt = rec.sign(&key).unwrap();
         let parsed =
             BootstrapRecord::parse_and_verify(&txt, &spk, Some("EXAMPLE.COM"), 1_000).unwrap();
-        let order: Vec<_> = parsed
-            .entries
-            .iter()
-            .map(|e| (e.priority, e.cluster_base_domain.as_str()))
-            .collect();
+        let order: Vec<_> =
+            parsed.entries.iter().map(|e| (e.priority, e.cluster_base_domain.as_str())).collect();
         assert_eq!(
             order,
             [
@@ -216,10 +196,7 @@ mod tests {
         );
         assert_eq!(parsed.user_domain, "Example.com");
         rec.entries.push(e(10, "A.Example.com."));
-        assert!(
-            rec.sign(&key).is_err(),
-            "duplicate (priority, casefold(base))"
-        );
+        assert!(rec.sign(&key).is_err(), "duplicate (priority, casefold(base))");
         rec.entries.clear();
         assert!(rec.sign(&key).is_err(), "at least one entry");
         rec.entries = (0..17).map(|i| e(i, "a.example.com")).collect();

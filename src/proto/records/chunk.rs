@@ -82,9 +82,7 @@ fn py_int_ok(s: &str) -> bool {
     let s = py_strip(s);
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     !digits.is_empty()
-        && digits
-            .split('_')
-            .all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
+        && digits.split('_').all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Python's `str.strip()`: Unicode whitespace plus the ASCII separators 0x1c–0x1f.
@@ -105,25 +103,15 @@ mod tests {
         assert_eq!(rec.unwrap_block(), Some([0xab; BLOCK]));
         let spaced = format!("v=dmp1; t = chunk ;m=e30=; d = {}", &txt[17..]);
         assert_eq!(ChunkRecord::parse(&spaced), Some(rec.clone()));
-        assert_eq!(
-            ChunkRecord::parse("v=dmp1;t=chunk;d=!!"),
-            Some(ChunkRecord { wire: vec![] })
-        );
+        assert_eq!(ChunkRecord::parse("v=dmp1;t=chunk;d=!!"), Some(ChunkRecord { wire: vec![] }));
         assert_eq!(ChunkRecord::parse("v=dmp1;t=manifest;d=AAAA"), None);
         assert_eq!(ChunkRecord::parse("x=dmp1;t=chunk;d=AAAA"), None);
-        let hi = Some(ChunkRecord {
-            wire: b"hi".to_vec(),
-        });
+        let hi = Some(ChunkRecord { wire: b"hi".to_vec() });
         // Cases probed on the reference's DMPDNSRecord.from_txt_record.
         for (txt, want) in [
             ("v=dmp1;junk;t=chunk;d=aGk=", hi.clone()),
             ("v=dmp1; t = chunk ; d = aGk= ", hi.clone()),
-            (
-                "v=dmp1;t=chunk;d=aGk=;d=aGVsbG8=",
-                Some(ChunkRecord {
-                    wire: b"hello".to_vec(),
-                }),
-            ),
+            ("v=dmp1;t=chunk;d=aGk=;d=aGVsbG8=", Some(ChunkRecord { wire: b"hello".to_vec() })),
             ("v=dmp2;t=chunk;d=aGk=", hi.clone()),
             ("v=dmp 1 ;t=chunk;d=aGk=", hi.clone()),
             ("v=dmp+1;t=chunk;d=aGk=", hi.clone()),

@@ -68,10 +68,7 @@ impl ClaimRecord {
     /// when signing but in bytes when parsing; this checks bytes on both sides.)
     pub fn sign(&self, sender: &Identity) -> Result<String, ProtoError> {
         if sender.ed25519_public() != self.sender_spk {
-            return Err(ProtoError::field(
-                "sender_spk",
-                "does not match the signing key",
-            ));
+            return Err(ProtoError::field("sender_spk", "does not match the signing key"));
         }
         let mut blob = self.body()?;
         let sig = sender.sign(&blob);
@@ -148,19 +145,9 @@ mod tests {
         assert!(ClaimRecord::parse_and_verify(&txt, 699).is_none());
         assert!(ClaimRecord::parse_and_verify(&txt, 1_299).is_some());
         assert!(ClaimRecord::parse_and_verify(&txt, 1_300).is_none()); // exp == now
-        let far = ClaimRecord {
-            exp: 1_000 + CAP_30_DAYS,
-            ..claim(&id)
-        }
-        .sign(&id)
-        .unwrap();
+        let far = ClaimRecord { exp: 1_000 + CAP_30_DAYS, ..claim(&id) }.sign(&id).unwrap();
         assert!(ClaimRecord::parse_and_verify(&far, 1_000).is_some());
-        let too_far = ClaimRecord {
-            exp: 1_001 + CAP_30_DAYS,
-            ..claim(&id)
-        }
-        .sign(&id)
-        .unwrap();
+        let too_far = ClaimRecord { exp: 1_001 + CAP_30_DAYS, ..claim(&id) }.sign(&id).unwrap();
         assert!(ClaimRecord::parse_and_verify(&too_far, 1_000).is_none());
     }
 
@@ -168,28 +155,12 @@ mod tests {
     fn domain_rules() {
         let id = Identity::from_private_bytes([6u8; 32]);
         for bad in ["", "a b", "a\x7f", &"a".repeat(44)] {
-            let c = ClaimRecord {
-                sender_mailbox_domain: bad.into(),
-                ..claim(&id)
-            };
+            let c = ClaimRecord { sender_mailbox_domain: bad.into(), ..claim(&id) };
             assert!(c.sign(&id).is_err(), "{bad:?}");
         }
-        let ok = ClaimRecord {
-            sender_mailbox_domain: "a".repeat(43),
-            ..claim(&id)
-        };
+        let ok = ClaimRecord { sender_mailbox_domain: "a".repeat(43), ..claim(&id) };
         assert_eq!(ok.sign(&id).unwrap().len(), 15 + 4 * 179usize.div_ceil(3));
-        assert!(ClaimRecord {
-            slot: 10,
-            ..claim(&id)
-        }
-        .sign(&id)
-        .is_err());
-        assert!(ClaimRecord {
-            exp: 1_000,
-            ..claim(&id)
-        }
-        .sign(&id)
-        .is_err());
+        assert!(ClaimRecord { slot: 10, ..claim(&id) }.sign(&id).is_err());
+        assert!(ClaimRecord { exp: 1_000, ..claim(&id) }.sign(&id).is_err());
     }
 }

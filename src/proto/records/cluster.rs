@@ -73,10 +73,7 @@ pub(crate) fn same_name(a: &str, b: &str) -> bool {
 /// Refuse to sign with a key other than the one the record declares (it could never verify).
 pub(crate) fn ensure_signer(key: &SigningKey, expected: &[u8; 32]) -> Result<(), ProtoError> {
     if key.verifying_key().to_bytes() != *expected {
-        return Err(ProtoError::field(
-            "key",
-            "signing key does not match the declared key",
-        ));
+        return Err(ProtoError::field("key", "signing key does not match the declared key"));
     }
     Ok(())
 }
@@ -92,10 +89,7 @@ impl ClusterNode {
         }
         if let Some(dns) = &self.dns_endpoint {
             if dns.is_empty() || dns.len() > MAX_DNS_ENDPOINT_LEN {
-                return Err(ProtoError::field(
-                    "dns_endpoint",
-                    "must be 1..64 bytes when present",
-                ));
+                return Err(ProtoError::field("dns_endpoint", "must be 1..64 bytes when present"));
             }
         }
         Ok(())
@@ -198,13 +192,7 @@ impl ClusterManifest {
         if !r.is_empty() || has_duplicate_ids(&nodes) {
             return None;
         }
-        Some(ClusterManifest {
-            cluster_name,
-            operator_spk,
-            nodes,
-            seq,
-            exp,
-        })
+        Some(ClusterManifest { cluster_name, operator_spk, nodes, seq, exp })
     }
 
     /// Parse and verify a TXT value under the caller's pinned `operator_spk`.
@@ -261,24 +249,15 @@ mod tests {
     fn sign_rules() {
         let key = SigningKey::from_bytes(&[1u8; 32]);
         let spk = key.verifying_key().to_bytes();
-        assert!(
-            manifest(&key, vec![]).sign(&key).is_err(),
-            "node_count 0 refused on sign (T12)"
-        );
+        assert!(manifest(&key, vec![]).sign(&key).is_err(), "node_count 0 refused on sign (T12)");
         let many: Vec<_> = (0..33).map(|i| node(&format!("n{i}"))).collect();
         assert!(manifest(&key, many).sign(&key).is_err());
-        assert!(manifest(&key, vec![node("n1"), node("n1")])
-            .sign(&key)
-            .is_err());
+        assert!(manifest(&key, vec![node("n1"), node("n1")]).sign(&key).is_err());
         assert!(
-            manifest(&key, vec![node("n1"), node("N1")])
-                .sign(&key)
-                .is_ok(),
+            manifest(&key, vec![node("n1"), node("N1")]).sign(&key).is_ok(),
             "ids are case-sensitive"
         );
-        assert!(manifest(&key, vec![node(&"a".repeat(17))])
-            .sign(&key)
-            .is_err());
+        assert!(manifest(&key, vec![node(&"a".repeat(17))]).sign(&key).is_err());
         let mut dns = node("n1");
         dns.dns_endpoint = Some(String::new());
         assert!(manifest(&key, vec![dns]).sign(&key).is_err());
@@ -288,10 +267,7 @@ mod tests {
                 ..node(&format!("n{i}"))
             })
             .collect();
-        assert!(
-            manifest(&key, big).sign(&key).is_err(),
-            "1200-byte wire cap"
-        );
+        assert!(manifest(&key, big).sign(&key).is_err(), "1200-byte wire cap");
         assert!(manifest(&key, vec![node("n1")])
             .sign(&SigningKey::from_bytes(&[2u8; 32]))
             .is_err());
@@ -299,10 +275,7 @@ mod tests {
         let txt = manifest(&key, vec![node("n1")]).sign(&key).unwrap();
         let m =
             ClusterManifest::parse_and_verify(&txt, &spk, Some("mesh.example.com"), 2_000).unwrap();
-        assert_eq!(
-            m.cluster_name, "Mesh.Example.com",
-            "one dot stripped, case kept"
-        );
+        assert_eq!(m.cluster_name, "Mesh.Example.com", "one dot stripped, case kept");
     }
 
     #[test]
@@ -322,10 +295,7 @@ mod tests {
         blob.extend_from_slice(&keys::sign(&key, &blob.clone()));
         let txt = format!("{PREFIX_CLUSTER}{}", crate::proto::b64::encode(&blob));
         assert_eq!(
-            ClusterManifest::parse_and_verify(&txt, &spk, None, 1_000)
-                .unwrap()
-                .cluster_name
-                .len(),
+            ClusterManifest::parse_and_verify(&txt, &spk, None, 1_000).unwrap().cluster_name.len(),
             64
         );
     }

@@ -41,10 +41,7 @@ pub struct HeartbeatPolicy {
 
 impl Default for HeartbeatPolicy {
     fn default() -> Self {
-        HeartbeatPolicy {
-            max_skew: CLOCK_SKEW,
-            allow_private_endpoints: false,
-        }
+        HeartbeatPolicy { max_skew: CLOCK_SKEW, allow_private_endpoints: false }
     }
 }
 
@@ -95,8 +92,7 @@ fn ipv4_non_public(ip: Ipv4Addr) -> bool {
         (0xffff_ffff, 32), // broadcast
     ];
     let a = u32::from(ip);
-    NETS.iter()
-        .any(|&(net, len)| a >> (32 - len) == net >> (32 - len))
+    NETS.iter().any(|&(net, len)| a >> (32 - len) == net >> (32 - len))
 }
 
 /// IPv6 literals the reference refuses (same flags as [`ipv4_non_public`]). Their union
@@ -163,11 +159,7 @@ pub fn validate_endpoint(endpoint: &str, allow_private: bool) -> Result<(), Prot
             Some((h, p)) => (h, Some(p)),
             None => (rest, None),
         };
-        (
-            host,
-            port,
-            host.parse::<Ipv4Addr>().ok().map(ipv4_non_public),
-        )
+        (host, port, host.parse::<Ipv4Addr>().ok().map(ipv4_non_public))
     };
     if host.is_empty() {
         return bad("must include a host");
@@ -183,10 +175,8 @@ pub fn validate_endpoint(endpoint: &str, allow_private: bool) -> Result<(), Prot
     }
     let name = host.to_ascii_lowercase();
     let name = name.trim_end_matches('.');
-    if matches!(
-        name,
-        "localhost" | "localhost.localdomain" | "ip6-localhost"
-    ) || name.ends_with(".localhost")
+    if matches!(name, "localhost" | "localhost.localdomain" | "ip6-localhost")
+        || name.ends_with(".localhost")
     {
         return bad("localhost alias");
     }
@@ -405,26 +395,14 @@ mod tests {
         assert!(bad(&|h| h.claim_provider_zone = "a b".into()));
         assert!(bad(&|h| h.claim_provider_zone = "z".repeat(65)));
         assert!(bad(&|h| h.endpoint = "http://127.0.0.1:8053".into()));
-        assert!(
-            hb.sign(&SigningKey::from_bytes(&[6u8; 32])).is_err(),
-            "key must match"
-        );
+        assert!(hb.sign(&SigningKey::from_bytes(&[6u8; 32])).is_err(), "key must match");
 
         // Loopback only with the test knob, on both sides.
-        let lo = Heartbeat {
-            endpoint: "http://127.0.0.1:8053".into(),
-            ..hb.clone()
-        };
-        let open = HeartbeatPolicy {
-            allow_private_endpoints: true,
-            ..HeartbeatPolicy::default()
-        };
+        let lo = Heartbeat { endpoint: "http://127.0.0.1:8053".into(), ..hb.clone() };
+        let open = HeartbeatPolicy { allow_private_endpoints: true, ..HeartbeatPolicy::default() };
         let txt = lo.sign_with(&key, &open).unwrap();
         assert_eq!(Heartbeat::parse_and_verify(&txt, lo.ts), None);
-        assert_eq!(
-            Heartbeat::parse_and_verify_with(&txt, lo.ts, &open),
-            Some(lo)
-        );
+        assert_eq!(Heartbeat::parse_and_verify_with(&txt, lo.ts, &open), Some(lo));
 
         // Legacy DMPHB02: no zone field; DMPHB01 is refused.
         let mut body = b"DMPHB02".to_vec();
@@ -442,10 +420,7 @@ mod tests {
             format!("{PREFIX_HEARTBEAT}{}", crate::proto::b64::encode(&blob))
         };
         let parsed = Heartbeat::parse_and_verify(&wire(&body), hb.ts).unwrap();
-        assert_eq!(
-            (parsed.version.as_str(), parsed.claim_provider_zone.as_str()),
-            ("0.7.4", "")
-        );
+        assert_eq!((parsed.version.as_str(), parsed.claim_provider_zone.as_str()), ("0.7.4", ""));
         body[6] = b'1';
         assert_eq!(Heartbeat::parse_and_verify(&wire(&body), hb.ts), None);
     }

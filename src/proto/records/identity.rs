@@ -56,10 +56,7 @@ impl IdentityRecord {
     /// must be the record's `ed25519_spk`, or nobody could verify it.
     pub fn sign(&self, owner: &Identity) -> Result<String, ProtoError> {
         if owner.ed25519_public() != self.ed25519_spk {
-            return Err(ProtoError::field(
-                "ed25519_spk",
-                "does not match the signing key",
-            ));
+            return Err(ProtoError::field("ed25519_spk", "does not match the signing key"));
         }
         let mut blob = self.body()?;
         let sig = owner.sign(&blob);
@@ -102,13 +99,7 @@ impl IdentityRecord {
         if !keys::verify(&ed25519_spk, body, sig) {
             return None;
         }
-        Some(IdentityRecord {
-            username,
-            x25519_pk,
-            ed25519_spk,
-            ts,
-            versions,
-        })
+        Some(IdentityRecord { username, x25519_pk, ed25519_spk, ts, versions })
     }
 }
 
@@ -139,12 +130,7 @@ mod tests {
         rec.username = String::new();
         assert!(rec.body().is_err());
         // Non-canonical suffix (2, 1) is rejected even with a valid signature.
-        let mut body = IdentityRecord {
-            versions: vec![1],
-            ..parsed.clone()
-        }
-        .body()
-        .unwrap();
+        let mut body = IdentityRecord { versions: vec![1], ..parsed.clone() }.body().unwrap();
         body.extend_from_slice(&[2, 2, 1]);
         let sig = id.sign(&body);
         body.extend_from_slice(&sig);

@@ -77,10 +77,7 @@ impl SlotManifest {
     /// TXT value.
     pub fn sign(&self, sender: &Identity) -> Result<String, ProtoError> {
         if sender.ed25519_public() != self.sender_spk {
-            return Err(ProtoError::field(
-                "sender_spk",
-                "does not match the signing key",
-            ));
+            return Err(ProtoError::field("sender_spk", "does not match the signing key"));
         }
         let mut blob = self.body()?;
         let sig = sender.sign(&blob);
@@ -147,9 +144,7 @@ mod tests {
         };
         let legacy = m.sign(&id).unwrap();
         assert_eq!(legacy.len(), 252);
-        assert!(!SlotManifest::parse_and_verify(&legacy, 10)
-            .unwrap()
-            .has_chunk_hashes());
+        assert!(!SlotManifest::parse_and_verify(&legacy, 10).unwrap().has_chunk_hashes());
         m.chunk_hashes = vec![[7; 32], [8; 32]];
         let txt = m.sign(&id).unwrap();
         assert_eq!(txt.len(), 336);

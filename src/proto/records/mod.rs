@@ -77,19 +77,12 @@ impl RecordKind {
 
     /// Classify a TXT value by its full exact prefix; `None` for foreign values.
     pub fn of(value: &str) -> Option<RecordKind> {
-        Self::ALL
-            .iter()
-            .find(|(_, p)| value.starts_with(p))
-            .map(|(k, _)| *k)
+        Self::ALL.iter().find(|(_, p)| value.starts_with(p)).map(|(k, _)| *k)
     }
 
     /// The exact prefix of this kind.
     pub fn prefix(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(k, _)| *k == self)
-            .map(|(_, p)| *p)
-            .unwrap_or("")
+        Self::ALL.iter().find(|(k, _)| *k == self).map(|(_, p)| *p).unwrap_or("")
     }
 }
 
@@ -175,18 +168,9 @@ mod tests {
 
     #[test]
     fn classify_on_full_prefix() {
-        assert_eq!(
-            RecordKind::of("v=dmp1;t=claim;AAAA"),
-            Some(RecordKind::Claim)
-        );
-        assert_eq!(
-            RecordKind::of("v=dmp1;t=cluster;AAAA"),
-            Some(RecordKind::Cluster)
-        );
-        assert_eq!(
-            RecordKind::of("v=dmp1;t=chunk;d=AAAA"),
-            Some(RecordKind::Chunk)
-        );
+        assert_eq!(RecordKind::of("v=dmp1;t=claim;AAAA"), Some(RecordKind::Claim));
+        assert_eq!(RecordKind::of("v=dmp1;t=cluster;AAAA"), Some(RecordKind::Cluster));
+        assert_eq!(RecordKind::of("v=dmp1;t=chunk;d=AAAA"), Some(RecordKind::Chunk));
         assert_eq!(RecordKind::of("v=spf1 -all"), None);
         assert_eq!(RecordKind::Heartbeat.prefix(), PREFIX_HEARTBEAT);
     }

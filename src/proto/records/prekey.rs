@@ -49,11 +49,7 @@ impl Prekey {
         }
         let (body, sig) = blob.split_at(44);
         let mut r = Reader::new(body);
-        let prekey = Prekey {
-            prekey_id: r.u32()?,
-            public_key: r.array()?,
-            exp: r.u64()?,
-        };
+        let prekey = Prekey { prekey_id: r.u32()?, public_key: r.array()?, exp: r.u64()? };
         if prekey.prekey_id == 0 || !keys::verify(signer_spk, body, sig) {
             return None;
         }
@@ -76,18 +72,11 @@ mod tests {
     #[test]
     fn boundaries() {
         let owner = Identity::from_private_bytes([9u8; 32]);
-        let pk = Prekey {
-            prekey_id: 7,
-            public_key: [5u8; 32],
-            exp: 1_000 + CAP_30_DAYS,
-        };
+        let pk = Prekey { prekey_id: 7, public_key: [5u8; 32], exp: 1_000 + CAP_30_DAYS };
         let txt = pk.sign(&owner).unwrap();
         assert_eq!(txt.len(), 162);
         let spk = owner.ed25519_public();
-        assert_eq!(
-            Prekey::parse_and_verify(&txt, &spk, 1_000),
-            Some(pk.clone())
-        );
+        assert_eq!(Prekey::parse_and_verify(&txt, &spk, 1_000), Some(pk.clone()));
         assert_eq!(Prekey::parse_and_verify(&txt, &spk, 999), None);
         assert!(!pk.is_expired(pk.exp));
         assert!(pk.is_expired(pk.exp + 1));

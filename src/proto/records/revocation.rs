@@ -88,13 +88,7 @@ impl RevocationRecord {
         if !r.is_empty() {
             return None;
         }
-        Some(RevocationRecord {
-            subject_type,
-            subject,
-            revoked_spk,
-            reason,
-            ts,
-        })
+        Some(RevocationRecord { subject_type, subject, revoked_spk, reason, ts })
     }
 
     /// Parse and verify against the embedded key, then the optional

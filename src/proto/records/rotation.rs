@@ -38,10 +38,7 @@ impl TryFrom<u8> for SubjectType {
             1 => Ok(SubjectType::UserIdentity),
             2 => Ok(SubjectType::ClusterOperator),
             3 => Ok(SubjectType::BootstrapSigner),
-            _ => Err(ProtoError::field(
-                "subject_type",
-                format!("{v} is not 1, 2 or 3"),
-            )),
+            _ => Err(ProtoError::field("subject_type", format!("{v} is not 1, 2 or 3"))),
         }
     }
 }
@@ -96,11 +93,7 @@ pub fn normalize_subject(ty: SubjectType, subject: &str) -> String {
     match ty {
         SubjectType::UserIdentity => match subject.split_once('@') {
             Some((user, h)) => {
-                format!(
-                    "{}@{}",
-                    user.trim_matches(py_space),
-                    host(h.trim_matches(py_space))
-                )
+                format!("{}@{}", user.trim_matches(py_space), host(h.trim_matches(py_space)))
             }
             None => subject.to_string(),
         },
@@ -187,15 +180,7 @@ impl RotationRecord {
         if !r.is_empty() || old_spk == new_spk {
             return None;
         }
-        Some(RotationRecord {
-            subject_type,
-            subject,
-            old_spk,
-            new_spk,
-            seq,
-            ts,
-            exp,
-        })
+        Some(RotationRecord { subject_type, subject, old_spk, new_spk, seq, ts, exp })
     }
 
     /// Parse and verify both signatures against the embedded keys, then the optional
@@ -243,37 +228,19 @@ mod tests {
     fn subject_rules() {
         let ok = |t, s: &str| validate_subject(t, s).is_ok();
         assert!(ok(UserIdentity, "Alice@Example.COM."));
-        assert!(
-            ok(UserIdentity, "al ice@example.com"),
-            "user part is free-form"
-        );
-        assert!(
-            ok(UserIdentity, "alice@ example.com\t"),
-            "host trimmed like the reference"
-        );
-        assert!(
-            ok(UserIdentity, "alice@example.com.."),
-            "one dot stripped, then §1.5 strips one"
-        );
+        assert!(ok(UserIdentity, "al ice@example.com"), "user part is free-form");
+        assert!(ok(UserIdentity, "alice@ example.com\t"), "host trimmed like the reference");
+        assert!(ok(UserIdentity, "alice@example.com.."), "one dot stripped, then §1.5 strips one");
         assert!(!ok(UserIdentity, "alice@example.com..."));
         assert!(!ok(UserIdentity, " @example.com"));
         assert!(!ok(UserIdentity, "alice@@example.com"));
         assert!(!ok(UserIdentity, "alice"));
-        assert!(!ok(
-            UserIdentity,
-            &format!("{}@example.com", "a".repeat(244))
-        ));
+        assert!(!ok(UserIdentity, &format!("{}@example.com", "a".repeat(244))));
         assert!(ok(ClusterOperator, "a.com.."));
-        assert!(
-            !ok(ClusterOperator, "mesh.example.com "),
-            "no trimming for types 2/3"
-        );
+        assert!(!ok(ClusterOperator, "mesh.example.com "), "no trimming for types 2/3");
         assert!(!ok(BootstrapSigner, "_dmp.example.com"));
         assert!(
-            !ok(
-                BootstrapSigner,
-                &format!("{}.{}.", "a".repeat(30), "b".repeat(33))
-            ),
+            !ok(BootstrapSigner, &format!("{}.{}.", "a".repeat(30), "b".repeat(33))),
             "65 raw bytes"
         );
         assert!(!ok(BootstrapSigner, ""));
@@ -282,19 +249,10 @@ mod tests {
     #[test]
     fn subject_normalisation() {
         let n = normalize_subject;
-        assert_eq!(
-            n(UserIdentity, " Alice @ Example.COM.\t"),
-            "Alice@example.com"
-        );
-        assert_eq!(
-            n(UserIdentity, "alice@example.com\t."),
-            "alice@example.com\t"
-        );
+        assert_eq!(n(UserIdentity, " Alice @ Example.COM.\t"), "Alice@example.com");
+        assert_eq!(n(UserIdentity, "alice@example.com\t."), "alice@example.com\t");
         assert_eq!(n(ClusterOperator, "Mesh.Example.com."), "mesh.example.com");
-        assert_eq!(
-            n(ClusterOperator, "mesh.example.com.."),
-            "mesh.example.com."
-        );
+        assert_eq!(n(ClusterOperator, "mesh.example.com.."), "mesh.example.com.");
         assert_eq!(n(BootstrapSigner, " a.com"), " a.com");
     }
 }
