@@ -11,6 +11,14 @@ use std::path::{Path, PathBuf};
 #[path = "fuzz/src/harness.rs"]
 mod harness;
 
+/// `src/node/replication.rs` (used by the harness) is `net`-only in the crate; it is
+/// included by path here, with the core under the name it expects.
+mod proto {
+    pub use dnsmesh::proto::*;
+}
+#[path = "../src/node/replication.rs"]
+mod replication;
+
 #[cfg(feature = "net")]
 #[allow(dead_code)]
 #[path = "fuzz/src/dns_slow.rs"]
@@ -36,9 +44,7 @@ fn harness_of(target: &str) -> Option<fn(&[u8])> {
 }
 
 fn fuzz_dir(sub: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fuzz")
-        .join(sub)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz").join(sub)
 }
 
 fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
@@ -56,10 +62,8 @@ fn replay(sub: &str) -> usize {
     let mut ran = 0;
     let mut failed = Vec::new();
     for target_dir in sorted_entries(&fuzz_dir(sub)) {
-        let target = target_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("target directory name");
+        let target =
+            target_dir.file_name().and_then(|n| n.to_str()).expect("target directory name");
         let Some(run) = harness_of(target) else {
             continue;
         };
@@ -96,12 +100,7 @@ fn message_envelope_header_over_256_bytes() {
     harness::message(&data);
 
     let addr = |n: usize| {
-        let host = format!(
-            "{}.{}.{}",
-            "a".repeat(63),
-            "a".repeat(63),
-            "b".repeat(n - 193)
-        );
+        let host = format!("{}.{}.{}", "a".repeat(63), "a".repeat(63), "b".repeat(n - 193));
         let a = format!("{}@{host}", "l".repeat(64));
         assert_eq!(a.len(), n);
         a
@@ -113,10 +112,7 @@ fn message_envelope_header_over_256_bytes() {
             assert_eq!(wrapped.len(), 6 + n + 11 + 1 + 4, "{n}: wrapped");
             assert_eq!(envelope::decode(&wrapped), (b"body".to_vec(), Some(a)));
         } else {
-            assert_eq!(
-                wrapped, b"body",
-                "{n}: header over 256 bytes must not be emitted"
-            );
+            assert_eq!(wrapped, b"body", "{n}: header over 256 bytes must not be emitted");
         }
     }
 }

@@ -18,6 +18,14 @@ use proptest::prelude::*;
 #[path = "fuzz/src/harness.rs"]
 mod harness;
 
+/// `src/node/replication.rs` (used by the harness) is `net`-only in the crate; it is
+/// included by path here, with the core under the name it expects.
+mod proto {
+    pub use dnsmesh::proto::*;
+}
+#[path = "../src/node/replication.rs"]
+mod replication;
+
 #[cfg(feature = "net")]
 #[allow(dead_code)]
 #[path = "fuzz/src/dns_slow.rs"]
@@ -37,10 +45,7 @@ fn seeds(target: &str) -> &'static [Vec<u8>] {
                 .collect();
             files.sort();
             let name = dir.file_name().and_then(|n| n.to_str()).expect("name");
-            let data = files
-                .iter()
-                .map(|f| std::fs::read(f).expect("seed"))
-                .collect();
+            let data = files.iter().map(|f| std::fs::read(f).expect("seed")).collect();
             out.push((name.to_string(), data));
         }
         out
@@ -73,11 +78,8 @@ fn edit() -> impl Strategy<Value = Edit> {
 
 /// A seed of `target` with up to 5 edits applied.
 fn mutated_seed(target: &'static str) -> impl Strategy<Value = Vec<u8>> {
-    (
-        any::<prop::sample::Index>(),
-        prop::collection::vec(edit(), 0..6),
-    )
-        .prop_map(move |(pick, edits)| {
+    (any::<prop::sample::Index>(), prop::collection::vec(edit(), 0..6)).prop_map(
+        move |(pick, edits)| {
             let all = seeds(target);
             let mut d = all[pick.index(all.len())].clone();
             for e in edits {
@@ -103,17 +105,15 @@ fn mutated_seed(target: &'static str) -> impl Strategy<Value = Vec<u8>> {
                 }
             }
             d
-        })
+        },
+    )
 }
 
 /// A canonical `local@host` of any length the canonicaliser allows (up to 64 + 1 + 253).
 fn canonical_address() -> impl Strategy<Value = String> {
     let label = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
-    (
-        "[a-z0-9]([a-z0-9_-]{0,63})",
-        prop::collection::vec(label, 1..6),
-    )
-        .prop_map(|(local, labels)| {
+    ("[a-z0-9]([a-z0-9_-]{0,63})", prop::collection::vec(label, 1..6)).prop_map(
+        |(local, labels)| {
             let mut host = String::new();
             for l in labels {
                 if host.len() + 1 + l.len() > 253 {
@@ -125,7 +125,8 @@ fn canonical_address() -> impl Strategy<Value = String> {
                 host.push_str(&l);
             }
             format!("{local}@{host}")
-        })
+        },
+    )
 }
 
 proptest! {

@@ -166,6 +166,17 @@ add("http_json", "revoke", '{"what": "alice@mesh.example.com"}')
 add("http_json", "sync-pull", json.dumps({"names": ["a.mesh.test", "x.y.z.deep.mesh.test",
                                                     "MESH.TEST.", "nope.example", ""]}))
 
+h64 = "ab" * 32
+add("http_json", "sync-digest", json.dumps({"records": [{"ts": 5, "name": "a.mesh.test", "hash": h64}],
+                                            "has_more": True, "next_cursor": f"5:a.mesh.test:{h64}"}))
+add("http_json", "sync-pull-answer", json.dumps({"records": [
+    {"name": "slot-1.mb-6a152ac86c49.mesh.test",
+     "value": extra["message_examples"]["long_term_key_v1_plaintext"]["manifest_txt"], "ttl": 300},
+    {"name": "www.mesh.test", "value": "hello", "ttl": 60},
+    {"name": "id-abc.mesh.test", "value": "plain", "ttl": 60}]}))
+add("http_json", "sync-tombstones", json.dumps({"tombstones": [
+    {"stamp": 1, "name": "a.mesh.test", "value": "hello", "ttl": 60}]}))
+
 # --- DNS messages ----------------------------------------------------------------------
 
 

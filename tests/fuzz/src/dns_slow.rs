@@ -37,10 +37,7 @@ pub fn dns_slow(data: &[u8]) {
         if let Disposition::Reply { .. } = fast {
             // The fast path answers only well-formed plain queries; hickory refusing one
             // it answered is only acceptable for EDNS option content it validates.
-            assert!(
-                data[10..12] != [0, 0],
-                "fast path answered what hickory cannot decode"
-            );
+            assert!(data[10..12] != [0, 0], "fast path answered what hickory cannot decode");
         }
         return;
     };
@@ -65,8 +62,7 @@ fn reply_decodes(out: &[u8]) {
 
 /// Only LDH-ish labels print the same in hickory's text form and the wire form.
 fn plain_name(name: &str) -> bool {
-    name.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 fn query(req: &Request, origin: &Name, fast: Disposition) {
@@ -101,10 +97,7 @@ fn query(req: &Request, origin: &Name, fast: Disposition) {
     } else {
         rcode::NXDOMAIN
     };
-    assert_eq!(
-        fast_rcode, slow_rcode,
-        "fast and slow path disagree on {lname:?}"
-    );
+    assert_eq!(fast_rcode, slow_rcode, "fast and slow path disagree on {lname:?}");
 }
 
 fn update(req: &Request, origin: &Name) {
@@ -122,13 +115,8 @@ fn update(req: &Request, origin: &Name) {
             let _ = matches!(state, NameState::Txt(vals) if vals.contains(&want));
         }
     }
-    let scope = reg::default_scope(
-        "alice@mesh.test",
-        &[7; 32],
-        Some(&[8; 32]),
-        ZONE,
-        ScopeMode::Default,
-    );
+    let scope =
+        reg::default_scope("alice@mesh.test", &[7; 32], Some(&[8; 32]), ZONE, ScopeMode::Default);
     for rr in &req.authorities {
         let owner = rr.name.to_lowercase().to_string();
         let owner = owner.trim_end_matches('.');

@@ -87,14 +87,8 @@ pub fn zone() -> &'static ZoneView {
                 name: "ns1.mesh.test".into(),
                 addrs: vec![ip("192.0.2.53"), ip("2001:db8::53")],
             },
-            HostAddrs {
-                name: "ns2.mesh.test".into(),
-                addrs: vec![ip("192.0.2.54")],
-            },
-            HostAddrs {
-                name: "h.sub.mesh.test".into(),
-                addrs: vec![ip("2001:db8::99")],
-            },
+            HostAddrs { name: "ns2.mesh.test".into(), addrs: vec![ip("192.0.2.54")] },
+            HostAddrs { name: "h.sub.mesh.test".into(), addrs: vec![ip("2001:db8::99")] },
         ];
         let v = ZoneView::new(&cfg).expect("fixture zone config is valid");
         let long = vec![b'm'; 700];
@@ -103,11 +97,7 @@ pub fn zone() -> &'static ZoneView {
         v.set_txt_at("mesh.test", &[b"v=spf1 -all"], NOW);
         v.set_txt_at("slot-1.mb-x.mesh.test", &[&long, b"second"], NOW);
         v.set_txt_at("x.y.z.deep.mesh.test", &[b""], NOW);
-        v.set_txt_at(
-            "_dnsmesh-heartbeat.mesh.test",
-            &[b"v=dmp1;t=heartbeat;AAAA"],
-            NOW,
-        );
+        v.set_txt_at("_dnsmesh-heartbeat.mesh.test", &[b"v=dmp1;t=heartbeat;AAAA"], NOW);
         let big: Vec<Vec<u8>> = (0..300).map(|i| format!("{i:0250}").into_bytes()).collect();
         let big: Vec<&[u8]> = big.iter().map(Vec::as_slice).collect();
         v.set_txt_at("big.mesh.test", &big, NOW);
@@ -154,9 +144,7 @@ pub fn composed() -> &'static [(Composed, SlotManifest); 2] {
 /// The fixture message's AEAD plaintext.
 pub fn fixture_plaintext() -> Vec<u8> {
     envelope::encode(
-        b"hello bob, this body is long enough to need several chunks. "
-            .repeat(4)
-            .as_slice(),
+        b"hello bob, this body is long enough to need several chunks. ".repeat(4).as_slice(),
         Some("alice@mesh.test"),
     )
 }
@@ -234,18 +222,11 @@ fn check_reply(query: &[u8], out: &[u8], max_tcp: bool, rcode: u16) -> usize {
     assert!(out.len() <= 65535, "reply over 64 KiB");
     assert_eq!(out[..2], query[..2], "ID copied");
     assert!(out[2] & 0x80 != 0, "QR set");
-    assert_eq!(
-        u16::from(out[3] & 0x0F),
-        rcode & 0x0F,
-        "rcode in the header"
-    );
+    assert_eq!(u16::from(out[3] & 0x0F), rcode & 0x0F, "rcode in the header");
     let count = |i: usize| u16::from_be_bytes([out[4 + 2 * i], out[5 + 2 * i]]);
     assert_eq!(count(0), 1, "one question");
     let qend = skip_name(out, 12).map(|p| p + 4).expect("question name");
-    assert!(
-        qend <= out.len() && qend <= query.len(),
-        "question inside both"
-    );
+    assert!(qend <= out.len() && qend <= query.len(), "question inside both");
     assert_eq!(out[12..qend], query[12..qend], "question echoed");
     let mut pos = qend;
     for _ in 0..(u32::from(count(1)) + u32::from(count(2)) + u32::from(count(3))) {
@@ -333,14 +314,8 @@ pub fn signed_wire(kind: RecordKind, body: &[u8]) -> String {
 
 /// The payload after `prefix`, decoded the way that record type decodes it.
 fn blob_of(txt: &str, prefix: &str, strict: bool) -> Vec<u8> {
-    let p = txt
-        .strip_prefix(prefix)
-        .expect("parsed records have their prefix");
-    let decoded = if strict {
-        b64::decode_strict(p)
-    } else {
-        b64::decode_lenient(p)
-    };
+    let p = txt.strip_prefix(prefix).expect("parsed records have their prefix");
+    let decoded = if strict { b64::decode_strict(p) } else { b64::decode_lenient(p) };
     decoded.expect("parsed records decode")
 }
 
@@ -349,11 +324,7 @@ fn blob_of(txt: &str, prefix: &str, strict: bool) -> Vec<u8> {
 pub fn parse_txt(txt: &str, now: u64) {
     if let Some(rec) = ChunkRecord::parse(txt) {
         let _ = rec.unwrap_block();
-        assert_eq!(
-            ChunkRecord::parse(&rec.to_txt()),
-            Some(rec),
-            "chunk round trip"
-        );
+        assert_eq!(ChunkRecord::parse(&rec.to_txt()), Some(rec), "chunk round trip");
     }
     let a = alice().ed25519_public();
     let Some(kind) = RecordKind::of(txt) else {
@@ -373,10 +344,7 @@ pub fn parse_txt(txt: &str, now: u64) {
         RecordKind::Identity => {
             if let Some(id) = IdentityRecord::parse_and_verify(txt) {
                 assert!(!id.username.is_empty() && id.username.len() <= 64);
-                assert!(
-                    id.versions.windows(2).all(|w| w[0] < w[1]),
-                    "versions sorted"
-                );
+                assert!(id.versions.windows(2).all(|w| w[0] < w[1]), "versions sorted");
                 let _ = (id.supports_v2(), id.body());
             }
         }
@@ -428,9 +396,7 @@ pub fn parse_txt(txt: &str, now: u64) {
                 assert_ne!(r.old_spk, r.new_spk);
                 let _ = normalize_subject(r.subject_type, &r.subject);
                 if r.old_spk == a && r.new_spk == bob().ed25519_public() {
-                    let again = r
-                        .sign(key_a(), key_b())
-                        .expect("a parsed rotation re-signs");
+                    let again = r.sign(key_a(), key_b()).expect("a parsed rotation re-signs");
                     let back = RotationRecord::parse_and_verify(&again, old, subject, now);
                     assert_eq!(back.as_ref(), Some(&r), "rotation sign/parse round trip");
                 }
@@ -459,10 +425,7 @@ pub fn parse_txt(txt: &str, now: u64) {
         RecordKind::Heartbeat => {
             for policy in [
                 HeartbeatPolicy::default(),
-                HeartbeatPolicy {
-                    max_skew: u64::MAX,
-                    allow_private_endpoints: true,
-                },
+                HeartbeatPolicy { max_skew: u64::MAX, allow_private_endpoints: true },
             ] {
                 let Some(hb) = Heartbeat::parse_and_verify_with(txt, now, &policy) else {
                     continue;
@@ -510,11 +473,7 @@ pub fn message(data: &[u8]) {
 
 fn header(json: &[u8]) {
     if let Some(h) = Header::parse(json) {
-        assert_eq!(
-            Header::parse(h.to_json().as_bytes()),
-            Some(h.clone()),
-            "header round trip"
-        );
+        assert_eq!(Header::parse(h.to_json().as_bytes()), Some(h.clone()), "header round trip");
         let _ = h.aad(u32::MAX);
     }
 }
@@ -523,11 +482,7 @@ fn outer(bytes: &[u8], now: u64) {
     let Some(m) = OuterMessage::parse(bytes) else {
         return;
     };
-    assert_eq!(
-        OuterMessage::parse(&m.to_bytes()).as_ref(),
-        Some(&m),
-        "outer round trip"
-    );
+    assert_eq!(OuterMessage::parse(&m.to_bytes()).as_ref(), Some(&m), "outer round trip");
     for (i, (_, manifest)) in composed().iter().enumerate() {
         let secret = (i == 1).then_some(&PREKEY_SECRET);
         let _ = message::open(bytes, manifest, bob(), secret, now);
@@ -542,11 +497,7 @@ fn envelope_decode(bytes: &[u8]) {
     }
     let text = String::from_utf8_lossy(bytes);
     if let Some(addr) = envelope::canonicalize_address(&text) {
-        assert_eq!(
-            envelope::canonicalize_address(&addr).as_ref(),
-            Some(&addr),
-            "idempotent"
-        );
+        assert_eq!(envelope::canonicalize_address(&addr).as_ref(), Some(&addr), "idempotent");
         // Whatever the encoder wraps, the decoder must read back (§5.4: header ≤ 256).
         let wrapped = envelope::encode(b"body", Some(&addr));
         if wrapped.starts_with(envelope::PREFIX) {
@@ -564,11 +515,8 @@ fn fixture_assembly(prekey: bool, mask: u8, rest: &[u8]) {
     let fuzzed: Vec<&str> = text.split('\n').collect();
     let genuine = |i: u32| i < 8 && mask & (1 << i) != 0;
     let outer = message::assemble(m, |i| {
-        let mut vals: Vec<String> = fuzzed
-            .get(i as usize)
-            .map(|s| s.to_string())
-            .into_iter()
-            .collect();
+        let mut vals: Vec<String> =
+            fuzzed.get(i as usize).map(|s| s.to_string()).into_iter().collect();
         if genuine(i) {
             vals.push(c.chunks[i as usize].1.clone());
         }
@@ -577,9 +525,7 @@ fn fixture_assembly(prekey: bool, mask: u8, rest: &[u8]) {
     let enough = (0..m.total_chunks).filter(|&i| genuine(i)).count() >= m.data_chunks as usize;
     let opened = outer.map(|o| message::open(&o, m, bob(), prekey.then_some(&PREKEY_SECRET), NOW));
     if enough {
-        let opened = opened
-            .expect("k genuine chunks assemble")
-            .expect("and open");
+        let opened = opened.expect("k genuine chunks assemble").expect("and open");
         assert_eq!(opened.plaintext, fixture_plaintext());
         let (body, from) = envelope::decode(&opened.plaintext);
         assert!(!body.is_empty() && from.as_deref() == Some("alice@mesh.test"));
@@ -639,11 +585,7 @@ fn fuzzed_shares(mut c: Cursor<'_>) {
 
 fn replay_cache(json: &[u8]) {
     if let Ok(g) = ReplayGuard::from_json(&String::from_utf8_lossy(json)) {
-        assert_eq!(
-            ReplayGuard::from_json(&g.to_json()).ok(),
-            Some(g),
-            "replay cache round trip"
-        );
+        assert_eq!(ReplayGuard::from_json(&g.to_json()).ok(), Some(g), "replay cache round trip");
     }
 }
 
@@ -662,34 +604,18 @@ pub fn b64_txt(data: &[u8]) {
         assert!(strict.is_none() && lenient.is_none(), "non-ASCII decoded");
     }
     if let Some(v) = &strict {
-        assert_eq!(
-            lenient.as_ref(),
-            Some(v),
-            "strict success must agree with lenient"
-        );
+        assert_eq!(lenient.as_ref(), Some(v), "strict success must agree with lenient");
     }
     if let Ok(v) = base64::engine::general_purpose::STANDARD.decode(s.as_bytes()) {
-        assert_eq!(
-            strict.as_ref(),
-            Some(&v),
-            "canonical base64 rejected or misread"
-        );
+        assert_eq!(strict.as_ref(), Some(&v), "canonical base64 rejected or misread");
     }
     for v in [&strict, &lenient].into_iter().flatten() {
         assert!(v.len() <= s.len() / 4 * 3 + 3);
-        assert_eq!(
-            b64::decode_strict(&b64::encode(v)).as_ref(),
-            Some(v),
-            "b64 round trip"
-        );
+        assert_eq!(b64::decode_strict(&b64::encode(v)).as_ref(), Some(v), "b64 round trip");
     }
     if let Some(v) = txt::from_rdata(data) {
         assert!(v.len() <= data.len());
-        assert_eq!(
-            txt::from_rdata(&txt::to_rdata(&v)),
-            Some(v.clone()),
-            "rdata round trip"
-        );
+        assert_eq!(txt::from_rdata(&txt::to_rdata(&v)), Some(v.clone()), "rdata round trip");
     }
     let parts = txt::split(data);
     assert!(parts.iter().all(|p| p.len() <= 255) && !parts.is_empty());
@@ -712,11 +638,9 @@ pub fn registration(data: &[u8]) {
     subject(a, b, data);
     name_class(a);
     scope(a, &[b, c, d]);
-    for ty in [
-        SubjectType::UserIdentity,
-        SubjectType::ClusterOperator,
-        SubjectType::BootstrapSigner,
-    ] {
+    for ty in
+        [SubjectType::UserIdentity, SubjectType::ClusterOperator, SubjectType::BootstrapSigner]
+    {
         let _ = normalize_subject(ty, a);
     }
     if let Some(v) = dnsname::validate(a) {
@@ -725,10 +649,7 @@ pub fn registration(data: &[u8]) {
     let _ = envelope::canonicalize_address(a);
     // Heartbeat endpoints: the private-address policy only ever removes endpoints.
     if validate_endpoint(a, false).is_ok() {
-        assert!(
-            validate_endpoint(a, true).is_ok(),
-            "strict endpoint refused loosely"
-        );
+        assert!(validate_endpoint(a, true).is_ok(), "strict endpoint refused loosely");
     }
 }
 
@@ -736,11 +657,7 @@ fn subject(raw: &str, zone: &str, data: &[u8]) {
     let Ok(s) = reg::canonicalize_subject(raw) else {
         return;
     };
-    assert_eq!(
-        reg::canonicalize_subject(&s).as_ref(),
-        Ok(&s),
-        "canonical is a fixed point"
-    );
+    assert_eq!(reg::canonicalize_subject(&s).as_ref(), Ok(&s), "canonical is a fixed point");
     assert!(s.is_ascii() && !s.bytes().any(|b| b.is_ascii_uppercase()));
     assert_eq!(s.matches('@').count(), 1);
     let spk: [u8; 32] = sha256(data);
@@ -760,11 +677,7 @@ fn subject(raw: &str, zone: &str, data: &[u8]) {
                 continue;
             }
             let owner = entry.replace('*', "q");
-            let want = if entry.contains('*') {
-                Coverage::WildcardOnly
-            } else {
-                Coverage::Exact
-            };
+            let want = if entry.contains('*') { Coverage::WildcardOnly } else { Coverage::Exact };
             assert!(reg::suffix_covers(entry, &owner), "{entry} covers {owner}");
             assert!(reg::coverage(scope.as_slice(), &owner) != Coverage::None);
             if want == Coverage::Exact {
@@ -776,25 +689,13 @@ fn subject(raw: &str, zone: &str, data: &[u8]) {
 
 fn name_class(name: &str) {
     let class = reg::classify_name(name);
-    assert_eq!(
-        reg::classify_name(&format!("{name}.")),
-        class,
-        "trailing dot ignored"
-    );
+    assert_eq!(reg::classify_name(&format!("{name}.")), class, "trailing dot ignored");
     if name.is_ascii() {
-        assert_eq!(
-            reg::classify_name(&name.to_ascii_uppercase()),
-            class,
-            "case ignored"
-        );
+        assert_eq!(reg::classify_name(&name.to_ascii_uppercase()), class, "case ignored");
     }
     match &class {
         NameClass::OwnerSubject(s) => {
-            assert_eq!(
-                reg::canonicalize_subject(s).as_ref(),
-                Ok(s),
-                "owner is canonical"
-            );
+            assert_eq!(reg::canonicalize_subject(s).as_ref(), Ok(s), "owner is canonical");
             assert!(class.owned_by(s, None));
         }
         NameClass::OwnerIdentityHash { hash16, domain } => {
@@ -830,12 +731,8 @@ fn glob_ref(p: &[u8], l: &[u8]) -> bool {
 
 fn scope(owner: &str, suffixes: &[&str]) {
     let cov = reg::coverage(suffixes, owner);
-    let exact = suffixes
-        .iter()
-        .any(|s| !s.contains('*') && reg::suffix_covers(s, owner));
-    let wild = suffixes
-        .iter()
-        .any(|s| s.contains('*') && reg::suffix_covers(s, owner));
+    let exact = suffixes.iter().any(|s| !s.contains('*') && reg::suffix_covers(s, owner));
+    let wild = suffixes.iter().any(|s| s.contains('*') && reg::suffix_covers(s, owner));
     let want = match (exact, wild) {
         (true, _) => Coverage::Exact,
         (false, true) => Coverage::WildcardOnly,
@@ -868,10 +765,7 @@ fn scope(owner: &str, suffixes: &[&str]) {
         };
         assert_eq!(covered, expect, "suffix_covers({s:?}, {owner:?})");
         if covered {
-            assert!(
-                reg::suffix_covers(s, &format!("x.{owner}")),
-                "extra leading label"
-            );
+            assert!(reg::suffix_covers(s, &format!("x.{owner}")), "extra leading label");
         }
     }
 }
@@ -890,8 +784,9 @@ fn hexfield<const N: usize>(v: &Value, field: &str) -> Option<[u8; N]> {
 /// (`actors/http.rs`, `actors/auth.rs`) need the `net` feature and are mirrored here:
 /// records `{"value","ttl"}` (and a `"name"` standing in for the URL path), DELETE
 /// `{"value": str|null}`, registration `{"subject","ed25519_spk","challenge",
-/// "signature","x25519_pub","x25519_pop"}`, admin revoke `{"what"}`, and a sync pull
-/// `{"names": […]}` (no sync endpoint exists yet; its names get the lookups one would do).
+/// "signature","x25519_pub","x25519_pop"}`, admin revoke `{"what"}`, the sync pull
+/// `{"names": […]}` (whose names get the lookups the store does), and the sync answers a
+/// node reads from its peers (see [`sync_response`]).
 pub fn http_json(data: &[u8]) {
     let Ok(v) = serde_json::from_slice::<Value>(data) else {
         return;
@@ -910,12 +805,45 @@ pub fn http_json(data: &[u8]) {
     if let Some(what) = v.get("what").and_then(Value::as_str) {
         let _ = reg::canonicalize_subject(what);
     }
+    // Sync pull (`actors/http.rs` sync_pull): at most 256 names, all strings, each
+    // trimmed, trailing dots dropped and lower-cased before the store looks them up.
     if let Some(names) = v.get("names").and_then(Value::as_array) {
-        for name in names.iter().filter_map(Value::as_str).take(64) {
-            record_name(name);
+        let strings: Option<Vec<&str>> = names.iter().map(Value::as_str).collect();
+        if let Some(strings) = strings.filter(|s| s.len() <= 256) {
+            for name in strings {
+                let clean = name.trim().trim_end_matches('.').to_ascii_lowercase();
+                assert!(!clean.ends_with('.') && !clean.bytes().any(|b| b.is_ascii_uppercase()));
+                record_name(&clean);
+            }
         }
     }
     registration_body(&v);
+    sync_response(&v);
+}
+
+/// What the sync actor (`actors/sync.rs`) reads from a peer: digest pages
+/// `{"records":[{"ts","name","hash"}],"next_cursor"}`, pull answers
+/// `{"records":[{"name","value","ttl"}]}` and `{"tombstones":[{"stamp","name",…}]}`,
+/// judged by `src/node/replication.rs` (included by path).
+fn sync_response(v: &Value) {
+    use crate::replication::{parse_cursor, valid_sync_name, verify_record};
+    let rows = |key: &str| v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let a = alice().ed25519_public();
+    for r in rows("records").iter().chain(rows("tombstones").iter()).take(64) {
+        let name = r.get("name").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+        let value = r.get("value").and_then(Value::as_str).unwrap_or("");
+        if valid_sync_name(&name) {
+            assert!(!name.is_empty() && name.len() <= 253);
+            let _ = verify_record(value, &name, None, NOW);
+            let _ = verify_record(value, &name, Some(&a), NOW);
+        }
+    }
+    if let Some(c) = v.get("next_cursor").and_then(Value::as_str) {
+        if let Some((ts, name, hash)) = parse_cursor(c) {
+            let again = parse_cursor(&format!("{ts}:{name}:{hash}"));
+            assert_eq!(again, Some((ts, name, hash)), "cursor round trip");
+        }
+    }
 }
 
 fn record_value(value: &str) {
