@@ -24,26 +24,25 @@ if [ ${#targets[@]} -eq 0 ]; then
   targets=(dns_answer records message b64_txt registration http_json dns_slow)
 fi
 
-echo "building fuzz targets..."
-if ! cargo fuzz build --fuzz-dir "$fuzz_dir" >/dev/null; then
+mkdir -p "$fuzz_dir/logs"
+echo "building fuzz targets (log: $fuzz_dir/logs/build.log)..."
+if ! cargo fuzz build --fuzz-dir "$fuzz_dir" >"$fuzz_dir/logs/build.log" 2>&1; then
+  tail -30 "$fuzz_dir/logs/build.log" >&2
   echo "build failed" >&2
   exit 2
 fi
-
-mkdir -p "$fuzz_dir/logs"
 failed=0
 printf '%-14s %12s %10s %8s %8s  %s\n' target executions exec/s corpus crashes result
 for t in "${targets[@]}"; do
   mkdir -p "$fuzz_dir/corpus/$t" "$fuzz_dir/artifacts/$t"
-  before=$(find "$fuzz_dir/artifacts/$t" -type f | sort)
   log="$fuzz_dir/logs/$t.log"
   # One fuzzer at a time, one job: the machines are small.
   cargo fuzz run --fuzz-dir "$fuzz_dir" "$t" "$fuzz_dir/corpus/$t" "$fuzz_dir/seeds/$t" -- \
     -max_total_time="$secs" -max_len=4096 -len_control=0 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
-  after=$(find "$fuzz_dir/artifacts/$t" -type f | sort)
-  new=$(comm -13 <(echo "$before") <(echo "$after") | grep -c . || true)
+  written=$(grep -o 'Test unit written to .*' "$log" | sed 's/^Test unit written to //')
+  new=$(echo -n "$written" | grep -c . || true)
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
   rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
   corpus=$(find "$fuzz_dir/corpus/$t" -type f | wc -l)
@@ -53,6 +52,6 @@ for t in "${targets[@]}"; do
     failed=1
   fi
   printf '%-14s %12s %10s %8s %8s  %s\n' "$t" "${execs:-?}" "${rate:-?}" "$corpus" "$new" "$result"
-  comm -13 <(echo "$before") <(echo "$after") | sed 's/^/    new artifact: /'
+  [ -n "$written" ] && echo "$written" | sed 's/^/    crash input: /'
 done
 exit $failed
