@@ -61,8 +61,10 @@ pub fn canonicalize_address(addr: &str) -> Option<String> {
     Some(format!("{local}@{host}"))
 }
 
-/// Wrap `body` in a DMPv2 envelope naming `sender_addr`. Without an address, or when it
-/// does not canonicalise, the body is returned unwrapped (v1 plaintext).
+/// Wrap `body` in a DMPv2 envelope naming `sender_addr`. Without an address, when it
+/// does not canonicalise, or when the header would exceed [`MAX_HEADER_LEN`] (a
+/// canonical address can be 318 bytes; the decoder only looks 256 bytes ahead), the
+/// body is returned unwrapped (v1 plaintext), as the reference does.
 pub fn encode(body: &[u8], sender_addr: Option<&str>) -> Vec<u8> {
     let Some(from) = sender_addr.and_then(canonicalize_address) else {
         return body.to_vec();
@@ -70,6 +72,9 @@ pub fn encode(body: &[u8], sender_addr: Option<&str>) -> Vec<u8> {
     // Canonical addresses are plain ASCII without quotes or backslashes, so the
     // reference's `json.dumps(sort_keys, compact, ensure_ascii)` is exactly this.
     let header = format!("{{\"from\":\"{from}\"}}");
+    if header.len() > MAX_HEADER_LEN {
+        return body.to_vec();
+    }
     let mut out = Vec::with_capacity(PREFIX.len() + header.len() + 1 + body.len());
     out.extend_from_slice(PREFIX);
     out.extend_from_slice(header.as_bytes());
