@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# write.sh — acknowledged durable writes per second: our node vs the reference node.
+#
+#   benches/load/write.sh
+#
+# Starts our node (release build) and the reference (../shared/interop/ref-node.sh) on
+# loopback; each in turn is pinned to CPU 0 with its load generator on CPU 1.
+#   HTTP:   loadgen http — POST /v1/records/<name> {"value","ttl"} with the operator token
+#           from CONNS concurrent keep-alive connections (the reference speaks HTTP/1.0 and
+#           closes after each answer: loadgen reconnects), PHASE seconds, every write a new
+#           252-byte record. Counts 201s only.
+#   UPDATE: a TSIG key registered through each node's own /v1/registration/tsig-confirm
+#           (loadgen register), then dnsperf -u -y hmac-sha256:KEY with one add per UPDATE
+#           (new slot-N.mb-H names, in the key's default scope), over UDP and over TCP,
+#           PHASE seconds, UPD_Q outstanding. Counts NOERROR answers only.
+# "Durable" is each node's own acknowledgement rule: ours answers after the sled flush
+# that covers the write; the reference after its SQLite commit (WAL, synchronous=NORMAL).
+# Server CPU = utime+stime from /proc/PID/stat around each phase.
+#
+# Environment: PHASE (default 8), CONNS (default 128; the reference gets REF_CONNS,
+# default 32, under its 64-connection HTTP cap), UPD_Q (default 128), KEEP=1.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+PHASE="${PHASE:-8}"
+CONNS="${CONNS:-128}"
+REF_CONNS="${REF_CONNS:-32}"
+UPD_Q="${UPD_Q:-128}"
+bench_init
+T0=$(date +%s)
+
+start_ours "$WORK/ours"
+start_ref "$WORK/ref"
+log "ours pid=$OURS_PID dns=$OURS_DNS_PORT $OURS_HTTP | ref pid=$REF_PID dns=$REF_DNS_PORT $REF_HTTP"
+
+declare -A R
+phase_cpu() { # PID CMD... -> runs CMD on CPU 1, prints its stdout; sets CPU_S
+  local pid="$1" c0 c1; shift
+  c0="$(cpu_ticks "$pid")"
+  taskset -c 1 "$@"
+  c1="$(cpu_ticks "$pid")"
+  CPU_S="$(python3 -c "print(($c1-$c0)/$CLK_TCK)")"
+}
+noerror() { sed -n 's/.*rcodes=[^ ]*NOERROR\([0-9]*\).*/\1/p' <<<"$1" | grep . || echo 0; }
+
+bench() { # LABEL PID HTTP_URL DNS_PORT TOKEN CONNS
+  local label="$1" pid="$2" url="$3" port="$4" token="$5" conns="$6" out key s n
+  pin0 "$pid"
+  sleep 0.5
+  phase_cpu "$pid" "$LOADGEN" http "$url" "$token" --gen 100000000 --prefix "h$label" \
+    --zone "$ZONE" --conns "$conns" --secs "$PHASE" > "$WORK/$label.http"
+  out="$(cat "$WORK/$label.http")"
+  R[$label.http]="$(kv rate "$out")"
+  R[$label.http_p50]="$(kv p50_ms "$out")"
+  R[$label.http_p99]="$(kv p99_ms "$out")"
+  R[$label.http_cpu]="$(python3 -c "print(round($(kv acked "$out")/$CPU_S) if $CPU_S else 0)")"
+  log "$label http: $out cpu_s=$CPU_S"
+
+  key="$(taskset -c 1 "$LOADGEN" register "$url" "bench$RANDOM" "$ZONE")"
+  for mode in udp tcp; do
+    "$LOADGEN" gen-update 400000 "u$label$mode" "$ZONE" > "$WORK/upd.txt"
+    sleep 0.5
+    phase_cpu "$pid" dnsperf -u -m "$mode" -y "$key" -s 127.0.0.1 -p "$port" -d "$WORK/upd.txt" \
+      -n 1 -l "$PHASE" -c 8 -q "$UPD_Q" -t 5 > "$WORK/$label.$mode" 2>&1 || true
+    s="$(python3 "$LOAD_DIR/dnsperf_stats.py" "$WORK/$label.$mode")"
+    n="$(noerror "$s")"
+    R[$label.$mode]="$(python3 -c "
+import re; t=open('$WORK/$label.$mode').read(); m=re.search(r'Run time \(s\):\s+([\d.]+)', t)
+print(round($n/float(m.group(1))) if m else 0)")"
+    R[$label.${mode}_avg]="$(kv avg_ms "$s")"
+    R[$label.${mode}_cpu]="$(python3 -c "print(round($n/$CPU_S) if $CPU_S else 0)")"
+    log "$label update/$mode: $s cpu_s=$CPU_S"
+  done
+  R[$label.records]="$(curl -s "$url/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["records"])')"
+}
+bench ours "$OURS_PID" "$OURS_HTTP" "$OURS_DNS_PORT" "$OP_TOKEN" "$CONNS"
+bench ref "$REF_PID" "$REF_HTTP" "$REF_DNS_PORT" "$REF_TOKEN" "$REF_CONNS"
+
+echo
+echo "## Acknowledged durable writes, $(date -u +%Y-%m-%d), $(nproc) CPUs, server on CPU 0, client on CPU 1, $PHASE s per phase"
+echo "HTTP: loadgen, $CONNS connections (reference: $REF_CONNS); UPDATE: dnsperf -u, -q $UPD_Q, one TSIG-signed add per message"
+printf '%-5s | %9s | %8s | %8s | %11s | %11s | %9s | %11s | %9s | %s\n' \
+  server "HTTP w/s" "p50 ms" "p99 ms" "HTTP w/CPU-s" "UPD/UDP w/s" "avg ms" "UPD/TCP w/s" "avg ms" "records after"
+for s in ours ref; do
+  printf '%-5s | %9s | %8s | %8s | %11s | %11s | %9s | %11s | %9s | %s\n' "$s" \
+    "${R[$s.http]}" "${R[$s.http_p50]}" "${R[$s.http_p99]}" "${R[$s.http_cpu]}" \
+    "${R[$s.udp]}" "${R[$s.udp_avg]}" "${R[$s.tcp]}" "${R[$s.tcp_avg]}" "${R[$s.records]}"
+done
+echo
+echo "ours/ref: HTTP writes/s $(ratio "${R[ours.http]}" "${R[ref.http]}")x, per CPU-s $(ratio "${R[ours.http_cpu]}" "${R[ref.http_cpu]}")x; UPDATE/UDP $(ratio "${R[ours.udp]}" "${R[ref.udp]}")x; UPDATE/TCP $(ratio "${R[ours.tcp]}" "${R[ref.tcp]}")x"
+echo "wall time: $(( $(date +%s) - T0 )) s"
