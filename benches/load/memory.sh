@@ -28,7 +28,7 @@ T0=$(date +%s)
 start_ours "$WORK/ours"
 rss0="$(rss_kb "$OURS_PID")"
 log "ours pid=$OURS_PID dns=$OURS_DNS_PORT $OURS_HTTP, empty RSS $((rss0 / 1024)) MiB; loading $N records"
-L="$(taskset -c 1 "$LOADGEN" http "$OURS_HTTP" "$OP_TOKEN" --gen "$N" --prefix m --zone "$ZONE" \
+L="$(on1 "$LOADGEN" http "$OURS_HTTP" "$OP_TOKEN" --gen "$N" --prefix m --zone "$ZONE" \
        --conns "$CONNS" --secs "$LOAD_SECS")"
 log "load: $L"
 [ "$(kv acked "$L")" = "$N" ] || die "only $(kv acked "$L") of $N records acknowledged within ${LOAD_SECS}s"

@@ -77,7 +77,7 @@ bench() { # LABEL PID PORT OUTSTANDING
   pin0 "$pid"
   sleep 0.5
   c0="$(cpu_ticks "$pid")"
-  taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$Q" -l "$PHASE" -c 8 -q "$q" -t 2 > "$WORK/$label.load" 2>&1 || true
+  on1 dnsperf -s 127.0.0.1 -p "$port" -d "$Q" -l "$PHASE" -c 8 -q "$q" -t 2 > "$WORK/$label.load" 2>&1 || true
   c1="$(cpu_ticks "$pid")"
   s="$(python3 "$LOAD_DIR/dnsperf_stats.py" "$WORK/$label.load")"
   R[$label.load]="$s"
@@ -87,7 +87,7 @@ bench() { # LABEL PID PORT OUTSTANDING
   R[$label.apc]="$(python3 -c "c=$c1-$c0; print(round($(kv completed "$s")/(c/$CLK_TCK)) if c else 0)")"
   sleep 0.5
   c0="$(cpu_ticks "$pid")"
-  taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$Q" -l "$PHASE" -c 8 -q "$q" -t 2 -Q "$RATE" -v > "$WORK/$label.fixed" 2>&1 || true
+  on1 dnsperf -s 127.0.0.1 -p "$port" -d "$Q" -l "$PHASE" -c 8 -q "$q" -t 2 -Q "$RATE" -v > "$WORK/$label.fixed" 2>&1 || true
   c1="$(cpu_ticks "$pid")"
   s="$(python3 "$LOAD_DIR/dnsperf_stats.py" "$WORK/$label.fixed")"
   R[$label.fixed]="$s"

@@ -37,7 +37,7 @@ declare -A R
 phase_cpu() { # PID CMD... -> runs CMD on CPU 1, prints its stdout; sets CPU_S
   local pid="$1" c0 c1; shift
   c0="$(cpu_ticks "$pid")"
-  taskset -c 1 "$@"
+  on1 "$@"
   c1="$(cpu_ticks "$pid")"
   CPU_S="$(python3 -c "print(($c1-$c0)/$CLK_TCK)")"
 }
@@ -56,7 +56,7 @@ bench() { # LABEL PID HTTP_URL DNS_PORT TOKEN CONNS
   R[$label.http_cpu]="$(python3 -c "print(round($(kv acked "$out")/$CPU_S) if $CPU_S else 0)")"
   log "$label http: $out cpu_s=$CPU_S"
 
-  key="$(taskset -c 1 "$LOADGEN" register "$url" "bench$RANDOM" "$ZONE")"
+  key="$(on1 "$LOADGEN" register "$url" "bench$RANDOM" "$ZONE")"
   for mode in udp tcp; do
     "$LOADGEN" gen-update 400000 "u$label$mode" "$ZONE" > "$WORK/upd.txt"
     sleep 0.5
