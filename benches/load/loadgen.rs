@@ -340,6 +340,9 @@ async fn worker(
         );
         // One retry on a fresh connection: a kept-alive socket may have been closed.
         let mut done = false;
+        // Latency runs from the first attempt, so it includes a (re)connect: a server that
+        // closes after every answer (HTTP/1.0) pays its handshake on every write.
+        let sent = Instant::now();
         for _attempt in 0..2 {
             if conn.is_none() {
                 match TcpStream::connect(&hostport).await {
@@ -356,7 +359,6 @@ async fn worker(
                 }
             }
             let Some(s) = conn.as_mut() else { continue };
-            let sent = Instant::now();
             let r = tokio::time::timeout(
                 Duration::from_secs(30),
                 exchange(s, req.as_bytes(), &mut buf),
