@@ -47,7 +47,7 @@ cleanup() {
 # bench_init: work dir, trap, binaries (built once: `cargo build --release` is a no-op when
 # up to date). Sets WORK, NODE_BIN, LOADGEN.
 bench_init() {
-  need python3 taskset dig dnsperf
+  need python3 taskset dig dnsperf curl chrt
   WORK="$(mktemp -d "${TMPDIR:-/tmp}/dnsmesh-bench.XXXXXX")"
   trap cleanup EXIT
   trap 'exit 130' INT TERM
@@ -85,8 +85,11 @@ while True:
 EOF
 }
 
-# CPU ticks (utime+stime, all threads) of PID.
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# CPU ticks (utime+stime, all threads) of PID; dies with a clear message if PID is gone.
+cpu_ticks() {
+  [ -r "/proc/$1/stat" ] || die "server PID $1 is gone (crashed, or killed from outside)"
+  sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
 # VmRSS of PID in KiB.
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 # Pin PID and all its threads (present and future) to CPU 0, at priority $NICE.
