@@ -54,17 +54,12 @@ fn main() {
 type Res<T> = Result<T, String>;
 
 fn arg<'a>(args: &'a [String], i: usize, what: &str) -> Res<&'a str> {
-    args.get(i)
-        .map(String::as_str)
-        .ok_or_else(|| format!("missing {what}"))
+    args.get(i).map(String::as_str).ok_or_else(|| format!("missing {what}"))
 }
 
 /// The value after `--name`, if given.
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
 }
 
 fn num(args: &[String], name: &str, default: u64) -> Res<u64> {
@@ -116,14 +111,8 @@ fn register(args: &[String]) -> Res<()> {
         "x25519_pub": hex::encode(id.x25519_public()),
         "x25519_pop": hex::encode(pop),
     });
-    let (s, body) = request(
-        url,
-        "POST",
-        "/v1/registration/tsig-confirm",
-        None,
-        &req.to_string(),
-    )
-    .map_err(|e| e.to_string())?;
+    let (s, body) = request(url, "POST", "/v1/registration/tsig-confirm", None, &req.to_string())
+        .map_err(|e| e.to_string())?;
     if s != 200 {
         return Err(format!("tsig-confirm: HTTP {s}: {body}"));
     }
@@ -154,10 +143,8 @@ fn gen_record(prefix: &str, zone: &str, i: u64) -> (String, String) {
             (x >> 24) as u8
         })
         .collect();
-    let value = format!(
-        "v=dmp1;t=manifest;d={}",
-        base64::engine::general_purpose::STANDARD.encode(body)
-    );
+    let value =
+        format!("v=dmp1;t=manifest;d={}", base64::engine::general_purpose::STANDARD.encode(body));
     (name, value)
 }
 
@@ -191,11 +178,7 @@ fn gen_tsv(args: &[String]) -> Res<()> {
 /// Where the records of an `http` run come from.
 enum Source {
     File(Vec<(String, String)>),
-    Gen {
-        n: u64,
-        prefix: String,
-        zone: String,
-    },
+    Gen { n: u64, prefix: String, zone: String },
 }
 
 impl Source {
@@ -227,11 +210,8 @@ struct Tally {
 fn http_load(args: &[String]) -> Res<()> {
     let url = arg(args, 0, "URL")?;
     let token = arg(args, 1, "TOKEN")?.to_string();
-    let hostport = url
-        .strip_prefix("http://")
-        .ok_or("only http:// URLs")?
-        .trim_end_matches('/')
-        .to_string();
+    let hostport =
+        url.strip_prefix("http://").ok_or("only http:// URLs")?.trim_end_matches('/').to_string();
     let conns = num(args, "--conns", 64)? as usize;
     let secs = num(args, "--secs", 10)?;
     let ttl = num(args, "--ttl", 86400)?;
@@ -263,12 +243,8 @@ fn http_load(args: &[String]) -> Res<()> {
     let tallies = rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..conns {
-            let (hp, tok, src, nx) = (
-                hostport.clone(),
-                token.clone(),
-                source.clone(),
-                next.clone(),
-            );
+            let (hp, tok, src, nx) =
+                (hostport.clone(), token.clone(), source.clone(), next.clone());
             set.spawn(worker(hp, tok, src, nx, deadline, ttl));
         }
         let mut all = Vec::new();
@@ -367,8 +343,7 @@ async fn worker(
             match r {
                 Ok(Ok((status, keep))) => {
                     if status == 201 {
-                        t.lat_us
-                            .push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        t.lat_us.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
                         t.raw_bytes += (name.len() + value.len()) as u64;
                     } else {
                         *t.other.entry(status).or_default() += 1;
@@ -419,8 +394,7 @@ async fn exchange(
         .ok_or_else(|| bad("no status"))?;
     let mut keep = head.starts_with("http/1.1") && !head.contains("connection: close");
     let len = head.lines().find_map(|l| {
-        l.strip_prefix("content-length:")
-            .and_then(|v| v.trim().parse::<usize>().ok())
+        l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok())
     });
     match len {
         Some(len) => {
