@@ -36,6 +36,9 @@ use crate::dnswire::udp::{UdpServer, UdpStats};
 use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
 use crate::node::limits::TokenBuckets;
 
+/// Most UDP slow-path messages (UPDATE, TSIG, odd shapes) handled at once.
+const SLOW_INFLIGHT: usize = 512;
+
 /// Our UDP payload size advertised in OPT.
 const OUR_UDP_PAYLOAD: u16 = 1232;
 
@@ -877,28 +880,34 @@ impl DnsActor {
         let slow = self.slow.clone();
         self.server = Some(tokio::spawn(async move {
             let _server = server; // keep the hickory Server (and its listeners) alive
+            // Slow-path UDP messages are handled concurrently (an UPDATE waits for its
+            // group commit), at most SLOW_INFLIGHT at a time.
+            let permits = Arc::new(tokio::sync::Semaphore::new(SLOW_INFLIGHT));
+            let mut tasks = tokio::task::JoinSet::new();
             while let Some((bytes, src, i)) = rx.recv().await {
+                while tasks.try_join_next().is_some() {}
                 let Some(sock) = sockets.get(i).cloned() else {
                     continue;
                 };
-                match Request::from_bytes(bytes.clone(), src, Protocol::Udp) {
-                    Ok(req) => {
-                        let limit = req
-                            .edns
-                            .as_ref()
-                            .map(|e| e.max_payload().max(512) as usize)
-                            .unwrap_or(512);
-                        let rh = UdpReply { socket: sock, dst: src, limit };
-                        slow.handle_request::<_, hickory_server::net::runtime::TokioTime>(&req, rh)
-                            .await;
-                    }
-                    Err(_) => {
-                        slow.inner.counters.bump("malformed");
-                        if let Some(r) = formerr(&bytes) {
-                            let _ = sock.send_to(&r, src);
+                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let slow = slow.clone();
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    match Request::from_bytes(bytes.clone(), src, Protocol::Udp) {
+                        Ok(req) => {
+                            let limit =
+                                req.edns.as_ref().map(|e| e.max_payload().max(512) as usize).unwrap_or(512);
+                            let rh = UdpReply { socket: sock, dst: src, limit };
+                            slow.handle_request::<_, hickory_server::net::runtime::TokioTime>(&req, rh).await;
+                        }
+                        Err(_) => {
+                            slow.inner.counters.bump("malformed");
+                            if let Some(r) = formerr(&bytes) {
+                                let _ = sock.send_to(&r, src);
+                            }
                         }
                     }
-                }
+                });
             }
         }));
     }
