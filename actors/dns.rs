@@ -880,8 +880,8 @@ impl DnsActor {
         let slow = self.slow.clone();
         self.server = Some(tokio::spawn(async move {
             let _server = server; // keep the hickory Server (and its listeners) alive
-            // Slow-path UDP messages are handled concurrently (an UPDATE waits for its
-            // group commit), at most SLOW_INFLIGHT at a time.
+                                  // Slow-path UDP messages are handled concurrently (an UPDATE waits for its
+                                  // group commit), at most SLOW_INFLIGHT at a time.
             let permits = Arc::new(tokio::sync::Semaphore::new(SLOW_INFLIGHT));
             let mut tasks = tokio::task::JoinSet::new();
             while let Some((bytes, src, i)) = rx.recv().await {
@@ -895,10 +895,16 @@ impl DnsActor {
                     let _permit = permit;
                     match Request::from_bytes(bytes.clone(), src, Protocol::Udp) {
                         Ok(req) => {
-                            let limit =
-                                req.edns.as_ref().map(|e| e.max_payload().max(512) as usize).unwrap_or(512);
+                            let limit = req
+                                .edns
+                                .as_ref()
+                                .map(|e| e.max_payload().max(512) as usize)
+                                .unwrap_or(512);
                             let rh = UdpReply { socket: sock, dst: src, limit };
-                            slow.handle_request::<_, hickory_server::net::runtime::TokioTime>(&req, rh).await;
+                            slow.handle_request::<_, hickory_server::net::runtime::TokioTime>(
+                                &req, rh,
+                            )
+                            .await;
                         }
                         Err(_) => {
                             slow.inner.counters.bump("malformed");

@@ -183,6 +183,10 @@ pub struct StoreActor {
     flush_scheduled: bool,
     /// How long a write may wait for others to share its flush (0 = flush at once).
     commit_delay: Duration,
+    /// Writes applied by `Apply` but not yet handed to sled: the whole group goes to sled
+    /// as one atomic batch just before its flush (sled seals a log buffer per batch, so
+    /// one batch per group commit instead of one per write). Reads merge it in.
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     sweep_every: Duration,
     supervisor: Option<Addr<SupervisorActor>>,
 }
@@ -294,6 +298,7 @@ impl StoreActor {
             flushing: false,
             flush_scheduled: false,
             commit_delay: Duration::ZERO,
+            overlay: BTreeMap::new(),
             sweep_every,
             supervisor: None,
         })
@@ -321,12 +326,54 @@ impl StoreActor {
         self.last_ms
     }
 
+    /// A key's value, pending writes first.
+    fn get_key(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.overlay.get(k) {
+            return Ok(v.clone());
+        }
+        Ok(self.tree.get(k)?.map(|v| v.to_vec()))
+    }
+
+    /// Every key with `prefix`, pending writes merged in, in key order.
+    fn scan_merged(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut m: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for item in self.tree.scan_prefix(prefix) {
+            let (k, v) = item?;
+            m.insert(k.to_vec(), v.to_vec());
+        }
+        for (k, v) in self.overlay.range(prefix.to_vec()..) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            match v {
+                Some(v) => m.insert(k.clone(), v.clone()),
+                None => m.remove(k),
+            };
+        }
+        Ok(m.into_iter().collect())
+    }
+
+    /// Hand pending writes to sled as one atomic batch (durable only after a flush).
+    fn drain_overlay(&mut self) -> Result<(), StoreError> {
+        if self.overlay.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (k, v) in std::mem::take(&mut self.overlay) {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
     /// Live values at `name` with their metadata.
     fn live(&self, name: &str, now: u64) -> Result<Vec<(String, u64, u64)>, StoreError> {
         let prefix = rprefix(name);
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(&prefix) {
-            let (k, v) = item?;
+        for (k, v) in self.scan_merged(&prefix)? {
             let Some((exp, stored)) = parse_meta(&v) else {
                 continue;
             };
@@ -348,7 +395,7 @@ impl StoreActor {
     fn tombstone(&self, name: &str, value: &str, now: u64) -> Result<bool, StoreError> {
         let mut k = vec![b'q'];
         k.extend_from_slice(&rkey(name, value)[1..]);
-        Ok(match self.tree.get(k)? {
+        Ok(match self.get_key(&k)? {
             Some(m) => parse_meta(&m).map(|(e, _)| e > now).unwrap_or(false),
             None => false,
         })
@@ -374,8 +421,7 @@ impl StoreActor {
             if !names.contains_key(name) {
                 let mut cur = BTreeMap::new();
                 let mut orig = BTreeMap::new();
-                for item in self.tree.scan_prefix(rprefix(name)) {
-                    let (k, v) = item?;
+                for (k, v) in self.scan_merged(&rprefix(name))? {
                     if let (Some((_, value)), Some(m)) = (split_name_value(&k[1..]), parse_meta(&v))
                     {
                         orig.insert(value.to_string(), m);
@@ -421,7 +467,7 @@ impl StoreActor {
                 }
             }
         }
-        let mut batch = sled::Batch::default();
+        let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut changed = Vec::new();
         let mut row_delta = 0i64;
         for (name, cur) in &names {
@@ -435,34 +481,34 @@ impl StoreActor {
                 touched = true;
                 row_delta += new.is_some() as i64 - old.is_some() as i64;
                 if let Some((oe, os)) = old {
-                    batch.remove(&tkey(os)[..]);
-                    batch.remove(&xkey(oe, os)[..]);
+                    batch.push((tkey(os).to_vec(), None));
+                    batch.push((xkey(oe, os).to_vec(), None));
                 }
                 let rk = rkey(name, value);
                 let mut qk = vec![b'q'];
                 qk.extend_from_slice(&rk[1..]);
                 match new {
                     Some((e, s)) => {
-                        batch.insert(rk.clone(), &meta(*e, *s)[..]);
-                        batch.insert(&tkey(*s)[..], &rk[1..]);
-                        batch.insert(&xkey(*e, *s)[..], &[][..]);
+                        batch.push((rk.clone(), Some(meta(*e, *s).to_vec())));
+                        batch.push((tkey(*s).to_vec(), Some(rk[1..].to_vec())));
+                        batch.push((xkey(*e, *s).to_vec(), Some(Vec::new())));
                         if origin == Origin::Local {
-                            if let Some(m) = self.tree.get(&qk)? {
+                            if let Some(m) = self.get_key(&qk)? {
                                 if let Some((_, ds)) = parse_meta(&m) {
-                                    batch.remove(&dkey(ds)[..]);
+                                    batch.push((dkey(ds).to_vec(), None));
                                 }
-                                batch.remove(qk);
+                                batch.push((qk, None));
                             }
                         }
                     }
                     None => {
-                        batch.remove(rk.clone());
+                        batch.push((rk.clone(), None));
                         // A tombstone lives as long as the value would have.
                         if let Some((oe, _)) = old {
                             if oe > now {
                                 let stamp = self.next_ms();
-                                batch.insert(qk, &meta(oe, stamp)[..]);
-                                batch.insert(&dkey(stamp)[..], &rk[1..]);
+                                batch.push((qk, Some(meta(oe, stamp).to_vec())));
+                                batch.push((dkey(stamp).to_vec(), Some(rk[1..].to_vec())));
                             }
                         }
                     }
@@ -472,7 +518,10 @@ impl StoreActor {
                 changed.push(name.clone());
             }
         }
-        self.tree.apply_batch(batch)?;
+        // Pending until the group commit hands the whole group to sled at once.
+        for (k, v) in batch {
+            self.overlay.insert(k, v);
+        }
         self.rows = self.rows.saturating_add_signed(row_delta as isize);
         Ok((changed, deleted))
     }
@@ -521,7 +570,11 @@ impl StoreActor {
         self.flushing = true;
         let batch = std::mem::take(&mut self.waiting);
         let db = self.db.clone();
-        let fut = async move { db.flush_async().await.map(|_| ()).map_err(StoreError::from) };
+        let drained = self.drain_overlay();
+        let fut = async move {
+            drained?;
+            db.flush_async().await.map(|_| ()).map_err(StoreError::from)
+        };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             for tx in batch {
                 let _ = tx.send(res.clone());
@@ -535,6 +588,7 @@ impl StoreActor {
 
     /// Remove every row whose expiry has passed; returns the names that changed.
     fn sweep(&mut self) -> Result<Vec<String>, StoreError> {
+        self.drain_overlay()?;
         let now = now_secs();
         let mut end = vec![b'x'];
         end.extend_from_slice(&(now + 1).to_be_bytes());
@@ -633,7 +687,12 @@ impl StoreActor {
             changes.push((n, cur_vals));
         }
         changes.retain(|(_, v)| !v.is_empty());
-        to.do_send(ZoneDelta { changes, last_stored_ms: self.last_ms, snapshot_complete: true, local: false });
+        to.do_send(ZoneDelta {
+            changes,
+            last_stored_ms: self.last_ms,
+            snapshot_complete: true,
+            local: false,
+        });
         None
     }
 
@@ -650,6 +709,10 @@ impl Actor for StoreActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(65536);
         self.report(LifecycleEvent::Started);
+        // After a restart: commit whatever was pending when the actor failed.
+        if !self.waiting.is_empty() || !self.overlay.is_empty() {
+            self.start_flush(ctx);
+        }
         ctx.run_interval(self.sweep_every, |act, _| match act.sweep() {
             Ok(changed) => act.notify(changed, false),
             Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
@@ -717,6 +780,9 @@ impl Handler<SnapshotStep> for StoreActor {
     type Result = ();
 
     fn handle(&mut self, msg: SnapshotStep, ctx: &mut Context<Self>) {
+        if let Err(e) = self.drain_overlay() {
+            tracing::error!(error = %e, "store: cannot apply pending writes");
+        }
         if let Some(next) = self.snapshot_step(&msg.to, &msg.after) {
             ctx.notify(SnapshotStep { to: msg.to, after: next });
         }
@@ -727,6 +793,9 @@ impl Handler<Subscribe> for StoreActor {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) {
+        if let Err(e) = self.drain_overlay() {
+            tracing::error!(error = %e, "store: cannot apply pending writes");
+        }
         if msg.snapshot {
             if let Some(next) = self.snapshot_step(&msg.to, &[]) {
                 ctx.notify(SnapshotStep { to: msg.to.clone(), after: next });
@@ -759,6 +828,7 @@ impl Handler<Digest> for StoreActor {
     type Result = Result<DigestPage, StoreError>;
 
     fn handle(&mut self, msg: Digest, _: &mut Context<Self>) -> Self::Result {
+        self.drain_overlay()?;
         let now = now_secs();
         let (cts, cname, chash) = msg.after;
         let limit = msg.limit.clamp(1, 10_000);
@@ -829,6 +899,7 @@ impl Handler<Tombstones> for StoreActor {
     type Result = Result<Vec<(u64, String, String, u64)>, StoreError>;
 
     fn handle(&mut self, msg: Tombstones, _: &mut Context<Self>) -> Self::Result {
+        self.drain_overlay()?;
         let now = now_secs();
         let mut out = Vec::new();
         for item in self.tree.range(&dkey(msg.after_ms.saturating_add(1))[..]..) {
