@@ -642,58 +642,44 @@ impl StoreActor {
         Ok(changed.into_iter().collect())
     }
 
-    /// Send the next ≤ 4096 names of a snapshot after key `after`; returns the key to
-    /// continue from, or `None` when the snapshot is complete. Sending in steps (each a
-    /// message to ourselves) lets the subscriber consume as we go instead of holding the
-    /// whole store twice in memory.
-    fn snapshot_step(&self, to: &Recipient<ZoneDelta>, after: &[u8]) -> Option<Vec<u8>> {
+    /// Stream the whole live store to `to` in batches of 4096 names, the last one
+    /// marked `snapshot_complete`.
+    fn send_snapshot(&self, to: &Recipient<ZoneDelta>) {
         let now = now_secs();
         let mut changes: Vec<(String, Vec<String>)> = Vec::new();
         let mut cur_name: Option<String> = None;
         let mut cur_vals: Vec<String> = Vec::new();
-        let start: Vec<u8> = if after.is_empty() { b"r".to_vec() } else { after.to_vec() };
-        let mut last_key: Option<Vec<u8>> = None;
-        for item in self.tree.range(start.clone()..) {
+        for item in self.tree.scan_prefix(b"r") {
             let Ok((k, v)) = item else { continue };
-            if k.first() != Some(&b'r') {
-                break;
-            }
-            if !after.is_empty() && k.as_ref() <= after {
+            let Some((name, value)) = split_name_value(&k[1..]) else { continue };
+            if parse_meta(&v).map(|(e, _)| e <= now).unwrap_or(true) {
                 continue;
             }
-            let Some((name, value)) = split_name_value(&k[1..]) else { continue };
             if cur_name.as_deref() != Some(name) {
                 if let Some(n) = cur_name.take() {
                     changes.push((n, std::mem::take(&mut cur_vals)));
                     if changes.len() >= 4096 {
-                        // Continue from the last key of the previous name.
                         to.do_send(ZoneDelta {
-                            changes,
+                            changes: std::mem::take(&mut changes),
                             last_stored_ms: self.last_ms,
                             snapshot_complete: false,
                             local: false,
                         });
-                        return last_key;
                     }
                 }
                 cur_name = Some(name.to_string());
             }
-            last_key = Some(k.to_vec());
-            if parse_meta(&v).map(|(e, _)| e > now).unwrap_or(false) {
-                cur_vals.push(value.to_string());
-            }
+            cur_vals.push(value.to_string());
         }
         if let Some(n) = cur_name {
             changes.push((n, cur_vals));
         }
-        changes.retain(|(_, v)| !v.is_empty());
         to.do_send(ZoneDelta {
             changes,
             last_stored_ms: self.last_ms,
             snapshot_complete: true,
             local: false,
         });
-        None
     }
 
     fn report(&self, event: LifecycleEvent) {
@@ -768,38 +754,15 @@ impl Handler<Count> for StoreActor {
     }
 }
 
-/// Continue a snapshot (sent by the store to itself).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct SnapshotStep {
-    to: Recipient<ZoneDelta>,
-    after: Vec<u8>,
-}
-
-impl Handler<SnapshotStep> for StoreActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: SnapshotStep, ctx: &mut Context<Self>) {
-        if let Err(e) = self.drain_overlay() {
-            tracing::error!(error = %e, "store: cannot apply pending writes");
-        }
-        if let Some(next) = self.snapshot_step(&msg.to, &msg.after) {
-            ctx.notify(SnapshotStep { to: msg.to, after: next });
-        }
-    }
-}
-
 impl Handler<Subscribe> for StoreActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
         if let Err(e) = self.drain_overlay() {
             tracing::error!(error = %e, "store: cannot apply pending writes");
         }
         if msg.snapshot {
-            if let Some(next) = self.snapshot_step(&msg.to, &[]) {
-                ctx.notify(SnapshotStep { to: msg.to.clone(), after: next });
-            }
+            self.send_snapshot(&msg.to);
         }
         self.subscribers.retain(|(n, _)| *n != msg.name);
         self.subscribers.push((msg.name, msg.to));
