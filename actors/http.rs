@@ -179,20 +179,35 @@ async fn records_get(req: HttpRequest, path: web::Path<String>, st: Shared) -> H
     }
 }
 
+/// The reference's first checks of a write, in its order: per-IP limit (429), then
+/// authorisation for this name and operation (401/429). Returns (name as sent, lower-cased).
+async fn admit_write(
+    req: &HttpRequest,
+    st: &State,
+    raw: &str,
+    delete: bool,
+) -> Result<(String, String), HttpResponse> {
+    if limited(req, st, false) {
+        return Err(error(429, "rate limit exceeded"));
+    }
+    let name = clean_name(raw);
+    let lname = name.to_ascii_lowercase();
+    if let Err(e) = authorize(req, st, &lname, delete).await {
+        return Err(error(e.status, e.message));
+    }
+    Ok((name, lname))
+}
+
 async fn records_post(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     st: Shared,
 ) -> HttpResponse {
-    if limited(&req, &st, false) {
-        return error(429, "rate limit exceeded");
-    }
-    let name = clean_name(&path);
-    let lname = name.to_ascii_lowercase();
-    if let Err(e) = authorize(&req, &st, &lname, false).await {
-        return error(e.status, e.message);
-    }
+    let (name, lname) = match admit_write(&req, &st, &path, false).await {
+        Ok(n) => n,
+        Err(resp) => return resp,
+    };
     if body.len() > st.opts.max_body_bytes {
         return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
     }
@@ -255,14 +270,10 @@ async fn records_delete(
     body: web::Bytes,
     st: Shared,
 ) -> HttpResponse {
-    if limited(&req, &st, false) {
-        return error(429, "rate limit exceeded");
-    }
-    let name = clean_name(&path);
-    let lname = name.to_ascii_lowercase();
-    if let Err(e) = authorize(&req, &st, &lname, true).await {
-        return error(e.status, e.message);
-    }
+    let (name, lname) = match admit_write(&req, &st, &path, true).await {
+        Ok(n) => n,
+        Err(resp) => return resp,
+    };
     if !valid_record_name(&name) {
         return error(400, "invalid record name");
     }
