@@ -592,7 +592,7 @@ impl SlowPath {
                 };
                 let want = crate::proto::txt::join(&txt.txt_data);
                 match state {
-                    NameState::Txt(values) if values.iter().any(|v| *v == want) => Ok(()),
+                    NameState::Txt(values) if values.contains(&want) => Ok(()),
                     _ => Err(ResponseCode::NXRRSet),
                 }
             }

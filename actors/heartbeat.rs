@@ -352,7 +352,7 @@ impl HeartbeatActor {
             }
             // Republish the seen graph: newest 50, replacing what we published before.
             let mut rows: Vec<&SeenRow> = act.seen.values().collect();
-            rows.sort_by(|a, b| b.ts.cmp(&a.ts));
+            rows.sort_by_key(|r| std::cmp::Reverse(r.ts));
             let new_set: Vec<String> = rows.iter().take(50).map(|r| r.wire.clone()).collect();
             let seen_name = names::seen(&act.opts.zone);
             for old in &act.published_seen {

@@ -327,7 +327,7 @@ async fn authorize(
 }
 
 async fn reg_challenge(req: HttpRequest, st: Shared) -> HttpResponse {
-    if req.query_string().len() > 0 {
+    if !req.query_string().is_empty() {
         return error(404, "not found");
     }
     if limited(&req, &st, true) {

@@ -199,6 +199,9 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// A raw (key, value) pair of the `records` tree.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 fn rkey(name: &str, value: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + name.len() + value.len());
     k.push(b'r');
@@ -335,7 +338,7 @@ impl StoreActor {
     }
 
     /// Every key with `prefix`, pending writes merged in, in key order.
-    fn scan_merged(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_merged(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
         let mut m: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for item in self.tree.scan_prefix(prefix) {
             let (k, v) = item?;

@@ -78,7 +78,7 @@ fn our_node_and_a_reference_node_discover_each_other() {
         ts,
         exp: ts + 86_400,
     };
-    let stale = hb.clone()("http://stale.test:1", now - 1000).sign(&k).unwrap();
+    let stale = hb("http://stale.test:1", now - 1000).sign(&k).unwrap();
     let mut forged = hb("http://forged.test:1", now).sign(&k).unwrap();
     let last = forged.pop().unwrap();
     forged.push(if last == 'A' { 'B' } else { 'A' });

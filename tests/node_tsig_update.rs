@@ -170,13 +170,13 @@ fn tsig_updates_scopes_errors_and_revocation() {
     let stale =
         hickory_update(&n, &ka, vec![txt_rr(&a_id, DNSClass::IN, "stale")], now() - 3600, false);
     assert_eq!(stale.metadata.response_code, ResponseCode::NotAuth);
-    assert_eq!(stale.signature().map(|s| s.data.error.clone()), Some(Some(TsigError::BadTime)));
+    assert_eq!(stale.signature().map(|s| s.data.error), Some(Some(TsigError::BadTime)));
     let bad_key =
         hickory_update(&n, &wrong_name, vec![txt_rr(&a_id, DNSClass::IN, "x")], now(), false);
-    assert_eq!(bad_key.signature().map(|s| s.data.error.clone()), Some(Some(TsigError::BadKey)));
+    assert_eq!(bad_key.signature().map(|s| s.data.error), Some(Some(TsigError::BadKey)));
     let bad_sig =
         hickory_update(&n, &wrong_secret, vec![txt_rr(&a_id, DNSClass::IN, "x")], now(), false);
-    assert_eq!(bad_sig.signature().map(|s| s.data.error.clone()), Some(Some(TsigError::BadSig)));
+    assert_eq!(bad_sig.signature().map(|s| s.data.error), Some(Some(TsigError::BadSig)));
 
     // hickory verifies our signed responses; multi-string values are joined.
     let long = "v=dmp1;t=identity;d=".to_string() + &"A".repeat(400);

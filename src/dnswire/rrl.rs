@@ -70,7 +70,7 @@ impl Rrl {
             return Verdict::Send;
         }
         e.2 = e.2.wrapping_add(1);
-        if slip > 0 && e.2 % slip == 0 {
+        if slip > 0 && e.2.is_multiple_of(slip) {
             Verdict::Slip
         } else {
             Verdict::Drop

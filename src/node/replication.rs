@@ -78,10 +78,9 @@ pub fn parse_cursor(c: &str) -> Option<(u64, String, String)> {
     if name.len() > 253 {
         return None;
     }
-    if !hash.is_empty()
-        && !(hash.len() == 64
-            && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-    {
+    let lower_hex64 =
+        hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !hash.is_empty() && !lower_hex64 {
         return None;
     }
     Some((ts, name, hash))
