@@ -293,27 +293,40 @@ pub fn start_unbound(stubs: &[(&str, std::net::SocketAddr)]) -> Unbound {
     }
     let path = dir.path().join("unbound.conf");
     std::fs::write(&path, conf).unwrap();
-    let child = std::process::Command::new("unbound")
+    let log = dir.path().join("unbound.log");
+    let mut child = std::process::Command::new("unbound")
         .arg("-d")
         .arg("-c")
         .arg(&path)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("unbound (Debian package, installed by .ci/run)");
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    // Ready when it answers a query for the zone apex (bounded number of tries).
+    // Ready when it answers `version.server CH TXT`, which it answers itself (the stub
+    // zones' servers may not be up yet). Bounded number of tries.
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
-    let q = query(&format!("{}.", stubs[0].0), hickory_proto::rr::RecordType::SOA, None);
+    let mut q = query("version.server.", hickory_proto::rr::RecordType::TXT, None);
+    let n = q.len();
+    q[n - 1] = 3; // class CH
     for _ in 0..300 {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "unbound exited ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         let _ = sock.send_to(&q, addr);
         let mut buf = [0u8; 1500];
         if sock.recv_from(&mut buf).is_ok() {
             return Unbound { child, addr, _dir: dir };
         }
     }
-    panic!("unbound did not come up on {addr}");
+    panic!(
+        "unbound did not come up on {addr}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 }
 
 /// The TXT values (strings of each RR joined) in a reply's answer section.
