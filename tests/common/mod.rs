@@ -257,6 +257,16 @@ impl Drop for Unbound {
 
 /// unbound on loopback with one stub zone per `(zone, server)`; ready when it answers.
 pub fn start_unbound(stubs: &[(&str, std::net::SocketAddr)]) -> Unbound {
+    // A port picked free can be taken again before unbound binds it: retry on that.
+    for _ in 0..5 {
+        if let Some(u) = try_start_unbound(stubs) {
+            return u;
+        }
+    }
+    panic!("unbound could not bind a free port in 5 attempts");
+}
+
+fn try_start_unbound(stubs: &[(&str, std::net::SocketAddr)]) -> Option<Unbound> {
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_port();
     let conf = format!(
@@ -320,7 +330,7 @@ pub fn start_unbound(stubs: &[(&str, std::net::SocketAddr)]) -> Unbound {
         let _ = sock.send_to(&q, addr);
         let mut buf = [0u8; 1500];
         if sock.recv_from(&mut buf).is_ok() {
-            return Unbound { child, addr, _dir: dir };
+            return Some(Unbound { child, addr, _dir: dir });
         }
     }
     panic!(
