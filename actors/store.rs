@@ -10,6 +10,9 @@
 //! - `r` name `\0` value → `expires_at u64 BE ‖ stored_ms u64 BE`
 //! - `t` stored_ms u64 BE → name `\0` value   (acceptance order, for sync digests)
 //! - `x` expires_at u64 BE ‖ stored_ms u64 BE → ()   (expiry sweep)
+//! - `q` name `\0` value → `expires_at ‖ stamp` and `d` stamp → name `\0` value
+//!   (tombstones of deleted values, for sync)
+//! - `m:rows` → the row count, written in the same atomic batch as the rows
 //!
 //! `stored_ms` is a per-node strictly increasing millisecond stamp (max(now, last + 1)),
 //! so it orders rows even when the wall clock steps back.
@@ -199,6 +202,9 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Where the row count lives (`m` sorts apart from every record prefix).
+const ROWS_KEY: &[u8] = b"m:rows";
+
 /// A raw (key, value) pair of the `records` tree.
 type KeyValue = (Vec<u8>, Vec<u8>);
 
@@ -290,7 +296,13 @@ impl StoreActor {
             Some(Err(e)) => return Err(e.into()),
             _ => 0,
         };
-        let rows = tree.scan_prefix(b"t").keys().count();
+        // The row count is stored with every batch; count once for a store without it.
+        let rows = match tree.get(ROWS_KEY)? {
+            Some(v) if v.len() == 8 => {
+                u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])) as usize
+            }
+            _ => tree.scan_prefix(b"t").keys().count(),
+        };
         Ok(StoreActor {
             db,
             tree,
@@ -368,6 +380,8 @@ impl StoreActor {
                 None => batch.remove(k),
             }
         }
+        // `rows` already counts the pending writes: store it atomically with them.
+        batch.insert(ROWS_KEY, &(self.rows as u64).to_be_bytes()[..]);
         self.tree.apply_batch(batch)?;
         Ok(())
     }
@@ -639,8 +653,10 @@ impl StoreActor {
             }
         }
         if n > 0 {
+            let rows = self.rows.saturating_sub(removed_rows);
+            batch.insert(ROWS_KEY, &(rows as u64).to_be_bytes()[..]);
             self.tree.apply_batch(batch)?;
-            self.rows = self.rows.saturating_sub(removed_rows);
+            self.rows = rows;
         }
         Ok(changed.into_iter().collect())
     }
