@@ -343,3 +343,34 @@ fn cli_doh_resolver() {
     assert!(alice.ok(&["send", &bob.name, &m2]).contains("prekey"), "prekeys read over DoH");
     bob.recv_until(&m2, 5);
 }
+
+/// Messages sent back to back never share a one-time prekey (a second message on a
+/// consumed prekey would be undecryptable): all arrive, each on its own prekey.
+#[test]
+fn cli_back_to_back_sends_use_distinct_prekeys() {
+    let node = Node::start("mesh.test", &[]);
+    let r = resolvers(&[&node]);
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    alice.setup("mesh.test", &node.url(), node.dns[0], &r, "http", false);
+    bob.setup("mesh.test", &node.url(), node.dns[0], &r, "http", false);
+    alice.ok(&["identity", "fetch", &bob.name, "--add"]);
+    bob.ok(&["identity", "fetch", &format!("{}@mesh.test", alice.name), "--add"]);
+    let texts: Vec<String> = (0..6).map(|i| format!("burst {i} to {}", bob.name)).collect();
+    for t in &texts {
+        alice.ok(&["send", &bob.name, t]);
+    }
+    let got = bob.recv_until(&texts[5], 5);
+    let mut ids = Vec::new();
+    for t in &texts {
+        let m = got
+            .iter()
+            .find(|m| m["text"] == t.as_str())
+            .unwrap_or_else(|| panic!("{t:?} not delivered: {got:?}"));
+        ids.push(m["prekey_id"].as_u64().unwrap());
+    }
+    let mut uniq = ids.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), ids.len(), "prekeys reused: {ids:?}");
+    assert!(!ids.contains(&0), "forward secrecy for every message: {ids:?}");
+}

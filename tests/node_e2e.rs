@@ -193,7 +193,11 @@ fn acknowledged_writes_survive_restart_and_kill_9() {
     }
     n.kill9();
     n.restart();
-    assert_eq!(http(&n.url(), "GET", "/stats", None, "").unwrap().1, r#"{"records":200}"#, "row count kept");
+    assert_eq!(
+        http(&n.url(), "GET", "/stats", None, "").unwrap().1,
+        r#"{"records":200}"#,
+        "row count kept"
+    );
     for (i, name) in acked.iter().enumerate() {
         let r = parse(&udp_exchange(n.dns[0], &query(&format!("{name}."), RecordType::TXT, None)));
         assert_eq!(txt_values(&r), vec![format!("value-{i}")], "{name} after kill -9");

@@ -56,10 +56,15 @@ pub fn max_plaintext(cap: usize, ts: u64, ttl: u64) -> usize {
 fn choose_prekey(ctx: &Ctx, c: &Contact, t: u64) -> Option<(u32, [u8; 32])> {
     let spk = c.ed25519().ok()?;
     let vals = ctx.pool.txt(&names::prekeys(&c.username, &c.domain)).ok()?;
+    // Never pick a prekey we already used for this contact: a second message on the same
+    // one-time key would be undecryptable once the first consumes it.
+    let used: state::UsedPrekeys = ctx.store.load(state::USED_PREKEYS).unwrap_or_default();
+    let used = used.get(&c.address()).cloned().unwrap_or_default();
     let ok: Vec<Prekey> = vals
         .iter()
         .filter_map(|v| Prekey::parse_and_verify(v, &spk, t))
         .filter(|p| !p.is_expired(t))
+        .filter(|p| !used.iter().any(|(id, _)| *id == p.prekey_id))
         .collect();
     if ok.is_empty() {
         return None;
@@ -165,6 +170,15 @@ fn attempt(ctx: &Ctx, writer: &Writer, c: &Contact, body: &str, ttl: u64) -> Res
     writer
         .publish(&[(composed.manifest.0.clone(), composed.manifest.1.clone(), ttl32)], t)
         .with_context(|| format!("publishing the manifest via {}", writer.describe()))?;
+    if let Some((id, _)) = prekey {
+        let mut used: state::UsedPrekeys = ctx.store.load(state::USED_PREKEYS).unwrap_or_default();
+        for list in used.values_mut() {
+            list.retain(|(_, until)| *until > t);
+        }
+        used.retain(|_, l| !l.is_empty());
+        used.entry(c.address()).or_default().push((id, t + 7 * 86_400));
+        ctx.store.save(state::USED_PREKEYS, &used)?;
+    }
     // Claims: best effort, never fail the send.
     let mut claims = Vec::new();
     let mut zones = vec![c.domain.clone()];

@@ -21,6 +21,12 @@ pub const CREDENTIALS: &str = "credentials";
 pub const OUTBOX: &str = "outbox";
 pub const INTROS: &str = "intros";
 pub const PUBLISHED: &str = "published";
+/// Prekeys we already used per contact (`user@domain` → [(prekey id, forget after)]):
+/// a prekey is one-time, and the recipient deletes it only once it reads our message.
+pub const USED_PREKEYS: &str = "used_prekeys";
+
+/// The contents of [`USED_PREKEYS`].
+pub type UsedPrekeys = std::collections::BTreeMap<String, Vec<(u32, u64)>>;
 
 /// A pinned contact: the keys we accept messages from and encrypt to.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
