@@ -12,50 +12,21 @@
 mod cli_common;
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use cli_common::User;
-use common::{eventually, free_tcp_port, http, Node};
+use common::{digest_set, eventually, free_tcp_port, Node};
 use dnsmesh::proto::records::cluster::{ClusterManifest, ClusterNode};
 
 const OP: &str = "op-token";
 const SYNC: &str = "sync-secret";
 const ZONE: &str = "mesh.test";
 
-/// The node's full digest as a set of (name, hash), paged to the end.
-fn digest_set(n: &Node) -> BTreeSet<(String, String)> {
-    let mut out = BTreeSet::new();
-    let mut cursor = "0::".to_string();
-    loop {
-        let (s, body) = http(
-            &n.url(),
-            "GET",
-            &format!("/v1/sync/digest?cursor={cursor}&limit=100"),
-            Some(SYNC),
-            "",
-        )
-        .unwrap();
-        assert_eq!(s, 200, "digest of {}: {body}", n.url());
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        for r in v["records"].as_array().unwrap() {
-            out.insert((
-                r["name"].as_str().unwrap().to_string(),
-                r["hash"].as_str().unwrap().to_string(),
-            ));
-        }
-        if !v["has_more"].as_bool().unwrap() {
-            return out;
-        }
-        cursor = v["next_cursor"].as_str().unwrap().to_string();
-    }
-}
-
 /// All three nodes hold the same record set (checked until they converge).
 fn assert_converged(nodes: &[Node], what: &str) -> usize {
     let mut sizes = vec![];
     let ok = eventually(150, Duration::from_millis(100), || {
-        let sets: Vec<_> = nodes.iter().map(digest_set).collect();
+        let sets: Vec<_> = nodes.iter().map(|n| digest_set(n, SYNC)).collect();
         sizes = sets.iter().map(|s| s.len()).collect();
         sets.windows(2).all(|w| w[0] == w[1])
     });

@@ -5,41 +5,12 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const OP: &str = "op";
 const SYNC: &str = "sync-secret";
-
-/// The node's full digest as a set of (name, hash).
-fn digest_set(n: &Node) -> BTreeSet<(String, String)> {
-    let mut out = BTreeSet::new();
-    let mut cursor = "0::".to_string();
-    loop {
-        let (s, body) = http(
-            &n.url(),
-            "GET",
-            &format!("/v1/sync/digest?cursor={cursor}&limit=500"),
-            Some(SYNC),
-            "",
-        )
-        .unwrap();
-        assert_eq!(s, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        for r in v["records"].as_array().unwrap() {
-            out.insert((
-                r["name"].as_str().unwrap().to_string(),
-                r["hash"].as_str().unwrap().to_string(),
-            ));
-        }
-        if !v["has_more"].as_bool().unwrap() {
-            return out;
-        }
-        cursor = v["next_cursor"].as_str().unwrap().to_string();
-    }
-}
 
 fn cluster() -> Vec<Node> {
     let ips = ["127.0.0.11", "127.0.0.12", "127.0.0.13"];
@@ -92,15 +63,15 @@ fn three_nodes_converge_survive_kill_9_and_propagate_deletes() {
     nodes[2].restart();
     // Every node ends with the same record set, holding all 31 writes.
     let converged = || {
-        let a = digest_set(&nodes[0]);
-        a.len() >= 31 && a == digest_set(&nodes[1]) && a == digest_set(&nodes[2])
+        let a = digest_set(&nodes[0], SYNC);
+        a.len() >= 31 && a == digest_set(&nodes[1], SYNC) && a == digest_set(&nodes[2], SYNC)
     };
     assert!(
         eventually(200, Duration::from_millis(50), converged),
         "digests differ: a={} b={} c={}",
-        digest_set(&nodes[0]).len(),
-        digest_set(&nodes[1]).len(),
-        digest_set(&nodes[2]).len()
+        digest_set(&nodes[0], SYNC).len(),
+        digest_set(&nodes[1], SYNC).len(),
+        digest_set(&nodes[2], SYNC).len()
     );
 
     // A delete on one node propagates (tombstones) and is not undone by anti-entropy.

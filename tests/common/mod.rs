@@ -403,3 +403,25 @@ pub fn register(
     assert_eq!(s, 200, "{body}");
     (id, serde_json::from_str(&body).unwrap())
 }
+
+/// A node's full sync digest as a set of (name, hash), paged to the end with `sync_token`.
+pub fn digest_set(n: &Node, sync_token: &str) -> std::collections::BTreeSet<(String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut cursor = "0::".to_string();
+    loop {
+        let path = format!("/v1/sync/digest?cursor={cursor}&limit=500");
+        let (s, body) = http(&n.url(), "GET", &path, Some(sync_token), "").unwrap();
+        assert_eq!(s, 200, "digest of {}: {body}", n.url());
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        for r in v["records"].as_array().unwrap() {
+            out.insert((
+                r["name"].as_str().unwrap().to_string(),
+                r["hash"].as_str().unwrap().to_string(),
+            ));
+        }
+        if !v["has_more"].as_bool().unwrap() {
+            return out;
+        }
+        cursor = v["next_cursor"].as_str().unwrap().to_string();
+    }
+}
