@@ -63,8 +63,8 @@ fn register_as(node: &Node, subject: &str, seed: u8, tsig: bool) -> (u16, serde_
         "signature": hex::encode(sig),
     });
     if tsig {
-        let pop =
-            registration::x25519_pop(id.x25519_private(), &server_pub, &challenge, subject).unwrap();
+        let pop = registration::x25519_pop(id.x25519_private(), &server_pub, &challenge, subject)
+            .unwrap();
         req["x25519_pub"] = hex::encode(id.x25519_public()).into();
         req["x25519_pop"] = hex::encode(pop).into();
     }

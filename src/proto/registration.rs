@@ -844,6 +844,48 @@ mod tests {
         assert_eq!(c("dave@mesh.test", "bb"), None);
     }
 
+    proptest::proptest! {
+        /// Whatever a stored scope holds (wildcards anywhere, the apex, its ancestors, other
+        /// users' id labels), after `restrict_scope` it covers no local-part name of the zone
+        /// that is not the subject's own, and none at all for a foreign subject.
+        #[test]
+        fn restricted_scopes_never_reach_other_users_names(
+            labels in proptest::collection::vec(
+                proptest::collection::vec("(\\*|id-\\*|i\\*|\\*d-|id-[0-9a-f]{1,3}\\*|id-2bd806c97f0e|id-2bd806c97f0e00af|id-81b637d8fcd2|mb-\\*|x|prekeys|mesh|test|\\*\\*)", 1..5),
+                1..6,
+            ),
+            victim_hex in "[0-9a-f]{16}",
+            extra in proptest::option::of("(prekeys|rotate|x)"),
+        ) {
+            let p = SubjectPolicy::new("mesh.test", &["alias.test"]);
+            let scope: Vec<String> = labels.iter().map(|l| l.join(".")).collect();
+            let pre = extra.map(|e| format!("{e}.")).unwrap_or_default();
+            // alice's own labels, bob's, and a random user's.
+            let owners = [
+                format!("{pre}id-2bd806c97f0e00af.mesh.test"),
+                format!("{pre}id-2bd806c97f0e.mesh.test"),
+                format!("{pre}id-81b637d8fcd2.mesh.test"),
+                format!("{pre}id-{victim_hex}.mesh.test"),
+                format!("{pre}id-{}.mesh.test", &victim_hex[..12]),
+            ];
+            for subject in ["alice@evil.example", "alice@sub.mesh.test"] {
+                let r = p.restrict_scope(subject, &scope);
+                for o in &owners {
+                    proptest::prop_assert_eq!(coverage(&r, o), Coverage::None, "{} {:?} {}", subject, r, o);
+                }
+            }
+            for subject in ["alice@mesh.test", "alice@alias.test"] {
+                let r = p.restrict_scope(subject, &scope);
+                for o in &owners[2..] {
+                    if o.contains("id-2bd806c97f0e.") || o.contains("id-2bd806c97f0e00af.") {
+                        continue; // the random hash happened to be alice's own
+                    }
+                    proptest::prop_assert_eq!(coverage(&r, o), Coverage::None, "{} {:?} {}", subject, r, o);
+                }
+            }
+        }
+    }
+
     #[test]
     fn glob_labels() {
         assert!(label_glob(b"chunk-*-*", b"chunk-0001-abc"));
