@@ -538,7 +538,8 @@ impl SubjectPolicy {
     }
 
     /// The scope a newly registered TSIG key gets: [`default_scope`] restricted by
-    /// [`SubjectPolicy::restrict_scope`].
+    /// [`SubjectPolicy::restrict_scope`]. (`ScopeMode::Loose`, the whole zone, reaches every
+    /// user's names and so comes out empty; the node never mints it.)
     pub fn scope_for(
         &self,
         subject: &str,
