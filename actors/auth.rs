@@ -51,6 +51,8 @@ pub struct AuthOptions {
     /// Per (credential, recipient mailbox) bucket for shared mailbox writes.
     pub mailbox_rate: f64,
     pub mailbox_burst: f64,
+    /// Subject domains treated as the zone (`[auth] zone_aliases`).
+    pub zone_aliases: Vec<String>,
 }
 
 /// A stored bearer token (only its hash).
@@ -161,6 +163,8 @@ pub struct AuthActor {
     tsig: sled::Tree,
     node_key: [u8; 32],
     challenges: HashMap<[u8; 32], Challenge>,
+    /// Which names of the zone a subject may hold (zone + aliases).
+    policy: registration::SubjectPolicy,
     token_buckets: TokenBuckets<String>,
     mailbox_buckets: TokenBuckets<(String, String)>,
     sink: Option<Recipient<KeyringChanged>>,
@@ -214,7 +218,9 @@ impl AuthActor {
         let tsig = db.open_tree("tsig")?;
         let node_key = load_or_create_node_key(key_path)
             .with_context(|| format!("node key {}", key_path.display()))?;
+        let policy = registration::SubjectPolicy::new(&opts.zone, &opts.zone_aliases);
         Ok(AuthActor {
+            policy,
             opts,
             db,
             tokens,
@@ -266,7 +272,8 @@ impl AuthActor {
                 row.name.clone(),
                 KeyEntry {
                     signer,
-                    scope: row.allowed_suffixes.clone(),
+                    // Keys stored by older versions lose local-part names they should not hold.
+                    scope: self.policy.restrict_scope(&row.subject, &row.allowed_suffixes),
                     expires_at: row.expires_at,
                 },
             );
@@ -374,29 +381,46 @@ impl AuthActor {
                 x25519 = Some(xpub);
             }
         }
-        // Anti-takeover: a live credential for this subject under another key blocks.
-        let taken = self
+        // Anti-takeover: a local part is bound to one key here, whatever the subject's
+        // domain (a live self-service credential of any subject with this local part
+        // under another key blocks); the same key may re-register.
+        let live_tokens: Vec<TokenRow> = self
             .tokens
             .iter()
             .filter_map(|i| i.ok())
             .filter_map(|(_, v)| serde_json::from_slice::<TokenRow>(&v).ok())
-            .any(|t| {
-                t.subject == subject
-                    && t.live(now)
-                    && !t.registered_spk.is_empty()
-                    && t.registered_spk != spk_hex
-            })
-            || self
-                .tsig
-                .iter()
-                .filter_map(|i| i.ok())
-                .filter_map(|(_, v)| serde_json::from_slice::<TsigRow>(&v).ok())
-                .any(|t| t.subject == subject && t.live(now) && t.registered_spk != spk_hex);
-        if taken {
-            return Err(err(
-                409,
-                "subject already has a live token; re-registration must be signed with the previously-registered Ed25519 key",
-            ));
+            .filter(|t| t.live(now))
+            .collect();
+        let live_keys: Vec<TsigRow> = self
+            .tsig
+            .iter()
+            .filter_map(|i| i.ok())
+            .filter_map(|(_, v)| serde_json::from_slice::<TsigRow>(&v).ok())
+            .filter(|t| t.live(now))
+            .collect();
+        let bound = live_tokens
+            .iter()
+            .map(|t| (t.subject.as_str(), t.registered_spk.as_str()))
+            .chain(live_keys.iter().map(|t| (t.subject.as_str(), t.registered_spk.as_str())));
+        match registration::binding_conflict(&subject, &spk_hex, bound) {
+            None => {}
+            Some(registration::BindingConflict::SameSubject) => {
+                return Err(err(
+                    409,
+                    "subject already has a live token; re-registration must be signed with the previously-registered Ed25519 key",
+                ))
+            }
+            Some(registration::BindingConflict::SameLocalPart) => {
+                let local = subject.split_once('@').map_or(subject.as_str(), |(l, _)| l);
+                tracing::info!(subject = %subject, "registration refused: local part bound to another key");
+                return Err(err(
+                    409,
+                    format!(
+                        "local part {local:?} is already registered on this node (zone {}) under another Ed25519 key; re-registration must be signed with that key",
+                        self.opts.zone
+                    ),
+                ));
+            }
         }
         let expires_at =
             if self.opts.token_ttl_secs == 0 { 0 } else { now + self.opts.token_ttl_secs };
@@ -405,11 +429,10 @@ impl AuthActor {
                 registration::tsig_key_name(&subject, &spk, &self.opts.zone).map_err(|_| {
                     err(400, "subject local part too long for TSIG key label (max 47 chars)")
                 })?;
-            let mut scope = registration::default_scope(
+            let mut scope = self.policy.scope_for(
                 &subject,
                 &spk,
                 x25519.as_ref(),
-                &self.opts.zone,
                 registration::ScopeMode::Default,
             );
             scope.sort();
@@ -522,9 +545,12 @@ impl AuthActor {
         let class = registration::classify_name(name);
         let allowed = match class {
             registration::NameClass::SharedPool => !delete,
-            ref c => c.owned_by(&row.subject, None),
+            ref c => self.policy.owns(c, &row.subject, None),
         };
         if !allowed {
+            if let Some(why) = self.policy.refusal(&row.subject, name) {
+                return Err(err(403, why));
+            }
             return Err(err(401, "unauthorized"));
         }
         if let Some(mb) = crate::node::limits::mailbox_of(name) {
@@ -558,7 +584,7 @@ impl AuthActor {
             .iter()
             .filter_map(|i| i.ok())
             .filter_map(|(_, v)| serde_json::from_slice::<TsigRow>(&v).ok())
-            .map(|t| serde_json::json!({"name": t.name, "subject": t.subject, "allowed_suffixes": t.allowed_suffixes,
+            .map(|t| serde_json::json!({"name": t.name, "subject": t.subject, "allowed_suffixes": self.policy.restrict_scope(&t.subject, &t.allowed_suffixes),
                 "created_at": t.created_at, "expires_at": t.expires_at, "revoked": t.revoked}))
             .collect();
         serde_json::json!({"tokens": tokens, "tsig_keys": keys})

@@ -142,6 +142,9 @@ pub struct AuthSection {
     pub token_ttl_secs: u64,
     /// Allow `open` mode on a non-loopback HTTP address.
     pub allow_open_public_bind: bool,
+    /// Subject domains treated as the served zone: their users hold the zone's
+    /// local-part names (`id-…`, `prekeys.id-…`, `dmp.<user>.<zone>`) like `<user>@<zone>`.
+    pub zone_aliases: Vec<String>,
 }
 
 /// `[limits]`
@@ -241,6 +244,7 @@ impl Settings {
                     .with_list_parse_key("dns.apex_addresses")
                     .with_list_parse_key("http.trusted_proxies")
                     .with_list_parse_key("auth.registration_allowlist")
+                    .with_list_parse_key("auth.zone_aliases")
                     .with_list_parse_key("cluster.peers")
                     .with_list_parse_key("heartbeat.seeds")
                     .with_list_parse_key("heartbeat.resolvers")
@@ -328,6 +332,16 @@ impl Settings {
                 "refusing an unauthenticated write API on a non-loopback address \
                  (set auth.allow_open_public_bind = true to insist)",
             ));
+        }
+        for a in &mut self.auth.zone_aliases {
+            *a = a.trim().trim_end_matches('.').to_ascii_lowercase();
+            let two_labels = a.split('.').count() >= 2;
+            if crate::proto::dnsname::validate(a).is_none() || !two_labels {
+                return Err(invalid(
+                    "auth.zone_aliases",
+                    format!("{a:?} is not a subject domain (a DNS name of two or more labels)"),
+                ));
+            }
         }
         if self.limits.max_ttl == 0 || self.limits.max_value_bytes == 0 {
             return Err(invalid("limits.max_ttl", "caps must be > 0"));
@@ -433,5 +447,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("zonee"), "{err}");
+    }
+
+    #[test]
+    fn zone_aliases_are_normalised_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[auth]\nzone_aliases = [\"Example.COM.\"]\n").unwrap();
+        let s = Settings::load_with_env(&p, true, &Overrides::default(), false).unwrap();
+        assert_eq!(s.auth.zone_aliases, ["example.com"]);
+        for bad in ["com", "a..b", "x_y.com", ""] {
+            std::fs::write(&p, format!("[auth]\nzone_aliases = [{bad:?}]\n")).unwrap();
+            let err = Settings::load_with_env(&p, true, &Overrides::default(), false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("auth.zone_aliases"), "{bad:?}: {err}");
+        }
     }
 }

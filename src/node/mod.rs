@@ -86,6 +86,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         token_burst: settings.limits.token_burst,
         mailbox_rate: settings.limits.mailbox_rate,
         mailbox_burst: settings.limits.mailbox_burst,
+        zone_aliases: settings.auth.zone_aliases.clone(),
     };
     let auth_actor = AuthActor::open(auth_opts, db, &data_dir.join("node.key"))?
         .with_supervisor(supervisor.clone());

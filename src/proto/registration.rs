@@ -393,6 +393,247 @@ impl NameClass {
     }
 }
 
+/// Which names of the served zone a subject may hold, given the zone and the subject
+/// domains treated as it (`[auth] zone_aliases`).
+///
+/// Names derived from a local part (`id-<hash>.<zone>` and everything below it:
+/// identity, prekey pool, rotation; `dmp.<user>.<zone>`) identify a user *of this
+/// zone*. The reference derives them from the local part alone, so `alice@evil.example`
+/// would get the same names as `alice@<zone>`. Here only a **local** subject — one whose
+/// domain is the zone or an alias — holds them, and only its own. A foreign subject keeps
+/// what does not depend on its local part: the shared mailbox pools (sending to users
+/// here), its own mailbox `mb-<hash>` and its `_dnsmesh-claim-<spk16>` name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectPolicy {
+    zone: String,
+    aliases: Vec<String>,
+}
+
+/// What part of the zone's local-part names a scope suffix can cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum IdReach {
+    /// No `id-…` name of the zone.
+    Nothing,
+    /// Only names at or below this one `id-…` label.
+    Label(String),
+    /// Possibly any of them (the apex, or a wildcard that can match an `id-` label).
+    Any,
+}
+
+/// Can the one-label glob `pattern` match some label that starts with `id-`?
+fn glob_may_match_id(pattern: &str) -> bool {
+    let p = pattern.as_bytes();
+    for (i, c) in b"id-".iter().enumerate() {
+        match p.get(i) {
+            Some(b'*') => return true,
+            Some(x) if x == c => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Is `name` the zone itself or below it (both normalised)?
+fn in_zone(name: &str, zone: &str) -> bool {
+    name == zone || name.strip_suffix(zone).is_some_and(|h| h.ends_with('.'))
+}
+
+impl SubjectPolicy {
+    /// The policy of `zone` with extra subject `aliases` (normalised here: lower-case,
+    /// no trailing dot; empty entries ignored).
+    pub fn new<S: AsRef<str>>(zone: &str, aliases: &[S]) -> Self {
+        let aliases =
+            aliases.iter().map(|a| norm(a.as_ref().trim())).filter(|a| !a.is_empty()).collect();
+        SubjectPolicy { zone: norm(zone), aliases }
+    }
+
+    /// The served zone (normalised).
+    pub fn zone(&self) -> &str {
+        &self.zone
+    }
+
+    /// Is `subject` a user of this zone: its domain is the zone or one of its aliases?
+    pub fn is_local(&self, subject: &str) -> bool {
+        let Some((_, domain)) = subject.split_once('@') else {
+            return false;
+        };
+        let d = norm(domain);
+        d == self.zone || self.aliases.contains(&d)
+    }
+
+    /// The `id-` labels a subject's local part owns in this zone (16 and 12 hex), or none
+    /// for a foreign subject.
+    fn own_id_labels(&self, subject: &str) -> Option<[String; 2]> {
+        if !self.is_local(subject) {
+            return None;
+        }
+        let lp = local_part(subject);
+        Some([
+            format!("id-{}", sha256_hex_prefix(lp.as_bytes(), 16)),
+            format!("id-{}", sha256_hex_prefix(lp.as_bytes(), 12)),
+        ])
+    }
+
+    fn id_reach(&self, suffix: &str) -> IdReach {
+        let s = norm(suffix);
+        let zl: Vec<&str> = self.zone.split('.').collect();
+        if !s.contains('*') {
+            // An ancestor of the zone (or the zone itself) covers all of it.
+            if self.zone == s || self.zone.ends_with(&format!(".{s}")) {
+                return IdReach::Any;
+            }
+            if !in_zone(&s, &self.zone) {
+                return IdReach::Nothing;
+            }
+            let sl: Vec<&str> = s.split('.').collect();
+            let x = sl[sl.len() - zl.len() - 1];
+            return if x.starts_with("id-") {
+                IdReach::Label(x.to_string())
+            } else {
+                IdReach::Nothing
+            };
+        }
+        let pl: Vec<&str> = s.split('.').collect();
+        let zone_ok = pl
+            .iter()
+            .rev()
+            .zip(zl.iter().rev())
+            .all(|(p, z)| label_glob(p.as_bytes(), z.as_bytes()));
+        if !zone_ok {
+            return IdReach::Nothing;
+        }
+        if pl.len() <= zl.len() {
+            return IdReach::Any;
+        }
+        let x = pl[pl.len() - zl.len() - 1];
+        if x.contains('*') {
+            if glob_may_match_id(x) {
+                IdReach::Any
+            } else {
+                IdReach::Nothing
+            }
+        } else if x.starts_with("id-") {
+            IdReach::Label(x.to_string())
+        } else {
+            IdReach::Nothing
+        }
+    }
+
+    /// The part of a TSIG `scope` that `subject` may hold: every suffix that can cover a
+    /// local-part name of this zone other than the subject's own (all of them for a
+    /// foreign subject) is dropped. Applied when a key is minted and again whenever the
+    /// keyring is built, so keys stored by older versions lose what they should not have.
+    pub fn restrict_scope<S: AsRef<str>>(&self, subject: &str, scope: &[S]) -> Vec<String> {
+        let own = self.own_id_labels(subject);
+        scope
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|s| match self.id_reach(s) {
+                IdReach::Nothing => true,
+                IdReach::Label(l) => own.as_ref().is_some_and(|o| o.contains(&l)),
+                IdReach::Any => false,
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The scope a newly registered TSIG key gets: [`default_scope`] restricted by
+    /// [`SubjectPolicy::restrict_scope`]. (`ScopeMode::Loose`, the whole zone, reaches every
+    /// user's names and so comes out empty; the node never mints it.)
+    pub fn scope_for(
+        &self,
+        subject: &str,
+        spk: &[u8; 32],
+        x25519_pub: Option<&[u8; 32]>,
+        mode: ScopeMode,
+    ) -> Vec<String> {
+        self.restrict_scope(subject, &default_scope(subject, spk, x25519_pub, &self.zone, mode))
+    }
+
+    /// Is `owner` a name of this zone derived from a local part (`id-…` directly below the
+    /// apex, or `dmp.<user>.<zone>` / `rotate.dmp.<user>.<zone>`), which a foreign subject
+    /// may never hold?
+    pub fn is_local_part_name(&self, owner: &str) -> bool {
+        let o = norm(owner);
+        if o == self.zone || !in_zone(&o, &self.zone) {
+            return false;
+        }
+        let head = &o[..o.len() - self.zone.len() - 1];
+        let hl: Vec<&str> = head.split('.').collect();
+        hl.last().is_some_and(|x| x.starts_with("id-"))
+            || matches!(hl.as_slice(), ["dmp", _] | ["rotate", "dmp", _])
+    }
+
+    /// HTTP write scope (node.md §3.7) with the zone rule: may the token of `subject` write
+    /// the owner-exclusive name of class `class`? Inside the zone, local-part names belong
+    /// only to local subjects (an alias subject `alice@<alias>` is `alice@<zone>`); outside
+    /// it the reference rule ([`NameClass::owned_by`]) is unchanged.
+    pub fn owns(&self, class: &NameClass, subject: &str, subject_hash12: Option<&str>) -> bool {
+        let domain_of = |c: &NameClass| match c {
+            NameClass::OwnerSubject(s) => s.split_once('@').map(|(_, d)| d.to_string()),
+            NameClass::OwnerIdentityHash { domain, .. }
+            | NameClass::OwnerPrekeyPool { domain, .. } => Some(domain.clone()),
+            _ => None,
+        };
+        match domain_of(class) {
+            Some(d) if in_zone(&d, &self.zone) => {
+                if d != self.zone || !self.is_local(subject) {
+                    return false;
+                }
+                // Judge as the subject's zone form, so an alias subject owns its names here.
+                let as_zone = format!("{}@{}", local_part(subject), self.zone);
+                class.owned_by(&as_zone, subject_hash12)
+            }
+            _ => class.owned_by(subject, subject_hash12),
+        }
+    }
+
+    /// Why `subject` may not hold `owner`, when that is the zone rule (for a clear 403).
+    pub fn refusal(&self, subject: &str, owner: &str) -> Option<String> {
+        (!self.is_local(subject) && self.is_local_part_name(owner)).then(|| {
+            format!(
+                "forbidden: {owner} is a user name of zone {}, and subject {subject} is not a \
+                 user of this zone (its domain is neither the zone nor one of [auth] zone_aliases)",
+                self.zone
+            )
+        })
+    }
+}
+
+/// Why a registration must be refused because its local part is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingConflict {
+    /// The same subject has a live credential under another key.
+    SameSubject,
+    /// Another subject with the same local part (any domain) has a live credential under
+    /// another key.
+    SameLocalPart,
+}
+
+/// Does registering `subject` with key `spk_hex` clash with the live self-service
+/// credentials `bound` (each `(subject, registered_spk hex)`)? One local part is bound to
+/// one key on a node, whatever the subject's domain; the same key may re-register.
+pub fn binding_conflict<'a>(
+    subject: &str,
+    spk_hex: &str,
+    bound: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<BindingConflict> {
+    let lp = local_part(subject);
+    let mut found = None;
+    for (s, k) in bound {
+        if k.is_empty() || k.eq_ignore_ascii_case(spk_hex) {
+            continue;
+        }
+        if s == subject {
+            return Some(BindingConflict::SameSubject);
+        }
+        if local_part(s) == lp {
+            found = Some(BindingConflict::SameLocalPart);
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,6 +742,148 @@ mod tests {
         ];
         for (owner, want) in table {
             assert_eq!(coverage(&sufs, owner), want, "{owner}");
+        }
+    }
+
+    #[test]
+    fn foreign_subjects_get_no_local_part_scope() {
+        let p = SubjectPolicy::new("mesh.test", &["Alias.Test."]);
+        assert!(p.is_local("alice@mesh.test") && p.is_local("alice@alias.test"));
+        assert!(!p.is_local("alice@evil.example") && !p.is_local("alice@sub.mesh.test"));
+        let spk = [7u8; 32];
+        let xpub = [8u8; 32];
+        let home =
+            default_scope("alice@mesh.test", &spk, Some(&xpub), "mesh.test", ScopeMode::Default);
+        // A local subject keeps the reference scope unchanged, an alias subject too.
+        assert_eq!(p.scope_for("alice@mesh.test", &spk, Some(&xpub), ScopeMode::Default), home);
+        assert_eq!(p.scope_for("alice@alias.test", &spk, Some(&xpub), ScopeMode::Default), home);
+        // A foreign one loses exactly the two id- suffixes.
+        let evil = p.scope_for("alice@evil.example", &spk, Some(&xpub), ScopeMode::Default);
+        let want: Vec<String> = home.iter().filter(|s| !s.starts_with("id-")).cloned().collect();
+        assert_eq!(evil, want);
+        assert_eq!(evil.len(), home.len() - 2);
+        let id16 = names_for("alice", 16);
+        let pk = format!("prekeys.{}.mesh.test", names_for("alice", 12));
+        for owner in [format!("{id16}.mesh.test"), pk.clone()] {
+            assert_eq!(coverage(&home, &owner), Coverage::Exact, "{owner}");
+            assert_eq!(coverage(&evil, &owner), Coverage::None, "{owner}");
+        }
+        // What a foreign subject still may do: send to users here, its own mailbox/claim.
+        for owner in ["slot-1.mb-0123456789ab.mesh.test", "claim-1.mb-0123456789ab.mesh.test"] {
+            assert_eq!(coverage(&evil, owner), Coverage::WildcardOnly, "{owner}");
+        }
+        let own_mb = format!("slot-1.mb-{}.mesh.test", mailbox_hash(&keys::user_id(&xpub)));
+        assert_eq!(coverage(&evil, &own_mb), Coverage::Exact);
+        assert_eq!(coverage(&evil, "_dnsmesh-claim-0707070707070707.mesh.test"), Coverage::Exact);
+        // Stored scopes (keys minted by older versions, odd shapes) are filtered too.
+        let stored = [
+            "mesh.test",
+            "test",
+            "*.test",
+            "*.mesh.test",
+            "i*.mesh.test",
+            "id-*.mesh.test",
+            "x.*.mesh.test",
+            "prekeys.id-0123456789ab.mesh.test",
+            "slot-*.mb-*.mesh.test",
+            "mb-0123456789ab.mesh.test",
+            "other.example",
+        ];
+        let keep = ["slot-*.mb-*.mesh.test", "mb-0123456789ab.mesh.test", "other.example"];
+        assert_eq!(p.restrict_scope("alice@evil.example", &stored), keep);
+        // A local subject keeps only its own id- labels, never another user's.
+        let mine = [format!("{id16}.mesh.test"), format!("{}.mesh.test", names_for("bob", 16))];
+        assert_eq!(p.restrict_scope("alice@mesh.test", &mine), [mine[0].clone()]);
+        assert_eq!(p.restrict_scope("bob@evil.example", &mine), Vec::<String>::new());
+    }
+
+    fn names_for(local: &str, n: usize) -> String {
+        format!("id-{}", sha256_hex_prefix(local.as_bytes(), n))
+    }
+
+    #[test]
+    fn http_ownership_follows_the_zone_rule() {
+        let p = SubjectPolicy::new("mesh.test", &["alias.test"]);
+        let id = format!("{}.mesh.test", names_for("alice", 16));
+        let pk = format!("prekeys.{}.mesh.test", names_for("alice", 12));
+        for name in [id.as_str(), pk.as_str(), "dmp.alice.mesh.test", "rotate.dmp.alice.mesh.test"]
+        {
+            let c = classify_name(name);
+            assert!(p.owns(&c, "alice@mesh.test", None), "{name}");
+            assert!(p.owns(&c, "alice@alias.test", None), "alias: {name}");
+            assert!(!p.owns(&c, "alice@evil.example", None), "foreign: {name}");
+            assert!(!p.owns(&c, "alice@sub.mesh.test", None), "subdomain: {name}");
+            assert!(!p.owns(&c, "bob@mesh.test", None), "other user: {name}");
+            assert!(p.is_local_part_name(name), "{name}");
+            assert!(p.refusal("alice@evil.example", name).is_some());
+            assert!(p.refusal("bob@mesh.test", name).is_none(), "local: the usual 401");
+        }
+        // Below a subdomain of the zone: no one's (not the zone's user names).
+        let sub = format!("{}.sub.mesh.test", names_for("alice", 16));
+        assert!(!p.owns(&classify_name(&sub), "alice@sub.mesh.test", None));
+        // Outside the zone the reference rule is unchanged.
+        let out = format!("{}.evil.example", names_for("alice", 16));
+        assert!(p.owns(&classify_name(&out), "alice@evil.example", None));
+        assert!(!p.owns(&classify_name(&out), "alice@mesh.test", None));
+        for name in
+            ["slot-1.mb-0123456789ab.mesh.test", "mesh.test", "x.mesh.test", "id-1.other.test"]
+        {
+            assert!(!p.is_local_part_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn one_local_part_one_key() {
+        let bound = [("alice@mesh.test", "aa"), ("bob@x.example", ""), ("carol@a.example", "cc")];
+        let c = |s: &str, k: &str| binding_conflict(s, k, bound.iter().copied());
+        assert_eq!(c("alice@mesh.test", "aa"), None, "same key re-registers");
+        assert_eq!(c("alice@evil.example", "AA"), None, "same key, other domain");
+        assert_eq!(c("alice@mesh.test", "bb"), Some(BindingConflict::SameSubject));
+        assert_eq!(c("alice@evil.example", "bb"), Some(BindingConflict::SameLocalPart));
+        assert_eq!(c("carol@mesh.test", "bb"), Some(BindingConflict::SameLocalPart), "vice versa");
+        assert_eq!(c("bob@mesh.test", "bb"), None, "admin credentials do not bind");
+        assert_eq!(c("dave@mesh.test", "bb"), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever a stored scope holds (wildcards anywhere, the apex, its ancestors, other
+        /// users' id labels), after `restrict_scope` it covers no local-part name of the zone
+        /// that is not the subject's own, and none at all for a foreign subject.
+        #[test]
+        fn restricted_scopes_never_reach_other_users_names(
+            labels in proptest::collection::vec(
+                proptest::collection::vec("(\\*|id-\\*|i\\*|\\*d-|id-[0-9a-f]{1,3}\\*|id-2bd806c97f0e|id-2bd806c97f0e00af|id-81b637d8fcd2|mb-\\*|x|prekeys|mesh|test|\\*\\*)", 1..5),
+                1..6,
+            ),
+            victim_hex in "[0-9a-f]{16}",
+            extra in proptest::option::of("(prekeys|rotate|x)"),
+        ) {
+            let p = SubjectPolicy::new("mesh.test", &["alias.test"]);
+            let scope: Vec<String> = labels.iter().map(|l| l.join(".")).collect();
+            let pre = extra.map(|e| format!("{e}.")).unwrap_or_default();
+            // alice's own labels, bob's, and a random user's.
+            let owners = [
+                format!("{pre}id-2bd806c97f0e00af.mesh.test"),
+                format!("{pre}id-2bd806c97f0e.mesh.test"),
+                format!("{pre}id-81b637d8fcd2.mesh.test"),
+                format!("{pre}id-{victim_hex}.mesh.test"),
+                format!("{pre}id-{}.mesh.test", &victim_hex[..12]),
+            ];
+            for subject in ["alice@evil.example", "alice@sub.mesh.test"] {
+                let r = p.restrict_scope(subject, &scope);
+                for o in &owners {
+                    proptest::prop_assert_eq!(coverage(&r, o), Coverage::None, "{} {:?} {}", subject, r, o);
+                }
+            }
+            for subject in ["alice@mesh.test", "alice@alias.test"] {
+                let r = p.restrict_scope(subject, &scope);
+                for o in &owners[2..] {
+                    if o.contains("id-2bd806c97f0e.") || o.contains("id-2bd806c97f0e00af.") {
+                        continue; // the random hash happened to be alice's own
+                    }
+                    proptest::prop_assert_eq!(coverage(&r, o), Coverage::None, "{} {:?} {}", subject, r, o);
+                }
+            }
         }
     }
 
