@@ -32,7 +32,7 @@ use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 
 use super::store::{Apply, Op, Origin, StoreActor, StoreError, Subscribe, ZoneDelta};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
-use crate::dnswire::udp::{UdpServer, UdpStats};
+use crate::dnswire::udp::{UdpServer, UdpStats, Verdict};
 use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
 use crate::node::limits::TokenBuckets;
 
@@ -124,6 +124,8 @@ pub struct DnsOptions {
     pub tcp_timeout: Duration,
     /// Response-rate limiting on the UDP path (`None` = off).
     pub rrl: Option<crate::dnswire::rrl::RrlConfig>,
+    /// Largest UDP reply, whatever the client's EDNS payload (`[dns] max_udp_payload`).
+    pub max_udp_payload: u16,
 }
 
 /// Slow-path counters by outcome.
@@ -701,6 +703,8 @@ struct UdpReply {
     socket: Arc<UdpSocket>,
     dst: SocketAddr,
     limit: usize,
+    /// The UDP thread's RRL verdict for this reply.
+    verdict: Verdict,
 }
 
 #[async_trait::async_trait]
@@ -720,10 +724,15 @@ impl ResponseHandler for UdpReply {
         let info = response
             .destructive_emit(&mut BinEncoder::new(&mut buf))
             .map_err(|e| hickory_server::net::NetError::from(e.to_string()))?;
-        if buf.len() > self.limit {
-            // Too big for UDP: header + question with TC=1, the client retries over TCP.
-            if let Some(stub) = truncated_stub(&buf) {
-                buf = stub;
+        if self.verdict == Verdict::Drop {
+            return Ok(info);
+        }
+        if buf.len() > self.limit || self.verdict == Verdict::Slip {
+            // Too big for UDP (or rate-limited): header + question with TC=1, the client
+            // retries over TCP. Nothing larger than the limit ever goes out.
+            match truncated_stub(&buf) {
+                Some(stub) if stub.len() <= self.limit => buf = stub,
+                _ => return Ok(info),
             }
         }
         let _ = self.socket.send_to(&buf, self.dst);
@@ -789,6 +798,7 @@ impl DnsActor {
         let mut cfg = ZoneConfig::new(&opts.zone, &opts.ns[0], &opts.soa_rname, &ns);
         cfg.ttl = opts.ttl;
         cfg.apex_addrs = opts.apex_addresses.clone();
+        cfg.max_udp_payload = opts.max_udp_payload;
         let suffix = format!(".{}", opts.zone);
         cfg.hosts = opts
             .ns
@@ -843,7 +853,8 @@ impl DnsActor {
     }
 
     fn start_listeners(&mut self) {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<u8>, SocketAddr, usize)>(4096);
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<(Vec<u8>, SocketAddr, usize, Verdict)>(4096);
         let mut sockets = Vec::new();
         for (i, u) in self.udp.iter().enumerate() {
             let Ok(clone) = u.try_clone() else { continue };
@@ -851,8 +862,8 @@ impl DnsActor {
             sockets.push(Arc::new(reply));
             let tx = tx.clone();
             let dropped = self.slow_queue_dropped.clone();
-            let slow = Box::new(move |bytes: Vec<u8>, src: SocketAddr| {
-                if tx.try_send((bytes, src, i)).is_err() {
+            let slow = Box::new(move |bytes: Vec<u8>, src: SocketAddr, verdict: Verdict| {
+                if tx.try_send((bytes, src, i, verdict)).is_err() {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
             });
@@ -884,7 +895,13 @@ impl DnsActor {
                                   // group commit), at most SLOW_INFLIGHT at a time.
             let permits = Arc::new(tokio::sync::Semaphore::new(SLOW_INFLIGHT));
             let mut tasks = tokio::task::JoinSet::new();
-            while let Some((bytes, src, i)) = rx.recv().await {
+            let max_udp = usize::from(slow.inner.opts.max_udp_payload.max(512));
+            while let Some((bytes, src, i, verdict)) = rx.recv().await {
+                // A rate-limited reply that would be dropped: only an UPDATE (a write
+                // whose reply is lost, as with any dropped datagram) is still handled.
+                if verdict == Verdict::Drop && bytes.get(2).is_none_or(|b| (b >> 3) & 0x0F != 5) {
+                    continue;
+                }
                 while tasks.try_join_next().is_some() {}
                 let Some(sock) = sockets.get(i).cloned() else {
                     continue;
@@ -898,9 +915,9 @@ impl DnsActor {
                             let limit = req
                                 .edns
                                 .as_ref()
-                                .map(|e| e.max_payload().max(512) as usize)
+                                .map(|e| (e.max_payload().max(512) as usize).min(max_udp))
                                 .unwrap_or(512);
-                            let rh = UdpReply { socket: sock, dst: src, limit };
+                            let rh = UdpReply { socket: sock, dst: src, limit, verdict };
                             slow.handle_request::<_, hickory_server::net::runtime::TokioTime>(
                                 &req, rh,
                             )
@@ -908,8 +925,11 @@ impl DnsActor {
                         }
                         Err(_) => {
                             slow.inner.counters.bump("malformed");
-                            if let Some(r) = formerr(&bytes) {
-                                let _ = sock.send_to(&r, src);
+                            match formerr(&bytes) {
+                                Some(r) if verdict != Verdict::Drop => {
+                                    let _ = sock.send_to(&r, src);
+                                }
+                                _ => {}
                             }
                         }
                     }

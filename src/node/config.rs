@@ -105,6 +105,8 @@ pub struct DnsSection {
     pub rrl_slip: u32,
     /// Idle timeout of a DNS-over-TCP connection, seconds.
     pub tcp_timeout_secs: u64,
+    /// Largest UDP reply in bytes, whatever the client's EDNS payload (512..=65535).
+    pub max_udp_payload: u16,
 }
 
 /// `[http]`
@@ -302,6 +304,9 @@ impl Settings {
         }
         if self.dns.soa_rname.trim().is_empty() {
             self.dns.soa_rname = format!("hostmaster.{}", self.node.zone);
+        }
+        if self.dns.max_udp_payload < 512 {
+            return Err(invalid("dns.max_udp_payload", "must be at least 512 (bytes)"));
         }
         if self.dns.ttl == 0 {
             return Err(invalid("dns.ttl", "must be > 0"));

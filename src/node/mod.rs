@@ -119,6 +119,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             slip: settings.dns.rrl_slip,
             exempt_loopback: !settings.limits.limit_loopback,
         }),
+        max_udp_payload: settings.dns.max_udp_payload,
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?;
