@@ -36,6 +36,8 @@ use crate::dnswire::udp::{UdpServer, UdpStats, Verdict};
 use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
 use crate::node::limits::TokenBuckets;
 
+mod tcp;
+
 /// Most UDP slow-path messages (UPDATE, TSIG, odd shapes) handled at once.
 const SLOW_INFLIGHT: usize = 512;
 
@@ -126,6 +128,13 @@ pub struct DnsOptions {
     pub rrl: Option<crate::dnswire::rrl::RrlConfig>,
     /// Largest UDP reply, whatever the client's EDNS payload (`[dns] max_udp_payload`).
     pub max_udp_payload: u16,
+    /// Most DNS-over-TCP connections held at once; 0 = from the soft fd limit.
+    pub tcp_max_connections: usize,
+    /// Most DNS-over-TCP connections per client address (loopback exempt unless
+    /// `limit_loopback`).
+    pub tcp_max_per_ip: usize,
+    /// Total lifetime of a DNS-over-TCP connection.
+    pub tcp_lifetime: Duration,
 }
 
 /// Slow-path counters by outcome.
@@ -742,7 +751,6 @@ impl ResponseHandler for UdpReply {
 
 /// The DNS actor.
 pub struct DnsActor {
-    tcp_timeout: Duration,
     rrl: Option<crate::dnswire::rrl::RrlConfig>,
     view: Arc<ZoneView>,
     slow: SlowPath,
@@ -827,7 +835,6 @@ impl DnsActor {
             }),
         };
         Ok(DnsActor {
-            tcp_timeout: opts.tcp_timeout,
             rrl: opts.rrl,
             view,
             slow,
@@ -878,21 +885,40 @@ impl DnsActor {
                 Err(e) => tracing::error!(error = %e, "dns: cannot start UDP thread"),
             }
         }
-        let mut server = hickory_server::Server::new(self.slow.clone());
+        let opts = &self.slow.inner.opts;
+        let tcp_cfg = tcp::TcpConfig {
+            idle: opts.tcp_timeout,
+            lifetime: opts.tcp_lifetime,
+            limits: crate::node::tcp_conns::ConnLimits {
+                max_total: match opts.tcp_max_connections {
+                    0 => crate::node::tcp_conns::default_max_total(
+                        crate::node::tcp_conns::soft_fd_limit(),
+                    ),
+                    n => n,
+                },
+                max_per_ip: opts.tcp_max_per_ip,
+                limit_loopback: opts.limit_loopback,
+            },
+        };
+        let shared = tcp::TcpShared::new(tcp_cfg, self.view.clone(), self.slow.clone());
+        // The accept loops (and through them every connection) end with `self.server`.
+        let mut tcp_loops = tokio::task::JoinSet::new();
         for t in &self.tcp {
             match t.try_clone().and_then(|t| {
                 t.set_nonblocking(true)?;
                 tokio::net::TcpListener::from_std(t)
             }) {
-                Ok(l) => server.register_listener(l, self.tcp_timeout, 64),
+                Ok(l) => {
+                    tcp_loops.spawn(tcp::accept_loop(l, shared.clone()));
+                }
                 Err(e) => tracing::error!(error = %e, "dns: cannot start TCP listener"),
             }
         }
         let slow = self.slow.clone();
         self.server = Some(tokio::spawn(async move {
-            let _server = server; // keep the hickory Server (and its listeners) alive
-                                  // Slow-path UDP messages are handled concurrently (an UPDATE waits for its
-                                  // group commit), at most SLOW_INFLIGHT at a time.
+            let _tcp_loops = tcp_loops;
+            // Slow-path UDP messages are handled concurrently (an UPDATE waits for its
+            // group commit), at most SLOW_INFLIGHT at a time.
             let permits = Arc::new(tokio::sync::Semaphore::new(SLOW_INFLIGHT));
             let mut tasks = tokio::task::JoinSet::new();
             let max_udp = usize::from(slow.inner.opts.max_udp_payload.max(512));
