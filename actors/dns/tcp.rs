@@ -90,10 +90,7 @@ impl Drop for Slot {
 }
 
 fn out_of_resources(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
 /// Accept connections on `listener` until the task is aborted; the connections it spawned
