@@ -31,7 +31,7 @@ pub fn soft_fd_limit() -> u64 {
     // SAFETY: getrlimit writes one `rlimit` into the struct we own.
     let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
     if r == 0 {
-        rl.rlim_cur as u64
+        rl.rlim_cur
     } else {
         1024
     }
