@@ -3,9 +3,10 @@
 //! Read path: the actor owns a [`ZoneView`] — its own copy of the zone, fed only by the
 //! store actor's [`ZoneDelta`] messages. Plain UDP queries are answered by dedicated
 //! threads straight from the view's precomputed response bytes (`dnswire`), never
-//! waiting on another actor. Everything else — all TCP, UPDATE, TSIG-signed messages,
-//! unusual shapes — goes to [`SlowPath`], one hickory-server `RequestHandler` shared by
-//! the TCP listener and by UDP packets the fast path hands over.
+//! waiting on another actor. DNS over TCP is our own listener (module `tcp`): plain queries
+//! are answered from the same view, the rest goes to [`SlowPath`]. Everything else —
+//! UPDATE, TSIG-signed messages, unusual shapes — goes to [`SlowPath`], one hickory-server
+//! `RequestHandler` shared by the TCP listener and by UDP packets the fast path hands over.
 //!
 //! Write path: UPDATE ops are checked here (zone, TSIG, scope, caps, claim signatures)
 //! and applied all-or-nothing by the store actor; the change then reaches the view as
