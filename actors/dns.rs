@@ -924,9 +924,8 @@ impl DnsActor {
             let mut tasks = tokio::task::JoinSet::new();
             let max_udp = usize::from(slow.inner.opts.max_udp_payload.max(512));
             while let Some((bytes, src, i, verdict)) = rx.recv().await {
-                // A rate-limited reply that would be dropped: only an UPDATE (a write
-                // whose reply is lost, as with any dropped datagram) is still handled.
-                if verdict == Verdict::Drop && bytes.get(2).is_none_or(|b| (b >> 3) & 0x0F != 5) {
+                // RRL dropped the reply: nothing to do (UPDATEs are never metered).
+                if verdict == Verdict::Drop {
                     continue;
                 }
                 while tasks.try_join_next().is_some() {}

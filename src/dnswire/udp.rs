@@ -75,7 +75,8 @@ fn bump(c: &AtomicU64) {
 }
 
 /// Callback receiving datagrams for the slow path, with their source address and the
-/// response-rate-limiting verdict for the reply ([`Verdict::Send`] when RRL is off):
+/// response-rate-limiting verdict for the reply ([`Verdict::Send`] when RRL is off, and
+/// for UPDATE messages, whose replies are never larger than the request):
 /// RRL meters every UDP response in this thread, whichever path builds it, so the slow
 /// path must drop its reply on [`Verdict::Drop`] and send only a TC stub on
 /// [`Verdict::Slip`].
@@ -283,10 +284,14 @@ fn run(
                 Disposition::Slow => match sockaddr_from(&names[i]) {
                     Some(src) => {
                         // The slow path's reply is metered here, with the same buckets
-                        // as the fast path's (one table, no lock).
+                        // as the fast path's (one table, no lock). UPDATE replies are not:
+                        // one is never larger than its request (header, zone section and
+                        // the same OPT/TSIG), so it amplifies nothing, and UPDATEs have
+                        // their own per-client and per-key buckets.
+                        let is_update = data.get(2).is_some_and(|b| (b >> 3) & 0x0F == 5);
                         let verdict = match rrl.as_mut() {
-                            Some(rrl) => rrl.check(src.ip(), now),
-                            None => Verdict::Send,
+                            Some(rrl) if !is_update => rrl.check(src.ip(), now),
+                            _ => Verdict::Send,
                         };
                         match verdict {
                             Verdict::Send => {}
