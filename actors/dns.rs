@@ -3,9 +3,10 @@
 //! Read path: the actor owns a [`ZoneView`] — its own copy of the zone, fed only by the
 //! store actor's [`ZoneDelta`] messages. Plain UDP queries are answered by dedicated
 //! threads straight from the view's precomputed response bytes (`dnswire`), never
-//! waiting on another actor. Everything else — all TCP, UPDATE, TSIG-signed messages,
-//! unusual shapes — goes to [`SlowPath`], one hickory-server `RequestHandler` shared by
-//! the TCP listener and by UDP packets the fast path hands over.
+//! waiting on another actor. DNS over TCP is our own listener (module `tcp`): plain queries
+//! are answered from the same view, the rest goes to [`SlowPath`]. Everything else —
+//! UPDATE, TSIG-signed messages, unusual shapes — goes to [`SlowPath`], one hickory-server
+//! `RequestHandler` shared by the TCP listener and by UDP packets the fast path hands over.
 //!
 //! Write path: UPDATE ops are checked here (zone, TSIG, scope, caps, claim signatures)
 //! and applied all-or-nothing by the store actor; the change then reaches the view as
@@ -32,9 +33,11 @@ use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 
 use super::store::{Apply, Op, Origin, StoreActor, StoreError, Subscribe, ZoneDelta};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
-use crate::dnswire::udp::{UdpServer, UdpStats};
+use crate::dnswire::udp::{UdpServer, UdpStats, Verdict};
 use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
 use crate::node::limits::TokenBuckets;
+
+mod tcp;
 
 /// Most UDP slow-path messages (UPDATE, TSIG, odd shapes) handled at once.
 const SLOW_INFLIGHT: usize = 512;
@@ -124,6 +127,15 @@ pub struct DnsOptions {
     pub tcp_timeout: Duration,
     /// Response-rate limiting on the UDP path (`None` = off).
     pub rrl: Option<crate::dnswire::rrl::RrlConfig>,
+    /// Largest UDP reply, whatever the client's EDNS payload (`[dns] max_udp_payload`).
+    pub max_udp_payload: u16,
+    /// Most DNS-over-TCP connections held at once; 0 = from the soft fd limit.
+    pub tcp_max_connections: usize,
+    /// Most DNS-over-TCP connections per client address (loopback exempt unless
+    /// `limit_loopback`).
+    pub tcp_max_per_ip: usize,
+    /// Total lifetime of a DNS-over-TCP connection.
+    pub tcp_lifetime: Duration,
 }
 
 /// Slow-path counters by outcome.
@@ -701,6 +713,8 @@ struct UdpReply {
     socket: Arc<UdpSocket>,
     dst: SocketAddr,
     limit: usize,
+    /// The UDP thread's RRL verdict for this reply.
+    verdict: Verdict,
 }
 
 #[async_trait::async_trait]
@@ -720,10 +734,15 @@ impl ResponseHandler for UdpReply {
         let info = response
             .destructive_emit(&mut BinEncoder::new(&mut buf))
             .map_err(|e| hickory_server::net::NetError::from(e.to_string()))?;
-        if buf.len() > self.limit {
-            // Too big for UDP: header + question with TC=1, the client retries over TCP.
-            if let Some(stub) = truncated_stub(&buf) {
-                buf = stub;
+        if self.verdict == Verdict::Drop {
+            return Ok(info);
+        }
+        if buf.len() > self.limit || self.verdict == Verdict::Slip {
+            // Too big for UDP (or rate-limited): header + question with TC=1, the client
+            // retries over TCP. Nothing larger than the limit ever goes out.
+            match truncated_stub(&buf) {
+                Some(stub) if stub.len() <= self.limit => buf = stub,
+                _ => return Ok(info),
             }
         }
         let _ = self.socket.send_to(&buf, self.dst);
@@ -733,7 +752,6 @@ impl ResponseHandler for UdpReply {
 
 /// The DNS actor.
 pub struct DnsActor {
-    tcp_timeout: Duration,
     rrl: Option<crate::dnswire::rrl::RrlConfig>,
     view: Arc<ZoneView>,
     slow: SlowPath,
@@ -789,6 +807,7 @@ impl DnsActor {
         let mut cfg = ZoneConfig::new(&opts.zone, &opts.ns[0], &opts.soa_rname, &ns);
         cfg.ttl = opts.ttl;
         cfg.apex_addrs = opts.apex_addresses.clone();
+        cfg.max_udp_payload = opts.max_udp_payload;
         let suffix = format!(".{}", opts.zone);
         cfg.hosts = opts
             .ns
@@ -817,7 +836,6 @@ impl DnsActor {
             }),
         };
         Ok(DnsActor {
-            tcp_timeout: opts.tcp_timeout,
             rrl: opts.rrl,
             view,
             slow,
@@ -843,7 +861,8 @@ impl DnsActor {
     }
 
     fn start_listeners(&mut self) {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<u8>, SocketAddr, usize)>(4096);
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<(Vec<u8>, SocketAddr, usize, Verdict)>(4096);
         let mut sockets = Vec::new();
         for (i, u) in self.udp.iter().enumerate() {
             let Ok(clone) = u.try_clone() else { continue };
@@ -851,8 +870,8 @@ impl DnsActor {
             sockets.push(Arc::new(reply));
             let tx = tx.clone();
             let dropped = self.slow_queue_dropped.clone();
-            let slow = Box::new(move |bytes: Vec<u8>, src: SocketAddr| {
-                if tx.try_send((bytes, src, i)).is_err() {
+            let slow = Box::new(move |bytes: Vec<u8>, src: SocketAddr, verdict: Verdict| {
+                if tx.try_send((bytes, src, i, verdict)).is_err() {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
             });
@@ -867,24 +886,48 @@ impl DnsActor {
                 Err(e) => tracing::error!(error = %e, "dns: cannot start UDP thread"),
             }
         }
-        let mut server = hickory_server::Server::new(self.slow.clone());
+        let opts = &self.slow.inner.opts;
+        let tcp_cfg = tcp::TcpConfig {
+            idle: opts.tcp_timeout,
+            lifetime: opts.tcp_lifetime,
+            limits: crate::node::tcp_conns::ConnLimits {
+                max_total: match opts.tcp_max_connections {
+                    0 => crate::node::tcp_conns::default_max_total(
+                        crate::node::tcp_conns::soft_fd_limit(),
+                    ),
+                    n => n,
+                },
+                max_per_ip: opts.tcp_max_per_ip,
+                limit_loopback: opts.limit_loopback,
+            },
+        };
+        let shared = tcp::TcpShared::new(tcp_cfg, self.view.clone(), self.slow.clone());
+        // The accept loops (and through them every connection) end with `self.server`.
+        let mut tcp_loops = tokio::task::JoinSet::new();
         for t in &self.tcp {
             match t.try_clone().and_then(|t| {
                 t.set_nonblocking(true)?;
                 tokio::net::TcpListener::from_std(t)
             }) {
-                Ok(l) => server.register_listener(l, self.tcp_timeout, 64),
+                Ok(l) => {
+                    tcp_loops.spawn(tcp::accept_loop(l, shared.clone()));
+                }
                 Err(e) => tracing::error!(error = %e, "dns: cannot start TCP listener"),
             }
         }
         let slow = self.slow.clone();
         self.server = Some(tokio::spawn(async move {
-            let _server = server; // keep the hickory Server (and its listeners) alive
-                                  // Slow-path UDP messages are handled concurrently (an UPDATE waits for its
-                                  // group commit), at most SLOW_INFLIGHT at a time.
+            let _tcp_loops = tcp_loops;
+            // Slow-path UDP messages are handled concurrently (an UPDATE waits for its
+            // group commit), at most SLOW_INFLIGHT at a time.
             let permits = Arc::new(tokio::sync::Semaphore::new(SLOW_INFLIGHT));
             let mut tasks = tokio::task::JoinSet::new();
-            while let Some((bytes, src, i)) = rx.recv().await {
+            let max_udp = usize::from(slow.inner.opts.max_udp_payload.max(512));
+            while let Some((bytes, src, i, verdict)) = rx.recv().await {
+                // RRL dropped the reply: nothing to do (UPDATEs are never metered).
+                if verdict == Verdict::Drop {
+                    continue;
+                }
                 while tasks.try_join_next().is_some() {}
                 let Some(sock) = sockets.get(i).cloned() else {
                     continue;
@@ -898,9 +941,9 @@ impl DnsActor {
                             let limit = req
                                 .edns
                                 .as_ref()
-                                .map(|e| e.max_payload().max(512) as usize)
+                                .map(|e| (e.max_payload().max(512) as usize).min(max_udp))
                                 .unwrap_or(512);
-                            let rh = UdpReply { socket: sock, dst: src, limit };
+                            let rh = UdpReply { socket: sock, dst: src, limit, verdict };
                             slow.handle_request::<_, hickory_server::net::runtime::TokioTime>(
                                 &req, rh,
                             )
@@ -908,8 +951,11 @@ impl DnsActor {
                         }
                         Err(_) => {
                             slow.inner.counters.bump("malformed");
-                            if let Some(r) = formerr(&bytes) {
-                                let _ = sock.send_to(&r, src);
+                            match formerr(&bytes) {
+                                Some(r) if verdict != Verdict::Drop => {
+                                    let _ = sock.send_to(&r, src);
+                                }
+                                _ => {}
                             }
                         }
                     }

@@ -608,6 +608,29 @@ fn badvers() {
 }
 
 #[test]
+fn udp_reply_capped_at_max_udp_payload_whatever_the_client_asks() {
+    // Amplification (issue 12): EDNS 65535 does not draw more than the cap (default 1232).
+    let v = view();
+    v.set_txt("big.mesh.test", &[&[b'b'; 1500]]);
+    let q = query(20, "big.mesh.test", TXT, Some((65535, 0)));
+    let r = ask(&v, &q);
+    assert!(r.tc() && r.counts[1] == 0 && r.raw.len() <= 1232, "TC stub under the default cap");
+    check_opt(&r, 0);
+    let mut out = Vec::new();
+    assert_eq!(v.answer(&q, &mut out, true), Disposition::Reply { rcode: 0 });
+    assert!(!parse(&out).tc(), "TCP is not capped");
+    // A larger configured cap lets it through; a smaller client payload still wins.
+    let mut cfg = config();
+    cfg.max_udp_payload = 4096;
+    let v = ZoneView::new(&cfg).unwrap();
+    v.set_txt("big.mesh.test", &[&[b'b'; 1500]]);
+    let r = ask(&v, &q);
+    assert!(!r.tc() && r.counts[1] == 1 && r.raw.len() > 1500);
+    assert!(ask(&v, &query(21, "big.mesh.test", TXT, Some((1232, 0)))).tc());
+    assert!(ask(&v, &query(22, "big.mesh.test", TXT, None)).tc(), "512 without EDNS");
+}
+
+#[test]
 fn truncation_without_edns_and_tcp_limit() {
     let v = view();
     v.set_txt("big.mesh.test", &[&[b'b'; 600]]);
@@ -760,7 +783,7 @@ fn serve(bind: &str) -> (udp::UdpServer, Arc<AtomicBool>, SlowRx) {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
-    let slow: udp::SlowPath = Box::new(move |pkt, src| {
+    let slow: udp::SlowPath = Box::new(move |pkt, src, _verdict| {
         let _ = tx.send((pkt, src));
     });
     let server = udp::spawn(sock, v, slow, stop.clone()).expect("spawn");

@@ -168,7 +168,8 @@ fn patch_rdlen(out: &mut [u8], at: usize) {
 impl ZoneView {
     /// Answer a plain UDP/TCP query from the view. `out` is cleared and reused; with
     /// `max_tcp` the size limit is 65535, otherwise the client's EDNS payload (at least
-    /// 512) or 512 without EDNS. Oversized replies become TC=1 stubs (question and OPT
+    /// 512) capped at [`ZoneConfig::max_udp_payload`](super::ZoneConfig), or 512 without
+    /// EDNS. Oversized replies become TC=1 stubs (question and OPT
     /// only). Out-of-zone names get REFUSED; EDNS versions other than 0 get BADVERS.
     ///
     /// QTYPE ANY (RFC 8482 minimal answer): a name with TXT answers its TXT RRset, the
@@ -184,9 +185,11 @@ impl ZoneView {
         let Some(question) = query.get(HEADER..qsec_end) else {
             return Disposition::Slow;
         };
+        // UDP: the client's payload (floor 512, 512 without EDNS), never above the
+        // configured cap, so one small query cannot draw a large reply (amplification).
         let limit = match (max_tcp, q.edns) {
             (true, _) => 65535,
-            (false, Some((payload, _))) => payload.max(512) as usize,
+            (false, Some((payload, _))) => (payload.max(512) as usize).min(self.cfg.max_udp),
             (false, None) => 512,
         };
         // Header: ID, QR, opcode 0, RD and CD copied, QDCOUNT 1; the rest patched below.

@@ -32,6 +32,10 @@ pub struct ZoneConfig {
     /// Addresses served at in-zone host names (normally the NS hosts); also added as
     /// glue in the ADDITIONAL section of apex NS answers.
     pub hosts: Vec<HostAddrs>,
+    /// Largest UDP reply sent, whatever the client's EDNS payload (the reply is at most
+    /// min(client's payload, this); larger answers go out as TC stubs). Values below
+    /// 512 count as 512. Default 1232 (DNS Flag Day 2020).
+    pub max_udp_payload: u16,
 }
 
 /// Addresses served at one in-zone host name.
@@ -59,6 +63,7 @@ impl ZoneConfig {
             ns: ns.iter().map(|s| s.to_string()).collect(),
             apex_addrs: Vec::new(),
             hosts: Vec::new(),
+            max_udp_payload: 1232,
         }
     }
 }
@@ -124,6 +129,8 @@ pub(crate) struct Compiled {
     pub ns: Vec<NameTpl>,
     pub apex: Addrs,
     pub hosts: Vec<Host>,
+    /// Largest UDP reply in bytes (≥ 512).
+    pub max_udp: usize,
 }
 
 /// Lower-cased wire labels of a dotted name, without the root terminator. `""` and `"."`
@@ -219,6 +226,7 @@ impl Compiled {
             ns: cfg.ns.iter().map(|n| tpl(n, "ns")).collect::<Result<_, _>>()?,
             apex: Addrs::from_ips(&cfg.apex_addrs),
             hosts,
+            max_udp: usize::from(cfg.max_udp_payload.max(512)),
         })
     }
 

@@ -11,7 +11,8 @@
 //! - QTYPE ANY gets a minimal answer (RFC 8482): the TXT RRset where there is one, the
 //!   SOA at the apex, NODATA elsewhere.
 //! - Packets with QR=1 are dropped, never answered or passed on.
-//! - The client's EDNS payload is honoured as sent (floor 512, no 1232 cap); we advertise
+//! - The client's EDNS payload is honoured up to `ZoneConfig::max_udp_payload` (floor
+//!   512, default cap 1232, so a small query never draws a large UDP reply); we advertise
 //!   1232. EDNS options and DO are ignored; the reply's OPT has none and DO clear.
 //! - BADVERS and REFUSED replies carry no AA; TC stubs keep AA, the rcode and the OPT.
 //! - Over TCP (`max_tcp`) a reply above 65535 bytes also becomes a TC stub.

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::rrl::{slip_stub, Rrl, RrlConfig, Verdict};
+pub use super::rrl::Verdict;
+use super::rrl::{slip_stub, Rrl, RrlConfig};
 use super::{rcode, Disposition, ZoneView};
 
 /// Datagrams per syscall.
@@ -73,8 +74,13 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Callback receiving datagrams for the slow path, with their source address.
-pub type SlowPath = Box<dyn Fn(Vec<u8>, SocketAddr) + Send>;
+/// Callback receiving datagrams for the slow path, with their source address and the
+/// response-rate-limiting verdict for the reply ([`Verdict::Send`] when RRL is off, and
+/// for UPDATE messages, whose replies are never larger than the request):
+/// RRL meters every UDP response in this thread, whichever path builds it, so the slow
+/// path must drop its reply on [`Verdict::Drop`] and send only a TC stub on
+/// [`Verdict::Slip`].
+pub type SlowPath = Box<dyn Fn(Vec<u8>, SocketAddr, Verdict) + Send>;
 
 /// A running UDP loop.
 #[derive(Debug)]
@@ -191,7 +197,7 @@ fn count_reply(stats: &UdpStats, code: u16, out: &[u8]) {
 fn run(
     socket: &UdpSocket,
     view: &ZoneView,
-    slow: &dyn Fn(Vec<u8>, SocketAddr),
+    slow: &dyn Fn(Vec<u8>, SocketAddr, Verdict),
     stop: &AtomicBool,
     stats: &UdpStats,
     mut rrl: Option<Rrl>,
@@ -277,8 +283,23 @@ fn run(
                 }
                 Disposition::Slow => match sockaddr_from(&names[i]) {
                     Some(src) => {
+                        // The slow path's reply is metered here, with the same buckets
+                        // as the fast path's (one table, no lock). UPDATE replies are not:
+                        // one is never larger than its request (header, zone section and
+                        // the same OPT/TSIG), so it amplifies nothing, and UPDATEs have
+                        // their own per-client and per-key buckets.
+                        let is_update = data.get(2).is_some_and(|b| (b >> 3) & 0x0F == 5);
+                        let verdict = match rrl.as_mut() {
+                            Some(rrl) if !is_update => rrl.check(src.ip(), now),
+                            _ => Verdict::Send,
+                        };
+                        match verdict {
+                            Verdict::Send => {}
+                            Verdict::Slip => bump(&stats.rrl_slipped),
+                            Verdict::Drop => bump(&stats.rrl_dropped),
+                        }
                         bump(&stats.slow);
-                        slow(data.to_vec(), src);
+                        slow(data.to_vec(), src, verdict);
                     }
                     None => bump(&stats.dropped),
                 },

@@ -105,6 +105,14 @@ pub struct DnsSection {
     pub rrl_slip: u32,
     /// Idle timeout of a DNS-over-TCP connection, seconds.
     pub tcp_timeout_secs: u64,
+    /// Largest UDP reply in bytes, whatever the client's EDNS payload (512..=65535).
+    pub max_udp_payload: u16,
+    /// Most DNS-over-TCP connections held at once; 0 = min(1024, soft fd limit / 4).
+    pub tcp_max_connections: usize,
+    /// Most DNS-over-TCP connections per client address (IPv6: per /64).
+    pub tcp_max_per_ip: usize,
+    /// Total lifetime of a DNS-over-TCP connection, seconds.
+    pub tcp_lifetime_secs: u64,
 }
 
 /// `[http]`
@@ -306,6 +314,15 @@ impl Settings {
         }
         if self.dns.soa_rname.trim().is_empty() {
             self.dns.soa_rname = format!("hostmaster.{}", self.node.zone);
+        }
+        if self.dns.max_udp_payload < 512 {
+            return Err(invalid("dns.max_udp_payload", "must be at least 512 (bytes)"));
+        }
+        if self.dns.tcp_max_per_ip == 0 {
+            return Err(invalid("dns.tcp_max_per_ip", "must be > 0"));
+        }
+        if self.dns.tcp_lifetime_secs == 0 {
+            return Err(invalid("dns.tcp_lifetime_secs", "must be > 0"));
         }
         if self.dns.ttl == 0 {
             return Err(invalid("dns.ttl", "must be > 0"));

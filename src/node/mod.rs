@@ -7,6 +7,7 @@ pub mod http_client;
 pub mod limits;
 pub mod replication;
 pub mod seed_fetch;
+pub mod tcp_conns;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -120,6 +121,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             slip: settings.dns.rrl_slip,
             exempt_loopback: !settings.limits.limit_loopback,
         }),
+        max_udp_payload: settings.dns.max_udp_payload,
+        tcp_max_connections: settings.dns.tcp_max_connections,
+        tcp_max_per_ip: settings.dns.tcp_max_per_ip,
+        tcp_lifetime: Duration::from_secs(settings.dns.tcp_lifetime_secs),
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?;

@@ -19,6 +19,8 @@ pub struct Node {
     env: Vec<(String, String)>,
     dns_listen: Vec<String>,
     http_listen: String,
+    /// Soft and hard RLIMIT_NOFILE of the node process (`None` = inherited).
+    nofile: Option<u64>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -40,6 +42,22 @@ impl Node {
         http_listen: &str,
         env: &[(&str, &str)],
     ) -> Node {
+        Node::start_full(zone, dns_listen, http_listen, env, None)
+    }
+
+    /// As [`Node::start`], with the node's open-files limit (soft and hard) set to
+    /// `nofile`, as a public node runs (e.g. 1024).
+    pub fn start_nofile(zone: &str, env: &[(&str, &str)], nofile: u64) -> Node {
+        Node::start_full(zone, &["127.0.0.1:0"], "127.0.0.1:0", env, Some(nofile))
+    }
+
+    fn start_full(
+        zone: &str,
+        dns_listen: &[&str],
+        http_listen: &str,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Node {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut n = Node {
             child: Command::new("true").spawn().unwrap(),
@@ -50,6 +68,7 @@ impl Node {
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             dns_listen: dns_listen.iter().map(|s| s.to_string()).collect(),
             http_listen: http_listen.to_string(),
+            nofile,
             _tmp: Some(tmp),
         };
         n.spawn();
@@ -68,6 +87,21 @@ impl Node {
             cmd.env(k, v);
         }
         cmd.env("RUST_LOG", "warn");
+        if let Some(limit) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            let rl =
+                libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: limit as libc::rlim_t };
+            // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn dnsmesh-node");
         let stdout = child.stdout.take().unwrap();

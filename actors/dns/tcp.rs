@@ -1,0 +1,275 @@
+//! DNS over TCP: our own accept loop and connection handler (hickory's listener had no
+//! connection caps, spun on EMFILE and kept malformed connections until the idle timeout).
+//!
+//! - Admission ([`ConnTable`]): a per-client cap (`[dns] tcp_max_per_ip`; loopback exempt
+//!   unless `[limits] limit_loopback`) refuses a client's extra connections at once; at
+//!   the global cap (`[dns] tcp_max_connections`, default from the soft fd limit) the
+//!   connection idle the longest is closed to make room.
+//! - Each connection has an idle timeout (`tcp_timeout_secs`, per read and per write) and a
+//!   total lifetime (`tcp_lifetime_secs`).
+//! - A frame shorter than a DNS header (length 0 or 1 included), a response (QR=1) or a
+//!   message that does not parse closes the connection at once (after a FORMERR for the
+//!   last, when it has a header).
+//! - Plain queries are answered by [`ZoneView::answer`] with the TCP size limit, so UDP and
+//!   TCP give the same bytes; everything else (UPDATE, TSIG, odd shapes) goes to the
+//!   [`SlowPath`] handler, one message at a time per connection, in order.
+//! - `accept` failing for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) backs off
+//!   for [`ACCEPT_BACKOFF`] instead of spinning.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use super::{formerr, truncated_stub, SlowPath};
+use crate::dnswire::{rcode, Disposition, ZoneView};
+use crate::node::tcp_conns::{Admit, ConnLimits, ConnTable};
+
+/// Pause after `accept` fails for lack of file descriptors or memory.
+pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Shortest DNS message: the header.
+const HEADER: usize = 12;
+
+/// Limits of the TCP listener.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TcpConfig {
+    pub idle: Duration,
+    pub lifetime: Duration,
+    pub limits: ConnLimits,
+}
+
+/// State shared by the accept loops of every listen address.
+pub(super) struct TcpShared {
+    cfg: TcpConfig,
+    table: parking_lot::Mutex<ConnTable<Arc<Notify>>>,
+    epoch: Instant,
+    view: Arc<ZoneView>,
+    slow: SlowPath,
+}
+
+impl TcpShared {
+    pub(super) fn new(cfg: TcpConfig, view: Arc<ZoneView>, slow: SlowPath) -> Arc<Self> {
+        Arc::new(TcpShared {
+            cfg,
+            table: parking_lot::Mutex::new(ConnTable::new(cfg.limits)),
+            epoch: Instant::now(),
+            view,
+            slow,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn bump(&self, outcome: &'static str) {
+        self.slow.inner.counters.bump(outcome);
+    }
+}
+
+/// Releases a connection's slot in the table however its task ends (abort included).
+struct Slot {
+    shared: Arc<TcpShared>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.table.lock().release(self.id);
+    }
+}
+
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+/// Accept connections on `listener` until the task is aborted; the connections it spawned
+/// end with it.
+pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<TcpShared>) {
+    let mut conns = tokio::task::JoinSet::new();
+    let mut warned: Option<Instant> = None;
+    loop {
+        while conns.try_join_next().is_some() {}
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) if out_of_resources(&e) => {
+                if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    tracing::warn!(error = %e, "dns tcp: accept failed, backing off");
+                    warned = Some(Instant::now());
+                }
+                shared.bump("tcp_accept_backoff");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+            Err(e) => {
+                // Per-connection failures (ECONNABORTED and the like).
+                tracing::debug!(error = %e, "dns tcp: accept failed");
+                continue;
+            }
+        };
+        let clock = Arc::new(AtomicU64::new(shared.now_ms()));
+        let kill = Arc::new(Notify::new());
+        let admit = shared.table.lock().admit(peer.ip(), clock.clone(), kill.clone());
+        match admit {
+            Admit::PerClientFull => {
+                shared.bump("tcp_refused");
+                drop(stream);
+            }
+            Admit::Yes { id, evicted } => {
+                if let Some(victim) = evicted {
+                    shared.bump("tcp_evicted");
+                    victim.notify_one();
+                }
+                let slot = Slot { shared: shared.clone(), id };
+                conns.spawn(async move {
+                    serve(stream, peer, &slot.shared, &clock, &kill).await;
+                    drop(slot);
+                });
+            }
+        }
+    }
+}
+
+/// Run `io` until `deadline`; `None` when it failed, timed out or the connection was
+/// evicted (the caller closes).
+async fn bounded<T>(
+    kill: &Notify,
+    deadline: Instant,
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Option<T> {
+    tokio::select! {
+        _ = kill.notified() => None,
+        r = tokio::time::timeout_at(deadline.into(), io) => r.ok()?.ok(),
+    }
+}
+
+fn rcode_outcome(code: u16) -> &'static str {
+    match code {
+        rcode::NOERROR => "noerror",
+        rcode::NXDOMAIN => "nxdomain",
+        rcode::REFUSED => "refused",
+        _ => "other",
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &TcpShared,
+    clock: &AtomicU64,
+    kill: &Notify,
+) {
+    let _ = stream.set_nodelay(true);
+    let end = Instant::now() + shared.cfg.lifetime;
+    let idle = shared.cfg.idle;
+    let deadline = || (Instant::now() + idle).min(end);
+    let mut msg: Vec<u8> = Vec::new();
+    let mut out: Vec<u8> = Vec::with_capacity(512);
+    let mut frame: Vec<u8> = Vec::with_capacity(514);
+    loop {
+        let mut len = [0u8; 2];
+        if bounded(kill, deadline(), stream.read_exact(&mut len)).await.is_none() {
+            return;
+        }
+        let n = u16::from_be_bytes(len) as usize;
+        if n < HEADER {
+            // Length 0 or 1 (or anything shorter than a header) is no DNS message.
+            shared.bump("tcp_malformed");
+            return;
+        }
+        msg.resize(n, 0);
+        if bounded(kill, deadline(), stream.read_exact(&mut msg)).await.is_none() {
+            return;
+        }
+        clock.store(shared.now_ms(), Ordering::Relaxed);
+        if msg[2] & 0x80 != 0 {
+            shared.bump("tcp_malformed");
+            return;
+        }
+        match shared.view.answer(&msg, &mut out, true) {
+            Disposition::Reply { rcode } => shared.bump(rcode_outcome(rcode)),
+            Disposition::Drop => return,
+            Disposition::Slow => {
+                let raw = std::mem::take(&mut msg);
+                match Request::from_bytes(raw.clone(), peer, Protocol::Tcp) {
+                    Ok(req) => {
+                        let rh = TcpReply::default();
+                        shared
+                            .slow
+                            .handle_request::<_, hickory_server::net::runtime::TokioTime>(
+                                &req,
+                                rh.clone(),
+                            )
+                            .await;
+                        let Some(resp) = rh.slot.lock().take() else {
+                            continue;
+                        };
+                        out = resp;
+                    }
+                    Err(_) => {
+                        shared.bump("malformed");
+                        if let Some(r) = formerr(&raw) {
+                            let mut f = (r.len() as u16).to_be_bytes().to_vec();
+                            f.extend_from_slice(&r);
+                            let _ = bounded(kill, deadline(), stream.write_all(&f)).await;
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+        let Ok(rlen) = u16::try_from(out.len()) else { return };
+        frame.clear();
+        frame.extend_from_slice(&rlen.to_be_bytes());
+        frame.extend_from_slice(&out);
+        if bounded(kill, deadline(), stream.write_all(&frame)).await.is_none() {
+            return;
+        }
+        clock.store(shared.now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// A hickory `ResponseHandler` that encodes the slow path's response for the connection
+/// loop to send (a TC stub when it exceeds 65535 bytes).
+#[derive(Clone, Default)]
+struct TcpReply {
+    slot: Arc<parking_lot::Mutex<Option<Vec<u8>>>>,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for TcpReply {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
+        let mut buf = Vec::with_capacity(512);
+        let info = response
+            .destructive_emit(&mut BinEncoder::new(&mut buf))
+            .map_err(|e| hickory_server::net::NetError::from(e.to_string()))?;
+        if buf.len() > usize::from(u16::MAX) {
+            match truncated_stub(&buf) {
+                Some(stub) => buf = stub,
+                None => return Ok(info),
+            }
+        }
+        *self.slot.lock() = Some(buf);
+        Ok(info)
+    }
+}
