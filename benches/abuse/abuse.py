@@ -84,11 +84,18 @@ def load_worst_case(haddr):
         st, body = http_req(haddr, "POST", f"/v1/records/big.{ZONE}", {"value": v, "ttl": 3600})
         if st != 201:
             raise SystemExit(f"loading big.{ZONE} value {i}: HTTP {st} {body[:200]!r}")
+    for i in range(5):  # ~1,100 bytes: the largest answer that still fits 1232 bytes
+        v = f"v=dmp1;t=junk;{i};" + "".join(rnd.choice(alphabet) for _ in range(190))
+        st, body = http_req(haddr, "POST", f"/v1/records/mid.{ZONE}", {"value": v, "ttl": 3600})
+        assert st == 201, (st, body)
     st, _ = http_req(haddr, "POST", f"/v1/records/small.{ZONE}", {"value": "v=dmp1;t=x;hello", "ttl": 3600})
     assert st == 201, st
 
 
 SHAPES = [
+    ("TXT mid (~1.1 KB), EDNS 65535", dict(name=f"mid.{ZONE}", edns=65535)),
+    ("TXT mid, QCLASS ANY, EDNS 65535", dict(name=f"mid.{ZONE}", qclass=255, edns=65535)),
+    ("ANY mid, EDNS 4096 +DO", dict(name=f"mid.{ZONE}", qtype=255, edns=4096, do=True)),
     ("TXT big, EDNS 65535", dict(name=f"big.{ZONE}", edns=65535)),
     ("TXT big, EDNS 65535 +DO", dict(name=f"big.{ZONE}", edns=65535, do=True)),
     ("TXT big, EDNS 4096", dict(name=f"big.{ZONE}", edns=4096)),
