@@ -105,6 +105,12 @@ pub struct DnsSection {
     pub rrl_slip: u32,
     /// Idle timeout of a DNS-over-TCP connection, seconds.
     pub tcp_timeout_secs: u64,
+    /// Longest life of an unsigned claim (`exp - now`, and its stored TTL), seconds
+    /// (the reference's `DMP_CLAIM_MAX_TTL`).
+    pub claim_max_ttl: u64,
+    /// Accept unsigned claims only for recipients registered on this node (the
+    /// reference's `DMP_RECEIVER_CLAIM_NOTIFICATIONS`).
+    pub receiver_claim_notifications: bool,
 }
 
 /// `[http]`
@@ -172,6 +178,18 @@ pub struct LimitsSection {
     pub mailbox_burst: f64,
     /// Whether per-IP limits apply to loopback clients.
     pub limit_loopback: bool,
+    /// Most live claim records in the zone; past it unsigned claims are refused.
+    pub unsigned_claims_max: usize,
+    /// Most live unsigned claims from one client network (IPv4 /24, IPv6 /56).
+    pub unsigned_claims_per_net: usize,
+    /// Most live unsigned claims one sender key, and one client network, may hold at one
+    /// recipient claim name.
+    pub claim_share_per_sender: usize,
+    /// Most tombstones (deleted values remembered for sync) in the store.
+    pub max_tombstones: usize,
+    /// Per-TSIG-key budget of deletes (each may leave a tombstone), refilled over
+    /// `max_ttl` (the longest a tombstone lives).
+    pub tombstones_per_key: usize,
 }
 
 /// `[cluster]`
@@ -368,6 +386,20 @@ impl Settings {
         }
         if self.cluster.sync_interval_secs == 0 {
             return Err(invalid("cluster.sync_interval_secs", "must be > 0"));
+        }
+        if self.dns.claim_max_ttl == 0 {
+            return Err(invalid("dns.claim_max_ttl", "must be > 0"));
+        }
+        for (key, v) in [
+            ("limits.unsigned_claims_max", self.limits.unsigned_claims_max),
+            ("limits.unsigned_claims_per_net", self.limits.unsigned_claims_per_net),
+            ("limits.claim_share_per_sender", self.limits.claim_share_per_sender),
+            ("limits.max_tombstones", self.limits.max_tombstones),
+            ("limits.tombstones_per_key", self.limits.tombstones_per_key),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be > 0"));
+            }
         }
         if self.node.sweep_interval_secs == 0 {
             return Err(invalid("node.sweep_interval_secs", "must be > 0"));

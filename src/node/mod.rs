@@ -1,10 +1,12 @@
 //! The node runtime: configuration, start-up wiring of the actors, shutdown.
 
 pub mod auth;
+pub mod claims;
 pub mod config;
 pub mod dns_client;
 pub mod http_client;
 pub mod limits;
+pub mod replay;
 pub mod replication;
 pub mod seed_fetch;
 
@@ -119,6 +121,14 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             slip: settings.dns.rrl_slip,
             exempt_loopback: !settings.limits.limit_loopback,
         }),
+        claim_max_ttl: settings.dns.claim_max_ttl,
+        receiver_claims: settings.dns.receiver_claim_notifications,
+        claim_limits: crate::node::claims::ClaimLimits {
+            max_total: settings.limits.unsigned_claims_max,
+            per_net: settings.limits.unsigned_claims_per_net,
+            share_per_sender: settings.limits.claim_share_per_sender,
+        },
+        tombstones_per_key: settings.limits.tombstones_per_key,
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?;
