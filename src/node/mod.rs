@@ -70,7 +70,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         StoreActor::open(data_dir, Duration::from_secs(settings.node.sweep_interval_secs))
             .with_context(|| format!("opening the store in {}", data_dir.display()))?
             .with_supervisor(supervisor.clone())
-            .with_commit_delay(Duration::from_micros(settings.node.commit_delay_us));
+            .with_commit_delay(Duration::from_micros(settings.node.commit_delay_us))
+            .with_max_tombstones(settings.limits.max_tombstones);
     let db = store_actor.db().clone();
     let db2 = db.clone();
     let store = actix::Supervisor::start(move |_| store_actor);
