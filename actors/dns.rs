@@ -641,14 +641,12 @@ impl SlowPath {
             self.inner.counters.bump("claim_refused");
             return Err(ResponseCode::Refused);
         }
-        if !self.inner.claim_buckets.lock().take(hash.to_string(), o.claim_rate, o.claim_burst) {
-            return Err(ResponseCode::ServFail);
-        }
         *ttl = (*ttl).min(o.claim_max_ttl);
         let ip = request.src().ip();
         let net =
             (!ip.is_loopback() || o.limit_loopback).then(|| crate::node::claims::net_of(ip));
-        self.inner
+        let admitted = self
+            .inner
             .claims
             .lock()
             .admit(name, value, claim.sender_spk, net, now, &o.claim_limits)
@@ -656,7 +654,21 @@ impl SlowPath {
                 tracing::debug!(%why, name = %name, "unsigned claim refused");
                 self.inner.counters.bump("claim_budget");
                 ResponseCode::Refused
-            })
+            })?;
+        // The reference's per-recipient bucket (SERVFAIL = retry later), charged only for
+        // claims within the budgets and kept per client network, so a sender refused by
+        // its budgets cannot drain it for everyone else.
+        let bucket = match net {
+            Some(n) => format!("{hash}/{n:?}"),
+            None => hash.to_string(),
+        };
+        if !self.inner.claim_buckets.lock().take(bucket, o.claim_rate, o.claim_burst) {
+            if admitted {
+                self.inner.claims.lock().release(name, value);
+            }
+            return Err(ResponseCode::ServFail);
+        }
+        Ok(admitted)
     }
 
     /// Keep the claim book in step with the zone (every change of a claim name).
