@@ -385,3 +385,45 @@ fn mass_deletes_from_one_key_leave_bounded_tombstones() {
     let idle = (cpu_secs(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
     eprintln!("idle CPU after the burst: {idle:.1} %");
 }
+
+/// Measurement, not a check (run by hand, `--ignored --nocapture`): idle CPU of a node
+/// holding `TOMB_COUNT` (default 50,000) tombstones from one key. Extra node settings come
+/// from the environment (e.g. `DNSMESH_LIMITS__TOMBSTONES_PER_KEY=1000000`
+/// `DNSMESH_LIMITS__MAX_TOMBSTONES=1000000` to let them all in).
+#[test]
+#[ignore]
+fn measure_idle_cpu_with_many_tombstones() {
+    let count: usize = std::env::var("TOMB_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let n = public_node(&[
+        ("DNSMESH_LIMITS__TOKEN_RATE", "1000000"),
+        ("DNSMESH_LIMITS__TOKEN_BURST", "1000000"),
+        ("DNSMESH_LIMITS__UPDATE_RATE", "1000000"),
+        ("DNSMESH_LIMITS__UPDATE_BURST", "1000000"),
+    ]);
+    let (alice, a) = register(&n, "alice", 1, true);
+    let key = tsig_of(&a);
+    let mb = names::mailbox_hash(&keys::user_id(&alice.x25519_public()));
+    let values: Vec<(String, String)> =
+        (0..count).map(|i| (format!("t{}.mb-{mb}.{ZONE}", i / 60), format!("v{i}"))).collect();
+    for chunk in values.chunks(400) {
+        let rrs = chunk.iter().map(|(nm, v)| txt_rr(nm, DNSClass::IN, v, 3600)).collect();
+        send_from("127.0.0.1", n.dns[0], &signed_update(&key, rrs));
+    }
+    let mut deleted = 0;
+    for chunk in values.chunks(400) {
+        let rrs = chunk.iter().map(|(nm, v)| txt_rr(nm, DNSClass::NONE, v, 0)).collect();
+        if send_from("127.0.0.1", n.dns[0], &signed_update(&key, rrs)) == ResponseCode::NoError {
+            deleted += chunk.len();
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = n.child.id();
+    let c0 = cpu_secs(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(10));
+    let idle = (cpu_secs(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    eprintln!(
+        "{deleted} deletes accepted of {count}; live tombstones (first page) {}; idle CPU {idle:.1} %",
+        live_tombstones(&n)
+    );
+}
