@@ -427,11 +427,13 @@ impl SlowPath {
             let key = sig.name.to_lowercase().to_string();
             let verdict = self.inner.replay.lock().check(&key, &sig.data.mac, now);
             if verdict != crate::node::replay::ReplayVerdict::Fresh {
-                self.inner.counters.bump(if verdict == crate::node::replay::ReplayVerdict::Replay {
-                    "tsig_replay"
-                } else {
-                    "rate_limited"
-                });
+                self.inner.counters.bump(
+                    if verdict == crate::node::replay::ReplayVerdict::Replay {
+                        "tsig_replay"
+                    } else {
+                        "rate_limited"
+                    },
+                );
                 meta.response_code = ResponseCode::Refused;
                 return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
             }
@@ -630,7 +632,7 @@ impl SlowPath {
         };
         if o.receiver_claims {
             let registered = self.inner.registered.load();
-            if !registered.get(hash).is_some_and(|exp| *exp > now) {
+            if registered.get(hash).is_none_or(|exp| *exp <= now) {
                 self.inner.counters.bump("claim_refused");
                 return Err(ResponseCode::Refused);
             }
@@ -643,8 +645,7 @@ impl SlowPath {
         }
         *ttl = (*ttl).min(o.claim_max_ttl);
         let ip = request.src().ip();
-        let net =
-            (!ip.is_loopback() || o.limit_loopback).then(|| crate::node::claims::net_of(ip));
+        let net = (!ip.is_loopback() || o.limit_loopback).then(|| crate::node::claims::net_of(ip));
         let admitted = self
             .inner
             .claims

@@ -1065,8 +1065,7 @@ mod tests {
                 .unwrap()
                 .with_max_tombstones(5)
                 .start();
-            apply(&store, (0..20).map(|i| add("c.z", &format!("v{i}"), 1000 + i)).collect())
-                .await;
+            apply(&store, (0..20).map(|i| add("c.z", &format!("v{i}"), 1000 + i)).collect()).await;
             apply(&store, (0..20).map(|i| del("c.z", &format!("v{i}"))).collect()).await;
             assert_eq!(store.send(TombstoneCount).await.unwrap(), 20);
             assert!(until(&store, || TombstoneCount, 5).await, "capped at the next sweep");

@@ -29,10 +29,8 @@ fn now() -> u64 {
 }
 
 fn public_node(extra: &[(&str, &str)]) -> Node {
-    let mut env = vec![
-        ("DNSMESH_LIMITS__LIMIT_LOOPBACK", "true"),
-        ("DNSMESH_CLUSTER__SYNC_TOKEN", SYNC),
-    ];
+    let mut env =
+        vec![("DNSMESH_LIMITS__LIMIT_LOOPBACK", "true"), ("DNSMESH_CLUSTER__SYNC_TOKEN", SYNC)];
     env.extend_from_slice(extra);
     Node::start(ZONE, &env)
 }
@@ -170,7 +168,8 @@ fn cpu_secs(pid: u32) -> f64 {
 
 #[test]
 fn unsigned_claim_flood_from_one_ip_is_bounded() {
-    let secs: u64 = std::env::var("CLAIM_FLOOD_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let secs: u64 =
+        std::env::var("CLAIM_FLOOD_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let n = public_node(&[]);
     let pid = n.child.id();
     let attacker = Identity::from_private_bytes([0x41; 32]);
@@ -183,7 +182,8 @@ fn unsigned_claim_flood_from_one_ip_is_bounded() {
         let batch: Vec<(String, String)> =
             (0..200).map(|_| (fresh_claim_name(), claim_value(&attacker, 86_000))).collect();
         packed_sent += 1;
-        if send_from("127.0.0.1", n.dns[0], &unsigned_update(&batch, 86_400)) == ResponseCode::NoError
+        if send_from("127.0.0.1", n.dns[0], &unsigned_update(&batch, 86_400))
+            == ResponseCode::NoError
         {
             packed_ok += 1;
         }
@@ -278,7 +278,10 @@ fn one_sender_gets_a_fair_share_of_a_recipients_claim_slots() {
     let legit = Identity::from_private_bytes([0x60; 32]);
     let v = claim_value(&legit, 300);
     let one = [(recipient.clone(), v.clone())];
-    assert_eq!(send_from("127.0.2.1", n.dns[0], &unsigned_update(&one, 300)), ResponseCode::NoError);
+    assert_eq!(
+        send_from("127.0.2.1", n.dns[0], &unsigned_update(&one, 300)),
+        ResponseCode::NoError
+    );
     let stored = txt_at(n.dns[0], &recipient);
     assert!(stored.contains(&v), "the legitimate claim is served");
     assert_eq!(stored.len(), 5);
@@ -354,12 +357,14 @@ fn mass_deletes_from_one_key_leave_bounded_tombstones() {
     let (alice, a) = register(&n, "alice", 1, true);
     let key = tsig_of(&a);
     let mb = names::mailbox_hash(&keys::user_id(&alice.x25519_public()));
-    let values: Vec<(String, String)> = (0..1000)
-        .map(|i| (format!("t{}.mb-{mb}.{ZONE}", i / 50), format!("v{i}")))
-        .collect();
+    let values: Vec<(String, String)> =
+        (0..1000).map(|i| (format!("t{}.mb-{mb}.{ZONE}", i / 50), format!("v{i}"))).collect();
     for chunk in values.chunks(100) {
         let rrs = chunk.iter().map(|(nm, v)| txt_rr(nm, DNSClass::IN, v, 3600)).collect();
-        assert_eq!(send_from("127.0.0.1", n.dns[0], &signed_update(&key, rrs)), ResponseCode::NoError);
+        assert_eq!(
+            send_from("127.0.0.1", n.dns[0], &signed_update(&key, rrs)),
+            ResponseCode::NoError
+        );
     }
     let mut deleted = 0;
     for chunk in values.chunks(50) {
@@ -393,7 +398,8 @@ fn mass_deletes_from_one_key_leave_bounded_tombstones() {
 #[test]
 #[ignore]
 fn measure_idle_cpu_with_many_tombstones() {
-    let count: usize = std::env::var("TOMB_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let count: usize =
+        std::env::var("TOMB_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
     let n = public_node(&[
         ("DNSMESH_LIMITS__TOKEN_RATE", "1000000"),
         ("DNSMESH_LIMITS__TOKEN_BURST", "1000000"),

@@ -250,10 +250,7 @@ mod tests {
     fn networks() {
         assert_eq!(net_of("10.1.2.3".parse().unwrap()), net_of("10.1.2.200".parse().unwrap()));
         assert_ne!(net_of("10.1.2.3".parse().unwrap()), net_of("10.1.3.3".parse().unwrap()));
-        assert_eq!(
-            net_of("::ffff:10.1.2.3".parse().unwrap()),
-            net_of("10.1.2.9".parse().unwrap())
-        );
+        assert_eq!(net_of("::ffff:10.1.2.3".parse().unwrap()), net_of("10.1.2.9".parse().unwrap()));
         assert_eq!(
             net_of("2001:db8:0:ff01::1".parse().unwrap()),
             net_of("2001:db8:0:ff00::2".parse().unwrap())
@@ -300,7 +297,10 @@ mod tests {
         assert_eq!(b.admit("n", "v1", a, net("1.1.1.1"), 0, &LIM), Ok(true));
         assert_eq!(b.admit("n", "v2", a, net("2.2.2.2"), 0, &LIM), Ok(true));
         // Sender a holds its share of n, whatever network it uses.
-        assert_eq!(b.admit("n", "v3", a, net("3.3.3.3"), 0, &LIM), Err(ClaimRefusal::SenderShare(2)));
+        assert_eq!(
+            b.admit("n", "v3", a, net("3.3.3.3"), 0, &LIM),
+            Err(ClaimRefusal::SenderShare(2))
+        );
         // A refresh of a present value takes no slot.
         assert_eq!(b.admit("n", "v1", a, net("1.1.1.1"), 0, &LIM), Ok(false));
         // Network 1.1.1.0/24 holds one at n; with another key it gets a second, not a third.
