@@ -120,7 +120,7 @@ pub struct DnsOptions {
     /// Per-client-IP bucket for UPDATE messages (loopback exempt unless `limit_loopback`).
     pub update_rate: f64,
     pub update_burst: f64,
-    /// Per-TSIG-key bucket for UPDATE messages.
+    /// Per-TSIG-key bucket for UPDATE records.
     pub key_rate: f64,
     pub key_burst: f64,
     /// Per (key, recipient mailbox) bucket for adds to `slot-*`/`claim-*` names.

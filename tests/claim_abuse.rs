@@ -336,6 +336,30 @@ fn replayed_signed_update_is_refused() {
     assert_eq!(send_from("127.0.0.1", n.dns[0], &again), ResponseCode::NoError);
 }
 
+#[test]
+fn signed_updates_are_charged_per_record() {
+    // Default per-key bucket: 20 records/s, burst 200.
+    let n = public_node(&[]);
+    let (alice, a) = register(&n, "alice", 1, true);
+    let key = tsig_of(&a);
+    let mb = names::mailbox_hash(&keys::user_id(&alice.x25519_public()));
+    let batch = |tag: &str| -> Vec<Record> {
+        (0..150)
+            .map(|i| txt_rr(&format!("{tag}{}.mb-{mb}.{ZONE}", i / 50), DNSClass::IN, "v", 300))
+            .collect()
+    };
+    assert_eq!(
+        send_from("127.0.0.1", n.dns[0], &signed_update(&key, batch("a"))),
+        ResponseCode::NoError
+    );
+    // 50 tokens left: another 150 records are refused, whatever the message count.
+    assert_eq!(
+        send_from("127.0.0.1", n.dns[0], &signed_update(&key, batch("b"))),
+        ResponseCode::Refused
+    );
+    assert!(txt_at(n.dns[0], &format!("b0.mb-{mb}.{ZONE}")).is_empty());
+}
+
 fn live_tombstones(n: &Node) -> usize {
     let (s, body) = http(&n.url(), "GET", "/v1/sync/tombstones?after=0", Some(SYNC), "").unwrap();
     assert_eq!(s, 200, "{body}");
@@ -347,8 +371,8 @@ fn live_tombstones(n: &Node) -> usize {
 fn mass_deletes_from_one_key_leave_bounded_tombstones() {
     // Per-record key and IP buckets wide open: the delete budget and the cap must bind.
     let n = public_node(&[
-        ("DNSMESH_LIMITS__TOKEN_RATE", "100000"),
-        ("DNSMESH_LIMITS__TOKEN_BURST", "100000"),
+        ("DNSMESH_LIMITS__UPDATE_KEY_RATE", "100000"),
+        ("DNSMESH_LIMITS__UPDATE_KEY_BURST", "100000"),
         ("DNSMESH_LIMITS__UPDATE_RATE", "100000"),
         ("DNSMESH_LIMITS__UPDATE_BURST", "100000"),
         ("DNSMESH_LIMITS__TOMBSTONES_PER_KEY", "300"),
@@ -401,8 +425,8 @@ fn measure_idle_cpu_with_many_tombstones() {
     let count: usize =
         std::env::var("TOMB_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
     let n = public_node(&[
-        ("DNSMESH_LIMITS__TOKEN_RATE", "1000000"),
-        ("DNSMESH_LIMITS__TOKEN_BURST", "1000000"),
+        ("DNSMESH_LIMITS__UPDATE_KEY_RATE", "1000000"),
+        ("DNSMESH_LIMITS__UPDATE_KEY_BURST", "1000000"),
         ("DNSMESH_LIMITS__UPDATE_RATE", "1000000"),
         ("DNSMESH_LIMITS__UPDATE_BURST", "1000000"),
     ]);

@@ -190,6 +190,9 @@ pub struct LimitsSection {
     /// Per-TSIG-key budget of deletes (each may leave a tombstone), refilled over
     /// `max_ttl` (the longest a tombstone lives).
     pub tombstones_per_key: usize,
+    /// Per-TSIG-key UPDATE bucket, charged per record (refill per second, burst).
+    pub update_key_rate: f64,
+    pub update_key_burst: f64,
 }
 
 /// `[cluster]`
@@ -400,6 +403,12 @@ impl Settings {
             if v == 0 {
                 return Err(invalid(key, "must be > 0"));
             }
+        }
+        if !(self.limits.update_key_rate > 0.0 && self.limits.update_key_burst >= 1.0) {
+            return Err(invalid(
+                "limits.update_key_rate",
+                "update_key_rate must be > 0 and update_key_burst >= 1",
+            ));
         }
         if self.node.sweep_interval_secs == 0 {
             return Err(invalid("node.sweep_interval_secs", "must be > 0"));
