@@ -1,12 +1,13 @@
 //! Replay cache for TSIG-signed UPDATEs (pure, time is a parameter).
 //!
 //! A TSIG MAC is valid for `fudge` seconds either side of its signing time, so a captured
-//! signed UPDATE could be sent again within that window (RFC 8945 §10 leaves replay
-//! protection to the server). The cache remembers every accepted MAC per key for
-//! `2 × fudge` after it was first seen — a message signed at T can only verify until
-//! T + fudge, and it was first seen no earlier than T − fudge — and a MAC seen before is a
-//! replay. Memory is bounded: at most `per_key` entries per key and `total` overall; past
-//! either bound new signed messages are refused (fail closed) until old entries age out.
+//! signed UPDATE could be sent again within that window (TSIG itself only checks the time).
+//! The cache remembers every accepted MAC per key for `2 × fudge` after it was first seen —
+//! a message signed at T can only verify until T + fudge, and it was first seen no earlier
+//! than T − fudge — and a MAC seen before is a replay. Memory is bounded: a key holding
+//! `max_per_key` entries gets its new messages refused until its old ones age out (only
+//! that key is affected: an honest key, limited per record, stays far below); past
+//! `max_total` entries overall the oldest entry is forgotten, so no key can deny others.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -17,7 +18,7 @@ pub enum ReplayVerdict {
     Fresh,
     /// Seen within the window: a replay.
     Replay,
-    /// The cache (for this key, or overall) is full: refuse for now.
+    /// This key holds its maximum of remembered MACs: refuse for now.
     Full,
 }
 
@@ -54,17 +55,18 @@ impl ReplayCache {
     }
 
     fn expire(&mut self, now: u64) {
-        while let Some((until, _, _)) = self.order.front() {
-            if *until > now {
-                break;
-            }
-            let Some((_, d, k)) = self.order.pop_front() else { break };
-            self.seen.remove(&d);
-            if let Some(c) = self.per_key.get_mut(&k) {
-                *c -= 1;
-                if *c == 0 {
-                    self.per_key.remove(&k);
-                }
+        while self.order.front().is_some_and(|(until, _, _)| *until <= now) {
+            self.forget_oldest();
+        }
+    }
+
+    fn forget_oldest(&mut self) {
+        let Some((_, d, k)) = self.order.pop_front() else { return };
+        self.seen.remove(&d);
+        if let Some(c) = self.per_key.get_mut(&k) {
+            *c -= 1;
+            if *c == 0 {
+                self.per_key.remove(&k);
             }
         }
     }
@@ -81,8 +83,11 @@ impl ReplayCache {
             return ReplayVerdict::Replay;
         }
         let held = self.per_key.get(key).copied().unwrap_or(0);
-        if held >= self.max_per_key || self.order.len() >= self.max_total {
+        if held >= self.max_per_key {
             return ReplayVerdict::Full;
+        }
+        if self.order.len() >= self.max_total {
+            self.forget_oldest();
         }
         self.seen.insert(d);
         // Entries are pushed in arrival order; `now` may step back with the wall clock,
@@ -118,11 +123,15 @@ mod tests {
         for i in 0..3u8 {
             assert_eq!(c.check("k.", &[i], 0), ReplayVerdict::Fresh);
         }
+        // One key at its bound is refused; others are not.
         assert_eq!(c.check("k.", &[9], 0), ReplayVerdict::Full);
         assert_eq!(c.check("j.", &[1], 0), ReplayVerdict::Fresh);
         assert_eq!(c.check("i.", &[1], 0), ReplayVerdict::Fresh);
-        assert_eq!(c.check("h.", &[1], 0), ReplayVerdict::Full);
+        // Overall bound: the oldest entry (k's first) is forgotten to make room.
+        assert_eq!(c.check("h.", &[1], 0), ReplayVerdict::Fresh);
         assert_eq!(c.len(), 5);
+        assert_eq!(c.check("k.", &[1], 0), ReplayVerdict::Replay);
+        assert_eq!(c.check("k.", &[0], 0), ReplayVerdict::Fresh);
         // Everything ages out.
         assert_eq!(c.check("k.", &[9], 600), ReplayVerdict::Fresh);
         assert_eq!(c.len(), 1);
