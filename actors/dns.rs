@@ -44,9 +44,9 @@ const OUR_UDP_PAYLOAD: u16 = 1232;
 
 /// TSIG fudge (seconds) of every key (the auth actor mints keys with 300).
 const TSIG_FUDGE: u64 = 300;
-/// Replay cache bounds: MACs remembered per key and overall (per-record key buckets keep
-/// an honest key far below the first).
-const REPLAY_PER_KEY: usize = 20_000;
+/// Replay cache bound overall (about 60 bytes an entry). Per key, the bound is what the
+/// per-key bucket lets through in the cache's window (2 × fudge), so only a key sending
+/// faster than its bucket allows is ever refused by it.
 const REPLAY_TOTAL: usize = 200_000;
 
 fn now_secs() -> u64 {
@@ -953,7 +953,9 @@ impl DnsActor {
                 registered: ArcSwap::from_pointee(Default::default()),
                 replay: parking_lot::Mutex::new(crate::node::replay::ReplayCache::new(
                     TSIG_FUDGE,
-                    REPLAY_PER_KEY,
+                    ((opts.key_burst + opts.key_rate * (2 * TSIG_FUDGE) as f64).ceil() as usize)
+                        .saturating_add(64)
+                        .min(REPLAY_TOTAL),
                     REPLAY_TOTAL,
                 )),
                 delete_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),

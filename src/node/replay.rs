@@ -22,11 +22,12 @@ pub enum ReplayVerdict {
     Full,
 }
 
-/// Recently accepted (key, MAC) pairs.
+/// Recently accepted (key, MAC) pairs, as 128-bit digests (about 60 bytes an entry).
 pub struct ReplayCache {
-    seen: HashSet<[u8; 32]>,
-    order: VecDeque<(u64, [u8; 32], String)>,
-    per_key: HashMap<String, usize>,
+    seen: HashSet<[u8; 16]>,
+    /// (forget at, digest, key id) in arrival order.
+    order: VecDeque<(u64, [u8; 16], u64)>,
+    per_key: HashMap<u64, usize>,
     window: u64,
     max_per_key: usize,
     max_total: usize,
@@ -76,13 +77,17 @@ impl ReplayCache {
         self.expire(now);
         let mut buf = Vec::with_capacity(key.len() + 1 + mac.len());
         buf.extend_from_slice(key.as_bytes());
+        let kh = crate::proto::keys::sha256(&buf);
+        let kid = u64::from_be_bytes(kh[..8].try_into().unwrap_or([0; 8]));
         buf.push(0);
         buf.extend_from_slice(mac);
-        let d = crate::proto::keys::sha256(&buf);
+        let full = crate::proto::keys::sha256(&buf);
+        let mut d = [0u8; 16];
+        d.copy_from_slice(&full[..16]);
         if self.seen.contains(&d) {
             return ReplayVerdict::Replay;
         }
-        let held = self.per_key.get(key).copied().unwrap_or(0);
+        let held = self.per_key.get(&kid).copied().unwrap_or(0);
         if held >= self.max_per_key {
             return ReplayVerdict::Full;
         }
@@ -93,8 +98,8 @@ impl ReplayCache {
         // Entries are pushed in arrival order; `now` may step back with the wall clock,
         // which only keeps an entry longer.
         let until = now.saturating_add(self.window).max(self.order.back().map_or(0, |e| e.0));
-        self.order.push_back((until, d, key.to_string()));
-        *self.per_key.entry(key.to_string()).or_insert(0) += 1;
+        self.order.push_back((until, d, kid));
+        *self.per_key.entry(kid).or_insert(0) += 1;
         ReplayVerdict::Fresh
     }
 }
