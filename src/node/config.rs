@@ -167,7 +167,7 @@ pub struct LimitsSection {
     /// Per-token bucket written into minted tokens.
     pub token_rate: f64,
     pub token_burst: f64,
-    /// Per-recipient bucket for unsigned claim UPDATEs.
+    /// Per-recipient (and client network) bucket for unsigned claim UPDATEs.
     pub claim_rate: f64,
     pub claim_burst: f64,
     /// Per-client-IP bucket for DNS UPDATE messages.
