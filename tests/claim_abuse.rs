@@ -457,3 +457,42 @@ fn measure_idle_cpu_with_many_tombstones() {
         live_tombstones(&n)
     );
 }
+
+#[test]
+fn new_limits_are_validated_naming_their_key() {
+    use dnsmesh::node::config::{Overrides, Settings};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    for (section, key, value) in [
+        ("dns", "claim_max_ttl", "0"),
+        ("limits", "unsigned_claims_max", "0"),
+        ("limits", "unsigned_claims_per_net", "0"),
+        ("limits", "claim_share_per_sender", "0"),
+        ("limits", "max_tombstones", "0"),
+        ("limits", "tombstones_per_key", "0"),
+        ("limits", "update_key_rate", "0.0"),
+    ] {
+        std::fs::write(&p, format!("[{section}]\n{key} = {value}\n")).unwrap();
+        let err = Settings::load_with_env(&p, true, &Overrides::default(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("{section}.{key}")), "{err}");
+    }
+    let s = Settings::load_with_env(
+        &p.with_file_name("none.toml"),
+        false,
+        &Overrides::default(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(s.dns.claim_max_ttl, 86_400);
+    assert!(!s.dns.receiver_claim_notifications);
+    assert_eq!(
+        (
+            s.limits.unsigned_claims_max,
+            s.limits.unsigned_claims_per_net,
+            s.limits.claim_share_per_sender
+        ),
+        (100_000, 1000, 4)
+    );
+}
