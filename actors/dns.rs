@@ -45,6 +45,13 @@ const SLOW_INFLIGHT: usize = 512;
 /// Our UDP payload size advertised in OPT.
 const OUR_UDP_PAYLOAD: u16 = 1232;
 
+/// TSIG fudge (seconds) of every key (the auth actor mints keys with 300).
+const TSIG_FUDGE: u64 = 300;
+/// Replay cache bound overall (about 60 bytes an entry). Per key, the bound is what the
+/// per-key bucket lets through in the cache's window (2 × fudge), so only a key sending
+/// faster than its bucket allows is ever refused by it.
+const REPLAY_TOTAL: usize = 200_000;
+
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -116,7 +123,7 @@ pub struct DnsOptions {
     /// Per-client-IP bucket for UPDATE messages (loopback exempt unless `limit_loopback`).
     pub update_rate: f64,
     pub update_burst: f64,
-    /// Per-TSIG-key bucket for UPDATE messages.
+    /// Per-TSIG-key bucket for UPDATE records.
     pub key_rate: f64,
     pub key_burst: f64,
     /// Per (key, recipient mailbox) bucket for adds to `slot-*`/`claim-*` names.
@@ -136,6 +143,14 @@ pub struct DnsOptions {
     pub tcp_max_per_ip: usize,
     /// Total lifetime of a DNS-over-TCP connection.
     pub tcp_lifetime: Duration,
+    /// Longest life of an unsigned claim, seconds (`[dns] claim_max_ttl`).
+    pub claim_max_ttl: u64,
+    /// Unsigned claims only for recipients registered here.
+    pub receiver_claims: bool,
+    /// Budgets of live unsigned claims.
+    pub claim_limits: crate::node::claims::ClaimLimits,
+    /// Per-TSIG-key delete budget (refilled over `max_ttl`).
+    pub tombstones_per_key: usize,
 }
 
 /// Slow-path counters by outcome.
@@ -169,6 +184,15 @@ struct SlowInner {
     key_buckets: parking_lot::Mutex<TokenBuckets<String>>,
     mailbox_buckets: parking_lot::Mutex<TokenBuckets<(String, String)>>,
     counters: SlowCounters,
+    /// Live claims, for the unsigned-claim budgets (fed from `ZoneDelta`).
+    claims: parking_lot::Mutex<crate::node::claims::ClaimBook>,
+    /// Mailbox hashes of recipients registered here (from the keyring) → the latest
+    /// expiry of a key holding it (`u64::MAX` = never).
+    registered: ArcSwap<HashMap<String, u64>>,
+    /// MACs of recent signed UPDATEs (replay protection).
+    replay: parking_lot::Mutex<crate::node::replay::ReplayCache>,
+    /// Per-key delete budget (tombstones).
+    delete_buckets: parking_lot::Mutex<TokenBuckets<String>>,
 }
 
 fn rcode_name(r: ResponseCode) -> &'static str {
@@ -409,14 +433,34 @@ impl SlowPath {
             TsigCheck::Verified { scope, ctx } => (Some(scope), Some(ctx)),
             TsigCheck::Unsigned => (None, None),
         };
-        // Per-client and per-key write limits: REFUSED (the client may retry later).
+        // A signed UPDATE is applied once: a captured copy sent again within the fudge
+        // window is refused (REFUSED, signed: the MAC is valid, the policy says no).
+        if let (Some(_), Some(sig)) = (&scope, request.signature.as_ref()) {
+            let key = sig.name.to_lowercase().to_string();
+            let verdict = self.inner.replay.lock().check(&key, &sig.data.mac, now);
+            if verdict != crate::node::replay::ReplayVerdict::Fresh {
+                self.inner.counters.bump(
+                    if verdict == crate::node::replay::ReplayVerdict::Replay {
+                        "tsig_replay"
+                    } else {
+                        "rate_limited"
+                    },
+                );
+                meta.response_code = ResponseCode::Refused;
+                return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+            }
+        }
+        // Per-client and per-key write limits, charged per record of the update section:
+        // REFUSED (the client may retry later).
         let o = &self.inner.opts;
+        let records = u32::try_from(request.authorities.len()).unwrap_or(u32::MAX);
         let ip = request.src().ip();
         let ip_ok = (ip.is_loopback() && !o.limit_loopback)
-            || self.inner.ip_buckets.lock().take(ip, o.update_rate, o.update_burst);
+            || self.inner.ip_buckets.lock().take_n(ip, records, o.update_rate, o.update_burst);
         let key_ok = match (&scope, request.signature.as_ref()) {
-            (Some(_), Some(sig)) => self.inner.key_buckets.lock().take(
+            (Some(_), Some(sig)) => self.inner.key_buckets.lock().take_n(
                 sig.name.to_lowercase().to_string(),
+                records,
                 o.key_rate,
                 o.key_burst,
             ),
@@ -459,6 +503,7 @@ impl SlowPath {
             self.check_prerequisite(pr)?;
         }
         let key_name = request.signature.as_ref().map(|s| s.name.to_lowercase().to_string());
+        let mut admitted = None;
         let mut ops = Vec::new();
         for rr in &request.authorities {
             let owner = rr.name.to_lowercase().to_string();
@@ -510,6 +555,20 @@ impl SlowPath {
         }
         match scope {
             Some(scope) => {
+                // Deletes leave tombstones: each key has a budget of them.
+                let deletes = ops.iter().filter(|op| !matches!(op, Op::Add { .. })).count();
+                if let (true, Some(key)) = (deletes > 0, key_name.as_ref()) {
+                    let burst = o.tombstones_per_key as f64;
+                    if !self.inner.delete_buckets.lock().take_n(
+                        key.clone(),
+                        u32::try_from(deletes).unwrap_or(u32::MAX),
+                        burst / o.max_ttl.max(1) as f64,
+                        burst,
+                    ) {
+                        self.inner.counters.bump("rate_limited");
+                        return Err(ResponseCode::Refused);
+                    }
+                }
                 for op in &ops {
                     let (name, delete) = match op {
                         Op::Add { name, .. } => (name, false),
@@ -534,35 +593,18 @@ impl SlowPath {
                 }
             }
             None => {
-                if !o.claim_provider || ops.is_empty() {
-                    return Err(ResponseCode::Refused);
-                }
-                for op in ops.iter_mut() {
-                    let Op::Add { name, value, ttl } = op else {
-                        return Err(ResponseCode::Refused);
-                    };
-                    let Some(hash) = claim_owner_hash(name, &o.zone) else {
-                        return Err(ResponseCode::Refused);
-                    };
-                    match crate::node::auth::verify_claim(value, now) {
-                        Some(exp) if exp.saturating_sub(now) <= 86_400 => {}
-                        _ => return Err(ResponseCode::Refused),
-                    }
-                    if !self.inner.claim_buckets.lock().take(
-                        hash.to_string(),
-                        o.claim_rate,
-                        o.claim_burst,
-                    ) {
-                        return Err(ResponseCode::ServFail);
-                    }
-                    *ttl = (*ttl).min(86_400);
-                }
+                admitted = Some(self.check_unsigned_claim(request, &mut ops, now)?);
             }
         }
         if ops.is_empty() {
             return Ok(());
         }
-        match self
+        // An admitted claim counts against its budgets only if it is stored.
+        let release = match (&admitted, ops.first()) {
+            (Some(true), Some(Op::Add { name, value, .. })) => Some((name.clone(), value.clone())),
+            _ => None,
+        };
+        let res = match self
             .inner
             .store
             .send(Apply { ops, max_values: o.max_values_per_name, origin: Origin::Local })
@@ -571,7 +613,100 @@ impl SlowPath {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(StoreError::TooManyValues { .. })) => Err(ResponseCode::Refused),
             _ => Err(ResponseCode::ServFail),
+        };
+        if let (Err(_), Some((name, value))) = (&res, release) {
+            self.inner.claims.lock().release(&name, &value);
         }
+        res
+    }
+
+    /// The unsigned-claim rules (node.md §4.6, plus budgets): exactly one add, of a valid
+    /// claim at `claim-<n>.mb-<H12>.<zone>` (for a recipient registered here in
+    /// receiver-only mode), living at most `claim_max_ttl`, within the per-recipient rate
+    /// and the live-claim budgets. `Ok(true)` when the claim took a new budget slot.
+    fn check_unsigned_claim(
+        &self,
+        request: &Request,
+        ops: &mut [Op],
+        now: u64,
+    ) -> Result<bool, ResponseCode> {
+        let o = &self.inner.opts;
+        if !(o.claim_provider || o.receiver_claims) {
+            return Err(ResponseCode::Refused);
+        }
+        // One claim per unsigned UPDATE: each costs a signature check and a budget slot.
+        let [Op::Add { name, value, ttl }] = ops else {
+            self.inner.counters.bump("claim_refused");
+            return Err(ResponseCode::Refused);
+        };
+        let Some(hash) = claim_owner_hash(name, &o.zone) else {
+            return Err(ResponseCode::Refused);
+        };
+        if o.receiver_claims {
+            let registered = self.inner.registered.load();
+            if registered.get(hash).is_none_or(|exp| *exp <= now) {
+                self.inner.counters.bump("claim_refused");
+                return Err(ResponseCode::Refused);
+            }
+        }
+        let claim = crate::proto::records::claim::ClaimRecord::parse_and_verify(value, now)
+            .ok_or(ResponseCode::Refused)?;
+        if claim.exp.saturating_sub(now) > o.claim_max_ttl {
+            self.inner.counters.bump("claim_refused");
+            return Err(ResponseCode::Refused);
+        }
+        *ttl = (*ttl).min(o.claim_max_ttl);
+        let ip = request.src().ip();
+        let net = (!ip.is_loopback() || o.limit_loopback).then(|| crate::node::claims::net_of(ip));
+        let admitted = self
+            .inner
+            .claims
+            .lock()
+            .admit(name, value, claim.sender_spk, net, now, &o.claim_limits)
+            .map_err(|why| {
+                tracing::debug!(%why, name = %name, "unsigned claim refused");
+                self.inner.counters.bump("claim_budget");
+                ResponseCode::Refused
+            })?;
+        // The reference's per-recipient bucket (SERVFAIL = retry later), charged only for
+        // claims within the budgets and kept per client network, so a sender refused by
+        // its budgets cannot drain it for everyone else.
+        let bucket = match net {
+            Some(n) => format!("{hash}/{n:?}"),
+            None => hash.to_string(),
+        };
+        if !self.inner.claim_buckets.lock().take(bucket, o.claim_rate, o.claim_burst) {
+            if admitted {
+                self.inner.claims.lock().release(name, value);
+            }
+            return Err(ResponseCode::ServFail);
+        }
+        Ok(admitted)
+    }
+
+    /// Keep the claim book in step with the zone (every change of a claim name).
+    fn note_claims(&self, changes: &[(String, Vec<String>)]) {
+        let zone = &self.inner.opts.zone;
+        let mut book = None;
+        let now = now_secs();
+        for (name, values) in changes {
+            if claim_owner_hash(name, zone).is_some() {
+                book.get_or_insert_with(|| self.inner.claims.lock()).sync_name(name, values, now);
+            }
+        }
+    }
+
+    /// Mailbox hashes of recipients registered here, from the keyring's scopes.
+    fn note_keyring(&self, ring: &Keyring) {
+        let mut reg: HashMap<String, u64> = HashMap::new();
+        for e in ring.values() {
+            let exp = if e.expires_at == 0 { u64::MAX } else { e.expires_at };
+            for h in crate::node::claims::registered_mailboxes(&e.scope, &self.inner.opts.zone) {
+                let cur = reg.entry(h).or_insert(0);
+                *cur = (*cur).max(exp);
+            }
+        }
+        self.inner.registered.store(Arc::new(reg));
     }
 
     fn check_prerequisite(&self, pr: &Record) -> Result<(), ResponseCode> {
@@ -833,6 +968,16 @@ impl DnsActor {
                 key_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 mailbox_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 counters: SlowCounters::default(),
+                claims: parking_lot::Mutex::new(crate::node::claims::ClaimBook::new()),
+                registered: ArcSwap::from_pointee(Default::default()),
+                replay: parking_lot::Mutex::new(crate::node::replay::ReplayCache::new(
+                    TSIG_FUDGE,
+                    ((opts.key_burst + opts.key_rate * (2 * TSIG_FUDGE) as f64).ceil() as usize)
+                        .saturating_add(64)
+                        .min(REPLAY_TOTAL),
+                    REPLAY_TOTAL,
+                )),
+                delete_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
             }),
         };
         Ok(DnsActor {
@@ -1022,6 +1167,7 @@ impl Handler<ZoneDelta> for DnsActor {
             let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
             self.view.set_txt(name, &refs);
         }
+        self.slow.note_claims(&msg.changes);
         if msg.snapshot_complete && !self.ready {
             self.ready = true;
             for w in self.ready_waiters.drain(..) {
@@ -1051,6 +1197,7 @@ impl Handler<KeyringChanged> for DnsActor {
     type Result = ();
 
     fn handle(&mut self, msg: KeyringChanged, _: &mut Context<Self>) {
+        self.slow.note_keyring(&msg.0);
         self.slow.inner.keyring.store(Arc::new(msg.0));
     }
 }

@@ -12,7 +12,10 @@
 //! - `x` expires_at u64 BE ‖ stored_ms u64 BE → ()   (expiry sweep)
 //! - `q` name `\0` value → `expires_at ‖ stamp` and `d` stamp → name `\0` value
 //!   (tombstones of deleted values, for sync)
+//! - `z` expires_at u64 BE ‖ stamp u64 BE → ()   (tombstone expiry index: the sweep
+//!   touches only what expires, and evicts the soonest-expiring past `max_tombstones`)
 //! - `m:rows` → the row count, written in the same atomic batch as the rows
+//! - `m:zidx` → present once the `z` index covers every tombstone
 //!
 //! `stored_ms` is a per-node strictly increasing millisecond stamp (max(now, last + 1)),
 //! so it orders rows even when the wall clock steps back.
@@ -167,6 +170,11 @@ pub struct ZoneDelta {
 #[rtype(result = "()")]
 pub struct Fail;
 
+/// Number of tombstones held (live or expired but not yet swept).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct TombstoneCount;
+
 /// Flush and report: used at shutdown.
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
@@ -192,6 +200,10 @@ pub struct StoreActor {
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     sweep_every: Duration,
     supervisor: Option<Addr<SupervisorActor>>,
+    /// Tombstones held (kept incrementally; counted from the `z` index at open).
+    tombstones: usize,
+    /// Past this many tombstones the sweep drops the soonest-expiring.
+    max_tombstones: usize,
 }
 
 fn now_secs() -> u64 {
@@ -204,6 +216,10 @@ fn now_ms() -> u64 {
 
 /// Where the row count lives (`m` sorts apart from every record prefix).
 const ROWS_KEY: &[u8] = b"m:rows";
+/// Marker: the `z` tombstone expiry index is complete.
+const ZIDX_KEY: &[u8] = b"m:zidx";
+/// Most index entries one sweep handles (the rest wait for the next sweep).
+const SWEEP_BATCH: usize = 100_000;
 
 /// A raw (key, value) pair of the `records` tree.
 type KeyValue = (Vec<u8>, Vec<u8>);
@@ -237,6 +253,14 @@ fn xkey(expires: u64, stored_ms: u64) -> [u8; 17] {
     k[0] = b'x';
     k[1..9].copy_from_slice(&expires.to_be_bytes());
     k[9..].copy_from_slice(&stored_ms.to_be_bytes());
+    k
+}
+
+fn zkey(expires: u64, stamp: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = b'z';
+    k[1..9].copy_from_slice(&expires.to_be_bytes());
+    k[9..].copy_from_slice(&stamp.to_be_bytes());
     k
 }
 
@@ -303,6 +327,19 @@ impl StoreActor {
             }
             _ => tree.scan_prefix(b"t").keys().count(),
         };
+        // Stores written before the tombstone index: build it once.
+        if tree.get(ZIDX_KEY)?.is_none() {
+            let mut batch = sled::Batch::default();
+            for item in tree.scan_prefix(b"q") {
+                let (_, m) = item?;
+                if let Some((e, stamp)) = parse_meta(&m) {
+                    batch.insert(&zkey(e, stamp)[..], &[][..]);
+                }
+            }
+            batch.insert(ZIDX_KEY, &[][..]);
+            tree.apply_batch(batch)?;
+        }
+        let tombstones = tree.scan_prefix(b"z").keys().count();
         Ok(StoreActor {
             db,
             tree,
@@ -316,7 +353,15 @@ impl StoreActor {
             overlay: BTreeMap::new(),
             sweep_every,
             supervisor: None,
+            tombstones,
+            max_tombstones: usize::MAX,
         })
+    }
+
+    /// Keep at most `n` tombstones (the soonest-expiring go first, at the next sweep).
+    pub fn with_max_tombstones(mut self, n: usize) -> Self {
+        self.max_tombstones = n.max(1);
+        self
     }
 
     /// Group-commit window: writes arriving within it share one flush.
@@ -487,6 +532,7 @@ impl StoreActor {
         let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut changed = Vec::new();
         let mut row_delta = 0i64;
+        let mut tomb_delta = 0i64;
         for (name, cur) in &names {
             let orig = &original[name];
             let mut touched = false;
@@ -511,10 +557,12 @@ impl StoreActor {
                         batch.push((xkey(*e, *s).to_vec(), Some(Vec::new())));
                         if origin == Origin::Local {
                             if let Some(m) = self.get_key(&qk)? {
-                                if let Some((_, ds)) = parse_meta(&m) {
+                                if let Some((de, ds)) = parse_meta(&m) {
                                     batch.push((dkey(ds).to_vec(), None));
+                                    batch.push((zkey(de, ds).to_vec(), None));
                                 }
                                 batch.push((qk, None));
+                                tomb_delta -= 1;
                             }
                         }
                     }
@@ -523,9 +571,18 @@ impl StoreActor {
                         // A tombstone lives as long as the value would have.
                         if let Some((oe, _)) = old {
                             if oe > now {
+                                // Replace an older tombstone of the same value, if any.
+                                match self.get_key(&qk)?.as_deref().and_then(parse_meta) {
+                                    Some((pe, ps)) => {
+                                        batch.push((dkey(ps).to_vec(), None));
+                                        batch.push((zkey(pe, ps).to_vec(), None));
+                                    }
+                                    None => tomb_delta += 1,
+                                }
                                 let stamp = self.next_ms();
                                 batch.push((qk, Some(meta(oe, stamp).to_vec())));
                                 batch.push((dkey(stamp).to_vec(), Some(rk[1..].to_vec())));
+                                batch.push((zkey(oe, stamp).to_vec(), Some(Vec::new())));
                             }
                         }
                     }
@@ -540,6 +597,7 @@ impl StoreActor {
             self.overlay.insert(k, v);
         }
         self.rows = self.rows.saturating_add_signed(row_delta as isize);
+        self.tombstones = self.tombstones.saturating_add_signed(tomb_delta as isize);
         Ok((changed, deleted))
     }
 
@@ -641,22 +699,45 @@ impl StoreActor {
                 break;
             }
         }
-        // Expired tombstones (few; scanned whole).
-        for item in self.tree.scan_prefix(b"q") {
-            let (qk, m) = item?;
-            if let Some((e, stamp)) = parse_meta(&m) {
-                if e <= now {
-                    batch.remove(qk);
-                    batch.remove(&dkey(stamp)[..]);
-                    n += 1;
+        // Tombstones, by their expiry index: the expired ones, then (past the cap) the
+        // soonest-expiring, so the sweep never scans tombstones that stay.
+        let mut removed_tombs = 0usize;
+        let over = self.tombstones.saturating_sub(self.max_tombstones);
+        let mut zend = vec![b'z'];
+        zend.extend_from_slice(&(now + 1).to_be_bytes());
+        for item in self.tree.scan_prefix(b"z") {
+            let (zk, _) = item?;
+            if zk.as_ref() >= zend.as_slice() && removed_tombs >= over {
+                break;
+            }
+            if removed_tombs >= SWEEP_BATCH {
+                break;
+            }
+            batch.remove(zk.clone());
+            n += 1;
+            if zk.len() != 17 {
+                continue;
+            }
+            let stamp = u64::from_be_bytes(zk[9..17].try_into().unwrap_or([0; 8]));
+            if let Some(tail) = self.tree.get(dkey(stamp))? {
+                batch.remove(&dkey(stamp)[..]);
+                let mut qk = vec![b'q'];
+                qk.extend_from_slice(&tail);
+                // Only if the tombstone still carries this stamp (not replaced).
+                if let Some(m) = self.tree.get(&qk)? {
+                    if parse_meta(&m).map(|(_, s)| s) == Some(stamp) {
+                        batch.remove(qk);
+                    }
                 }
             }
+            removed_tombs += 1;
         }
         if n > 0 {
             let rows = self.rows.saturating_sub(removed_rows);
             batch.insert(ROWS_KEY, &(rows as u64).to_be_bytes()[..]);
             self.tree.apply_batch(batch)?;
             self.rows = rows;
+            self.tombstones = self.tombstones.saturating_sub(removed_tombs);
         }
         Ok(changed.into_iter().collect())
     }
@@ -797,6 +878,14 @@ impl Handler<Fail> for StoreActor {
     }
 }
 
+impl Handler<TombstoneCount> for StoreActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: TombstoneCount, _: &mut Context<Self>) -> usize {
+        self.tombstones
+    }
+}
+
 impl Handler<Flush> for StoreActor {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
@@ -903,5 +992,95 @@ impl Handler<Tombstones> for StoreActor {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(name: &str, value: &str, ttl: u64) -> Op {
+        Op::Add { name: name.into(), value: value.into(), ttl }
+    }
+
+    fn del(name: &str, value: &str) -> Op {
+        Op::DeleteValue { name: name.into(), value: value.into() }
+    }
+
+    async fn apply(store: &Addr<StoreActor>, ops: Vec<Op>) {
+        store.send(Apply { ops, max_values: 0, origin: Origin::Local }).await.unwrap().unwrap();
+    }
+
+    /// Poll `f` (a store query) until it yields `want`, at most 10 s.
+    async fn until<M>(store: &Addr<StoreActor>, msg: impl Fn() -> M, want: M::Result) -> bool
+    where
+        M: Message + Send + 'static,
+        M::Result: Send + PartialEq + std::fmt::Debug,
+        StoreActor: Handler<M>,
+    {
+        for _ in 0..200 {
+            if store.send(msg()).await.unwrap() == want {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[test]
+    fn sweep_removes_expired_rows_and_tombstones_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        actix::System::new().block_on(async {
+            let store = StoreActor::open(dir.path(), Duration::from_millis(100)).unwrap().start();
+            // Short-lived values, some deleted (tombstones living as long as the value would
+            // have), and long-lived ones that must stay.
+            apply(&store, (0..20).map(|i| add("a.z", &format!("s{i}"), 1)).collect()).await;
+            apply(&store, (0..5).map(|i| add("b.z", &format!("l{i}"), 3600)).collect()).await;
+            apply(&store, (0..10).map(|i| del("a.z", &format!("s{i}"))).collect()).await;
+            apply(&store, vec![del("b.z", "l0")]).await;
+            assert_eq!(store.send(TombstoneCount).await.unwrap(), 11);
+            // After a second, the short-lived rows and their tombstones are swept; the
+            // long-lived row and tombstone stay.
+            assert!(until(&store, || Count, 4).await, "expired rows are swept");
+            assert!(until(&store, || TombstoneCount, 1).await, "expired tombstones are swept");
+            let live = store.send(Tombstones { after_ms: 0, limit: 100 }).await.unwrap().unwrap();
+            assert_eq!(live.len(), 1);
+            assert_eq!((live[0].1.as_str(), live[0].2.as_str()), ("b.z", "l0"));
+            // A local re-add of the deleted value drops its tombstone (and index entry).
+            apply(&store, vec![add("b.z", "l0", 3600)]).await;
+            assert_eq!(store.send(TombstoneCount).await.unwrap(), 0);
+            let none = store.send(Tombstones { after_ms: 0, limit: 100 }).await.unwrap().unwrap();
+            assert!(none.is_empty());
+        });
+        // Reopened, the count comes from the index.
+        let s = StoreActor::open(dir.path(), Duration::from_secs(1)).unwrap();
+        assert_eq!((s.rows, s.tombstones), (5, 0));
+    }
+
+    #[test]
+    fn tombstones_are_capped_soonest_expiring_first() {
+        let dir = tempfile::tempdir().unwrap();
+        actix::System::new().block_on(async {
+            let store = StoreActor::open(dir.path(), Duration::from_millis(100))
+                .unwrap()
+                .with_max_tombstones(5)
+                .start();
+            apply(&store, (0..20).map(|i| add("c.z", &format!("v{i}"), 1000 + i)).collect()).await;
+            apply(&store, (0..20).map(|i| del("c.z", &format!("v{i}"))).collect()).await;
+            assert_eq!(store.send(TombstoneCount).await.unwrap(), 20);
+            assert!(until(&store, || TombstoneCount, 5).await, "capped at the next sweep");
+            let mut kept: Vec<String> = store
+                .send(Tombstones { after_ms: 0, limit: 100 })
+                .await
+                .unwrap()
+                .unwrap()
+                .into_iter()
+                .map(|t| t.2)
+                .collect();
+            kept.sort();
+            assert_eq!(kept, ["v15", "v16", "v17", "v18", "v19"]);
+        });
+        let s = StoreActor::open(dir.path(), Duration::from_secs(1)).unwrap();
+        assert_eq!(s.tombstones, 5);
     }
 }

@@ -31,9 +31,11 @@ UPD_Q="${UPD_Q:-128}"
 bench_init
 T0=$(date +%s)
 
-# Per-key write buckets (token_rate/token_burst, which newer nodes also apply to TSIG keys
-# on loopback) are opened wide: this measures the write path, not the abuse limiter.
-start_ours "$WORK/ours" DNSMESH_LIMITS__TOKEN_RATE=1000000 DNSMESH_LIMITS__TOKEN_BURST=1000000
+# Per-key write buckets (token_rate/token_burst for bearer tokens, update_key_rate/
+# update_key_burst for TSIG keys; both apply on loopback) are opened wide: this measures
+# the write path, not the abuse limiter.
+start_ours "$WORK/ours" DNSMESH_LIMITS__TOKEN_RATE=1000000 DNSMESH_LIMITS__TOKEN_BURST=1000000 \
+    DNSMESH_LIMITS__UPDATE_KEY_RATE=1000000 DNSMESH_LIMITS__UPDATE_KEY_BURST=1000000
 start_ref "$WORK/ref"
 log "ours pid=$OURS_PID dns=$OURS_DNS_PORT $OURS_HTTP | ref pid=$REF_PID dns=$REF_DNS_PORT $REF_HTTP"
 

@@ -113,6 +113,12 @@ pub struct DnsSection {
     pub tcp_max_per_ip: usize,
     /// Total lifetime of a DNS-over-TCP connection, seconds.
     pub tcp_lifetime_secs: u64,
+    /// Longest life of an unsigned claim (`exp - now`, and its stored TTL), seconds
+    /// (the reference's `DMP_CLAIM_MAX_TTL`).
+    pub claim_max_ttl: u64,
+    /// Accept unsigned claims only for recipients registered on this node (the
+    /// reference's `DMP_RECEIVER_CLAIM_NOTIFICATIONS`).
+    pub receiver_claim_notifications: bool,
 }
 
 /// `[http]`
@@ -172,7 +178,7 @@ pub struct LimitsSection {
     /// Per-token bucket written into minted tokens.
     pub token_rate: f64,
     pub token_burst: f64,
-    /// Per-recipient bucket for unsigned claim UPDATEs.
+    /// Per-recipient (and client network) bucket for unsigned claim UPDATEs.
     pub claim_rate: f64,
     pub claim_burst: f64,
     /// Per-client-IP bucket for DNS UPDATE messages.
@@ -183,6 +189,21 @@ pub struct LimitsSection {
     pub mailbox_burst: f64,
     /// Whether per-IP limits apply to loopback clients.
     pub limit_loopback: bool,
+    /// Most live claim records in the zone; past it unsigned claims are refused.
+    pub unsigned_claims_max: usize,
+    /// Most live unsigned claims from one client network (IPv4 /24, IPv6 /56).
+    pub unsigned_claims_per_net: usize,
+    /// Most live unsigned claims one sender key, and one client network, may hold at one
+    /// recipient claim name.
+    pub claim_share_per_sender: usize,
+    /// Most tombstones (deleted values remembered for sync) in the store.
+    pub max_tombstones: usize,
+    /// Per-TSIG-key budget of deletes (each may leave a tombstone), refilled over
+    /// `max_ttl` (the longest a tombstone lives).
+    pub tombstones_per_key: usize,
+    /// Per-TSIG-key UPDATE bucket, charged per record (refill per second, burst).
+    pub update_key_rate: f64,
+    pub update_key_burst: f64,
 }
 
 /// `[cluster]`
@@ -399,6 +420,26 @@ impl Settings {
         }
         if self.cluster.sync_interval_secs == 0 {
             return Err(invalid("cluster.sync_interval_secs", "must be > 0"));
+        }
+        if self.dns.claim_max_ttl == 0 {
+            return Err(invalid("dns.claim_max_ttl", "must be > 0"));
+        }
+        for (key, v) in [
+            ("limits.unsigned_claims_max", self.limits.unsigned_claims_max),
+            ("limits.unsigned_claims_per_net", self.limits.unsigned_claims_per_net),
+            ("limits.claim_share_per_sender", self.limits.claim_share_per_sender),
+            ("limits.max_tombstones", self.limits.max_tombstones),
+            ("limits.tombstones_per_key", self.limits.tombstones_per_key),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be > 0"));
+            }
+        }
+        if !(self.limits.update_key_rate > 0.0 && self.limits.update_key_burst >= 1.0) {
+            return Err(invalid(
+                "limits.update_key_rate",
+                "update_key_rate must be > 0 and update_key_burst >= 1",
+            ));
         }
         if self.node.sweep_interval_secs == 0 {
             return Err(invalid("node.sweep_interval_secs", "must be > 0"));

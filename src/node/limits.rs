@@ -19,6 +19,15 @@ impl<K: Hash + Eq + Clone> TokenBuckets<K> {
     /// Take one token for `key` from a bucket refilling `rate`/s up to `burst`.
     /// Returns false when empty.
     pub fn take(&mut self, key: K, rate: f64, burst: f64) -> bool {
+        self.take_n(key, 1, rate, burst)
+    }
+
+    /// Charge `n` tokens (one per record of a write) for `key`. Allowed when the bucket
+    /// holds at least `min(n, burst)` tokens; the whole `n` is then taken, possibly leaving
+    /// the bucket in debt, so a batch larger than the burst goes through once from a full
+    /// bucket but the long-run rate never exceeds `rate` records per second.
+    pub fn take_n(&mut self, key: K, n: u32, rate: f64, burst: f64) -> bool {
+        let n = f64::from(n.max(1));
         let now = Instant::now();
         if self.buckets.len() >= self.capacity && !self.buckets.contains_key(&key) {
             // Evict the stalest entry (a full bucket is equivalent to a fresh one).
@@ -31,8 +40,8 @@ impl<K: Hash + Eq + Clone> TokenBuckets<K> {
         let (tokens, last) = self.buckets.entry(key).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
         *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        if *tokens >= n.min(burst).max(1.0) {
+            *tokens -= n;
             true
         } else {
             false
@@ -72,5 +81,18 @@ mod tests {
         assert!(b.take("a", 0.0, 2.0));
         assert!(!b.take("a", 0.0, 2.0));
         assert!(b.take("b", 0.0, 2.0));
+    }
+
+    #[test]
+    fn batches_are_charged_per_record() {
+        let mut b = TokenBuckets::new(10);
+        // 3 records from a bucket of 5: allowed, 2 left; 3 more: refused.
+        assert!(b.take_n("a", 3, 0.0, 5.0));
+        assert!(!b.take_n("a", 3, 0.0, 5.0));
+        assert!(b.take_n("a", 2, 0.0, 5.0));
+        assert!(!b.take("a", 0.0, 5.0));
+        // A batch over the burst goes through once from a full bucket, then leaves debt.
+        assert!(b.take_n("b", 200, 0.0, 5.0));
+        assert!(!b.take("b", 0.0, 5.0));
     }
 }

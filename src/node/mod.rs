@@ -1,10 +1,12 @@
 //! The node runtime: configuration, start-up wiring of the actors, shutdown.
 
 pub mod auth;
+pub mod claims;
 pub mod config;
 pub mod dns_client;
 pub mod http_client;
 pub mod limits;
+pub mod replay;
 pub mod replication;
 pub mod seed_fetch;
 pub mod tcp_conns;
@@ -69,7 +71,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         StoreActor::open(data_dir, Duration::from_secs(settings.node.sweep_interval_secs))
             .with_context(|| format!("opening the store in {}", data_dir.display()))?
             .with_supervisor(supervisor.clone())
-            .with_commit_delay(Duration::from_micros(settings.node.commit_delay_us));
+            .with_commit_delay(Duration::from_micros(settings.node.commit_delay_us))
+            .with_max_tombstones(settings.limits.max_tombstones);
     let db = store_actor.db().clone();
     let db2 = db.clone();
     let store = actix::Supervisor::start(move |_| store_actor);
@@ -109,8 +112,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         claim_burst: settings.limits.claim_burst,
         update_rate: settings.limits.update_rate,
         update_burst: settings.limits.update_burst,
-        key_rate: settings.limits.token_rate,
-        key_burst: settings.limits.token_burst,
+        key_rate: settings.limits.update_key_rate,
+        key_burst: settings.limits.update_key_burst,
         mailbox_rate: settings.limits.mailbox_rate,
         mailbox_burst: settings.limits.mailbox_burst,
         tcp_timeout: Duration::from_secs(settings.dns.tcp_timeout_secs.max(1)),
@@ -125,6 +128,14 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         tcp_max_connections: settings.dns.tcp_max_connections,
         tcp_max_per_ip: settings.dns.tcp_max_per_ip,
         tcp_lifetime: Duration::from_secs(settings.dns.tcp_lifetime_secs),
+        claim_max_ttl: settings.dns.claim_max_ttl,
+        receiver_claims: settings.dns.receiver_claim_notifications,
+        claim_limits: crate::node::claims::ClaimLimits {
+            max_total: settings.limits.unsigned_claims_max,
+            per_net: settings.limits.unsigned_claims_per_net,
+            share_per_sender: settings.limits.claim_share_per_sender,
+        },
+        tombstones_per_key: settings.limits.tombstones_per_key,
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?;
