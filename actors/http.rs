@@ -21,6 +21,7 @@ use super::dns::{self, DnsActor, GetStats};
 use super::store::{self, Apply, Count, Get, Op, Origin, StoreActor, StoreError};
 use super::supervisor::{GetHealth, SupervisorActor};
 use crate::node::limits::TokenBuckets;
+use crate::node::metrics::{escape_label as esc_label, method_label, status_label};
 
 /// What the ingress needs from the configuration.
 #[derive(Debug, Clone)]
@@ -69,7 +70,7 @@ struct State {
     peers: Peers,
     ip_buckets: Mutex<TokenBuckets<IpAddr>>,
     reg_buckets: Mutex<TokenBuckets<IpAddr>>,
-    requests: Mutex<HashMap<(String, u16), u64>>,
+    requests: Mutex<HashMap<(&'static str, u16), u64>>,
     writes: Mutex<HashMap<&'static str, u64>>,
 }
 
@@ -455,6 +456,9 @@ async fn status_page(st: Shared) -> HttpResponse {
 
 async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
     if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
+        if limited(&req, &st, false) {
+            return error(429, "rate limit exceeded");
+        }
         return error(401, "unauthorized");
     }
     let mut out = String::new();
@@ -462,11 +466,13 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
     let mut reqs: Vec<_> = st.requests.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
     reqs.sort();
     for ((m, s), v) in reqs {
+        let m = esc_label(m);
         out.push_str(&format!("dmp_http_requests_total{{method=\"{m}\",status=\"{s}\"}} {v}\n"));
     }
     out.push_str("# HELP dmp_dns_queries_total DNS messages by outcome.\n# TYPE dmp_dns_queries_total counter\n");
     if let Ok(stats) = st.peers.dns.send(GetStats).await {
         for (k, v) in &stats.outcomes {
+            let k = esc_label(k);
             out.push_str(&format!("dmp_dns_queries_total{{outcome=\"{k}\"}} {v}\n"));
         }
         out.push_str(
@@ -492,6 +498,7 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
         "# HELP dmp_writes_total Acknowledged writes by path.\n# TYPE dmp_writes_total counter\n",
     );
     for (k, v) in st.writes.lock().iter() {
+        let k = esc_label(k);
         out.push_str(&format!("dmp_writes_total{{path=\"{k}\"}} {v}\n"));
     }
     if let Ok(peers) = st.peers.sync.send(super::sync::GetSyncStats).await {
@@ -509,7 +516,7 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
                     "dmp_sync_records_rejected_total" => p.records_rejected,
                     _ => p.lag_secs,
                 };
-                out.push_str(&format!("{metric}{{peer=\"{}\"}} {v}\n", p.peer));
+                out.push_str(&format!("{metric}{{peer=\"{}\"}} {v}\n", esc_label(&p.peer)));
             }
         }
     }
@@ -523,7 +530,8 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
     for p in &hb {
         out.push_str(&format!(
             "dmp_heartbeat_age_seconds{{endpoint=\"{}\"}} {}\n",
-            p.endpoint, p.age_secs
+            esc_label(&p.endpoint),
+            p.age_secs
         ));
     }
     let records = st.peers.store.send(Count).await.unwrap_or(0);
@@ -535,12 +543,17 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
         for a in &h.actors {
             out.push_str(&format!(
                 "dmp_actor_restarts_total{{actor=\"{}\"}} {}\n",
-                a.name, a.restarts
+                esc_label(&a.name),
+                a.restarts
             ));
         }
         out.push_str("# HELP dmp_actor_up Actor health (1 healthy).\n# TYPE dmp_actor_up gauge\n");
         for a in &h.actors {
-            out.push_str(&format!("dmp_actor_up{{actor=\"{}\"}} {}\n", a.name, a.healthy as u8));
+            out.push_str(&format!(
+                "dmp_actor_up{{actor=\"{}\"}} {}\n",
+                esc_label(&a.name),
+                a.healthy as u8
+            ));
         }
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
@@ -774,6 +787,34 @@ fn tls_config(cert: &str, key: &str) -> anyhow::Result<rustls::ServerConfig> {
     Ok(cfg)
 }
 
+/// Whether the ingress middleware charges this request to the per-IP bucket. Every request
+/// is charged once: here, unless its handler does it itself (the write, read and sync
+/// routes, in the reference's order: limit first, then authorisation; the registration
+/// routes have their own bucket). Exempt: `GET /health` (a constant, cheap answer that
+/// load balancers and operators poll, and which must keep answering during a flood) and
+/// `GET /metrics`, which is charged by its handler only when the operator token is
+/// missing or wrong, so an operator's scraper is never throttled.
+fn charged_here(req: &actix_web::dev::ServiceRequest) -> bool {
+    use actix_web::http::Method;
+    let m = req.method();
+    let path = req.path();
+    let handled = match (m, path) {
+        (
+            &Method::GET,
+            "/health" | "/metrics" | "/v1/sync/digest" | "/v1/registration/challenge",
+        ) => true,
+        (
+            &Method::POST,
+            "/v1/sync/pull" | "/v1/registration/confirm" | "/v1/registration/tsig-confirm",
+        ) => true,
+        (&Method::GET | &Method::POST | &Method::DELETE, p) => {
+            p.strip_prefix("/v1/records/").is_some_and(|n| !n.is_empty() && !n.contains('/'))
+        }
+        _ => false,
+    };
+    !handled
+}
+
 /// Bind and start the ingress. Returns the server (to stop it) and the bound address.
 pub fn start(
     opts: HttpOptions,
@@ -796,12 +837,23 @@ pub fn start(
             .app_data(web::PayloadConfig::new(body_limit))
             .wrap_fn(move |req, srv| {
                 use actix_web::dev::Service;
-                let method = req.method().to_string();
+                let method = method_label(req.method().as_str());
                 let st4 = st3.clone();
-                let fut = srv.call(req);
+                // Every route is charged to the client's per-IP bucket, 404s and made-up
+                // methods included (see `charged_here`).
+                let denied = charged_here(&req) && limited(req.request(), &st4, false);
+                let call = if denied {
+                    Err(req.into_response(error(429, "rate limit exceeded")))
+                } else {
+                    Ok(srv.call(req))
+                };
                 async move {
-                    let res = fut.await?;
-                    *st4.requests.lock().entry((method, res.status().as_u16())).or_insert(0) += 1;
+                    let res = match call {
+                        Err(r) => r,
+                        Ok(fut) => fut.await?.map_into_boxed_body(),
+                    };
+                    let status = status_label(res.status().as_u16());
+                    *st4.requests.lock().entry((method, status)).or_insert(0) += 1;
                     Ok(res)
                 }
             })

@@ -5,6 +5,7 @@ pub mod config;
 pub mod dns_client;
 pub mod http_client;
 pub mod limits;
+pub mod metrics;
 pub mod replication;
 pub mod seed_fetch;
 

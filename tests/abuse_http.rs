@@ -1,0 +1,158 @@
+//! Abuse of the HTTP ingress on a node configured as a public one (`[limits]
+//! limit_loopback = true`): made-up methods and random paths cannot grow `/metrics` or
+//! memory and are charged to the per-IP bucket; label values are escaped; a slow body is
+//! cut off; failed operator/sync authentication is throttled; writes outside the zone
+//! are refused; the data directory is private; a taken listen address exits cleanly.
+#![cfg(feature = "net")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const OP: &str = "op-token-abuse-http";
+
+/// Resident set size of a process, KiB (from /proc/PID/status).
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// One keep-alive HTTP/1.1 connection speaking raw bytes (any method, any path).
+struct Conn {
+    r: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Conn { r: BufReader::new(s) }
+    }
+
+    /// Send one request, read the response; returns (status, body length), or None when
+    /// the server closed the connection.
+    fn exchange(&mut self, method: &str, path: &str) -> Option<(u16, usize)> {
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+        self.r.get_mut().write_all(req.as_bytes()).ok()?;
+        let mut line = String::new();
+        if self.r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            self.r.read_line(&mut h).ok()?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().ok()?;
+                }
+            }
+        }
+        let mut body = vec![0u8; len];
+        self.r.read_exact(&mut body).ok()?;
+        Some((status, len))
+    }
+}
+
+fn rand_token(len: usize) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut b = vec![0u8; len];
+    dnsmesh::proto::keys::random_fill(&mut b);
+    b.iter().map(|x| A[*x as usize % A.len()] as char).collect()
+}
+
+fn metrics(n: &Node) -> String {
+    let (s, m) = http(&n.url(), "GET", "/metrics", Some(OP), "").unwrap();
+    assert_eq!(s, 200, "{m}");
+    m
+}
+
+#[test]
+fn made_up_methods_and_paths_are_bounded_and_rate_limited() {
+    let n = Node::start(
+        "flood.test",
+        &[("DNSMESH_LIMITS__LIMIT_LOOPBACK", "true"), ("DNSMESH_AUTH__OPERATOR_TOKEN", OP)],
+    );
+    let pid = n.child.id();
+    // Warm up the paths the flood takes (allocator arenas, worker threads).
+    let mut warm = Conn::open(n.http);
+    for _ in 0..50 {
+        warm.exchange("GET", "/warm-up");
+    }
+    drop(warm);
+    let m0 = metrics(&n).len();
+    let rss0 = rss_kib(pid);
+    // The flood: one client, made-up 100-character methods, random paths.
+    let total = 20_000;
+    let (mut limited, mut other) = (0usize, 0usize);
+    let mut conn = Conn::open(n.http);
+    let t0 = Instant::now();
+    for _ in 0..total {
+        let method = rand_token(100);
+        let path = format!("/{}/{}", rand_token(40), rand_token(40));
+        match conn.exchange(&method, &path) {
+            Some((429, _)) => limited += 1,
+            Some(_) => other += 1,
+            None => conn = Conn::open(n.http),
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let m1 = metrics(&n);
+    let rss1 = rss_kib(pid);
+    eprintln!(
+        "flood of {total} made-up requests in {secs:.1} s: {other} answered, {limited} got 429; \
+         /metrics {m0} -> {} bytes; RSS {rss0} -> {rss1} KiB (+{} KiB)",
+        m1.len(),
+        rss1.saturating_sub(rss0)
+    );
+    // Past its bucket (burst 100, 10/s) the client gets 429.
+    assert!(limited > 0, "a flood of 404s is never rate-limited");
+    let allowed = 100.0 + 10.0 * secs + 60.0; // + the warm-up requests
+    assert!((other as f64) <= allowed, "{other} answered beyond burst + rate × {secs:.1} s");
+    // Bounded label set: the made-up methods fold into one value.
+    assert!(m1.len() < m0 + 2048, "/metrics grew from {m0} to {} bytes", m1.len());
+    assert!(m1.contains("dmp_http_requests_total{method=\"other\",status=\"429\"}"), "{m1}");
+    assert!(rss1 < rss0 + 4 * 1024, "RSS grew from {rss0} KiB to {rss1} KiB under a bounded flood");
+    // The operator still reads /metrics (above) and /health still answers this client.
+    assert_eq!(http(&n.url(), "GET", "/health", None, "").unwrap().0, 200);
+    // Other routes are charged too: the status page is refused to this client now.
+    assert_eq!(http(&n.url(), "GET", "/status.json", None, "").unwrap().0, 429);
+}
+
+#[test]
+fn label_values_from_remote_data_cannot_inject_a_label() {
+    // A peer URL with a quote, a backslash and a fake sample in it (sync peer label).
+    let evil = r#"http://127.0.0.1:1/x"} 99 injected{a="\"#;
+    let n = Node::start(
+        "labels.test",
+        &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP), ("DNSMESH_CLUSTER__PEERS", evil)],
+    );
+    let m = metrics(&n);
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("dmp_sync_pulls_total{"))
+        .unwrap_or_else(|| panic!("no sync peer line: {m}"));
+    assert_eq!(
+        line.rsplit_once(' ').unwrap().0,
+        r#"dmp_sync_pulls_total{peer="http://127.0.0.1:1/x\"} 99 injected{a=\"\\"}"#
+    );
+    for l in m.lines().filter(|l| !l.starts_with('#')) {
+        assert!(!l.starts_with("injected"), "injected sample: {l}");
+        // Every sample line is `name{labels} value` or `name value` with a numeric value.
+        let v = l.rsplit_once(' ').unwrap().1;
+        assert!(v.parse::<f64>().is_ok() || v == "+Inf", "bad sample line: {l}");
+    }
+}
