@@ -52,6 +52,8 @@ pub struct HttpOptions {
     pub operator_spk: Option<[u8; 32]>,
     /// Cluster base domain whose `cluster.<base>` manifest we serve.
     pub cluster_base: String,
+    /// Time a client has to send a request's whole body once its head is in.
+    pub body_timeout: Duration,
 }
 
 /// Addresses of the actors the ingress talks to.
@@ -787,6 +789,49 @@ fn tls_config(cert: &str, key: &str) -> anyhow::Result<rustls::ServerConfig> {
     Ok(cfg)
 }
 
+/// Give the request's body a deadline (`[http] body_timeout_secs` from now): past it the
+/// payload stream ends with an error, so a client that sends a head and then trickles or
+/// stalls its body cannot hold a worker's connection. Returns the flag set on timeout.
+fn with_body_deadline(
+    req: &mut actix_web::dev::ServiceRequest,
+    timeout: Duration,
+) -> Arc<std::sync::atomic::AtomicBool> {
+    use actix_web::HttpMessage as _;
+    use futures_util::StreamExt as _;
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let has_body = req.headers().contains_key(actix_web::http::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if !has_body {
+        return flag;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let payload = req.take_payload();
+    let f2 = flag.clone();
+    let stream = futures_util::stream::unfold(Some(payload), move |state| {
+        let flag = f2.clone();
+        async move {
+            let mut payload = state?;
+            match tokio::time::timeout_at(deadline, payload.next()).await {
+                Ok(Some(item)) => Some((item, Some(payload))),
+                Ok(None) => None,
+                Err(_) => {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "body read timeout");
+                    Some((Err(actix_web::error::PayloadError::Io(e)), None))
+                }
+            }
+        }
+    });
+    let boxed: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>,
+    > = Box::pin(stream);
+    req.set_payload(actix_web::dev::Payload::from(boxed));
+    flag
+}
+
 /// Whether the ingress middleware charges this request to the per-IP bucket. Every request
 /// is charged once: here, unless its handler does it itself (the write, read and sync
 /// routes, in the reference's order: limit first, then authorisation; the registration
@@ -829,6 +874,7 @@ pub fn start(
         peers,
     });
     let body_limit = opts.max_body_bytes * 4 + 1024;
+    let body_timeout = opts.body_timeout;
     let st2 = state.clone();
     let factory = move || {
         let st3 = st2.clone();
@@ -842,16 +888,26 @@ pub fn start(
                 // Every route is charged to the client's per-IP bucket, 404s and made-up
                 // methods included (see `charged_here`).
                 let denied = charged_here(&req) && limited(req.request(), &st4, false);
+                let mut req = req;
+                let body_timed_out = (!denied).then(|| with_body_deadline(&mut req, body_timeout));
                 let call = if denied {
                     Err(req.into_response(error(429, "rate limit exceeded")))
                 } else {
                     Ok(srv.call(req))
                 };
                 async move {
-                    let res = match call {
+                    let mut res = match call {
                         Err(r) => r,
                         Ok(fut) => fut.await?.map_into_boxed_body(),
                     };
+                    if body_timed_out.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+                    {
+                        // A slow or stalled body: 408, and the connection is closed.
+                        let (r, _) = res.into_parts();
+                        let mut resp = error(408, "request body not received in time");
+                        resp.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+                        res = actix_web::dev::ServiceResponse::new(r, resp);
+                    }
                     let status = status_label(res.status().as_u16());
                     *st4.requests.lock().entry((method, status)).or_insert(0) += 1;
                     Ok(res)

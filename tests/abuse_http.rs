@@ -156,3 +156,96 @@ fn label_values_from_remote_data_cannot_inject_a_label() {
         assert!(v.parse::<f64>().is_ok() || v == "+Inf", "bad sample line: {l}");
     }
 }
+
+/// Send a request head announcing a 10 KB body, then the body one byte every 200 ms
+/// (`stall`: a few bytes, then nothing). Returns (what the server sent, seconds until it
+/// closed the connection).
+fn slow_body(addr: SocketAddr, path: &str, stall: bool) -> (String, f64) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n{{\"value\":")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut w = s.try_clone().unwrap();
+    let t0 = Instant::now();
+    let writer = std::thread::spawn(move || {
+        while !stall && t0.elapsed() < Duration::from_secs(15) {
+            if w.write_all(b" ").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    writer.join().unwrap();
+    (String::from_utf8_lossy(&got).into_owned(), secs)
+}
+
+#[test]
+fn a_slow_or_stalled_body_is_cut_off() {
+    let n = Node::start(
+        "body.test",
+        &[("DNSMESH_HTTP__BODY_TIMEOUT_SECS", "2"), ("DNSMESH_HTTP__REQUEST_TIMEOUT_SECS", "2")],
+    );
+    for (path, stall) in [
+        ("/v1/records/x.body.test", false),
+        ("/v1/records/x.body.test", true),
+        ("/v1/registration/confirm", false),
+        ("/no/such/route", false),
+        ("/no/such/route", true),
+    ] {
+        let (got, secs) = slow_body(n.http, path, stall);
+        eprintln!(
+            "slow body to {path} (stall {stall}): closed after {secs:.1} s: {:?}",
+            got.lines().next()
+        );
+        assert!(secs < 6.0, "{path}: connection held {secs:.1} s by a slow body");
+        assert!(got.is_empty() || got.starts_with("HTTP/1.1 4"), "{path}: {got}");
+    }
+    assert_eq!(http(&n.url(), "GET", "/health", None, "").unwrap().0, 200);
+}
+
+#[test]
+fn soft_fd_limit_is_raised_to_the_hard_limit() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dnsmesh-node"));
+    cmd.arg("--config")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dnsmesh.toml"))
+        .args(["--zone", "fd.test", "--dns-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            lim.rlim_cur = 1024.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.starts_with("dnsmesh-node ready"))), "node not ready");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let f: Vec<&str> = line.split_whitespace().collect();
+    eprintln!("{line}");
+    assert_eq!(f[3], f[4], "soft limit raised to the hard limit: {line}");
+}

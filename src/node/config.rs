@@ -124,6 +124,9 @@ pub struct HttpSection {
     pub request_timeout_secs: u64,
     /// Most open connections per worker.
     pub max_connections: usize,
+    /// Seconds a client has to send a request's body once its head is in (slow bodies
+    /// are answered 408 and the connection closed).
+    pub body_timeout_secs: u64,
 }
 
 /// `[auth]`
@@ -365,6 +368,9 @@ impl Settings {
                 r.parse::<SocketAddr>()
                     .map_err(|_| invalid("heartbeat.resolvers", format!("{r:?} is not IP:PORT")))?;
             }
+        }
+        if self.http.body_timeout_secs == 0 {
+            return Err(invalid("http.body_timeout_secs", "must be > 0"));
         }
         if self.cluster.sync_interval_secs == 0 {
             return Err(invalid("cluster.sync_interval_secs", "must be > 0"));

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod config;
 pub mod dns_client;
+pub mod fdlimit;
 pub mod http_client;
 pub mod limits;
 pub mod metrics;
@@ -56,6 +57,7 @@ impl Handler<StopDns> for DnsActor {
 
 /// Start every actor inside the current actix `System`. Must be called from within it.
 pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
+    fdlimit::raise_fd_limit();
     let data_dir = &settings.node.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating node.data_dir {}", data_dir.display()))?;
@@ -156,6 +158,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         sync_token: settings.cluster.sync_token.clone(),
         operator_spk: settings.operator_spk(),
         cluster_base: settings.cluster.base_domain.clone(),
+        body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
     };
     publish_cluster_manifest(settings, &store).await?;
     let sync_opts = crate::actors::sync::SyncOptions {
