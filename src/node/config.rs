@@ -62,6 +62,10 @@ pub struct HeartbeatSection {
     pub seed_urls: Vec<String>,
     /// Seconds between seed-list refreshes.
     pub seed_refresh_secs: u64,
+    /// Most rows in the seen set (the reference keeps at most 10,000).
+    pub seen_max_rows: usize,
+    /// Most new peers one seed zone can add per tick.
+    pub max_new_per_seed: usize,
 }
 
 /// `[node]`
@@ -363,6 +367,12 @@ impl Settings {
             .map_err(|e| invalid("heartbeat.self_endpoint", e.to_string()))?;
             if self.heartbeat.interval_secs == 0 || self.heartbeat.ttl_secs == 0 {
                 return Err(invalid("heartbeat.interval_secs", "interval and ttl must be > 0"));
+            }
+            if self.heartbeat.seen_max_rows == 0 {
+                return Err(invalid("heartbeat.seen_max_rows", "must be > 0"));
+            }
+            if self.heartbeat.max_new_per_seed == 0 {
+                return Err(invalid("heartbeat.max_new_per_seed", "must be > 0"));
             }
             for r in &self.heartbeat.resolvers {
                 r.parse::<SocketAddr>()

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod config;
 pub mod dns_client;
 pub mod fdlimit;
+pub mod heartbeat_policy;
 pub mod http_client;
 pub mod limits;
 pub mod metrics;
@@ -220,6 +221,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             allow_private_endpoints: h.allow_private_endpoints,
             seed_urls: h.seed_urls.clone(),
             seed_refresh: Duration::from_secs(h.seed_refresh_secs.max(60)),
+            seen_max_rows: h.seen_max_rows,
+            max_new_per_seed: h.max_new_per_seed,
         };
         let actor = crate::actors::heartbeat::HeartbeatActor::new(
             opts,
