@@ -20,6 +20,7 @@ use super::auth::{self, AuthActor, AuthorizeWrite, IsOperator, NewChallenge, Reg
 use super::dns::{self, DnsActor, GetStats};
 use super::store::{self, Apply, Count, Get, Op, Origin, StoreActor, StoreError};
 use super::supervisor::{GetHealth, SupervisorActor};
+use crate::node::auth_throttle::FailureThrottle;
 use crate::node::limits::TokenBuckets;
 use crate::node::metrics::{escape_label as esc_label, method_label, status_label};
 
@@ -54,6 +55,9 @@ pub struct HttpOptions {
     pub cluster_base: String,
     /// Time a client has to send a request's whole body once its head is in.
     pub body_timeout: Duration,
+    /// Failed operator/sync-token authentications allowed per IP (refill/s, burst).
+    pub auth_failure_rate: f64,
+    pub auth_failure_burst: f64,
 }
 
 /// Addresses of the actors the ingress talks to.
@@ -74,6 +78,7 @@ struct State {
     reg_buckets: Mutex<TokenBuckets<IpAddr>>,
     requests: Mutex<HashMap<(&'static str, u16), u64>>,
     writes: Mutex<HashMap<&'static str, u64>>,
+    auth_fails: Mutex<FailureThrottle>,
 }
 
 type Shared = web::Data<State>;
@@ -120,6 +125,28 @@ fn limited(req: &HttpRequest, st: &State, registration: bool) -> bool {
     }
 }
 
+/// The client IP the failed-authentication throttle applies to (None: exempt loopback).
+fn throttled_ip(req: &HttpRequest, st: &State) -> Option<IpAddr> {
+    client_ip(req, st).filter(|ip| !ip.is_loopback() || st.opts.limit_loopback)
+}
+
+/// 429 when this client has used up its failed-authentication allowance (operator and
+/// sync tokens). Checked before the token, so a guesser learns nothing while blocked.
+fn auth_throttled(req: &HttpRequest, st: &State) -> Option<HttpResponse> {
+    let ip = throttled_ip(req, st)?;
+    (!st.auth_fails.lock().allowed(&ip, std::time::Instant::now())).then(|| {
+        error(429, "too many failed authentication attempts from this address; retry later")
+    })
+}
+
+/// Count a failed authentication against the client, and answer `status`.
+fn auth_failed(req: &HttpRequest, st: &State, status: u16, msg: &str) -> HttpResponse {
+    if let Some(ip) = throttled_ip(req, st) {
+        st.auth_fails.lock().failed(ip, std::time::Instant::now());
+    }
+    error(status, msg)
+}
+
 fn auth_header(req: &HttpRequest) -> Option<String> {
     req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
@@ -142,6 +169,11 @@ pub fn valid_record_name(name: &str) -> bool {
             && l[l.len() - 1].is_ascii_alphanumeric()
             && l.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
     })
+}
+
+/// True when `name` (lower-cased) is the served zone or a name under it.
+fn in_zone(name: &str, zone: &str) -> bool {
+    name == zone || name.strip_suffix(zone).is_some_and(|head| head.ends_with('.'))
 }
 
 /// Reference value rule: no `"`, no control characters, no DEL.
@@ -168,8 +200,11 @@ async fn records_get(req: HttpRequest, path: web::Path<String>, st: Shared) -> H
     if limited(&req, &st, false) {
         return error(429, "rate limit exceeded");
     }
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
-        return error(401, "unauthorized");
+        return auth_failed(&req, &st, 401, "unauthorized");
     }
     let name = clean_name(&path).to_ascii_lowercase();
     match st.peers.store.send(Get { name: name.clone() }).await {
@@ -235,6 +270,15 @@ async fn records_post(
     }
     if !valid_record_name(&name) {
         return error(400, "invalid record name");
+    }
+    if !in_zone(&lname, &st.opts.zone) {
+        return error(
+            400,
+            format!(
+                "{name} is outside the zone {} this node serves: it would never be answered",
+                st.opts.zone
+            ),
+        );
     }
     if !valid_record_value(value) {
         return error(400, "invalid record value");
@@ -457,15 +501,18 @@ async fn status_page(st: Shared) -> HttpResponse {
 }
 
 async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
         if limited(&req, &st, false) {
             return error(429, "rate limit exceeded");
         }
-        return error(401, "unauthorized");
+        return auth_failed(&req, &st, 401, "unauthorized");
     }
     let mut out = String::new();
     out.push_str("# HELP dmp_http_requests_total HTTP requests by method and status.\n# TYPE dmp_http_requests_total counter\n");
-    let mut reqs: Vec<_> = st.requests.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let mut reqs: Vec<_> = st.requests.lock().iter().map(|(k, v)| (*k, *v)).collect();
     reqs.sort();
     for ((m, s), v) in reqs {
         let m = esc_label(m);
@@ -566,8 +613,11 @@ async fn stats(st: Shared) -> HttpResponse {
 }
 
 async fn admin_list(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !is_configured_operator(&req, &st).await {
-        return error(401, "unauthorized: the operator token is required");
+        return auth_failed(&req, &st, 401, "unauthorized: the operator token is required");
     }
     match st.peers.auth.send(auth::ListCredentials).await {
         Ok(v) => HttpResponse::Ok().json(v.0),
@@ -576,8 +626,11 @@ async fn admin_list(req: HttpRequest, st: Shared) -> HttpResponse {
 }
 
 async fn admin_revoke(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpResponse {
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !is_configured_operator(&req, &st).await {
-        return error(401, "unauthorized: the operator token is required");
+        return auth_failed(&req, &st, 401, "unauthorized: the operator token is required");
     }
     let what = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -616,8 +669,11 @@ async fn sync_digest(req: HttpRequest, st: Shared) -> HttpResponse {
     if limited(&req, &st, false) {
         return error(429, "rate limit exceeded");
     }
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !sync_authorized(&req, &st) {
-        return error(403, "forbidden");
+        return auth_failed(&req, &st, 403, "forbidden");
     }
     let q = query_map(&req);
     let cursor = if let Some(c) = q.get("cursor") {
@@ -657,8 +713,11 @@ async fn sync_pull(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpRespon
     if limited(&req, &st, false) {
         return error(429, "rate limit exceeded");
     }
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !sync_authorized(&req, &st) {
-        return error(403, "forbidden");
+        return auth_failed(&req, &st, 403, "forbidden");
     }
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return error(400, "invalid body");
@@ -687,8 +746,11 @@ async fn sync_pull(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpRespon
 }
 
 async fn sync_tombstones(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !sync_authorized(&req, &st) {
-        return error(403, "forbidden");
+        return auth_failed(&req, &st, 403, "forbidden");
     }
     let q = query_map(&req);
     let Ok(after) = q.get("after").map(|a| a.parse::<u64>()).unwrap_or(Ok(0)) else {
@@ -707,16 +769,22 @@ async fn sync_tombstones(req: HttpRequest, st: Shared) -> HttpResponse {
 }
 
 async fn sync_notify(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !sync_authorized(&req, &st) {
-        return error(403, "forbidden");
+        return auth_failed(&req, &st, 403, "forbidden");
     }
     st.peers.sync.do_send(super::sync::PullNow);
     HttpResponse::Accepted().json(json!({"ok": true}))
 }
 
 async fn sync_cluster_manifest(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !sync_authorized(&req, &st) {
-        return error(403, "forbidden");
+        return auth_failed(&req, &st, 403, "forbidden");
     }
     let (Some(spk), false) = (st.opts.operator_spk, st.opts.cluster_base.is_empty()) else {
         return HttpResponse::NoContent().finish();
@@ -752,8 +820,11 @@ async fn debug_fail(req: HttpRequest, path: web::Path<String>, st: Shared) -> Ht
     if !st.opts.fault_injection {
         return error(404, "not found");
     }
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !is_configured_operator(&req, &st).await {
-        return error(401, "unauthorized");
+        return auth_failed(&req, &st, 401, "unauthorized");
     }
     match path.as_str() {
         "store" => st.peers.store.do_send(store::Fail),
@@ -870,6 +941,11 @@ pub fn start(
         reg_buckets: Mutex::new(TokenBuckets::new(10_000)),
         requests: Mutex::new(HashMap::new()),
         writes: Mutex::new(HashMap::new()),
+        auth_fails: Mutex::new(FailureThrottle::new(
+            opts.auth_failure_rate,
+            opts.auth_failure_burst,
+            10_000,
+        )),
         opts: opts.clone(),
         peers,
     });

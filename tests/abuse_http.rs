@@ -182,7 +182,11 @@ fn slow_body(addr: SocketAddr, path: &str, stall: bool) -> (String, f64) {
     let mut buf = [0u8; 4096];
     loop {
         match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
+            Err(e) => {
+                eprintln!("slow body read: {e}");
+                break;
+            }
             Ok(k) => got.extend_from_slice(&buf[..k]),
         }
     }
@@ -248,4 +252,132 @@ fn soft_fd_limit_is_raised_to_the_hard_limit() {
     let f: Vec<&str> = line.split_whitespace().collect();
     eprintln!("{line}");
     assert_eq!(f[3], f[4], "soft limit raised to the hard limit: {line}");
+}
+
+#[test]
+fn data_dir_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let n = Node::start("perm.test", &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP)]);
+    assert_eq!(publish(&n, OP, "a.perm.test", "v", 60), 201);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(n.data_dir()), 0o700, "data dir");
+    let mut files = 0;
+    let mut stack = vec![n.data_dir().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                assert_eq!(mode(&p), 0o700, "{}", p.display());
+                stack.push(p);
+            } else {
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 2, "the store's files were checked ({files})");
+}
+
+#[test]
+fn a_write_outside_the_zone_is_refused_with_a_reason() {
+    let n = Node::start("zone.test", &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP)]);
+    for name in ["a.other.test", "zone.test.evil", "xzone.test"] {
+        let body = serde_json::json!({"value": "v", "ttl": 60}).to_string();
+        let (s, b) =
+            http(&n.url(), "POST", &format!("/v1/records/{name}"), Some(OP), &body).unwrap();
+        assert_eq!(s, 400, "{name}: {b}");
+        assert!(b.contains("outside the zone zone.test"), "{name}: {b}");
+    }
+    assert_eq!(publish(&n, OP, "a.zone.test", "v", 60), 201);
+    assert_eq!(publish(&n, OP, "Zone.Test", "apex", 60), 201);
+}
+
+/// Run the node binary to its exit (it must not start); returns (exit code, stderr).
+fn run_to_exit(dns: &str, http_listen: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dnsmesh-node"))
+        .arg("--config")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dnsmesh.toml"))
+        .args(["--zone", "busy.test", "--dns-listen", dns, "--http-listen", http_listen])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("node did not exit with its listen address taken");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (status.code(), err)
+}
+
+#[test]
+fn a_listen_address_in_use_exits_2_with_a_clean_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (code, err) = run_to_exit("127.0.0.1:0", &taken.local_addr().unwrap().to_string());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("http.listen") && err.contains("in use"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (code, err) = run_to_exit(&taken.local_addr().unwrap().to_string(), "127.0.0.1:0");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("dns.listen") && err.contains("in use"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `count` attempts with a wrong bearer token: (statuses other than 429, 429s, seconds).
+fn guess(n: &Node, method: &str, path: &str, count: usize) -> (usize, usize, f64) {
+    let t0 = Instant::now();
+    let (mut answered, mut limited) = (0, 0);
+    for i in 0..count {
+        let (s, _) = http(&n.url(), method, path, Some(&format!("guess-{i}")), "{}").unwrap();
+        if s == 429 {
+            limited += 1;
+        } else {
+            assert!(s == 401 || s == 403, "{path}: {s}");
+            answered += 1;
+        }
+    }
+    (answered, limited, t0.elapsed().as_secs_f64())
+}
+
+#[test]
+fn failed_token_guesses_are_throttled_per_ip() {
+    let env = [
+        ("DNSMESH_LIMITS__LIMIT_LOOPBACK", "true"),
+        ("DNSMESH_AUTH__OPERATOR_TOKEN", OP),
+        ("DNSMESH_CLUSTER__SYNC_TOKEN", "sync-secret"),
+    ];
+    // Operator routes (default allowance: 5 failures, then one per 10 s).
+    let n = Node::start("guess.test", &env);
+    let (answered, limited, secs) = guess(&n, "GET", "/v1/admin/credentials", 200);
+    eprintln!("admin: 200 wrong tokens in {secs:.2} s: {answered} checked, {limited} got 429");
+    assert!(answered as f64 <= 5.0 + 0.1 * secs + 1.0, "{answered} guesses checked");
+    assert!(limited > 0);
+    // While blocked, even the right token is not checked (a guesser learns nothing).
+    let (s, _) = http(&n.url(), "GET", "/v1/admin/credentials", Some(OP), "").unwrap();
+    assert_eq!(s, 429);
+    let (s, _) = http(&n.url(), "GET", "/metrics", Some("wrong"), "").unwrap();
+    assert_eq!(s, 429);
+    // Sync-token routes, on a fresh node.
+    let m = Node::start("guess2.test", &env);
+    let (answered, limited, secs) = guess(&m, "GET", "/v1/sync/digest", 60);
+    eprintln!("sync: 60 wrong tokens in {secs:.2} s: {answered} checked, {limited} got 429");
+    assert!(answered as f64 <= 5.0 + 0.1 * secs + 1.0, "{answered} guesses checked");
+    assert!(limited > 0);
+    let (s, _) = http(&m.url(), "POST", "/v1/sync/notify", Some("wrong"), "").unwrap();
+    assert_eq!(s, 429);
+    // Right tokens work for others: the node itself is unaffected.
+    assert_eq!(http(&m.url(), "GET", "/health", None, "").unwrap().0, 200);
 }

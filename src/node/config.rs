@@ -179,6 +179,10 @@ pub struct LimitsSection {
     pub mailbox_burst: f64,
     /// Whether per-IP limits apply to loopback clients.
     pub limit_loopback: bool,
+    /// Failed operator/sync-token authentications allowed per client IP: refill per
+    /// second and burst; past them, authenticated routes answer 429 to that IP.
+    pub auth_failure_rate: f64,
+    pub auth_failure_burst: f64,
 }
 
 /// `[cluster]`
@@ -381,6 +385,14 @@ impl Settings {
         }
         if self.http.body_timeout_secs == 0 {
             return Err(invalid("http.body_timeout_secs", "must be > 0"));
+        }
+        let r = self.limits.auth_failure_rate;
+        if !r.is_finite() || r <= 0.0 {
+            return Err(invalid("limits.auth_failure_rate", "must be > 0"));
+        }
+        let b = self.limits.auth_failure_burst;
+        if !b.is_finite() || b < 1.0 {
+            return Err(invalid("limits.auth_failure_burst", "must be >= 1"));
         }
         if self.cluster.sync_interval_secs == 0 {
             return Err(invalid("cluster.sync_interval_secs", "must be > 0"));

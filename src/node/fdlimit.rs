@@ -4,6 +4,7 @@
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit (logging both) and return the soft
 /// limit in force afterwards. Idempotent; on failure the current soft limit is kept and
 /// returned (a warning is logged).
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
 pub fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own.
@@ -35,6 +36,7 @@ pub fn raise_fd_limit() -> u64 {
 #[cfg(test)]
 mod tests {
     #[test]
+    #[allow(clippy::unnecessary_cast)]
     fn soft_limit_ends_at_the_hard_limit() {
         let n = super::raise_fd_limit();
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };

@@ -1,6 +1,7 @@
 //! The node runtime: configuration, start-up wiring of the actors, shutdown.
 
 pub mod auth;
+pub mod auth_throttle;
 pub mod config;
 pub mod dns_client;
 pub mod fdlimit;
@@ -8,6 +9,7 @@ pub mod heartbeat_policy;
 pub mod http_client;
 pub mod limits;
 pub mod metrics;
+pub mod private_dir;
 pub mod replication;
 pub mod seed_fetch;
 
@@ -62,6 +64,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     let data_dir = &settings.node.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating node.data_dir {}", data_dir.display()))?;
+    private_dir::make_private(data_dir)
+        .with_context(|| format!("making node.data_dir {} private (0700)", data_dir.display()))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut expected = vec!["store", "dns", "auth", "http", "sync"];
     if settings.heartbeat.enabled {
@@ -160,6 +164,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         operator_spk: settings.operator_spk(),
         cluster_base: settings.cluster.base_domain.clone(),
         body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
+        auth_failure_rate: settings.limits.auth_failure_rate,
+        auth_failure_burst: settings.limits.auth_failure_burst,
     };
     publish_cluster_manifest(settings, &store).await?;
     let sync_opts = crate::actors::sync::SyncOptions {
