@@ -907,21 +907,32 @@ fn with_body_deadline(
 /// is charged once: here, unless its handler does it itself (the write, read and sync
 /// routes, in the reference's order: limit first, then authorisation; the registration
 /// routes have their own bucket). Exempt: `GET /health` (a constant, cheap answer that
-/// load balancers and operators poll, and which must keep answering during a flood) and
+/// load balancers and operators poll, and which must keep answering during a flood);
 /// `GET /metrics`, which is charged by its handler only when the operator token is
-/// missing or wrong, so an operator's scraper is never throttled.
+/// missing or wrong, so an operator's scraper is never throttled; and the other
+/// `/v1/sync/*` routes, which answer only the cluster's token — a caller without it is
+/// held by the failed-authentication throttle, and a peer's notify per write burst must
+/// not be refused.
 fn charged_here(req: &actix_web::dev::ServiceRequest) -> bool {
     use actix_web::http::Method;
     let m = req.method();
     let path = req.path();
     let handled = match (m, path) {
+        (&Method::GET, "/v1/registration/challenge") => req.query_string().is_empty(),
         (
             &Method::GET,
-            "/health" | "/metrics" | "/v1/sync/digest" | "/v1/registration/challenge",
+            "/health"
+            | "/metrics"
+            | "/v1/sync/digest"
+            | "/v1/sync/tombstones"
+            | "/v1/sync/cluster-manifest",
         ) => true,
         (
             &Method::POST,
-            "/v1/sync/pull" | "/v1/registration/confirm" | "/v1/registration/tsig-confirm",
+            "/v1/sync/pull"
+            | "/v1/sync/notify"
+            | "/v1/registration/confirm"
+            | "/v1/registration/tsig-confirm",
         ) => true,
         (&Method::GET | &Method::POST | &Method::DELETE, p) => {
             p.strip_prefix("/v1/records/").is_some_and(|n| !n.is_empty() && !n.contains('/'))
