@@ -88,8 +88,9 @@ fn hostile_seed(ip: &str, served: Arc<AtomicUsize>) -> SocketAddr {
                 count += 1;
             }
             resp[6..8].copy_from_slice(&count.to_be_bytes());
-            let _ = s.send_to(&resp, from);
+            // Counted before it is sent, so a reader never sees its effect uncounted.
             served.fetch_add(1, Ordering::SeqCst);
+            let _ = s.send_to(&resp, from);
         }
     });
     addr
