@@ -240,27 +240,39 @@ impl HeartbeatActor {
     /// Seed zones for this tick: config, then zones learned from seen wires.
     fn zones(&self) -> Vec<(String, Option<SocketAddr>)> {
         let mut out: Vec<(String, Option<SocketAddr>)> = Vec::new();
+        // Adds a zone (once); returns how many there are.
         let mut push = |z: &str, server: Option<SocketAddr>| {
             let z = z.trim().trim_end_matches('.').to_ascii_lowercase();
             if !z.is_empty() && z != self.opts.zone && !out.iter().any(|(x, _)| *x == z) {
                 out.push((z, server));
             }
+            out.len()
         };
         for s in &self.opts.seeds {
             match s.split_once('@') {
                 Some((z, addr)) => push(z, addr.parse().ok()),
                 None => push(s, None),
-            }
+            };
         }
         for s in &self.url_seeds {
             match s.split_once('@') {
                 Some((z, addr)) if self.opts.allow_private_endpoints => push(z, addr.parse().ok()),
                 Some((z, _)) => push(z, None),
                 None => push(s, None),
-            }
+            };
         }
-        for row in self.seen.values() {
-            push(&row.zone, None);
+        // Learned zones round-robin over the seeds they came from, so one seed's peers
+        // cannot take every slot of `max_zones`.
+        let rows: Vec<&SeenRow> = self.seen.values().collect();
+        let order = crate::node::heartbeat_policy::diverse(
+            rows.iter().map(|r| (r.source.as_str(), r.ts)),
+            rows.len(),
+        );
+        let enough = self.opts.max_zones + self.cooldown.len();
+        for i in order {
+            if push(&rows[i].zone, None) >= enough {
+                break;
+            }
         }
         out.retain(|(z, _)| !self.cooldown.contains(z));
         out.truncate(self.opts.max_zones);
