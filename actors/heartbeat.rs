@@ -3,7 +3,8 @@
 //!
 //! Each tick it publishes this node's signed wire at `_dnsmesh-heartbeat.<zone>`,
 //! harvests `_dnsmesh-heartbeat` and `_dnsmesh-seen` of its seed zones over DNS, keeps
-//! the verified peers (persisted), and republishes up to 50 of them at
+//! the verified peers (persisted, capped), and republishes up to 50 of them (round-robin
+//! over the seed zones they came from) at
 //! `_dnsmesh-seen.<zone>`. Unlike the reference (node.md §11.1 item 9) second-hand wires
 //! from `_dnsmesh-seen` are not held to the ±300 s freshness window — only to their
 //! signature, their expiry and the future-skew bound — so transitive discovery works.
@@ -44,6 +45,10 @@ pub struct HeartbeatOptions {
     /// Opt-in seed-list URLs and how often to refresh them.
     pub seed_urls: Vec<String>,
     pub seed_refresh: Duration,
+    /// Most rows in the seen set (the largest contributor's oldest rows go first).
+    pub seen_max_rows: usize,
+    /// Most new peers one seed zone can add per tick.
+    pub max_new_per_seed: usize,
 }
 
 /// Ask for the seen peers.
@@ -84,6 +89,20 @@ struct SeenRow {
     zone: String,
     version: String,
     caps: u16,
+    /// The seed zone this row was harvested from (rows stored before this field: "").
+    #[serde(default)]
+    source: String,
+}
+
+/// What [`HeartbeatActor::accept`] did with a wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepted {
+    /// Refused (bad signature, expired, from the future, ours, …).
+    No,
+    /// A peer already in the seen set (refreshed, or an older wire ignored).
+    Known,
+    /// A new peer.
+    New,
 }
 
 /// The heartbeat actor.
@@ -155,7 +174,7 @@ impl HeartbeatActor {
                 }
             }
         }
-        Ok(HeartbeatActor {
+        let mut act = HeartbeatActor {
             opts,
             key,
             store,
@@ -168,7 +187,26 @@ impl HeartbeatActor {
             cooldown: HashSet::new(),
             url_seeds: Vec::new(),
             supervisor,
-        })
+        };
+        act.enforce_cap();
+        Ok(act)
+    }
+
+    /// Keep at most `seen_max_rows` rows: while over, drop the oldest row of the source
+    /// zone that holds the most rows, so one hostile seed cannot push everyone else out.
+    fn enforce_cap(&mut self) {
+        let max = self.opts.seen_max_rows.max(1);
+        if self.seen.len() <= max {
+            return;
+        }
+        let victims = crate::node::heartbeat_policy::evict(
+            self.seen.iter().map(|(k, r)| (k.clone(), r.source.as_str(), r.ts)),
+            self.seen.len() - max,
+        );
+        for k in victims {
+            let _ = self.tree.remove(format!("{} {}", k.0, k.1).as_bytes());
+            self.seen.remove(&k);
+        }
     }
 
     fn own_spk(&self) -> [u8; 32] {
@@ -202,34 +240,53 @@ impl HeartbeatActor {
     /// Seed zones for this tick: config, then zones learned from seen wires.
     fn zones(&self) -> Vec<(String, Option<SocketAddr>)> {
         let mut out: Vec<(String, Option<SocketAddr>)> = Vec::new();
+        // Adds a zone (once); returns how many there are.
         let mut push = |z: &str, server: Option<SocketAddr>| {
             let z = z.trim().trim_end_matches('.').to_ascii_lowercase();
             if !z.is_empty() && z != self.opts.zone && !out.iter().any(|(x, _)| *x == z) {
                 out.push((z, server));
             }
+            out.len()
         };
         for s in &self.opts.seeds {
             match s.split_once('@') {
                 Some((z, addr)) => push(z, addr.parse().ok()),
                 None => push(s, None),
-            }
+            };
         }
         for s in &self.url_seeds {
             match s.split_once('@') {
                 Some((z, addr)) if self.opts.allow_private_endpoints => push(z, addr.parse().ok()),
                 Some((z, _)) => push(z, None),
                 None => push(s, None),
-            }
+            };
         }
-        for row in self.seen.values() {
-            push(&row.zone, None);
+        // Learned zones round-robin over the seeds they came from, so one seed's peers
+        // cannot take every slot of `max_zones`.
+        let rows: Vec<&SeenRow> = self.seen.values().collect();
+        let order = crate::node::heartbeat_policy::diverse(
+            rows.iter().map(|r| (r.source.as_str(), r.ts)),
+            rows.len(),
+        );
+        let enough = self.opts.max_zones + self.cooldown.len();
+        for i in order {
+            if push(&rows[i].zone, None) >= enough {
+                break;
+            }
         }
         out.retain(|(z, _)| !self.cooldown.contains(z));
         out.truncate(self.opts.max_zones);
         out
     }
 
-    fn accept(&mut self, wire: &str, now: u64, second_hand: bool) -> bool {
+    fn accept(
+        &mut self,
+        wire: &str,
+        now: u64,
+        second_hand: bool,
+        source: &str,
+        may_add: bool,
+    ) -> Accepted {
         let policy = HeartbeatPolicy {
             max_skew: if second_hand {
                 self.opts.ttl.max(86_400)
@@ -238,25 +295,31 @@ impl HeartbeatActor {
             },
             allow_private_endpoints: self.opts.allow_private_endpoints,
         };
-        let Some(hb) = Heartbeat::parse_and_verify_with(wire, now, &policy) else { return false };
+        let Some(hb) = Heartbeat::parse_and_verify_with(wire, now, &policy) else {
+            return Accepted::No;
+        };
         // A second-hand wire may be old but never from the future.
         if hb.ts > now + crate::proto::records::CLOCK_SKEW || hb.operator_spk == self.own_spk() {
-            return false;
+            return Accepted::No;
         }
         let key = (hex::encode(hb.operator_spk), hb.endpoint.clone());
-        if let Some(old) = self.seen.get(&key) {
-            if old.ts > hb.ts {
-                return true;
-            }
-        }
+        let known = match self.seen.get(&key) {
+            Some(old) if old.ts >= hb.ts => return Accepted::Known,
+            Some(_) => true,
+            None if !may_add => return Accepted::No,
+            None => false,
+        };
         let zone = if hb.claim_provider_zone.is_empty() {
             url::Url::parse(&hb.endpoint)
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_string))
                 .unwrap_or_default()
         } else {
-            hb.claim_provider_zone.clone()
+            hb.claim_provider_zone.to_ascii_lowercase()
         };
+        // The zone is harvested later: only a real DNS name, never junk from the wire.
+        let zone =
+            if crate::proto::dnsname::validate(&zone).is_some() { zone } else { String::new() };
         let row = SeenRow {
             wire: wire.to_string(),
             ts: hb.ts,
@@ -265,12 +328,17 @@ impl HeartbeatActor {
             zone,
             version: hb.version.clone(),
             caps: hb.capabilities,
+            source: source.to_string(),
         };
         if let Ok(v) = serde_json::to_vec(&row) {
             let _ = self.tree.insert(format!("{} {}", key.0, key.1).as_bytes(), v);
         }
         self.seen.insert(key, row);
-        true
+        if known {
+            Accepted::Known
+        } else {
+            Accepted::New
+        }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -332,17 +400,25 @@ impl HeartbeatActor {
             }
             act.cooldown.clear();
             for (zone, own, seen) in harvested {
-                let mut got = 0;
-                for w in own.iter().take(20) {
-                    got += act.accept(w, now, false) as usize;
-                }
-                for w in seen.iter().take(20) {
-                    got += act.accept(w, now, true) as usize;
+                // At most `max_new_per_seed` new peers from one seed zone per tick.
+                let (mut got, mut new) = (0, 0);
+                let wires = own.iter().take(20).map(|w| (w, false));
+                for (w, second_hand) in wires.chain(seen.iter().take(20).map(|w| (w, true))) {
+                    let may_add = new < act.opts.max_new_per_seed;
+                    match act.accept(w, now, second_hand, &zone, may_add) {
+                        Accepted::No => {}
+                        Accepted::Known => got += 1,
+                        Accepted::New => {
+                            got += 1;
+                            new += 1;
+                        }
+                    }
                 }
                 if got == 0 {
                     act.cooldown.insert(zone);
                 }
             }
+            act.enforce_cap();
             // Drop expired rows.
             let expired: Vec<_> =
                 act.seen.iter().filter(|(_, r)| r.exp <= now).map(|(k, _)| k.clone()).collect();
@@ -350,10 +426,14 @@ impl HeartbeatActor {
                 let _ = act.tree.remove(format!("{} {}", k.0, k.1).as_bytes());
                 act.seen.remove(&k);
             }
-            // Republish the seen graph: newest 50, replacing what we published before.
-            let mut rows: Vec<&SeenRow> = act.seen.values().collect();
-            rows.sort_by_key(|r| std::cmp::Reverse(r.ts));
-            let new_set: Vec<String> = rows.iter().take(50).map(|r| r.wire.clone()).collect();
+            // Republish the seen graph: 50 wires taken round-robin over the seed zones they
+            // came from (newest first within each), replacing what we published before.
+            let picked = crate::node::heartbeat_policy::diverse(
+                act.seen.values().map(|r| (r.source.as_str(), r.ts)),
+                50,
+            );
+            let rows: Vec<&SeenRow> = act.seen.values().collect();
+            let new_set: Vec<String> = picked.into_iter().map(|i| rows[i].wire.clone()).collect();
             let seen_name = names::seen(&act.opts.zone);
             for old in &act.published_seen {
                 if !new_set.contains(old) {

@@ -20,7 +20,9 @@ use super::auth::{self, AuthActor, AuthorizeWrite, IsOperator, NewChallenge, Reg
 use super::dns::{self, DnsActor, GetStats};
 use super::store::{self, Apply, Count, Get, Op, Origin, StoreActor, StoreError};
 use super::supervisor::{GetHealth, SupervisorActor};
+use crate::node::auth_throttle::FailureThrottle;
 use crate::node::limits::TokenBuckets;
+use crate::node::metrics::{escape_label as esc_label, method_label, status_label};
 
 /// What the ingress needs from the configuration.
 #[derive(Debug, Clone)]
@@ -51,6 +53,11 @@ pub struct HttpOptions {
     pub operator_spk: Option<[u8; 32]>,
     /// Cluster base domain whose `cluster.<base>` manifest we serve.
     pub cluster_base: String,
+    /// Time a client has to send a request's whole body once its head is in.
+    pub body_timeout: Duration,
+    /// Failed operator/sync-token authentications allowed per IP (refill/s, burst).
+    pub auth_failure_rate: f64,
+    pub auth_failure_burst: f64,
 }
 
 /// Addresses of the actors the ingress talks to.
@@ -69,8 +76,9 @@ struct State {
     peers: Peers,
     ip_buckets: Mutex<TokenBuckets<IpAddr>>,
     reg_buckets: Mutex<TokenBuckets<IpAddr>>,
-    requests: Mutex<HashMap<(String, u16), u64>>,
+    requests: Mutex<HashMap<(&'static str, u16), u64>>,
     writes: Mutex<HashMap<&'static str, u64>>,
+    auth_fails: Mutex<FailureThrottle>,
 }
 
 type Shared = web::Data<State>;
@@ -117,6 +125,28 @@ fn limited(req: &HttpRequest, st: &State, registration: bool) -> bool {
     }
 }
 
+/// The client IP the failed-authentication throttle applies to (None: exempt loopback).
+fn throttled_ip(req: &HttpRequest, st: &State) -> Option<IpAddr> {
+    client_ip(req, st).filter(|ip| !ip.is_loopback() || st.opts.limit_loopback)
+}
+
+/// 429 when this client has used up its failed-authentication allowance (operator and
+/// sync tokens). Checked before the token, so a guesser learns nothing while blocked.
+fn auth_throttled(req: &HttpRequest, st: &State) -> Option<HttpResponse> {
+    let ip = throttled_ip(req, st)?;
+    (!st.auth_fails.lock().allowed(&ip, std::time::Instant::now())).then(|| {
+        error(429, "too many failed authentication attempts from this address; retry later")
+    })
+}
+
+/// Count a failed authentication against the client, and answer `status`.
+fn auth_failed(req: &HttpRequest, st: &State, status: u16, msg: &str) -> HttpResponse {
+    if let Some(ip) = throttled_ip(req, st) {
+        st.auth_fails.lock().failed(ip, std::time::Instant::now());
+    }
+    error(status, msg)
+}
+
 fn auth_header(req: &HttpRequest) -> Option<String> {
     req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
@@ -139,6 +169,11 @@ pub fn valid_record_name(name: &str) -> bool {
             && l[l.len() - 1].is_ascii_alphanumeric()
             && l.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
     })
+}
+
+/// True when `name` (lower-cased) is the served zone or a name under it.
+fn in_zone(name: &str, zone: &str) -> bool {
+    name == zone || name.strip_suffix(zone).is_some_and(|head| head.ends_with('.'))
 }
 
 /// Reference value rule: no `"`, no control characters, no DEL.
@@ -165,8 +200,11 @@ async fn records_get(req: HttpRequest, path: web::Path<String>, st: Shared) -> H
     if limited(&req, &st, false) {
         return error(429, "rate limit exceeded");
     }
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
-        return error(401, "unauthorized");
+        return auth_failed(&req, &st, 401, "unauthorized");
     }
     let name = clean_name(&path).to_ascii_lowercase();
     match st.peers.store.send(Get { name: name.clone() }).await {
@@ -232,6 +270,15 @@ async fn records_post(
     }
     if !valid_record_name(&name) {
         return error(400, "invalid record name");
+    }
+    if !in_zone(&lname, &st.opts.zone) {
+        return error(
+            400,
+            format!(
+                "{name} is outside the zone {} this node serves: it would never be answered",
+                st.opts.zone
+            ),
+        );
     }
     if !valid_record_value(value) {
         return error(400, "invalid record value");
@@ -454,19 +501,27 @@ async fn status_page(st: Shared) -> HttpResponse {
 }
 
 async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !st.peers.auth.send(IsOperator(auth_header(&req))).await.unwrap_or(false) {
-        return error(401, "unauthorized");
+        if limited(&req, &st, false) {
+            return error(429, "rate limit exceeded");
+        }
+        return auth_failed(&req, &st, 401, "unauthorized");
     }
     let mut out = String::new();
     out.push_str("# HELP dmp_http_requests_total HTTP requests by method and status.\n# TYPE dmp_http_requests_total counter\n");
-    let mut reqs: Vec<_> = st.requests.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let mut reqs: Vec<_> = st.requests.lock().iter().map(|(k, v)| (*k, *v)).collect();
     reqs.sort();
     for ((m, s), v) in reqs {
+        let m = esc_label(m);
         out.push_str(&format!("dmp_http_requests_total{{method=\"{m}\",status=\"{s}\"}} {v}\n"));
     }
     out.push_str("# HELP dmp_dns_queries_total DNS messages by outcome.\n# TYPE dmp_dns_queries_total counter\n");
     if let Ok(stats) = st.peers.dns.send(GetStats).await {
         for (k, v) in &stats.outcomes {
+            let k = esc_label(k);
             out.push_str(&format!("dmp_dns_queries_total{{outcome=\"{k}\"}} {v}\n"));
         }
         out.push_str(
@@ -492,6 +547,7 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
         "# HELP dmp_writes_total Acknowledged writes by path.\n# TYPE dmp_writes_total counter\n",
     );
     for (k, v) in st.writes.lock().iter() {
+        let k = esc_label(k);
         out.push_str(&format!("dmp_writes_total{{path=\"{k}\"}} {v}\n"));
     }
     if let Ok(peers) = st.peers.sync.send(super::sync::GetSyncStats).await {
@@ -509,7 +565,7 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
                     "dmp_sync_records_rejected_total" => p.records_rejected,
                     _ => p.lag_secs,
                 };
-                out.push_str(&format!("{metric}{{peer=\"{}\"}} {v}\n", p.peer));
+                out.push_str(&format!("{metric}{{peer=\"{}\"}} {v}\n", esc_label(&p.peer)));
             }
         }
     }
@@ -523,7 +579,8 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
     for p in &hb {
         out.push_str(&format!(
             "dmp_heartbeat_age_seconds{{endpoint=\"{}\"}} {}\n",
-            p.endpoint, p.age_secs
+            esc_label(&p.endpoint),
+            p.age_secs
         ));
     }
     let records = st.peers.store.send(Count).await.unwrap_or(0);
@@ -535,12 +592,17 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
         for a in &h.actors {
             out.push_str(&format!(
                 "dmp_actor_restarts_total{{actor=\"{}\"}} {}\n",
-                a.name, a.restarts
+                esc_label(&a.name),
+                a.restarts
             ));
         }
         out.push_str("# HELP dmp_actor_up Actor health (1 healthy).\n# TYPE dmp_actor_up gauge\n");
         for a in &h.actors {
-            out.push_str(&format!("dmp_actor_up{{actor=\"{}\"}} {}\n", a.name, a.healthy as u8));
+            out.push_str(&format!(
+                "dmp_actor_up{{actor=\"{}\"}} {}\n",
+                esc_label(&a.name),
+                a.healthy as u8
+            ));
         }
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
@@ -551,8 +613,11 @@ async fn stats(st: Shared) -> HttpResponse {
 }
 
 async fn admin_list(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !is_configured_operator(&req, &st).await {
-        return error(401, "unauthorized: the operator token is required");
+        return auth_failed(&req, &st, 401, "unauthorized: the operator token is required");
     }
     match st.peers.auth.send(auth::ListCredentials).await {
         Ok(v) => HttpResponse::Ok().json(v.0),
@@ -561,8 +626,11 @@ async fn admin_list(req: HttpRequest, st: Shared) -> HttpResponse {
 }
 
 async fn admin_revoke(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpResponse {
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !is_configured_operator(&req, &st).await {
-        return error(401, "unauthorized: the operator token is required");
+        return auth_failed(&req, &st, 401, "unauthorized: the operator token is required");
     }
     let what = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -601,8 +669,11 @@ async fn sync_digest(req: HttpRequest, st: Shared) -> HttpResponse {
     if limited(&req, &st, false) {
         return error(429, "rate limit exceeded");
     }
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !sync_authorized(&req, &st) {
-        return error(403, "forbidden");
+        return auth_failed(&req, &st, 403, "forbidden");
     }
     let q = query_map(&req);
     let cursor = if let Some(c) = q.get("cursor") {
@@ -642,8 +713,11 @@ async fn sync_pull(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpRespon
     if limited(&req, &st, false) {
         return error(429, "rate limit exceeded");
     }
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !sync_authorized(&req, &st) {
-        return error(403, "forbidden");
+        return auth_failed(&req, &st, 403, "forbidden");
     }
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return error(400, "invalid body");
@@ -672,8 +746,11 @@ async fn sync_pull(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpRespon
 }
 
 async fn sync_tombstones(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !sync_authorized(&req, &st) {
-        return error(403, "forbidden");
+        return auth_failed(&req, &st, 403, "forbidden");
     }
     let q = query_map(&req);
     let Ok(after) = q.get("after").map(|a| a.parse::<u64>()).unwrap_or(Ok(0)) else {
@@ -692,16 +769,22 @@ async fn sync_tombstones(req: HttpRequest, st: Shared) -> HttpResponse {
 }
 
 async fn sync_notify(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !sync_authorized(&req, &st) {
-        return error(403, "forbidden");
+        return auth_failed(&req, &st, 403, "forbidden");
     }
     st.peers.sync.do_send(super::sync::PullNow);
     HttpResponse::Accepted().json(json!({"ok": true}))
 }
 
 async fn sync_cluster_manifest(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !sync_authorized(&req, &st) {
-        return error(403, "forbidden");
+        return auth_failed(&req, &st, 403, "forbidden");
     }
     let (Some(spk), false) = (st.opts.operator_spk, st.opts.cluster_base.is_empty()) else {
         return HttpResponse::NoContent().finish();
@@ -737,8 +820,11 @@ async fn debug_fail(req: HttpRequest, path: web::Path<String>, st: Shared) -> Ht
     if !st.opts.fault_injection {
         return error(404, "not found");
     }
+    if let Some(r) = auth_throttled(&req, &st) {
+        return r;
+    }
     if !is_configured_operator(&req, &st).await {
-        return error(401, "unauthorized");
+        return auth_failed(&req, &st, 401, "unauthorized");
     }
     match path.as_str() {
         "store" => st.peers.store.do_send(store::Fail),
@@ -774,6 +860,88 @@ fn tls_config(cert: &str, key: &str) -> anyhow::Result<rustls::ServerConfig> {
     Ok(cfg)
 }
 
+/// Give the request's body a deadline (`[http] body_timeout_secs` from now): past it the
+/// payload stream ends with an error, so a client that sends a head and then trickles or
+/// stalls its body cannot hold a worker's connection. Returns the flag set on timeout.
+fn with_body_deadline(
+    req: &mut actix_web::dev::ServiceRequest,
+    timeout: Duration,
+) -> Arc<std::sync::atomic::AtomicBool> {
+    use actix_web::HttpMessage as _;
+    use futures_util::StreamExt as _;
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let has_body = req.headers().contains_key(actix_web::http::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if !has_body {
+        return flag;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let payload = req.take_payload();
+    let f2 = flag.clone();
+    let stream = futures_util::stream::unfold(Some(payload), move |state| {
+        let flag = f2.clone();
+        async move {
+            let mut payload = state?;
+            match tokio::time::timeout_at(deadline, payload.next()).await {
+                Ok(Some(item)) => Some((item, Some(payload))),
+                Ok(None) => None,
+                Err(_) => {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "body read timeout");
+                    Some((Err(actix_web::error::PayloadError::Io(e)), None))
+                }
+            }
+        }
+    });
+    let boxed: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>,
+    > = Box::pin(stream);
+    req.set_payload(actix_web::dev::Payload::from(boxed));
+    flag
+}
+
+/// Whether the ingress middleware charges this request to the per-IP bucket. Every request
+/// is charged once: here, unless its handler does it itself (the write, read and sync
+/// routes, in the reference's order: limit first, then authorisation; the registration
+/// routes have their own bucket). Exempt: `GET /health` (a constant, cheap answer that
+/// load balancers and operators poll, and which must keep answering during a flood);
+/// `GET /metrics`, which is charged by its handler only when the operator token is
+/// missing or wrong, so an operator's scraper is never throttled; and the other
+/// `/v1/sync/*` routes, which answer only the cluster's token — a caller without it is
+/// held by the failed-authentication throttle, and a peer's notify per write burst must
+/// not be refused.
+fn charged_here(req: &actix_web::dev::ServiceRequest) -> bool {
+    use actix_web::http::Method;
+    let m = req.method();
+    let path = req.path();
+    let handled = match (m, path) {
+        (&Method::GET, "/v1/registration/challenge") => req.query_string().is_empty(),
+        (
+            &Method::GET,
+            "/health"
+            | "/metrics"
+            | "/v1/sync/digest"
+            | "/v1/sync/tombstones"
+            | "/v1/sync/cluster-manifest",
+        ) => true,
+        (
+            &Method::POST,
+            "/v1/sync/pull"
+            | "/v1/sync/notify"
+            | "/v1/registration/confirm"
+            | "/v1/registration/tsig-confirm",
+        ) => true,
+        (&Method::GET | &Method::POST | &Method::DELETE, p) => {
+            p.strip_prefix("/v1/records/").is_some_and(|n| !n.is_empty() && !n.contains('/'))
+        }
+        _ => false,
+    };
+    !handled
+}
+
 /// Bind and start the ingress. Returns the server (to stop it) and the bound address.
 pub fn start(
     opts: HttpOptions,
@@ -784,10 +952,16 @@ pub fn start(
         reg_buckets: Mutex::new(TokenBuckets::new(10_000)),
         requests: Mutex::new(HashMap::new()),
         writes: Mutex::new(HashMap::new()),
+        auth_fails: Mutex::new(FailureThrottle::new(
+            opts.auth_failure_rate,
+            opts.auth_failure_burst,
+            10_000,
+        )),
         opts: opts.clone(),
         peers,
     });
     let body_limit = opts.max_body_bytes * 4 + 1024;
+    let body_timeout = opts.body_timeout;
     let st2 = state.clone();
     let factory = move || {
         let st3 = st2.clone();
@@ -796,12 +970,33 @@ pub fn start(
             .app_data(web::PayloadConfig::new(body_limit))
             .wrap_fn(move |req, srv| {
                 use actix_web::dev::Service;
-                let method = req.method().to_string();
+                let method = method_label(req.method().as_str());
                 let st4 = st3.clone();
-                let fut = srv.call(req);
+                // Every route is charged to the client's per-IP bucket, 404s and made-up
+                // methods included (see `charged_here`).
+                let denied = charged_here(&req) && limited(req.request(), &st4, false);
+                let mut req = req;
+                let body_timed_out = (!denied).then(|| with_body_deadline(&mut req, body_timeout));
+                let call = if denied {
+                    Err(req.into_response(error(429, "rate limit exceeded")))
+                } else {
+                    Ok(srv.call(req))
+                };
                 async move {
-                    let res = fut.await?;
-                    *st4.requests.lock().entry((method, res.status().as_u16())).or_insert(0) += 1;
+                    let mut res = match call {
+                        Err(r) => r,
+                        Ok(fut) => fut.await?.map_into_boxed_body(),
+                    };
+                    if body_timed_out.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+                    {
+                        // A slow or stalled body: 408, and the connection is closed.
+                        let (r, _) = res.into_parts();
+                        let mut resp = error(408, "request body not received in time");
+                        resp.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+                        res = actix_web::dev::ServiceResponse::new(r, resp);
+                    }
+                    let status = status_label(res.status().as_u16());
+                    *st4.requests.lock().entry((method, status)).or_insert(0) += 1;
                     Ok(res)
                 }
             })

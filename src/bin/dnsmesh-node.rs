@@ -96,8 +96,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A start-up failure (an address in use, an unreadable data dir, …): the
+            // error alone, exit 2. Exit here, before the half-started actor system is
+            // torn down (its actors' teardown needs the runtime that is going away); no
+            // write was acknowledged, so nothing is lost.
             eprintln!("dnsmesh-node: {e:#}");
-            ExitCode::from(1)
+            use std::io::Write as _;
+            let _ = std::io::stderr().flush();
+            std::process::exit(2);
         }
     }
 }

@@ -62,6 +62,10 @@ pub struct HeartbeatSection {
     pub seed_urls: Vec<String>,
     /// Seconds between seed-list refreshes.
     pub seed_refresh_secs: u64,
+    /// Most rows in the seen set (the reference keeps at most 10,000).
+    pub seen_max_rows: usize,
+    /// Most new peers one seed zone can add per tick.
+    pub max_new_per_seed: usize,
 }
 
 /// `[node]`
@@ -138,6 +142,9 @@ pub struct HttpSection {
     pub request_timeout_secs: u64,
     /// Most open connections per worker.
     pub max_connections: usize,
+    /// Seconds a client has to send a request's body once its head is in (slow bodies
+    /// are answered 408 and the connection closed).
+    pub body_timeout_secs: u64,
 }
 
 /// `[auth]`
@@ -204,6 +211,10 @@ pub struct LimitsSection {
     /// Per-TSIG-key UPDATE bucket, charged per record (refill per second, burst).
     pub update_key_rate: f64,
     pub update_key_burst: f64,
+    /// Failed operator/sync-token authentications allowed per client IP: refill per
+    /// second and burst; past them, authenticated routes answer 429 to that IP.
+    pub auth_failure_rate: f64,
+    pub auth_failure_burst: f64,
 }
 
 /// `[cluster]`
@@ -413,10 +424,27 @@ impl Settings {
             if self.heartbeat.interval_secs == 0 || self.heartbeat.ttl_secs == 0 {
                 return Err(invalid("heartbeat.interval_secs", "interval and ttl must be > 0"));
             }
+            if self.heartbeat.seen_max_rows == 0 {
+                return Err(invalid("heartbeat.seen_max_rows", "must be > 0"));
+            }
+            if self.heartbeat.max_new_per_seed == 0 {
+                return Err(invalid("heartbeat.max_new_per_seed", "must be > 0"));
+            }
             for r in &self.heartbeat.resolvers {
                 r.parse::<SocketAddr>()
                     .map_err(|_| invalid("heartbeat.resolvers", format!("{r:?} is not IP:PORT")))?;
             }
+        }
+        if self.http.body_timeout_secs == 0 {
+            return Err(invalid("http.body_timeout_secs", "must be > 0"));
+        }
+        let r = self.limits.auth_failure_rate;
+        if !r.is_finite() || r <= 0.0 {
+            return Err(invalid("limits.auth_failure_rate", "must be > 0"));
+        }
+        let b = self.limits.auth_failure_burst;
+        if !b.is_finite() || b < 1.0 {
+            return Err(invalid("limits.auth_failure_burst", "must be >= 1"));
         }
         if self.cluster.sync_interval_secs == 0 {
             return Err(invalid("cluster.sync_interval_secs", "must be > 0"));

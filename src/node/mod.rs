@@ -1,11 +1,16 @@
 //! The node runtime: configuration, start-up wiring of the actors, shutdown.
 
 pub mod auth;
+pub mod auth_throttle;
 pub mod claims;
 pub mod config;
 pub mod dns_client;
+pub mod fdlimit;
+pub mod heartbeat_policy;
 pub mod http_client;
 pub mod limits;
+pub mod metrics;
+pub mod private_dir;
 pub mod replay;
 pub mod replication;
 pub mod seed_fetch;
@@ -58,9 +63,12 @@ impl Handler<StopDns> for DnsActor {
 
 /// Start every actor inside the current actix `System`. Must be called from within it.
 pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
+    fdlimit::raise_fd_limit();
     let data_dir = &settings.node.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating node.data_dir {}", data_dir.display()))?;
+    private_dir::make_private(data_dir)
+        .with_context(|| format!("making node.data_dir {} private (0700)", data_dir.display()))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut expected = vec!["store", "dns", "auth", "http", "sync"];
     if settings.heartbeat.enabled {
@@ -172,6 +180,9 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         sync_token: settings.cluster.sync_token.clone(),
         operator_spk: settings.operator_spk(),
         cluster_base: settings.cluster.base_domain.clone(),
+        body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
+        auth_failure_rate: settings.limits.auth_failure_rate,
+        auth_failure_burst: settings.limits.auth_failure_burst,
     };
     publish_cluster_manifest(settings, &store).await?;
     let sync_opts = crate::actors::sync::SyncOptions {
@@ -233,6 +244,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             allow_private_endpoints: h.allow_private_endpoints,
             seed_urls: h.seed_urls.clone(),
             seed_refresh: Duration::from_secs(h.seed_refresh_secs.max(60)),
+            seen_max_rows: h.seen_max_rows,
+            max_new_per_seed: h.max_new_per_seed,
         };
         let actor = crate::actors::heartbeat::HeartbeatActor::new(
             opts,

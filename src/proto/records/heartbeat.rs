@@ -107,11 +107,29 @@ fn ipv6_non_public(ip: Ipv6Addr) -> bool {
     !(site_local || (global_unicast && !special))
 }
 
+/// RFC 1123 host name: dot-separated labels of 1..63 letters, digits and hyphens, not
+/// starting or ending with a hyphen, at most 253 bytes; one trailing dot allowed.
+fn is_rfc1123_host(host: &str) -> bool {
+    let h = host.strip_suffix('.').unwrap_or(host);
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| {
+            let b = l.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        })
+}
+
 /// Validate a heartbeat endpoint (§4.10): ASCII, 1..255 bytes, no whitespace/control,
 /// scheme `http`/`https` (any case), a host, an optional port `1..=65535`, no
 /// userinfo/path/query/fragment; unless `allow_private`, no localhost alias (`localhost`,
 /// `*.localhost`, `localhost.localdomain`, `ip6-localhost`, trailing dots ignored) and
-/// no non-public IP literal. Bracketed hosts must be IPv6 literals (optional `%zone`).
+/// no non-public IP literal. Bracketed hosts must be IPv6 literals (optional `%zone` of
+/// letters, digits, `.`, `-`, `_`); any other host must be an IPv4 literal or an RFC 1123
+/// host name (so no quotes, backslashes, `%`, `_` or other junk reaches a label or a page).
 ///
 /// Stricter than the reference on purpose where its URL splitter lets malformed shapes
 /// through (non-numeric ports, `[v1.x]`, bare `?`/`#` tails, `*.localhost`).
@@ -146,7 +164,13 @@ pub fn validate_endpoint(endpoint: &str, allow_private: bool) -> Result<(), Prot
                 None => return bad("junk after IPv6 literal"),
             },
         };
-        let addr = host.split_once('%').map_or(host, |(a, _zone)| a);
+        let (addr, zone_id) = host.split_once('%').unwrap_or((host, ""));
+        if !zone_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        {
+            return bad("bad IPv6 zone id");
+        }
         let Ok(v6) = addr.parse::<Ipv6Addr>() else {
             return bad("bracketed host is not an IPv6 address");
         };
@@ -159,7 +183,11 @@ pub fn validate_endpoint(endpoint: &str, allow_private: bool) -> Result<(), Prot
             Some((h, p)) => (h, Some(p)),
             None => (rest, None),
         };
-        (host, port, host.parse::<Ipv4Addr>().ok().map(ipv4_non_public))
+        let ip = host.parse::<Ipv4Addr>().ok();
+        if ip.is_none() && !is_rfc1123_host(host) {
+            return bad("host must be an RFC 1123 host name or an IP literal");
+        }
+        (host, port, ip.map(ipv4_non_public))
     };
     if host.is_empty() {
         return bad("must include a host");
@@ -357,12 +385,26 @@ mod tests {
             ("https://[::1", false, false),
             ("https://a .com", false, false),
             ("https://é.com", false, false),
+            ("https://a\"b.com", false, false),
+            ("https://a\\b.com", false, false),
+            ("https://a%22b.com", false, false),
+            ("https://a_b.com", false, false),
+            ("https://-a.com", false, false),
+            ("https://a-.com", false, false),
+            ("https://a..com", false, false),
+            ("https://a.com.", true, true),
+            ("https://a.com..", false, false),
+            ("http://x\"}1:80", false, false),
+            ("https://[fe80::1%e\"th0]", false, false),
+            ("https://my-node.example.com:8443", true, true),
         ];
         for (ep, strict, loose) in table {
             assert_eq!(validate_endpoint(ep, false).is_ok(), strict, "{ep} strict");
             assert_eq!(validate_endpoint(ep, true).is_ok(), loose, "{ep} loose");
         }
-        assert!(validate_endpoint(&format!("https://{}", "a".repeat(247)), false).is_ok());
+        let long = |n: usize| format!("https://{}", vec!["a".repeat(50); n].join("."));
+        assert!(validate_endpoint(&long(4), false).is_ok());
+        assert!(validate_endpoint(&format!("https://{}", "a".repeat(64)), false).is_err());
         assert!(validate_endpoint(&format!("https://{}", "a".repeat(248)), false).is_err());
     }
 
