@@ -386,14 +386,21 @@ pub fn txt_values(m: &hickory_proto::op::Message) -> Vec<String> {
         .collect()
 }
 
-/// TXT values at `name`, asked of `server` over UDP with EDNS (4096).
+/// The TXT values at `name`, asked over UDP and again over TCP when truncated.
 pub fn txt_at(server: SocketAddr, name: &str) -> Vec<String> {
     let q = query(
         &format!("{}.", name.trim_end_matches('.')),
         hickory_proto::rr::RecordType::TXT,
         Some(4096),
     );
-    txt_values(&parse(&udp_exchange(server, &q)))
+    let m = parse(&udp_exchange(server, &q));
+    if !m.metadata.truncation {
+        return txt_values(&m);
+    }
+    // As a resolver does: a truncated UDP answer (larger than `max_udp_payload`) is
+    // asked again over TCP.
+    let tcp = tcp_exchange(server, &[q]);
+    txt_values(&parse(&tcp[0]))
 }
 
 /// Self-service registration of `user@<zone>` with an identity from `seed`: a bearer
