@@ -131,7 +131,7 @@ fn attempt(ctx: &Ctx, writer: &Writer, c: &Contact, body: &str, ttl: u64) -> Res
     let recipient = c.x25519()?;
     let v2 = c.versions.contains(&2);
     let plaintext = if v2 {
-        envelope::encode(body.as_bytes(), Some(&ctx.cfg.address()))
+        envelope::encode(body.as_bytes(), Some(&ctx.cfg.public_address()))
     } else {
         body.as_bytes().to_vec()
     };

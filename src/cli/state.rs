@@ -141,6 +141,9 @@ pub struct Intro {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Published {
     pub identity: Option<(String, String)>,
+    /// The zone-anchored copy at `dmp.<identity_domain>`.
+    #[serde(default)]
+    pub anchored: Option<(String, String)>,
 }
 
 /// `host:port` of a URL (default port by scheme), the key of saved tokens.
@@ -179,13 +182,17 @@ impl Writer {
     /// Choose the writer from saved credentials (last registration wins). In cluster
     /// mode (`cluster` given) HTTP writes fan out to every node of the manifest; TSIG
     /// writes still go to the home node only, and anti-entropy spreads them.
+    /// `http_token` (config) is used when no token is saved for the endpoint;
+    /// `cluster_node_token` for cluster nodes without a saved token.
     pub fn new(
         endpoint: &str,
         creds: &Credentials,
         cluster: Option<&ClusterManifest>,
+        http_token: Option<&str>,
+        cluster_node_token: Option<&str>,
     ) -> Result<Writer> {
         if let (Some(m), false) = (cluster, creds.mode.as_deref() == Some("tsig")) {
-            return Fanout::new(m, creds).map(Writer::Fanout);
+            return Fanout::new(m, creds, cluster_node_token.or(http_token)).map(Writer::Fanout);
         }
         match creds.mode.as_deref() {
             Some("tsig") => {
@@ -220,7 +227,8 @@ impl Writer {
                     .or_else(|| {
                         (creds.tokens.len() == 1).then(|| creds.tokens.values().next()).flatten()
                     })
-                    .map(|t| t.token.clone());
+                    .map(|t| t.token.clone())
+                    .or_else(|| http_token.map(str::to_string));
                 Ok(Writer::Http {
                     endpoint: endpoint.trim_end_matches('/').to_string(),
                     token,

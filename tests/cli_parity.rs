@@ -1,0 +1,337 @@
+//! Parity of our `dnsmesh` with the reference CLI (issue 15), end to end on loopback:
+//! our CLI against our node (started here), and the reference CLI (black box, `$REF_VENV`)
+//! where it has the feature.
+#![cfg(feature = "net")]
+
+mod cli_common;
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use cli_common::*;
+use common::Node;
+
+const OP: &str = "operator-token-for-cli-parity-tests";
+
+fn resolvers(nodes: &[&Node]) -> Vec<String> {
+    nodes.iter().map(|n| n.dns[0].to_string()).collect()
+}
+
+fn read_cfg(u: &User) -> String {
+    std::fs::read_to_string(u.home.join("config.yaml")).unwrap()
+}
+
+/// End of the question section of a DNS message (one question), or `None`.
+fn question_end(q: &[u8]) -> Option<usize> {
+    let mut i = 12;
+    loop {
+        let l = *q.get(i)? as usize;
+        i += 1;
+        if l == 0 {
+            break;
+        }
+        i += l;
+    }
+    Some(i + 4).filter(|&e| e <= q.len())
+}
+
+/// A DNS server on loopback that answers NXDOMAIN to every query (a resolver with a stale
+/// negative cache); counts the queries it got.
+fn nxdomain_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.local_addr().unwrap();
+    let n = Arc::new(AtomicUsize::new(0));
+    let count = n.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok((len, from)) = s.recv_from(&mut buf) else { return };
+            let q = &buf[..len];
+            let Some(end) = question_end(q) else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            let mut r = q[..end].to_vec();
+            r[2] = 0x80 | (q[2] & 0x01); // QR, RD copied
+            r[3] = 0x80 | 3; // RA, NXDOMAIN
+            r[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+            let _ = s.send_to(&r, from);
+        }
+    });
+    (addr, n)
+}
+
+/// A UDP forwarder to `upstream` that sets the AD flag on every reply (a validating
+/// resolver in front of the node).
+fn ad_forwarder(upstream: SocketAddr) -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok((len, from)) = s.recv_from(&mut buf) else { return };
+            let mut r = common::udp_exchange(upstream, &buf[..len]);
+            r[3] |= 0x20;
+            let _ = s.send_to(&r, from);
+        }
+    });
+    addr
+}
+
+/// The seed's quick start: `init NAME --endpoint URL` with the reference's default domain;
+/// `--no-default-resolvers` alone means the system resolver; `DMP_CONFIG_HOME`.
+#[test]
+fn cli_parity_quick_start_init() {
+    let u = User::new("alice");
+    let out = u.ok(&["init", &u.name, "--endpoint", "https://node.example"]);
+    assert!(out.contains(&format!("{}@mesh.local", u.name)), "{out}");
+    let cfg = read_cfg(&u);
+    assert!(cfg.contains("domain: mesh.local"), "{cfg}");
+    assert!(cfg.contains("1.1.1.1") && cfg.contains("8.8.8.8"), "{cfg}");
+    assert!(cfg.contains("endpoint: https://node.example"), "{cfg}");
+
+    let v = User::new("vera");
+    let out =
+        v.ok(&["init", &v.name, "--endpoint", "https://node.example", "--no-default-resolvers"]);
+    assert!(out.contains("system resolver"), "{out}");
+    let cfg = read_cfg(&v);
+    assert!(!cfg.contains("1.1.1.1") && !cfg.contains("8.8.8.8"), "{cfg}");
+
+    // All the reference's init flags are accepted and land in config.yaml.
+    let w = User::new("walt");
+    w.ok(&[
+        "init",
+        &w.name,
+        "--domain",
+        "mesh.test",
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--http-token",
+        "tok-123",
+        "--dns-host",
+        "127.0.0.1",
+        "--dns-port",
+        "5353",
+        "--identity-domain",
+        "walt.test",
+        "--no-probe-local-dns",
+        "--require-dnssec",
+    ]);
+    let cfg = read_cfg(&w);
+    for k in [
+        "http_token: tok-123",
+        "dns_host: 127.0.0.1",
+        "dns_port: 5353",
+        "identity_domain: walt.test",
+        "dnssec_required: true",
+    ] {
+        assert!(cfg.contains(k), "{k} missing in {cfg}");
+    }
+
+    // DMP_CONFIG_HOME is the default config home.
+    let out = Command::new(env!("CARGO_BIN_EXE_dnsmesh"))
+        .args(["identity", "show", "--json"])
+        .env("DMP_CONFIG_HOME", &u.home)
+        .env("DMP_PASSPHRASE", &u.pass)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["username"], u.name.as_str());
+    assert_eq!(v["domain"], "mesh.local");
+}
+
+/// An operator-issued token works with `init --http-token` (ours and the reference's);
+/// `--node` takes a URL with its scheme; `--subject` on `register` and `tsig register`;
+/// `--dns-host/--dns-port` alone select the resolver.
+#[test]
+fn cli_parity_tokens_node_urls_subject() {
+    let node = Node::start("mesh.test", &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP)]);
+    let r = resolvers(&[&node]);
+    let op = User::new("opal");
+    op.ok(&[
+        "init",
+        &op.name,
+        "--domain",
+        "mesh.test",
+        "--endpoint",
+        &node.url(),
+        "--http-token",
+        OP,
+        "--dns-host",
+        &node.dns[0].ip().to_string(),
+        "--dns-port",
+        &node.dns[0].port().to_string(),
+    ]);
+    // No registration: the static token writes.
+    assert!(op.ok(&["identity", "publish", "--advertise-v2"]).contains("published identity"));
+    assert!(op.ok(&["identity", "refresh-prekeys"]).contains("published 25/25"));
+
+    // `register --node http://…` (scheme from the URL, no --scheme) and --subject.
+    let b = User::new("bert");
+    b.init("mesh.test", &node.url(), &r);
+    let subj = format!("{}@mesh.test", b.name);
+    let out = b.ok(&["register", "--node", &node.url(), "--subject", &subj]);
+    assert!(out.contains(&format!("registered {subj}")), "{out}");
+    b.ok(&["identity", "publish"]);
+    b.ok(&["identity", "refresh-prekeys"]);
+    // tsig register with a URL and --subject.
+    let c = User::new("cleo");
+    c.init("mesh.test", &node.url(), &r);
+    let subj = format!("{}@mesh.test", c.name);
+    let out = c.ok(&[
+        "tsig",
+        "register",
+        "--node",
+        &node.url(),
+        "--subject",
+        &subj,
+        "--dns-server",
+        &node.dns[0].ip().to_string(),
+        "--dns-port",
+        &node.dns[0].port().to_string(),
+    ]);
+    assert!(out.contains("TSIG key:"), "{out}");
+    c.ok(&["identity", "publish"]);
+
+    // Messages both ways between the operator-token user and the registered one.
+    op.ok(&["identity", "fetch", &b.name, "--add"]);
+    b.ok(&["identity", "fetch", &op.name, "--add"]);
+    let m = format!("from {} over the operator token", op.name);
+    op.ok(&["send", &b.name, &m]);
+    b.recv_until(&m, 5);
+    let m2 = format!("back to {}", op.name);
+    b.ok(&["send", &op.name, &m2]);
+    op.recv_until(&m2, 5);
+
+    // The reference CLI with the same operator token against our node.
+    let rf = RefUser::new("refop", node.dns[0].port());
+    rf.ok(&[
+        "init",
+        &rf.name,
+        "--domain",
+        "mesh.test",
+        "--endpoint",
+        &node.url(),
+        "--http-token",
+        OP,
+        "--dns-resolvers",
+        &node.dns[0].to_string(),
+        "--no-probe-local-dns",
+    ]);
+    rf.ok(&["identity", "publish"]);
+    op.ok(&["identity", "fetch", &format!("{}@mesh.test", rf.name), "--add"]);
+}
+
+/// The resolver pool skips a resolver that answers NXDOMAIN for everything (a stale
+/// negative cache), demotes it once another resolver proves it wrong, and remembers that
+/// across runs; the reference CLI with the same resolver list also fetches and receives.
+#[test]
+fn cli_parity_resolver_pool_skips_negative_answers() {
+    let node = Node::start("mesh.test", &[]);
+    let (nx, nx_count) = nxdomain_server();
+    let pool = vec![nx.to_string(), node.dns[0].to_string()];
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    alice.setup("mesh.test", &node.url(), node.dns[0], &pool, "http", true);
+    bob.setup("mesh.test", &node.url(), node.dns[0], &pool, "tsig", true);
+    let out = alice.ok(&["identity", "fetch", &bob.name, "--add"]);
+    assert!(out.contains("fingerprint"), "{out}");
+    bob.ok(&["identity", "fetch", &alice.name, "--add"]);
+    let m = format!("through a pool with a lying resolver, to {}", bob.name);
+    assert!(alice.ok(&["send", &bob.name, &m]).contains("prekey"), "prekeys found via the pool");
+    bob.recv_until(&m, 5);
+    assert!(nx_count.load(Ordering::SeqCst) > 0, "the NXDOMAIN resolver was asked first");
+
+    // Health is remembered: the NXDOMAIN resolver was proven wrong and is now asked last,
+    // so a positive lookup in a new process does not touch it. (`identity fetch` also
+    // reads the user's rotation name, which does not exist: a negative answer is checked
+    // with every resolver by design — that is the one query allowed here.)
+    let health = std::fs::read_to_string(alice.home.join("resolver_health.json")).unwrap();
+    let h: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert!(h[nx.to_string()]["wrong"].as_u64().unwrap() > 0, "{health}");
+    let before = nx_count.load(Ordering::SeqCst);
+    alice.ok(&["identity", "fetch", &bob.name]);
+    let after = nx_count.load(Ordering::SeqCst);
+    assert!(after <= before + 1, "demoted resolver asked for positive lookups: {before} → {after}");
+    let listed = alice.ok(&["resolvers", "list"]);
+    let first = listed.lines().next().unwrap_or("");
+    assert!(first.starts_with(&node.dns[0].to_string()), "healthy resolver first: {listed}");
+
+    // The reference CLI with resolvers [NXDOMAIN, our node].
+    let rf = RefUser::new("refpool", node.dns[0].port());
+    rf.ok(&[
+        "init",
+        &rf.name,
+        "--domain",
+        "mesh.test",
+        "--endpoint",
+        &node.url(),
+        "--dns-resolvers",
+        &pool.join(","),
+        "--no-probe-local-dns",
+    ]);
+    rf.setcfg(&[
+        ("local_node_dns_server", &node.dns[0].ip().to_string()),
+        ("local_node_dns_port", &node.dns[0].port().to_string()),
+    ]);
+    let hp = node.url();
+    rf.ok(&["register", "--node", hp.trim_start_matches("http://"), "--scheme", "http"]);
+    rf.ok(&["identity", "publish"]);
+    rf.ok(&["identity", "refresh-prekeys"]);
+    let fetched = rf.run(&["identity", "fetch", &alice.name, "--add"]);
+    eprintln!(
+        "reference identity fetch through [NXDOMAIN, node]: {:?}\n{}{}",
+        fetched.status.code(),
+        String::from_utf8_lossy(&fetched.stdout),
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    assert!(fetched.status.success(), "the reference fetches through the pool");
+    alice.ok(&["identity", "fetch", &format!("{}@mesh.test", rf.name), "--add"]);
+    let m2 = format!("to the reference {} through the pool", rf.name);
+    alice.ok(&["send", &rf.name, &m2]);
+    rf.recv_until(&m2, 5);
+    let m3 = format!("from the reference {} through the pool", rf.name);
+    rf.ok(&["send", &alice.name, &m3]);
+    alice.recv_until(&m3, 5);
+}
+
+/// `--require-dnssec`: answers without AD are dropped; through a validating (AD-setting)
+/// resolver the same lookup works.
+#[test]
+fn cli_parity_require_dnssec() {
+    let node = Node::start("mesh.test", &[]);
+    let bob = User::new("bob");
+    bob.setup("mesh.test", &node.url(), node.dns[0], &resolvers(&[&node]), "http", false);
+    let plain = User::new("carol");
+    plain.ok(&[
+        "init",
+        &plain.name,
+        "--domain",
+        "mesh.test",
+        "--endpoint",
+        &node.url(),
+        "--dns-resolvers",
+        &node.dns[0].to_string(),
+        "--require-dnssec",
+    ]);
+    let out = plain.run(&["identity", "fetch", &bob.name]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DNSSEC"), "{out:?}");
+
+    let ad = ad_forwarder(node.dns[0]);
+    let val = User::new("dora");
+    val.ok(&[
+        "init",
+        &val.name,
+        "--domain",
+        "mesh.test",
+        "--endpoint",
+        &node.url(),
+        "--dns-resolvers",
+        &format!("{},{}", node.dns[0], ad),
+        "--require-dnssec",
+    ]);
+    let out = val.ok(&["identity", "fetch", &bob.name]);
+    assert!(out.contains("fingerprint"), "{out}");
+}
