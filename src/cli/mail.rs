@@ -14,7 +14,7 @@ use super::state::{
     self, is_retryable, Contact, Contacts, Intro, OutboxItem, PrekeySecret, Writer,
 };
 use super::store::HomeLock;
-use super::{now, Ctx};
+use super::{now, rotate, Ctx};
 use crate::proto::envelope;
 use crate::proto::erasure;
 use crate::proto::keys;
@@ -23,6 +23,7 @@ use crate::proto::names;
 use crate::proto::records::claim::ClaimRecord;
 use crate::proto::records::manifest::SlotManifest;
 use crate::proto::records::prekey::Prekey;
+use crate::proto::records::revocation::RevocationReason;
 
 /// Manifest TXT length for `n` chunks: `20 + b64len(172 + 32n)`.
 fn manifest_len(n: usize) -> usize {
@@ -358,15 +359,15 @@ fn list_outbox(items: &[OutboxItem]) {
 }
 
 /// A delivered message.
-struct Delivered {
-    from: String,
-    sender_spk: [u8; 32],
-    msg_id: [u8; 16],
-    ts: u64,
-    zone: String,
-    prekey_id: u32,
-    body: String,
-    claimed_from: Option<String>,
+pub(super) struct Delivered {
+    pub from: String,
+    pub sender_spk: [u8; 32],
+    pub msg_id: [u8; 16],
+    pub ts: u64,
+    pub zone: String,
+    pub prekey_id: u32,
+    pub body: String,
+    pub claimed_from: Option<String>,
 }
 
 /// The contact (if any) whose pinned key signs in `zone`: the own zone accepts any
@@ -385,6 +386,18 @@ fn pinned_sender<'c>(
 struct Pass<'a> {
     ctx: &'a Ctx,
     contacts: Contacts,
+    contacts_changed: bool,
+    /// Blocked sender keys (hex).
+    blocked: Vec<String>,
+    /// Per-contact rotation lookups done this pass: address → (walk, new identity).
+    follows: std::collections::HashMap<
+        String,
+        (rotate::Walk, Option<crate::proto::records::identity::IdentityRecord>),
+    >,
+    /// Per-contact revocation checks done this pass: address → revoked?
+    revoked: std::collections::HashMap<String, Option<RevocationReason>>,
+    notes: Vec<String>,
+    next_intro: u64,
     replay: ReplayGuard,
     prekeys: Vec<PrekeySecret>,
     intros: Vec<Intro>,
@@ -429,14 +442,98 @@ impl Pass<'_> {
         message::open(&outer, m, &ctx.id, secret.as_ref(), self.now).map_err(|e| anyhow!("{e}"))
     }
 
+    /// A pinned contact whose rotation chain (from the pinned key) ends at `spk`: the pin
+    /// is moved to the new key and the contact returned.
+    fn follow_rotation(&mut self, spk: &[u8; 32], zone: &str, own_zone: &str) -> Option<Contact> {
+        if !self.ctx.cfg.rotation_chain_enabled {
+            return None;
+        }
+        let cands: Vec<Contact> = self
+            .contacts
+            .values()
+            .filter(|c| !c.ed25519_hex.is_empty() && (zone == own_zone || c.domain == zone))
+            .cloned()
+            .collect();
+        for c in cands {
+            let Ok(pinned) = c.ed25519() else { continue };
+            let key = c.address();
+            let (walk, rec) = match self.follows.get(&key) {
+                Some(x) => x.clone(),
+                None => {
+                    let r = rotate::follow(&self.ctx.pool, &c.username, &c.domain, true, &pinned)
+                        .unwrap_or((rotate::Walk::Unchanged, None));
+                    self.follows.insert(key.clone(), r.clone());
+                    r
+                }
+            };
+            if let (rotate::Walk::Head(h), Some(rec)) = (walk, rec) {
+                if h == *spk {
+                    let mut n = c.clone();
+                    n.x25519_hex = hex::encode(rec.x25519_pk);
+                    n.ed25519_hex = hex::encode(rec.ed25519_spk);
+                    n.versions = rec.versions.clone();
+                    self.contacts.insert(key.clone(), n.clone());
+                    self.contacts_changed = true;
+                    self.notes.push(format!(
+                        "followed {key}'s key rotation to {}",
+                        keys::fingerprint(&rec.x25519_pk, &rec.ed25519_spk)
+                    ));
+                    return Some(n);
+                }
+            }
+        }
+        None
+    }
+
+    /// Has the pinned contact's key been revoked? (One lookup per contact per pass.)
+    fn pinned_revoked(&mut self, c: &Contact) -> Option<RevocationReason> {
+        if !self.ctx.cfg.rotation_chain_enabled {
+            return None;
+        }
+        let key = c.address();
+        if let Some(r) = self.revoked.get(&key) {
+            return *r;
+        }
+        let r = c.ed25519().ok().and_then(|spk| {
+            rotate::Chain::load(&self.ctx.pool, &c.username, &c.domain, true)
+                .ok()
+                .and_then(|ch| ch.revoked(&spk))
+        });
+        self.revoked.insert(key, r);
+        r
+    }
+
     /// Gate, dedupe, decrypt and file one verified manifest found in `zone`.
     fn handle(&mut self, m: &SlotManifest, zone: &str, own_zone: &str, via_claim: bool) {
-        let pinned = pinned_sender(&self.contacts, &m.sender_spk, zone, own_zone).cloned();
+        let spk_hex = hex::encode(m.sender_spk);
+        if self.blocked.contains(&spk_hex) {
+            return;
+        }
+        if self.replay.is_seen(&m.sender_spk, &m.msg_id, self.now) {
+            return;
+        }
+        let mut pinned = pinned_sender(&self.contacts, &m.sender_spk, zone, own_zone).cloned();
+        if pinned.is_none() {
+            pinned = self.follow_rotation(&m.sender_spk, zone, own_zone);
+        }
+        if let Some(c) = &pinned {
+            if let Some(r) = self.pinned_revoked(c) {
+                if self.replay.claim(&m.sender_spk, &m.msg_id, self.now) {
+                    self.replay.commit(&m.sender_spk, &m.msg_id, m.exp);
+                    self.warnings.push(format!(
+                        "refused a message from {}: its key is REVOKED (reason {}) — run `dnsmesh identity fetch {}` to see the current key",
+                        c.address(),
+                        rotate::reason_name(r),
+                        c.address()
+                    ));
+                }
+                return;
+            }
+        }
         let no_pins = self.contacts.is_empty();
         if pinned.is_none() && !via_claim && !(self.ctx.cfg.allow_tofu && no_pins) {
             return;
         }
-        let spk_hex = hex::encode(m.sender_spk);
         let id_hex = hex::encode(m.msg_id);
         if self.intros.iter().any(|i| i.sender_spk_hex == spk_hex && i.msg_id_hex == id_hex) {
             return;
@@ -487,7 +584,9 @@ impl Pass<'_> {
             }
             None => {
                 let verified = from.as_deref().is_some_and(|f| self.verify_from(f, &m.sender_spk));
+                self.next_intro += 1;
                 let intro = Intro {
+                    id: self.next_intro,
                     sender_spk_hex: spk_hex,
                     msg_id_hex: id_hex,
                     sender_zone: zone.to_string(),
@@ -505,12 +604,17 @@ impl Pass<'_> {
 
     /// Does the identity published for `addr` carry `spk`?
     fn verify_from(&self, addr: &str, spk: &[u8; 32]) -> bool {
-        let (user, zone) = split_addr(addr);
-        let Some(zone) = zone else { return false };
-        lookup_identity(&self.ctx.pool, &user, &zone, true)
-            .map(|recs| recs.iter().any(|r| r.ed25519_spk == *spk))
-            .unwrap_or(false)
+        verify_from(&self.ctx.pool, addr, spk)
     }
+}
+
+/// Does the identity published for `addr` carry `spk`?
+pub(super) fn verify_from(pool: &dns::Pool, addr: &str, spk: &[u8; 32]) -> bool {
+    let (user, zone) = split_addr(addr);
+    let Some(zone) = zone else { return false };
+    lookup_identity(pool, &user, &zone, true)
+        .map(|recs| recs.iter().any(|r| r.ed25519_spk == *spk))
+        .unwrap_or(false)
 }
 
 /// What one receive pass found.
@@ -533,9 +637,16 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
         ReplayGuard::from_json(&replay_json).map_err(|e| anyhow!("replay cache: {e}"))?
     };
     replay.prune(t);
+    let blocked: Vec<state::Blocked> = ctx.store.load(state::BLOCKED)?;
     let mut p = Pass {
         ctx,
         contacts: ctx.store.load(state::CONTACTS)?,
+        contacts_changed: false,
+        blocked: blocked.into_iter().map(|b| b.spk_hex).collect(),
+        follows: Default::default(),
+        revoked: Default::default(),
+        notes: Vec::new(),
+        next_intro: ctx.store.load(state::INTRO_SEQ)?,
         replay,
         prekeys: ctx.store.load(state::PREKEYS)?,
         intros: ctx.store.load(state::INTROS)?,
@@ -545,7 +656,12 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
         warnings: Vec::new(),
         now: t,
     };
-    p.intros.retain(|i| i.exp >= t);
+    p.intros.retain(|i| i.exp >= t && !p.blocked.contains(&i.sender_spk_hex));
+    // Number intros queued before numbering existed.
+    for i in p.intros.iter_mut().filter(|i| i.id == 0) {
+        p.next_intro += 1;
+        i.id = p.next_intro;
+    }
     // Intros whose sender has since been pinned become messages.
     let mut still = Vec::new();
     for i in std::mem::take(&mut p.intros) {
@@ -581,6 +697,9 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
                 let Some(c) = ClaimRecord::parse_and_verify(&v, t) else {
                     continue;
                 };
+                if p.blocked.contains(&hex::encode(c.sender_spk)) {
+                    continue;
+                }
                 if p.replay.is_seen(&c.sender_spk, &c.msg_id, t) {
                     continue;
                 }
@@ -622,6 +741,11 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
     ctx.store.save(state::REPLAY, &p.replay.to_json())?;
     ctx.store.save(state::PREKEYS, &p.prekeys)?;
     ctx.store.save(state::INTROS, &p.intros)?;
+    ctx.store.save(state::INTRO_SEQ, &p.next_intro)?;
+    if p.contacts_changed {
+        ctx.store.save(state::CONTACTS, &p.contacts)?;
+    }
+    p.warnings.extend(p.notes.drain(..));
     if !p.consumed.is_empty() {
         match ctx.writer() {
             Ok(w) => {
@@ -648,7 +772,7 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
     })
 }
 
-fn print_message(d: &Delivered, json: bool) {
+pub(super) fn print_message(d: &Delivered, json: bool) {
     if json {
         let v = serde_json::json!({
             "kind": "message",
@@ -678,7 +802,7 @@ fn print_message(d: &Delivered, json: bool) {
     }
 }
 
-fn print_intro(i: &Intro, json: bool) {
+pub(super) fn print_intro(i: &Intro, json: bool) {
     let who = match (&i.claimed_from, i.from_verified) {
         (Some(f), true) => f.clone(),
         (Some(f), false) => format!("{f} (unverified claim)"),
@@ -687,6 +811,7 @@ fn print_intro(i: &Intro, json: bool) {
     if json {
         let v = serde_json::json!({
             "kind": "intro",
+            "intro_id": i.id,
             "from": who,
             "sender_spk": i.sender_spk_hex,
             "msg_id": i.msg_id_hex,
@@ -699,13 +824,16 @@ fn print_intro(i: &Intro, json: bool) {
         println!("{v}");
     } else {
         println!(
-            "intro from {who} in zone {} (sender not pinned; not delivered to the inbox):",
-            i.sender_zone
+            "intro #{} from {who} in zone {} (sender not pinned; not delivered to the inbox):",
+            i.id, i.sender_zone
         );
         for line in i.body.split('\n') {
             println!("  | {line}");
         }
-        println!("  to accept, pin the sender: `dnsmesh identity fetch USER@{} --add`, then `dnsmesh recv`", i.sender_zone);
+        println!(
+            "  `dnsmesh intro accept {n}` delivers it, `intro trust {n}` also pins the sender, `intro block {n}` drops it and blocks the sender",
+            n = i.id
+        );
     }
 }
 

@@ -14,6 +14,7 @@ mod config;
 mod dns;
 mod groups;
 mod ident;
+mod intro;
 mod mail;
 mod net;
 mod rotate;
@@ -159,6 +160,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ClusterCmd,
     },
+    /// Pending first-contact intros from unpinned senders.
+    Intro {
+        #[command(subcommand)]
+        cmd: IntroCmd,
+    },
     /// Saved per-node publish tokens.
     Token {
         #[command(subcommand)]
@@ -183,6 +189,36 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum IntroCmd {
+    /// List pending intros, numbered.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver intro N into the inbox without pinning the sender.
+    Accept { intro_id: u64 },
+    /// Verify the sender's published identity, pin it as a contact, deliver intro N.
+    Trust {
+        intro_id: u64,
+        /// The sender's name (`user` in their zone, or `user@zone`) when the intro
+        /// carries no verified address.
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// Drop intro N and block the sender's key (claims and slots).
+    Block {
+        intro_id: u64,
+        /// Reason kept with the block-list entry.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Show the block list.
+    Blocked,
+    /// Remove a key (or a unique hex prefix) from the block list.
+    Unblock { key: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -626,6 +662,19 @@ fn dispatch(cmd: Cmd, home: &Path) -> Result<()> {
             ClusterCmd::Disable => cluster::disable_cmd(home),
             ClusterCmd::Status => cluster::status_cmd(home),
         },
+        Cmd::Intro { cmd } => {
+            let ctx = Ctx::open(home)?;
+            match cmd {
+                IntroCmd::List { json } => intro::list(&ctx, json),
+                IntroCmd::Accept { intro_id } => intro::accept(&ctx, intro_id),
+                IntroCmd::Trust { intro_id, username } => {
+                    intro::trust(&ctx, intro_id, username.as_deref())
+                }
+                IntroCmd::Block { intro_id, note } => intro::block(&ctx, intro_id, note.as_deref()),
+                IntroCmd::Blocked => intro::blocked(&ctx),
+                IntroCmd::Unblock { key } => intro::unblock(&ctx, &key),
+            }
+        }
         Cmd::Token { cmd } => {
             let ctx = Ctx::open(home)?;
             match cmd {

@@ -20,6 +20,10 @@ pub const PREKEYS: &str = "prekeys";
 pub const CREDENTIALS: &str = "credentials";
 pub const OUTBOX: &str = "outbox";
 pub const INTROS: &str = "intros";
+/// Next intro number (intros keep their number while queued).
+pub const INTRO_SEQ: &str = "intro_seq";
+/// Sender keys blocked with `intro block` (honoured on the claim and slot paths).
+pub const BLOCKED: &str = "blocked";
 pub const PUBLISHED: &str = "published";
 /// Prekeys we already used per contact (`user@domain` → [(prekey id, forget after)]):
 /// a prekey is one-time, and the recipient deletes it only once it reads our message.
@@ -126,6 +130,9 @@ pub struct OutboxItem {
 /// A decrypted first-contact message from a sender we have not pinned.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Intro {
+    /// Number shown by `intro list` (0 in queues written before numbering).
+    #[serde(default)]
+    pub id: u64,
     pub sender_spk_hex: String,
     pub msg_id_hex: String,
     pub sender_zone: String,
@@ -135,6 +142,16 @@ pub struct Intro {
     pub body: String,
     pub ts: u64,
     pub exp: u64,
+}
+
+/// A blocked sender key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Blocked {
+    pub spk_hex: String,
+    /// Who it claimed to be, for the listing.
+    pub label: String,
+    pub note: String,
+    pub at: u64,
 }
 
 /// What we published ourselves (so a republish can withdraw the old value).
