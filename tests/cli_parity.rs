@@ -535,3 +535,83 @@ fn cli_parity_rotation_ours_rotates() {
         .is_some_and(|r| hex::encode(r.revoked_spk) == k2)
     }));
 }
+
+/// Intro queue: numbered and persistent; `accept` delivers without pinning, `trust`
+/// verifies the sender's identity and pins it, `block` drops the intro and blocks the key
+/// so that a second send from the reference CLI never shows up (claim and slot paths).
+#[test]
+fn cli_parity_intro_queue() {
+    let node = Node::start("mesh.test", &[]);
+    let r = resolvers(&[&node]);
+    let (a, c) = (User::new("anna"), User::new("cody"));
+    a.setup("mesh.test", &node.url(), node.dns[0], &r, "http", false);
+    c.setup("mesh.test", &node.url(), node.dns[0], &r, "http", true);
+    a.ok(&["identity", "fetch", &c.name, "--add"]);
+
+    let m1 = format!("first contact from {}", a.name);
+    a.ok(&["send", &c.name, &m1]);
+    let out = c.ok(&["recv", "--json"]);
+    let intro = out
+        .lines()
+        .map(json_of)
+        .find(|v| v["kind"] == "intro" && v["text"] == m1.as_str())
+        .unwrap_or_else(|| panic!("intro expected: {out}"));
+    let n1 = intro["intro_id"].as_u64().unwrap().to_string();
+    let listed = c.ok(&["intro", "list"]);
+    assert!(listed.contains(&format!("intro #{n1}")) && listed.contains(&m1), "{listed}");
+    // accept: delivered, not pinned, gone from the queue.
+    let out = c.ok(&["intro", "accept", &n1]);
+    assert!(out.contains(&m1) && out.contains("not pinned"), "{out}");
+    assert!(!c.ok(&["contacts", "list"]).contains(&a.name));
+    assert!(c.ok(&["intro", "list"]).contains("no pending intros"));
+
+    // trust: the claimed `from` is verified against the published identity, then pinned.
+    let m2 = format!("second from {}", a.name);
+    a.ok(&["send", &c.name, &m2]);
+    let out = c.ok(&["recv", "--json"]);
+    let intro = out.lines().map(json_of).find(|v| v["text"] == m2.as_str()).unwrap();
+    assert_eq!(intro["from_verified"], true, "{intro}");
+    let n2 = intro["intro_id"].as_u64().unwrap();
+    assert!(n2 > n1.parse::<u64>().unwrap(), "numbers are not reused");
+    let out = c.ok(&["intro", "trust", &n2.to_string()]);
+    assert!(out.contains(&m2) && out.contains(&format!("pinned {}@mesh.test", a.name)), "{out}");
+    let m3 = format!("third from {}, now pinned", a.name);
+    a.ok(&["send", &c.name, &m3]);
+    let got = c.recv_until(&m3, 5);
+    assert!(got.iter().any(|v| v["kind"] == "message" && v["text"] == m3.as_str()));
+
+    // block against the reference: its second send never surfaces.
+    let rf = RefUser::new("refintro", node.dns[0].port());
+    rf.setup("mesh.test", &node.url(), node.dns[0], "http");
+    rf.ok(&["identity", "fetch", &c.name, "--add"]);
+    let r1 = format!("unsolicited 1 from the reference {}", rf.name);
+    rf.ok(&["send", &c.name, &r1]);
+    let mut found = None;
+    for _ in 0..5 {
+        let out = c.ok(&["recv", "--json"]);
+        found = out.lines().map(json_of).find(|v| v["kind"] == "intro" && v["text"] == r1.as_str());
+        if found.is_some() {
+            break;
+        }
+    }
+    let found = found.expect("the reference's first contact is queued");
+    let n = found["intro_id"].as_u64().unwrap();
+    let spk = found["sender_spk"].as_str().unwrap().to_string();
+    let out = c.ok(&["intro", "block", &n.to_string(), "--note", "spam"]);
+    assert!(out.contains("blocked"), "{out}");
+    assert!(c.ok(&["intro", "blocked"]).contains("spam"));
+    let r2 = format!("unsolicited 2 from the reference {}", rf.name);
+    rf.ok(&["send", &c.name, &r2]);
+    for _ in 0..3 {
+        let out = c.ok(&["recv", "--json"]);
+        assert!(!out.contains(&r2), "blocked sender got through: {out}");
+    }
+    assert!(c.ok(&["intro", "list"]).contains("no pending intros"));
+    // Even pinning them afterwards does not unblock: the key stays blocked.
+    c.ok(&["identity", "fetch", &format!("{}@mesh.test", rf.name), "--add"]);
+    let out = c.ok(&["recv", "--json"]);
+    assert!(!out.contains(&r2), "blocked key delivered after pinning: {out}");
+    // Unblocked, the second message (still in DNS) arrives: the block was what hid it.
+    c.ok(&["intro", "unblock", &spk[..16]]);
+    c.recv_until(&r2, 3);
+}
