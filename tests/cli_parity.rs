@@ -615,3 +615,102 @@ fn cli_parity_intro_queue() {
     c.ok(&["intro", "unblock", &spk[..16]]);
     c.recv_until(&r2, 3);
 }
+
+/// An HTTP front for a node that forwards every request but, while `fail` is set, answers
+/// 503 to manifest writes (`slot-…`) *after* the node stored them: a lost response.
+fn lossy_front(node: SocketAddr, fail: Arc<std::sync::atomic::AtomicBool>) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let fail = fail.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut head = String::new();
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if !lower.starts_with("connection:") {
+                        head.push_str(&line);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                if r.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let mut up = std::net::TcpStream::connect(node).unwrap();
+                up.write_all(head.as_bytes()).unwrap();
+                up.write_all(b"Connection: close\r\n\r\n").unwrap();
+                up.write_all(&body).unwrap();
+                let mut resp = Vec::new();
+                let _ = up.read_to_end(&mut resp);
+                let manifest = head.starts_with("POST /v1/records/slot-");
+                if manifest && fail.load(Ordering::SeqCst) {
+                    let _ = s.write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                } else {
+                    let _ = s.write_all(&resp);
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Outbox retries republish the same composed wires (same msg id) while they are
+/// unexpired: after a publish whose response was lost, the retry makes no second copy and
+/// the receiver gets the message exactly once.
+#[test]
+fn cli_parity_outbox_retry_no_duplicates() {
+    let node = Node::start("mesh.test", &[]);
+    let r = resolvers(&[&node]);
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let front = lossy_front(node.http, fail.clone());
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    alice.init("mesh.test", &front, &r);
+    alice.ok(&["register", "--node", &node.url()]);
+    alice.ok(&["identity", "publish"]);
+    alice.ok(&["identity", "refresh-prekeys"]);
+    bob.setup("mesh.test", &node.url(), node.dns[0], &r, "http", false);
+    alice.ok(&["identity", "fetch", &bob.name, "--add"]);
+    bob.ok(&["identity", "fetch", &alice.name, "--add"]);
+
+    let m = format!("exactly once, to {}", bob.name);
+    let out = alice.ok(&["send", &bob.name, &m]);
+    assert!(out.contains("queued"), "{out}");
+    // Still failing: the retry republishes (same wires) and stays queued.
+    assert_eq!(alice.run(&["outbox", "--retry"]).status.code(), Some(1));
+    fail.store(false, Ordering::SeqCst);
+    let out = alice.ok(&["outbox", "--retry"]);
+    assert!(out.contains("outbox: sent to"), "{out}");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let out = bob.ok(&["recv", "--json"]);
+        got.extend(out.lines().map(json_of));
+    }
+    let copies = got.iter().filter(|v| v["text"] == m.as_str()).count();
+    assert_eq!(copies, 1, "copies received: {got:?}");
+    // One manifest on the node for bob's mailbox slot names, not three.
+    let bob_id = json_of(&bob.ok(&["identity", "show", "--json"]));
+    let uid: [u8; 32] =
+        hex::decode(bob_id["user_id"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let manifests: usize = (0..10)
+        .map(|s| {
+            common::txt_at(node.dns[0], &dnsmesh::proto::names::slot(s, &uid, "mesh.test")).len()
+        })
+        .sum();
+    assert_eq!(manifests, 1, "manifests stored for bob");
+}

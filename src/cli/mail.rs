@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::dns::{self, Op};
 use super::ident::{find_contact, lookup_identity, split_addr};
 use super::state::{
-    self, is_retryable, Contact, Contacts, Intro, OutboxItem, PrekeySecret, Writer,
+    self, is_retryable, Contact, Contacts, Intro, OutboxItem, PrekeySecret, Wires, Writer,
 };
 use super::store::HomeLock;
 use super::{now, rotate, Ctx};
@@ -125,8 +125,9 @@ struct Sent {
     claims: Vec<String>,
 }
 
-/// Compose and publish one message. Errors wrapping [`state::Retryable`] mean "queue it".
-fn attempt(ctx: &Ctx, writer: &Writer, c: &Contact, body: &str, ttl: u64) -> Result<Sent> {
+/// Compose one message (prekey chosen and marked used, claims built) without
+/// publishing anything.
+fn compose(ctx: &Ctx, c: &Contact, body: &str, ttl: u64) -> Result<Wires> {
     let t = now();
     let zone = ctx.cfg.zone();
     let recipient = c.x25519()?;
@@ -162,15 +163,8 @@ fn attempt(ctx: &Ctx, writer: &Writer, c: &Contact, body: &str, ttl: u64) -> Res
             composed.manifest.1.len()
         );
     }
-    let ttl32 = ttl.min(u32::MAX as u64) as u32;
-    let chunks: Vec<(String, String, u32)> =
-        composed.chunks.iter().map(|(n, v)| (n.clone(), v.clone(), ttl32)).collect();
-    writer
-        .publish(&chunks, t)
-        .with_context(|| format!("publishing chunks via {}", writer.describe()))?;
-    writer
-        .publish(&[(composed.manifest.0.clone(), composed.manifest.1.clone(), ttl32)], t)
-        .with_context(|| format!("publishing the manifest via {}", writer.describe()))?;
+    // A prekey is one-time: mark it used now, so no other message composed before this
+    // one is published picks it too.
     if let Some((id, _)) = prekey {
         let mut used: state::UsedPrekeys = ctx.store.load(state::USED_PREKEYS).unwrap_or_default();
         for list in used.values_mut() {
@@ -180,44 +174,63 @@ fn attempt(ctx: &Ctx, writer: &Writer, c: &Contact, body: &str, ttl: u64) -> Res
         used.entry(c.address()).or_default().push((id, t + 7 * 86_400));
         ctx.store.save(state::USED_PREKEYS, &used)?;
     }
-    // Claims: best effort, never fail the send.
+    let ttl32 = ttl.min(u32::MAX as u64) as u32;
+    let mut records: Vec<(String, String, u32)> =
+        composed.chunks.iter().map(|(n, v)| (n.clone(), v.clone(), ttl32)).collect();
+    records.push((composed.manifest.0.clone(), composed.manifest.1.clone(), ttl32));
     let mut claims = Vec::new();
-    let mut zones = vec![c.domain.clone()];
-    if let Some(url) = &ctx.cfg.claim_provider_override {
-        let host = url
-            .split("://")
-            .nth(1)
-            .unwrap_or(url)
-            .split(['/', ':'])
-            .next()
-            .unwrap_or("")
-            .to_string();
-        let pz = ctx.cfg.claim_provider_zone.clone().unwrap_or(host);
-        if !pz.is_empty() && !zones.contains(&pz) {
-            zones.push(pz);
+    for pz in claim_zones(ctx, &c.domain) {
+        match composed.claim(&ctx.id, &pz) {
+            Ok((n, v)) => claims.push((pz, n, v)),
+            Err(e) => eprintln!("warning: no claim for {pz}: {e}"),
         }
     }
-    for pz in zones {
-        let claim = match composed.claim(&ctx.id, &pz) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("warning: no claim for {pz}: {e}");
-                continue;
-            }
-        };
-        let targets = claim_targets(ctx, &pz);
-        match publish_claim(ctx, &targets, &pz, claim, ttl) {
-            Ok(()) => claims.push(pz),
+    Ok(Wires {
+        msg_id: hex::encode(composed.msg_id),
+        prekey_id: composed.prekey_id,
+        v2,
+        chunks: composed.chunks.len(),
+        records,
+        claims,
+        exp: t + ttl,
+        ttl: ttl32,
+    })
+}
+
+/// The zones a claim for a message to `recipient_zone` goes to: the recipient's zone,
+/// then the claim providers.
+fn claim_zones(ctx: &Ctx, recipient_zone: &str) -> Vec<String> {
+    let mut zones = vec![recipient_zone.to_string()];
+    for (zone, _) in super::providers::claim_providers(ctx) {
+        if !zones.contains(&zone) {
+            zones.push(zone);
+        }
+    }
+    zones
+}
+
+/// Publish composed wires (chunks, then the manifest), then the claims (best effort).
+/// Errors wrapping [`state::Retryable`] mean "queue it".
+fn publish_wires(ctx: &Ctx, writer: &Writer, w: &Wires) -> Result<Sent> {
+    let t = now();
+    let (chunks, manifest) = w.records.split_at(w.records.len().saturating_sub(1));
+    writer
+        .publish(chunks, t)
+        .with_context(|| format!("publishing chunks via {}", writer.describe()))?;
+    writer
+        .publish(manifest, t)
+        .with_context(|| format!("publishing the manifest via {}", writer.describe()))?;
+    let mut claims = Vec::new();
+    for (pz, n, v) in &w.claims {
+        let targets = claim_targets(ctx, pz);
+        match publish_claim(ctx, &targets, pz, (n.clone(), v.clone()), w.ttl as u64) {
+            Ok(()) => claims.push(pz.clone()),
             Err(e) => eprintln!("warning: claim notification to {pz} not delivered (the recipient still finds the message by polling your zone): {e:#}"),
         }
     }
-    Ok(Sent {
-        msg_id: composed.msg_id,
-        chunks: composed.chunks.len(),
-        prekey_id: composed.prekey_id,
-        v2,
-        claims,
-    })
+    let mut msg_id = [0u8; 16];
+    let _ = hex::decode_to_slice(&w.msg_id, &mut msg_id);
+    Ok(Sent { msg_id, chunks: w.chunks, prekey_id: w.prekey_id, v2: w.v2, claims })
 }
 
 fn report_sent(to: &str, s: &Sent) {
@@ -263,7 +276,20 @@ fn flush_outbox(ctx: &Ctx, all: bool) -> Result<usize> {
             eprintln!("outbox: dropping message {} to {}: no longer a contact", it.id, it.to);
             continue;
         };
-        match attempt(ctx, &writer, c, &it.body, it.ttl) {
+        // Same wires while the message is live (a retry after a partial publish must
+        // not make a second copy); recompose only once they expired.
+        let live = it.wires.as_ref().is_some_and(|w| w.exp > t + 30);
+        if !live {
+            match compose(ctx, c, &it.body, it.ttl) {
+                Ok(w) => it.wires = Some(w),
+                Err(e) => {
+                    eprintln!("outbox: dropping message {} to {}: {e:#}", it.id, it.to);
+                    continue;
+                }
+            }
+        }
+        let wires = it.wires.clone().expect("composed above");
+        match publish_wires(ctx, &writer, &wires) {
             Ok(s) => {
                 print!("outbox: ");
                 report_sent(&it.to, &s);
@@ -293,7 +319,8 @@ pub fn send(ctx: &Ctx, addr: &str, body: &str, ttl: Option<u64>) -> Result<()> {
         eprintln!("note: {pending} earlier message(s) still in the outbox (see `dnsmesh outbox`)");
     }
     let ttl = ttl.unwrap_or(ctx.cfg.message_ttl);
-    match attempt(ctx, &writer, &c, body, ttl) {
+    let wires = compose(ctx, &c, body, ttl)?;
+    match publish_wires(ctx, &writer, &wires) {
         Ok(s) => {
             report_sent(&c.address(), &s);
             Ok(())
@@ -311,6 +338,7 @@ pub fn send(ctx: &Ctx, addr: &str, body: &str, ttl: Option<u64>) -> Result<()> {
                 attempts: 1,
                 next_attempt: now() + backoff(1),
                 last_error: format!("{e:#}"),
+                wires: Some(wires),
             };
             println!("queued {} for {} in the outbox: {e:#}", it.id, it.to);
             println!("it is retried on the next send/recv, or now with `dnsmesh outbox --retry`");
@@ -684,11 +712,17 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
         }
     }
     p.intros = still;
-    // Phase 1: claims in the own zone (and a configured provider zone).
+    // Phase 1: claims in the own zone, a configured provider zone, and the claim
+    // providers (override, discovered, seed).
     let mut claim_zones = vec![own_zone.clone()];
     if let Some(z) = &ctx.cfg.claim_provider_zone {
         if !claim_zones.contains(z) {
             claim_zones.push(z.clone());
+        }
+    }
+    for (z, _) in super::providers::claim_providers(ctx) {
+        if !claim_zones.contains(&z) {
+            claim_zones.push(z);
         }
     }
     for cz in &claim_zones {

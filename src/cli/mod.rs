@@ -17,6 +17,7 @@ mod ident;
 mod intro;
 mod mail;
 mod net;
+mod providers;
 mod rotate;
 mod state;
 mod store;

@@ -125,6 +125,26 @@ pub struct OutboxItem {
     pub attempts: u32,
     pub next_attempt: u64,
     pub last_error: String,
+    /// The composed wires, republished unchanged (same msg id) while unexpired, so a
+    /// retry after a partial publish never makes a second copy.
+    #[serde(default)]
+    pub wires: Option<Wires>,
+}
+
+/// One composed message: everything its publication writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Wires {
+    pub msg_id: String,
+    pub prekey_id: u32,
+    pub v2: bool,
+    pub chunks: usize,
+    /// Chunks in order, then the manifest: `(name, value, ttl)`.
+    pub records: Vec<(String, String, u32)>,
+    /// Claim notifications: `(zone, name, value)`.
+    pub claims: Vec<(String, String, String)>,
+    /// The manifest's expiry (Unix seconds); after it the message is recomposed.
+    pub exp: u64,
+    pub ttl: u32,
 }
 
 /// A decrypted first-contact message from a sender we have not pinned.
