@@ -714,3 +714,329 @@ fn cli_parity_outbox_retry_no_duplicates() {
         .sum();
     assert_eq!(manifests, 1, "manifests stored for bob");
 }
+
+/// `dnsmesh --help` lists every command group of the reference CLI.
+#[test]
+fn cli_parity_help_lists_every_group() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dnsmesh")).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for g in [
+        "init",
+        "identity",
+        "contacts",
+        "send",
+        "recv",
+        "intro",
+        "doctor",
+        "register",
+        "tsig",
+        "token",
+        "resolvers",
+        "cluster",
+        "bootstrap",
+        "peers",
+        "node",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(&format!("{g} "))),
+            "{g} missing:\n{help}"
+        );
+    }
+    let sub = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_dnsmesh")).args(args).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    for (args, want) in [
+        (vec!["identity", "--help"], vec!["show", "publish", "refresh-prekeys", "rotate", "fetch"]),
+        (vec!["intro", "--help"], vec!["list", "accept", "trust", "block"]),
+        (vec!["token", "--help"], vec!["list", "forget"]),
+        (vec!["resolvers", "--help"], vec!["discover", "list"]),
+        (vec!["bootstrap", "--help"], vec!["pin", "fetch", "discover"]),
+        (vec!["contacts", "--help"], vec!["add", "list"]),
+        (
+            vec!["identity", "fetch", "--help"],
+            vec!["--domain", "--add", "--accept-fingerprint", "--json", "--via-bootstrap"],
+        ),
+        (
+            vec!["identity", "rotate", "--help"],
+            vec!["--reason", "--new-passphrase-file", "--yes", "--exp-seconds"],
+        ),
+        (
+            vec!["init", "--help"],
+            vec![
+                "--http-token",
+                "--identity-domain",
+                "--dns-host",
+                "--dns-port",
+                "--no-probe-local-dns",
+                "--require-dnssec",
+            ],
+        ),
+    ] {
+        let h = sub(&args);
+        for w in want {
+            assert!(h.contains(w), "{args:?} lacks {w}:\n{h}");
+        }
+    }
+}
+
+/// `token list [--json] | forget`, `resolvers discover [--save] | list`,
+/// `contacts add NAME PUBKEY --signing-key`, `identity show/fetch --json`, `--domain`.
+#[test]
+fn cli_parity_token_resolvers_contacts() {
+    let node = Node::start("mesh.test", &[]);
+    let r = resolvers(&[&node]);
+    let (a, b) = (User::new("amy"), User::new("ben"));
+    a.setup("mesh.test", &node.url(), node.dns[0], &r, "http", false);
+    b.setup("mesh.test", &node.url(), node.dns[0], &r, "http", false);
+
+    let hp = node.url().trim_start_matches("http://").to_string();
+    let listed = a.ok(&["token", "list"]);
+    assert!(listed.contains(&hp) && listed.contains(&format!("{}@mesh.test", a.name)), "{listed}");
+    let v = json_of(&a.ok(&["token", "list", "--json"]));
+    assert_eq!(v[0]["node"], hp.as_str());
+    assert_eq!(v[0]["subject"], format!("{}@mesh.test", a.name));
+    assert!(
+        !a.ok(&["token", "list", "--json"]).contains("token\""),
+        "the token itself is never shown"
+    );
+    // forget by bare host.
+    assert!(a.ok(&["token", "forget", "127.0.0.1"]).contains("forgot"));
+    assert!(a.ok(&["token", "list"]).contains("no saved tokens"));
+    assert_eq!(a.run(&["token", "forget", "127.0.0.1"]).status.code(), Some(1));
+    // Without its token the writer has none: a publish is refused by the node.
+    assert_eq!(a.run(&["identity", "publish"]).status.code(), Some(1));
+    a.ok(&["register", "--node", &node.url()]);
+
+    // resolvers discover over candidates (our node works, a closed port does not).
+    let out = a.ok(&[
+        "resolvers",
+        "discover",
+        "--candidates",
+        &format!("127.0.0.1:1,{}", node.dns[0]),
+        "--timeout",
+        "2",
+        "--save",
+    ]);
+    assert!(out.contains(&node.dns[0].to_string()) && out.contains("saved 1 resolver"), "{out}");
+    let cfg = read_cfg(&a);
+    assert!(!cfg.contains("127.0.0.1:1\n"), "{cfg}");
+    assert!(a.ok(&["resolvers", "list"]).starts_with(&node.dns[0].to_string()));
+
+    // contacts add by keys (with and without the signing key).
+    let bj = json_of(&b.ok(&["identity", "show", "--json"]));
+    let (bx, bs) = (bj["public_key"].as_str().unwrap(), bj["signing_public_key"].as_str().unwrap());
+    let out = a.ok(&["contacts", "add", &b.name, bx, "--signing-key", bs]);
+    assert!(out.contains(&format!("added contact {}@mesh.test", b.name)), "{out}");
+    let aj = json_of(&a.ok(&["identity", "show", "--json"]));
+    let out = b.ok(&[
+        "contacts",
+        "add",
+        &format!("{}@mesh.test", a.name),
+        aj["public_key"].as_str().unwrap(),
+    ]);
+    assert!(out.contains("no --signing-key"), "{out}");
+    let m = format!("to {} by raw keys", b.name);
+    a.ok(&["send", &b.name, &m]);
+    // b pinned a without a signing key: not recognised as a, so an intro.
+    let out = b.ok(&["recv", "--json"]);
+    assert!(
+        out.lines().map(json_of).any(|v| v["kind"] == "intro" && v["text"] == m.as_str()),
+        "{out}"
+    );
+    let m2 = format!("to {} by raw keys", a.name);
+    b.ok(&["send", &a.name, &m2]);
+    let got = a.recv_until(&m2, 5);
+    assert!(got
+        .iter()
+        .any(|v| v["kind"] == "message" && v["from"] == format!("{}@mesh.test", b.name)));
+
+    // identity fetch --domain and --json.
+    let v = json_of(&a.ok(&["identity", "fetch", &b.name, "--domain", "mesh.test", "--json"]));
+    assert_eq!(v["signing_public_key"], bs);
+    assert_eq!(v["address"], format!("{}@mesh.test", b.name));
+}
+
+fn signing_key(seed: u8) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// `bootstrap pin | fetch | discover [--auto-pin]` over `_dmp.<domain>` and the cluster
+/// manifest it names; `identity fetch --via-bootstrap`.
+#[test]
+fn cli_parity_bootstrap() {
+    use dnsmesh::proto::records::bootstrap::{BootstrapEntry, BootstrapRecord};
+    use dnsmesh::proto::records::cluster::{ClusterManifest, ClusterNode};
+    let node = Node::start("mesh.test", &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP)]);
+    let (signer, operator) = (signing_key(21), signing_key(22));
+    let t = unix_now();
+    let manifest = ClusterManifest {
+        cluster_name: "mesh.test".into(),
+        operator_spk: operator.verifying_key().to_bytes(),
+        nodes: vec![ClusterNode {
+            node_id: "n1".into(),
+            http_endpoint: node.url(),
+            dns_endpoint: Some(node.dns[0].to_string()),
+        }],
+        seq: 3,
+        exp: t + 86_400,
+    };
+    let boot = BootstrapRecord {
+        user_domain: "mesh.test".into(),
+        signer_spk: signer.verifying_key().to_bytes(),
+        entries: vec![BootstrapEntry {
+            priority: 10,
+            cluster_base_domain: "mesh.test".into(),
+            operator_spk: operator.verifying_key().to_bytes(),
+        }],
+        seq: 1,
+        exp: t + 86_400,
+    };
+    assert_eq!(
+        common::publish(&node, OP, "cluster.mesh.test", &manifest.sign(&operator).unwrap(), 3600),
+        201
+    );
+    assert_eq!(
+        common::publish(&node, OP, "_dmp.mesh.test", &boot.sign(&signer).unwrap(), 3600),
+        201
+    );
+
+    let r = resolvers(&[&node]);
+    let (a, b) = (User::new("ada"), User::new("bo"));
+    a.init("mesh.test", &node.url(), &r);
+    b.setup("mesh.test", &node.url(), node.dns[0], &r, "http", false);
+    let spk = hex::encode(signer.verifying_key().to_bytes());
+    let opk = hex::encode(operator.verifying_key().to_bytes());
+    // Unpinned: refused with the fix.
+    let out = a.run(&["bootstrap", "fetch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bootstrap pin"));
+    a.ok(&["bootstrap", "pin", "mesh.test", &spk]);
+    let out = a.ok(&["bootstrap", "fetch"]);
+    assert!(out.contains("cluster mesh.test") && out.contains(&opk), "{out}");
+    // A wrong key verifies nothing.
+    let bad = hex::encode(signing_key(99).verifying_key().to_bytes());
+    assert_eq!(a.run(&["bootstrap", "fetch", "--signer-spk", &bad]).status.code(), Some(1));
+    let addr = format!("{}@mesh.test", b.name);
+    let v = json_of(&a.ok(&["identity", "fetch", &addr, "--via-bootstrap", "--json"]));
+    assert_eq!(v["address"], addr.as_str());
+    let out = a.ok(&["bootstrap", "discover", &addr]);
+    assert!(out.contains("seq 3") && out.contains("n1"), "{out}");
+    assert!(!read_cfg(&a).contains("cluster_enabled: true"));
+    a.ok(&["bootstrap", "discover", &addr, "--auto-pin"]);
+    let cfg = read_cfg(&a);
+    assert!(cfg.contains("cluster_enabled: true") && cfg.contains(&opk), "{cfg}");
+    assert!(a.ok(&["cluster", "status"]).contains("n1"));
+}
+
+/// Zone-anchored identity: `--identity-domain` publishes at `dmp.<domain>` too, the
+/// DMPv2 `from` label is `user@<identity_domain>`, and both CLIs find it there.
+#[test]
+fn cli_parity_zone_anchored_identity() {
+    let node = Node::start("anna.test", &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP)]);
+    let r = resolvers(&[&node]);
+    let a = User::new("anna");
+    a.ok(&[
+        "init",
+        &a.name,
+        "--domain",
+        "anna.test",
+        "--endpoint",
+        &node.url(),
+        "--dns-resolvers",
+        &r[0],
+        "--identity-domain",
+        "anna.test",
+        "--http-token",
+        OP,
+    ]);
+    let out = a.ok(&["identity", "publish", "--advertise-v2"]);
+    assert!(out.contains("dmp.anna.test"), "{out}");
+    a.ok(&["identity", "refresh-prekeys"]);
+    let vals = common::txt_at(node.dns[0], "dmp.anna.test");
+    assert!(vals.iter().any(|v| v.starts_with("v=dmp1;t=identity;")), "{vals:?}");
+    let b = User::new("bob");
+    b.setup("anna.test", &node.url(), node.dns[0], &r, "http", true);
+    let addr = format!("{}@anna.test", a.name);
+    b.ok(&["identity", "fetch", &addr, "--add"]);
+    a.ok(&["identity", "fetch", &b.name, "--add"]);
+    let m = format!("anchored hello to {}", b.name);
+    a.ok(&["send", &b.name, &m]);
+    let got = b.recv_until(&m, 5);
+    let msg = got.iter().find(|v| v["text"] == m.as_str()).unwrap();
+    assert_eq!(msg["claimed_from"], addr.as_str());
+    // The reference resolves the zone-anchored identity too.
+    let rf = RefUser::new("refanc", node.dns[0].port());
+    rf.setup("anna.test", &node.url(), node.dns[0], "http");
+    let out = rf.ok(&["identity", "fetch", &addr, "--json"]);
+    assert!(
+        out.contains(
+            &json_of(&a.ok(&["identity", "show", "--json"]))["signing_public_key"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        ),
+        "{out}"
+    );
+}
+
+/// `peers ZONE [--json]` shows a node's verified heartbeat and seen set; claims go to the
+/// claim providers found there (and are polled there on receive).
+#[test]
+fn cli_parity_peers_and_discovered_claim_providers() {
+    let hb = |zone: &str, seeds: &str| {
+        Node::start(
+            zone,
+            &[
+                ("DNSMESH_HEARTBEAT__ENABLED", "true"),
+                ("DNSMESH_HEARTBEAT__SELF_ENDPOINT", &format!("http://{zone}:1")),
+                ("DNSMESH_HEARTBEAT__INTERVAL_SECS", "1"),
+                ("DNSMESH_HEARTBEAT__ALLOW_PRIVATE_ENDPOINTS", "true"),
+                ("DNSMESH_HEARTBEAT__SEEDS", seeds),
+            ],
+        )
+    };
+    let b = hb("b.test", "");
+    let a = hb("a.test", &format!("b.test@{}", b.dns[0]));
+    let r = resolvers(&[&a, &b]);
+    let (al, bo) = (User::new("al"), User::new("bo"));
+    al.setup("a.test", &a.url(), a.dns[0], &r, "http", false);
+    bo.setup("a.test", &a.url(), a.dns[0], &r, "http", false);
+    let ok = common::eventually(100, std::time::Duration::from_millis(200), || {
+        let v = json_of(&al.ok(&["peers", "a.test", "--json"]));
+        v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["set"] == "seen" && p["endpoint"] == "http://b.test:1")
+    });
+    assert!(ok, "{}", al.ok(&["peers", "a.test", "--json"]));
+    let v = json_of(&al.ok(&["peers", "http://b.test:1", "--json"]));
+    let me = &v["peers"][0];
+    assert_eq!(me["set"], "self");
+    assert_eq!(me["claim_provider"], true);
+    let table = al.ok(&["peers", "a.test"]);
+    assert!(table.contains("http://b.test:1") && table.contains("claim provider"), "{table}");
+
+    // al → bo (same zone, bo unpinned al): the claim also goes to b.test, found there.
+    al.ok(&["identity", "fetch", &bo.name, "--add"]);
+    let m = format!("via discovered providers to {}", bo.name);
+    let out = al.ok(&["send", &bo.name, &m]);
+    assert!(out.contains("claim in a.test, b.test"), "{out}");
+    let bo_uid =
+        json_of(&bo.ok(&["identity", "show", "--json"]))["user_id"].as_str().unwrap().to_string();
+    let uid: [u8; 32] = hex::decode(bo_uid).unwrap().try_into().unwrap();
+    let claims: usize = (0..10)
+        .map(|s| common::txt_at(b.dns[0], &dnsmesh::proto::names::claim(s, &uid, "b.test")).len())
+        .sum();
+    assert_eq!(claims, 1, "one claim at the discovered provider");
+    let out = bo.ok(&["recv", "--json"]);
+    assert!(
+        out.lines().map(json_of).any(|v| v["kind"] == "intro" && v["text"] == m.as_str()),
+        "{out}"
+    );
+}

@@ -181,6 +181,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BootstrapCmd,
     },
+    /// Run a node in the foreground: the `dnsmesh-node` binary beside this one, with
+    /// the arguments given (`dnsmesh node --help` shows them).
+    Node {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Show the heartbeat directory a node publishes (`_dnsmesh-heartbeat` and
     /// `_dnsmesh-seen` of ZONE), verified.
     Peers {
@@ -701,5 +707,17 @@ fn dispatch(cmd: Cmd, home: &Path) -> Result<()> {
             }
         },
         Cmd::Peers { zone, json } => groups::peers(home, &zone, json),
+        Cmd::Node { args } => {
+            let exe = std::env::current_exe().context("locating this binary")?;
+            let node = exe.with_file_name("dnsmesh-node");
+            let status = std::process::Command::new(&node)
+                .args(&args)
+                .status()
+                .with_context(|| format!("cannot run {}", node.display()))?;
+            if !status.success() {
+                bail!("dnsmesh-node exited with {status}");
+            }
+            Ok(())
+        }
     }
 }
