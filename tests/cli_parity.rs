@@ -707,12 +707,37 @@ fn cli_parity_outbox_retry_no_duplicates() {
     let bob_id = json_of(&bob.ok(&["identity", "show", "--json"]));
     let uid: [u8; 32] =
         hex::decode(bob_id["user_id"].as_str().unwrap()).unwrap().try_into().unwrap();
-    let manifests: usize = (0..10)
-        .map(|s| {
-            common::txt_at(node.dns[0], &dnsmesh::proto::names::slot(s, &uid, "mesh.test")).len()
-        })
-        .sum();
-    assert_eq!(manifests, 1, "manifests stored for bob");
+    let manifests = || -> usize {
+        (0..10)
+            .map(|s| {
+                common::txt_at(node.dns[0], &dnsmesh::proto::names::slot(s, &uid, "mesh.test"))
+                    .len()
+            })
+            .sum()
+    };
+    assert_eq!(manifests(), 1, "manifests stored for bob");
+
+    // After expiry the message is recomposed (new msg id) instead of republishing a dead one.
+    fail.store(true, Ordering::SeqCst);
+    let m2 = format!("short-lived, to {}", bob.name);
+    let sent_at = std::time::Instant::now();
+    assert!(alice.ok(&["send", &bob.name, &m2, "--ttl", "8"]).contains("queued"));
+    let msg_of = |listing: &str| -> String {
+        listing.split("msg ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_string()
+    };
+    let first = msg_of(&alice.ok(&["outbox"]));
+    // The composed manifest expires 8 s after it was made: the condition awaited is the
+    // clock itself.
+    while sent_at.elapsed() < std::time::Duration::from_secs(9) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    fail.store(false, Ordering::SeqCst);
+    let out = alice.ok(&["outbox", "--retry"]);
+    assert!(out.contains("outbox: sent to"), "{out}");
+    let second = msg_of(&out);
+    assert_ne!(first, second, "recomposed after expiry");
+    let got = bob.recv_until(&m2, 3);
+    assert_eq!(got.iter().filter(|v| v["text"] == m2.as_str()).count(), 1, "{got:?}");
 }
 
 /// `dnsmesh --help` lists every command group of the reference CLI.

@@ -278,7 +278,7 @@ fn flush_outbox(ctx: &Ctx, all: bool) -> Result<usize> {
         };
         // Same wires while the message is live (a retry after a partial publish must
         // not make a second copy); recompose only once they expired.
-        let live = it.wires.as_ref().is_some_and(|w| w.exp > t + 30);
+        let live = it.wires.as_ref().is_some_and(|w| w.exp > t);
         if !live {
             match compose(ctx, c, &it.body, it.ttl) {
                 Ok(w) => it.wires = Some(w),
@@ -374,9 +374,10 @@ fn list_outbox(items: &[OutboxItem]) {
     let t = now();
     for it in items {
         println!(
-            "{}  to {}  {} bytes  queued {} s ago  {} attempt(s)  next retry in {} s\n    last error: {}",
+            "{}  to {}  msg {}  {} bytes  queued {} s ago  {} attempt(s)  next retry in {} s\n    last error: {}",
             it.id,
             it.to,
+            it.wires.as_ref().map_or("-", |w| w.msg_id.as_str()),
             it.body.len(),
             t.saturating_sub(it.created),
             it.attempts,
