@@ -51,8 +51,9 @@ pub fn init(a: InitArgs) -> Result<()> {
             a.name
         );
     }
-    if !a.endpoint.is_empty()
-        && !(a.endpoint.starts_with("http://") || a.endpoint.starts_with("https://"))
+    if !(a.endpoint.is_empty()
+        || a.endpoint.starts_with("http://")
+        || a.endpoint.starts_with("https://"))
     {
         bail!("--endpoint must be an http:// or https:// URL, got `{}`", a.endpoint);
     }

@@ -780,7 +780,7 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
     if p.contacts_changed {
         ctx.store.save(state::CONTACTS, &p.contacts)?;
     }
-    p.warnings.extend(p.notes.drain(..));
+    p.warnings.append(&mut p.notes);
     if !p.consumed.is_empty() {
         match ctx.writer() {
             Ok(w) => {
