@@ -956,6 +956,14 @@ fn cli_parity_bootstrap() {
     let cfg = read_cfg(&a);
     assert!(cfg.contains("cluster_enabled: true") && cfg.contains(&opk), "{cfg}");
     assert!(a.ok(&["cluster", "status"]).contains("n1"));
+    // Cluster writes: no token for the node → refused; a cluster-wide
+    // `cluster_node_token` in config → accepted.
+    assert_eq!(a.run(&["identity", "publish"]).status.code(), Some(1));
+    std::fs::write(a.home.join("config.yaml"), format!("{cfg}cluster_node_token: {OP}\n")).unwrap();
+    let out = a.ok(&["identity", "publish"]);
+    assert!(out.contains("published identity"), "{out}");
+    let v = json_of(&b.ok(&["identity", "fetch", &format!("{}@mesh.test", a.name), "--json"]));
+    assert_eq!(v["address"], format!("{}@mesh.test", a.name));
 }
 
 /// Zone-anchored identity: `--identity-domain` publishes at `dmp.<domain>` too, the
@@ -1059,7 +1067,11 @@ fn cli_parity_peers_and_discovered_claim_providers() {
         .map(|s| common::txt_at(b.dns[0], &dnsmesh::proto::names::claim(s, &uid, "b.test")).len())
         .sum();
     assert_eq!(claims, 1, "one claim at the discovered provider");
-    let out = bo.ok(&["recv", "--json"]);
+    // Only the claim path finds a message from an unpinned sender: phase 2 alone sees
+    // nothing, phase 1 alone queues the intro.
+    let out = bo.ok(&["recv", "--json", "--skip-primary"]);
+    assert!(!out.contains(&m), "{out}");
+    let out = bo.ok(&["recv", "--json", "--primary-only"]);
     assert!(
         out.lines().map(json_of).any(|v| v["kind"] == "intro" && v["text"] == m.as_str()),
         "{out}"

@@ -646,6 +646,15 @@ pub(super) fn verify_from(pool: &dns::Pool, addr: &str, spk: &[u8; 32]) -> bool 
         .unwrap_or(false)
 }
 
+/// Which receive phases run (`recv --primary-only` / `--skip-primary`).
+#[derive(Debug, Clone, Copy)]
+pub struct Phases {
+    /// Phase 1: claims in the own zone and at the claim providers.
+    pub claims: bool,
+    /// Phase 2: the slot walk over the own zone and the contacts' zones.
+    pub slots: bool,
+}
+
 /// What one receive pass found.
 struct PassResult {
     delivered: Vec<Delivered>,
@@ -655,7 +664,7 @@ struct PassResult {
 }
 
 /// One receive pass over claims and slots.
-fn pass(ctx: &Ctx) -> Result<PassResult> {
+fn pass(ctx: &Ctx, phases: Phases) -> Result<PassResult> {
     let t = now();
     let own_zone = ctx.cfg.zone();
     let uid = ctx.id.user_id();
@@ -726,6 +735,9 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
             claim_zones.push(z);
         }
     }
+    if !phases.claims {
+        claim_zones.clear();
+    }
     for cz in &claim_zones {
         for s in 0..names::SLOT_COUNT {
             for v in p.txt(&names::claim(s, &uid, cz)) {
@@ -762,6 +774,9 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
         if !zones.contains(&c.domain) {
             zones.push(c.domain.clone());
         }
+    }
+    if !phases.slots {
+        zones.clear();
     }
     for zone in &zones {
         for s in 0..names::SLOT_COUNT {
@@ -879,6 +894,7 @@ pub fn recv(
     json: bool,
     interval: u64,
     max_polls: Option<u64>,
+    phases: Phases,
 ) -> Result<()> {
     let ctx = Ctx::open_with(home, false)?;
     let mut polls = 0u64;
@@ -891,7 +907,7 @@ pub fn recv(
                 eprintln!("warning: outbox: {e:#}");
                 0
             });
-            let r = pass(&ctx)?;
+            let r = pass(&ctx, phases)?;
             (r.delivered, r.new_intros, r.pending_intros, r.warnings, outbox_left)
         };
         if watch {

@@ -147,6 +147,12 @@ enum Cmd {
         /// Stop --watch after this many polls (default: never).
         #[arg(long)]
         max_polls: Option<u64>,
+        /// Run phase 1 only (claims in your zone and at the claim providers).
+        #[arg(long, conflicts_with = "skip_primary")]
+        primary_only: bool,
+        /// Run phase 2 only (the slot walk over your and your contacts' zones).
+        #[arg(long)]
+        skip_primary: bool,
     },
     /// Messages waiting to be published (the node was unreachable).
     Outbox {
@@ -655,8 +661,9 @@ fn dispatch(cmd: Cmd, home: &Path) -> Result<()> {
             };
             mail::send(&Ctx::open(home)?, &addr, &body, ttl)
         }
-        Cmd::Recv { watch, json, interval, max_polls } => {
-            mail::recv(home, watch, json, interval, max_polls)
+        Cmd::Recv { watch, json, interval, max_polls, primary_only, skip_primary } => {
+            let phases = mail::Phases { claims: !skip_primary, slots: !primary_only };
+            mail::recv(home, watch, json, interval, max_polls, phases)
         }
         Cmd::Outbox { retry } => mail::outbox(&Ctx::open(home)?, retry),
         Cmd::Doctor => account::doctor(home),
