@@ -22,8 +22,13 @@ pub struct InitArgs<'a> {
     pub name: String,
     pub domain: String,
     pub endpoint: String,
+    pub http_token: Option<String>,
+    pub dns_host: Option<String>,
+    pub dns_port: Option<u16>,
     pub dns_resolvers: Vec<String>,
     pub no_default_resolvers: bool,
+    pub identity_domain: Option<String>,
+    pub require_dnssec: bool,
     pub passphrase_file: Option<PathBuf>,
     pub allow_tofu: bool,
     pub force: bool,
@@ -46,19 +51,27 @@ pub fn init(a: InitArgs) -> Result<()> {
             a.name
         );
     }
-    if !(a.endpoint.starts_with("http://") || a.endpoint.starts_with("https://")) {
+    if !(a.endpoint.is_empty()
+        || a.endpoint.starts_with("http://")
+        || a.endpoint.starts_with("https://"))
+    {
         bail!("--endpoint must be an http:// or https:// URL, got `{}`", a.endpoint);
     }
     let mut resolvers = a.dns_resolvers.clone();
-    if resolvers.is_empty() && !a.no_default_resolvers {
+    if resolvers.is_empty() && !a.no_default_resolvers && a.dns_host.is_none() {
         resolvers = DEFAULT_RESOLVERS.iter().map(|s| s.to_string()).collect();
-    }
-    if resolvers.is_empty() {
-        bail!("no resolvers: --no-default-resolvers needs --dns-resolvers HOST[:PORT],…");
     }
     for r in &resolvers {
         dns::parse_upstream(r)?;
     }
+    let identity_domain = match a.identity_domain.as_deref().map(str::trim) {
+        Some(d) if !d.is_empty() => Some(
+            crate::proto::dnsname::validate(d.trim_end_matches('.'))
+                .ok_or_else(|| anyhow!("--identity-domain `{d}` is not a valid DNS name"))?
+                .to_ascii_lowercase(),
+        ),
+        _ => None,
+    };
     create_private_dir(a.home)?;
     let mut cfg = Config {
         username: a.name.clone(),
@@ -71,6 +84,12 @@ pub fn init(a: InitArgs) -> Result<()> {
             .as_ref()
             .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string()),
         allow_tofu: a.allow_tofu,
+        http_token: a.http_token.clone().filter(|t| !t.is_empty()),
+        dns_host: a.dns_host.clone(),
+        dns_port: a.dns_port,
+        identity_domain,
+        dnssec_required: a.require_dnssec,
+        rotation_chain_enabled: true,
         max_value_bytes: config::DEFAULT_MAX_VALUE_BYTES,
         message_ttl: 300,
         cluster_refresh_interval: config::DEFAULT_CLUSTER_REFRESH,
@@ -91,6 +110,9 @@ pub fn init(a: InitArgs) -> Result<()> {
     println!("  ed25519:     {}", hex::encode(id.ed25519_public()));
     println!("  x25519:      {}", hex::encode(id.x25519_public()));
     println!("  fingerprint: {}", id.fingerprint());
+    if cfg.dns_resolvers.is_empty() {
+        println!("  resolvers:   {} (system resolver)", dns::configured_resolvers(&cfg).join(", "));
+    }
     println!("next: `dnsmesh register --node HOST` (or `dnsmesh tsig register`), then `dnsmesh identity publish` and `dnsmesh identity refresh-prekeys`");
     Ok(())
 }
@@ -103,7 +125,21 @@ struct Challenge {
     server_pub: Option<[u8; 32]>,
 }
 
+/// `--node` as `HOST[:PORT]` or a URL: `(host[:port], scheme)`; a URL's scheme wins.
+pub fn split_node(node: &str, scheme: &str) -> (String, String) {
+    let n = node.trim();
+    for s in ["http", "https"] {
+        if let Some(rest) = n.strip_prefix(&format!("{s}://")) {
+            let hp = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+            return (hp.to_string(), s.to_string());
+        }
+    }
+    (n.trim_end_matches('/').to_string(), scheme.to_string())
+}
+
 fn get_challenge(node: &str, scheme: &str) -> Result<Challenge> {
+    let (node, scheme) = split_node(node, scheme);
+    let scheme = scheme.as_str();
     let base = format!("{scheme}://{}", node.trim_end_matches('/'));
     let r = net::get(&format!("{base}/v1/registration/challenge")).with_context(|| {
         format!(
@@ -142,9 +178,14 @@ fn registration_error(status: u16, body: &str, base: &str) -> anyhow::Error {
     }
 }
 
-fn signed_fields(ctx: &Ctx, ch: &Challenge) -> Result<(String, serde_json::Value)> {
-    let subject = registration::canonicalize_subject(&ctx.cfg.address())
-        .map_err(|e| anyhow!("address {} cannot be registered: {e}", ctx.cfg.address()))?;
+fn signed_fields(
+    ctx: &Ctx,
+    ch: &Challenge,
+    subject: Option<&str>,
+) -> Result<(String, serde_json::Value)> {
+    let want = subject.map(str::to_string).unwrap_or_else(|| ctx.cfg.address());
+    let subject = registration::canonicalize_subject(&want)
+        .map_err(|e| anyhow!("subject {want} cannot be registered: {e}"))?;
     let sig =
         registration::sign_registration(ctx.id.signing_key(), &ch.challenge, &subject, &ch.node);
     let body = serde_json::json!({
@@ -157,9 +198,9 @@ fn signed_fields(ctx: &Ctx, ch: &Challenge) -> Result<(String, serde_json::Value
 }
 
 /// `register`: challenge → signed confirm → bearer token (sealed), HTTP writes from now on.
-pub fn register(ctx: &Ctx, node: &str, scheme: &str) -> Result<()> {
+pub fn register(ctx: &Ctx, node: &str, subject: Option<&str>, scheme: &str) -> Result<()> {
     let ch = get_challenge(node, scheme)?;
-    let (subject, body) = signed_fields(ctx, &ch)?;
+    let (subject, body) = signed_fields(ctx, &ch, subject)?;
     let r = net::post_json(&format!("{}/v1/registration/confirm", ch.base), None, &body)?;
     if r.status != 200 {
         return Err(registration_error(r.status, &r.body, &ch.base));
@@ -188,12 +229,15 @@ pub fn register(ctx: &Ctx, node: &str, scheme: &str) -> Result<()> {
 pub fn tsig_register(
     ctx: &Ctx,
     node: &str,
+    subject: Option<&str>,
     scheme: &str,
     dns_server: Option<&str>,
     dns_port: u16,
 ) -> Result<()> {
     let ch = get_challenge(node, scheme)?;
-    let (subject, mut body) = signed_fields(ctx, &ch)?;
+    let (subject, mut body) = signed_fields(ctx, &ch, subject)?;
+    let (node, _) = split_node(node, scheme);
+    let node = node.as_str();
     let server_pub = ch.server_pub.ok_or_else(|| {
         anyhow!("{} sent no server_x25519_pub; cannot prove key possession", ch.base)
     })?;
@@ -288,7 +332,7 @@ pub fn doctor(home: &Path) -> Result<()> {
     let mut manifest = None;
     match cfg.cluster() {
         Ok(Some(pin)) => {
-            let loaded = dns::Pool::new(&cfg.dns_resolvers)
+            let loaded = dns::Pool::from_config(&cfg, home)
                 .and_then(|p| cluster::load(home, &p, &pin, cfg.cluster_refresh_interval, now()));
             match loaded {
                 Ok(m) => {
@@ -384,7 +428,7 @@ pub fn doctor(home: &Path) -> Result<()> {
         ),
     }
     // Resolvers.
-    for entry in &cfg.dns_resolvers {
+    for entry in &dns::configured_resolvers(&cfg) {
         let res = dns::Pool::new(std::slice::from_ref(entry));
         let t0 = Instant::now();
         match res.and_then(|p| p.query(&cfg.zone(), RecordType::SOA)) {
@@ -411,7 +455,13 @@ pub fn doctor(home: &Path) -> Result<()> {
     if let Some(id) = id {
         let store = Store::open(home, &id)?;
         let creds: Credentials = store.load(state::CREDENTIALS).unwrap_or_default();
-        match Writer::new(&cfg.endpoint, &creds, manifest.as_ref()) {
+        match Writer::new(
+            &cfg.endpoint,
+            &creds,
+            manifest.as_ref(),
+            Config::opt(&cfg.http_token),
+            Config::opt(&cfg.cluster_node_token),
+        ) {
             Ok(w @ Writer::Tsig { .. }) => {
                 if let Writer::Tsig { server, zone, key } = &w {
                     let r = dns::update(*server, zone, &[], Some(key), now());
@@ -450,7 +500,7 @@ pub fn doctor(home: &Path) -> Result<()> {
             }
             Err(e) => report(false, "credentials", &format!("{e:#}"), ""),
         }
-        if let Ok(mut pool) = dns::Pool::new(&cfg.dns_resolvers) {
+        if let Ok(mut pool) = dns::Pool::from_config(&cfg, home) {
             if let Some(m) = &manifest {
                 pool.set_union(cluster::Union::new(m, &pool));
             }

@@ -315,7 +315,7 @@ pub struct Fanout {
 impl Fanout {
     /// One HTTP writer per manifest node, with the bearer token saved for that node's
     /// `host:port` (`dnsmesh register --node HOST:PORT` on each node), if any.
-    pub fn new(m: &ClusterManifest, creds: &Credentials) -> Result<Fanout> {
+    pub fn new(m: &ClusterManifest, creds: &Credentials, fallback: Option<&str>) -> Result<Fanout> {
         if m.nodes.is_empty() {
             bail!("the cluster manifest lists no nodes");
         }
@@ -324,7 +324,11 @@ impl Fanout {
             .iter()
             .map(|n| {
                 let endpoint = n.http_endpoint.trim_end_matches('/').to_string();
-                let token = creds.tokens.get(&host_port(&endpoint)).map(|t| t.token.clone());
+                let token = creds
+                    .tokens
+                    .get(&host_port(&endpoint))
+                    .map(|t| t.token.clone())
+                    .or_else(|| fallback.map(str::to_string));
                 let label = format!("{} ({endpoint})", n.node_id);
                 (label, Writer::Http { endpoint, token, timeout: WRITE_TIMEOUT })
             })
@@ -468,7 +472,7 @@ pub fn pin_cmd(home: &Path, operator_spk: &str, base_domain: &str) -> Result<()>
 pub fn fetch_cmd(home: &Path) -> Result<()> {
     let cfg = Config::load(home)?;
     let pin = pinned(&cfg)?;
-    let pool = Pool::new(&cfg.dns_resolvers)?;
+    let pool = Pool::from_config(&cfg, home)?;
     let m = refresh(home, &pool, &pin, now())?;
     print_manifest(&m);
     Ok(())
@@ -478,7 +482,7 @@ pub fn fetch_cmd(home: &Path) -> Result<()> {
 pub fn enable_cmd(home: &Path) -> Result<()> {
     let mut cfg = Config::load(home)?;
     let pin = pinned(&cfg)?;
-    let pool = Pool::new(&cfg.dns_resolvers)?;
+    let pool = Pool::from_config(&cfg, home)?;
     let m = refresh(home, &pool, &pin, now())
         .context("cluster mode stays off until the manifest verifies")?;
     cfg.cluster_enabled = true;
@@ -507,7 +511,7 @@ pub fn disable_cmd(home: &Path) -> Result<()> {
 pub fn status_cmd(home: &Path) -> Result<()> {
     let cfg = Config::load(home)?;
     let pin = pinned(&cfg)?;
-    let pool = Pool::new(&cfg.dns_resolvers)?;
+    let pool = Pool::from_config(&cfg, home)?;
     let t = now();
     let m = load(home, &pool, &pin, cfg.cluster_refresh_interval, t)?;
     print_manifest(&m);

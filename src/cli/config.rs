@@ -65,6 +65,43 @@ pub struct Config {
     /// Seconds a fetched cluster manifest is used before it is fetched again.
     #[serde(default = "default_cluster_refresh")]
     pub cluster_refresh_interval: u64,
+    /// Single resolver host used when `dns_resolvers` is empty (the reference's
+    /// `--dns-host`); empty too = the system resolver (`/etc/resolv.conf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_host: Option<String>,
+    /// Port for `dns_host` (default 53).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_port: Option<u16>,
+    /// Static bearer token for the home node's HTTP API (operator-issued), used when no
+    /// token from `dnsmesh register` is saved for the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_token: Option<String>,
+    /// Cluster mode: bearer token for every cluster node without a saved token of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_node_token: Option<String>,
+    /// A zone the user controls: the identity is also published at `dmp.<identity_domain>`
+    /// and the DMPv2 `from` label is `username@identity_domain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_domain: Option<String>,
+    /// Drop DNS answers the resolver did not DNSSEC-validate (no AD flag).
+    #[serde(default)]
+    pub dnssec_required: bool,
+    /// Bootstrap trust anchor: the user domain whose `_dmp.<domain>` record is pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_user_domain: Option<String>,
+    /// Bootstrap trust anchor: the zone operator's Ed25519 key (64 hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_signer_spk: Option<String>,
+    /// Claim provider used besides discovered ones: its HTTP URL (unset = none; the
+    /// reference always adds https://dnsmesh.io — see the README).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_provider_seed: Option<String>,
+    /// Zone of `claim_provider_seed` (default: the URL's host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_provider_seed_zone: Option<String>,
+    /// Follow pinned contacts' key rotations (`rotate.*` records); on by default.
+    #[serde(default = "default_true")]
+    pub rotation_chain_enabled: bool,
     /// Keys this version does not know, kept as they were.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_norway::Value>,
@@ -72,6 +109,10 @@ pub struct Config {
 
 fn default_max_value() -> usize {
     DEFAULT_MAX_VALUE_BYTES
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_message_ttl() -> u64 {
@@ -111,8 +152,11 @@ pub fn config_path(home: &Path) -> PathBuf {
     home.join("config.yaml")
 }
 
-/// The default config home: `~/.dmp`.
+/// The default config home: `$DMP_CONFIG_HOME`, else `~/.dmp`.
 pub fn default_home() -> PathBuf {
+    if let Some(h) = std::env::var_os("DMP_CONFIG_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".dmp")
 }
 
@@ -189,6 +233,28 @@ impl Config {
     /// `username@domain`.
     pub fn address(&self) -> String {
         format!("{}@{}", self.username, self.zone())
+    }
+
+    /// The zone-anchored identity domain, if set (lower-case, no trailing dot).
+    pub fn anchor(&self) -> Option<String> {
+        self.identity_domain
+            .as_deref()
+            .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+    }
+
+    /// The address others know us by: `username@identity_domain` when anchored, else
+    /// `username@domain` (the DMPv2 `from` label and the rotation subject).
+    pub fn public_address(&self) -> String {
+        match self.anchor() {
+            Some(d) => format!("{}@{d}", self.username),
+            None => self.address(),
+        }
+    }
+
+    /// A non-empty string option.
+    pub fn opt(v: &Option<String>) -> Option<&str> {
+        v.as_deref().map(str::trim).filter(|s| !s.is_empty())
     }
 
     /// Write atomically (temp file, fsync, rename).

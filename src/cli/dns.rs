@@ -4,8 +4,10 @@
 //! Synchronous std sockets with timeouts: a CLI does one thing at a time.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -13,6 +15,8 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode,
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
+
+use serde::{Deserialize, Serialize};
 
 use super::cluster::Union;
 use crate::proto::txt;
@@ -68,15 +72,46 @@ pub fn parse_upstream(entry: &str) -> Result<Upstream> {
     Ok(Upstream::Dns(addr))
 }
 
-/// A resolver pool. Healthy resolvers are tried first; a timeout or network error marks a
-/// resolver unhealthy for the rest of this process. REFUSED/SERVFAIL/NOTAUTH move on to
-/// the next resolver without marking it (a node answers REFUSED outside its zone).
-/// In cluster mode TXT reads of names under the cluster base go to every cluster node
-/// instead (a [`Union`]); everything else still uses the resolvers.
+/// A resolver pool (the seed's design). Resolvers are asked in health order:
+/// - an answer with records wins at once;
+/// - NXDOMAIN or an empty answer from one resolver makes the pool ask the next (a
+///   resolver may serve a stale negative cache entry); the negative answer is returned
+///   only when no resolver has the records, and a resolver that answered negatively
+///   while a later one had records is "proven wrong" and demoted;
+/// - a timeout or network error demotes a resolver; REFUSED/SERVFAIL/NOTAUTH move on
+///   without demoting (a node answers REFUSED outside its zone);
+/// - with `require_dnssec`, answers without the AD flag are dropped like errors.
+///
+/// Health (failures, wrong answers) is kept in `<home>/resolver_health.json` between
+/// runs. In cluster mode TXT reads of names under the cluster base go to every cluster
+/// node instead (a [`Union`]); everything else still uses the resolvers.
 pub struct Pool {
     upstreams: Vec<Upstream>,
-    failures: RefCell<Vec<u32>>,
+    health: RefCell<Vec<Health>>,
+    dirty: RefCell<bool>,
+    health_path: Option<PathBuf>,
+    require_dnssec: bool,
     union: Option<Union>,
+}
+
+/// Remembered health of one resolver.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Health {
+    /// Consecutive timeouts / network errors.
+    #[serde(default)]
+    pub failures: u32,
+    /// Times it answered "no such data" while another resolver had the records.
+    #[serde(default)]
+    pub wrong: u32,
+    /// Unix time of its last useful reply.
+    #[serde(default)]
+    pub last_ok: u64,
+}
+
+impl Health {
+    fn score(&self) -> u32 {
+        self.failures.min(1000) + self.wrong.min(1000)
+    }
 }
 
 /// A DNS answer.
@@ -84,15 +119,114 @@ pub struct Answer {
     pub msg: Message,
 }
 
+/// Name servers of the system resolver (`/etc/resolv.conf`); 127.0.0.1 when it lists none.
+pub fn system_resolvers() -> Vec<String> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next() == Some("nameserver")).then(|| it.next()).flatten()
+        })
+        .filter(|a| a.parse::<IpAddr>().is_ok())
+        .map(|a| match a.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => format!("[{v6}]:53"),
+            _ => a.to_string(),
+        })
+        .collect();
+    if out.is_empty() {
+        out.push("127.0.0.1".into());
+    }
+    out
+}
+
+/// The resolver entries a configuration uses: `dns_resolvers`, else `dns_host[:dns_port]`,
+/// else the system resolver.
+pub fn configured_resolvers(cfg: &super::config::Config) -> Vec<String> {
+    if !cfg.dns_resolvers.is_empty() {
+        return cfg.dns_resolvers.clone();
+    }
+    if let Some(h) = super::config::Config::opt(&cfg.dns_host) {
+        let port = cfg.dns_port.unwrap_or(53);
+        return vec![if h.contains(':') && !h.starts_with('[') {
+            format!("[{h}]:{port}")
+        } else {
+            format!("{h}:{port}")
+        }];
+    }
+    system_resolvers()
+}
+
+fn health_path(home: &Path) -> PathBuf {
+    home.join("resolver_health.json")
+}
+
+/// Saved resolver health by entry.
+pub fn load_health(home: &Path) -> BTreeMap<String, Health> {
+    std::fs::read_to_string(health_path(home))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if !*self.dirty.borrow() {
+            return;
+        }
+        if let Some(p) = &self.health_path {
+            let home = p.parent().unwrap_or(Path::new("."));
+            let mut all = load_health(home);
+            for (u, h) in self.upstreams.iter().zip(self.health.borrow().iter()) {
+                all.insert(u.to_string(), h.clone());
+            }
+            if let Ok(text) = serde_json::to_string_pretty(&all) {
+                let _ = super::store::write_atomic(p, text.as_bytes(), 0o600);
+            }
+        }
+    }
+}
+
 impl Pool {
-    /// Build from configuration entries.
+    /// Build from configuration entries (no remembered health, no DNSSEC gate).
     pub fn new(entries: &[String]) -> Result<Pool> {
         let upstreams = entries.iter().map(|e| parse_upstream(e)).collect::<Result<Vec<_>>>()?;
         if upstreams.is_empty() {
             bail!("no DNS resolvers configured — set `dns_resolvers` in config.yaml (e.g. [\"1.1.1.1\"]) or re-run init with --dns-resolvers");
         }
         let n = upstreams.len();
-        Ok(Pool { upstreams, failures: RefCell::new(vec![0; n]), union: None })
+        Ok(Pool {
+            upstreams,
+            health: RefCell::new(vec![Health::default(); n]),
+            dirty: RefCell::new(false),
+            health_path: None,
+            require_dnssec: false,
+            union: None,
+        })
+    }
+
+    /// The pool of a configuration: its resolvers (system fallback), `dnssec_required`,
+    /// and the health remembered in `home`.
+    pub fn from_config(cfg: &super::config::Config, home: &Path) -> Result<Pool> {
+        let mut p = Pool::new(&configured_resolvers(cfg))?;
+        p.require_dnssec = cfg.dnssec_required;
+        let saved = load_health(home);
+        {
+            let mut h = p.health.borrow_mut();
+            for (i, u) in p.upstreams.iter().enumerate() {
+                if let Some(s) = saved.get(&u.to_string()) {
+                    h[i] = s.clone();
+                }
+            }
+        }
+        p.health_path = Some(health_path(home));
+        Ok(p)
+    }
+
+    /// `(entry, health)` of every resolver, in the order they are tried.
+    pub fn health_report(&self) -> Vec<(String, Health)> {
+        let h = self.health.borrow();
+        self.order().into_iter().map(|i| (self.upstreams[i].to_string(), h[i].clone())).collect()
     }
 
     /// Route TXT reads under the cluster base to `union` from now on.
@@ -106,33 +240,64 @@ impl Pool {
     }
 
     fn order(&self) -> Vec<usize> {
-        let f = self.failures.borrow();
+        let h = self.health.borrow();
         let mut idx: Vec<usize> = (0..self.upstreams.len()).collect();
-        idx.sort_by_key(|&i| (f[i] >= UNHEALTHY_AFTER, f[i]));
+        idx.sort_by_key(|&i| (h[i].failures >= UNHEALTHY_AFTER, h[i].score()));
         idx
     }
 
-    /// Ask the pool; the first NOERROR or NXDOMAIN answer wins.
+    fn note(&self, i: usize, f: impl FnOnce(&mut Health)) {
+        f(&mut self.health.borrow_mut()[i]);
+        *self.dirty.borrow_mut() = true;
+    }
+
+    /// Ask the pool: the first answer with records wins; a negative answer (NXDOMAIN or
+    /// no records) is returned only when every resolver that replied was negative.
     pub fn query(&self, name: &str, rtype: RecordType) -> Result<Answer> {
-        let q = build_query(name, rtype)?;
+        let q = build_query(name, rtype, self.require_dnssec)?;
         let mut errors = Vec::new();
+        let mut negative: Option<Message> = None;
+        let mut negative_from: Vec<usize> = Vec::new();
         for i in self.order() {
             let up = &self.upstreams[i];
             match exchange_any(up, &q) {
                 Ok(msg) => {
-                    self.failures.borrow_mut()[i] = 0;
+                    if self.health.borrow()[i].failures != 0 {
+                        self.note(i, |h| h.failures = 0);
+                    }
+                    if self.require_dnssec && !msg.metadata.authentic_data {
+                        errors.push(format!("{up}: answer not DNSSEC-validated (no AD flag; `dnssec_required` is on)"));
+                        continue;
+                    }
                     match msg.metadata.response_code {
+                        ResponseCode::NoError if !msg.answers.is_empty() => {
+                            let t = super::now();
+                            for &w in &negative_from {
+                                self.note(w, |h| h.wrong = h.wrong.saturating_add(1));
+                            }
+                            self.note(i, |h| {
+                                h.wrong = h.wrong.saturating_sub(1);
+                                h.last_ok = t;
+                            });
+                            return Ok(Answer { msg });
+                        }
                         ResponseCode::NoError | ResponseCode::NXDomain => {
-                            return Ok(Answer { msg })
+                            negative_from.push(i);
+                            if negative.is_none() {
+                                negative = Some(msg);
+                            }
                         }
                         rc => errors.push(format!("{up}: {rc}")),
                     }
                 }
                 Err(e) => {
-                    self.failures.borrow_mut()[i] += 1;
+                    self.note(i, |h| h.failures = h.failures.saturating_add(1));
                     errors.push(format!("{up}: {e:#}"));
                 }
             }
+        }
+        if let Some(msg) = negative {
+            return Ok(Answer { msg });
         }
         bail!(
             "DNS lookup of {name} {rtype} failed on every resolver ({}) — check `dns_resolvers` in config.yaml and that the node is up (`dnsmesh doctor`)",
@@ -158,7 +323,7 @@ impl Pool {
     /// A resolver of the pool that is authoritative for `zone` (answers its SOA with AA),
     /// i.e. the zone's own node when the pool lists it directly.
     pub fn authoritative_for(&self, zone: &str) -> Option<SocketAddr> {
-        let q = build_query(zone, RecordType::SOA).ok()?;
+        let q = build_query(zone, RecordType::SOA, false).ok()?;
         self.upstreams.iter().find_map(|up| match up {
             Upstream::Dns(addr) => {
                 let m = exchange_any(up, &q).ok()?;
@@ -208,19 +373,24 @@ fn name(s: &str) -> Result<Name> {
     Ok(n)
 }
 
-fn build_query(qname: &str, rtype: RecordType) -> Result<Message> {
+fn build_query(qname: &str, rtype: RecordType, dnssec: bool) -> Result<Message> {
     let mut m = Message::query();
     m.metadata.recursion_desired = true;
+    // RFC 6840 §5.7: AD in a query asks the resolver to report validation in AD.
+    m.metadata.authentic_data = dnssec;
     m.add_query(Query::query(name(qname)?, rtype));
     let mut edns = Edns::new();
     edns.set_max_payload(EDNS_PAYLOAD);
+    if dnssec {
+        edns.set_dnssec_ok(true);
+    }
     m.set_edns(edns);
     Ok(m)
 }
 
 /// Ask one DNS server directly (UDP, TCP when truncated); any rcode is returned.
 pub fn ask(server: SocketAddr, qname: &str, rtype: RecordType) -> Result<Message> {
-    exchange_any(&Upstream::Dns(server), &build_query(qname, rtype)?)
+    exchange_any(&Upstream::Dns(server), &build_query(qname, rtype, false)?)
 }
 
 fn exchange_any(up: &Upstream, q: &Message) -> Result<Message> {

@@ -11,10 +11,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::dns::{self, Op};
 use super::ident::{find_contact, lookup_identity, split_addr};
 use super::state::{
-    self, is_retryable, Contact, Contacts, Intro, OutboxItem, PrekeySecret, Writer,
+    self, is_retryable, Contact, Contacts, Intro, OutboxItem, PrekeySecret, Wires, Writer,
 };
 use super::store::HomeLock;
-use super::{now, Ctx};
+use super::{now, rotate, Ctx};
 use crate::proto::envelope;
 use crate::proto::erasure;
 use crate::proto::keys;
@@ -23,6 +23,7 @@ use crate::proto::names;
 use crate::proto::records::claim::ClaimRecord;
 use crate::proto::records::manifest::SlotManifest;
 use crate::proto::records::prekey::Prekey;
+use crate::proto::records::revocation::RevocationReason;
 
 /// Manifest TXT length for `n` chunks: `20 + b64len(172 + 32n)`.
 fn manifest_len(n: usize) -> usize {
@@ -124,14 +125,15 @@ struct Sent {
     claims: Vec<String>,
 }
 
-/// Compose and publish one message. Errors wrapping [`state::Retryable`] mean "queue it".
-fn attempt(ctx: &Ctx, writer: &Writer, c: &Contact, body: &str, ttl: u64) -> Result<Sent> {
+/// Compose one message (prekey chosen and marked used, claims built) without
+/// publishing anything.
+fn compose(ctx: &Ctx, c: &Contact, body: &str, ttl: u64) -> Result<Wires> {
     let t = now();
     let zone = ctx.cfg.zone();
     let recipient = c.x25519()?;
     let v2 = c.versions.contains(&2);
     let plaintext = if v2 {
-        envelope::encode(body.as_bytes(), Some(&ctx.cfg.address()))
+        envelope::encode(body.as_bytes(), Some(&ctx.cfg.public_address()))
     } else {
         body.as_bytes().to_vec()
     };
@@ -161,15 +163,8 @@ fn attempt(ctx: &Ctx, writer: &Writer, c: &Contact, body: &str, ttl: u64) -> Res
             composed.manifest.1.len()
         );
     }
-    let ttl32 = ttl.min(u32::MAX as u64) as u32;
-    let chunks: Vec<(String, String, u32)> =
-        composed.chunks.iter().map(|(n, v)| (n.clone(), v.clone(), ttl32)).collect();
-    writer
-        .publish(&chunks, t)
-        .with_context(|| format!("publishing chunks via {}", writer.describe()))?;
-    writer
-        .publish(&[(composed.manifest.0.clone(), composed.manifest.1.clone(), ttl32)], t)
-        .with_context(|| format!("publishing the manifest via {}", writer.describe()))?;
+    // A prekey is one-time: mark it used now, so no other message composed before this
+    // one is published picks it too.
     if let Some((id, _)) = prekey {
         let mut used: state::UsedPrekeys = ctx.store.load(state::USED_PREKEYS).unwrap_or_default();
         for list in used.values_mut() {
@@ -179,44 +174,63 @@ fn attempt(ctx: &Ctx, writer: &Writer, c: &Contact, body: &str, ttl: u64) -> Res
         used.entry(c.address()).or_default().push((id, t + 7 * 86_400));
         ctx.store.save(state::USED_PREKEYS, &used)?;
     }
-    // Claims: best effort, never fail the send.
+    let ttl32 = ttl.min(u32::MAX as u64) as u32;
+    let mut records: Vec<(String, String, u32)> =
+        composed.chunks.iter().map(|(n, v)| (n.clone(), v.clone(), ttl32)).collect();
+    records.push((composed.manifest.0.clone(), composed.manifest.1.clone(), ttl32));
     let mut claims = Vec::new();
-    let mut zones = vec![c.domain.clone()];
-    if let Some(url) = &ctx.cfg.claim_provider_override {
-        let host = url
-            .split("://")
-            .nth(1)
-            .unwrap_or(url)
-            .split(['/', ':'])
-            .next()
-            .unwrap_or("")
-            .to_string();
-        let pz = ctx.cfg.claim_provider_zone.clone().unwrap_or(host);
-        if !pz.is_empty() && !zones.contains(&pz) {
-            zones.push(pz);
+    for pz in claim_zones(ctx, &c.domain) {
+        match composed.claim(&ctx.id, &pz) {
+            Ok((n, v)) => claims.push((pz, n, v)),
+            Err(e) => eprintln!("warning: no claim for {pz}: {e}"),
         }
     }
-    for pz in zones {
-        let claim = match composed.claim(&ctx.id, &pz) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("warning: no claim for {pz}: {e}");
-                continue;
-            }
-        };
-        let targets = claim_targets(ctx, &pz);
-        match publish_claim(ctx, &targets, &pz, claim, ttl) {
-            Ok(()) => claims.push(pz),
+    Ok(Wires {
+        msg_id: hex::encode(composed.msg_id),
+        prekey_id: composed.prekey_id,
+        v2,
+        chunks: composed.chunks.len(),
+        records,
+        claims,
+        exp: t + ttl,
+        ttl: ttl32,
+    })
+}
+
+/// The zones a claim for a message to `recipient_zone` goes to: the recipient's zone,
+/// then the claim providers.
+fn claim_zones(ctx: &Ctx, recipient_zone: &str) -> Vec<String> {
+    let mut zones = vec![recipient_zone.to_string()];
+    for (zone, _) in super::providers::claim_providers(ctx) {
+        if !zones.contains(&zone) {
+            zones.push(zone);
+        }
+    }
+    zones
+}
+
+/// Publish composed wires (chunks, then the manifest), then the claims (best effort).
+/// Errors wrapping [`state::Retryable`] mean "queue it".
+fn publish_wires(ctx: &Ctx, writer: &Writer, w: &Wires) -> Result<Sent> {
+    let t = now();
+    let (chunks, manifest) = w.records.split_at(w.records.len().saturating_sub(1));
+    writer
+        .publish(chunks, t)
+        .with_context(|| format!("publishing chunks via {}", writer.describe()))?;
+    writer
+        .publish(manifest, t)
+        .with_context(|| format!("publishing the manifest via {}", writer.describe()))?;
+    let mut claims = Vec::new();
+    for (pz, n, v) in &w.claims {
+        let targets = claim_targets(ctx, pz);
+        match publish_claim(ctx, &targets, pz, (n.clone(), v.clone()), w.ttl as u64) {
+            Ok(()) => claims.push(pz.clone()),
             Err(e) => eprintln!("warning: claim notification to {pz} not delivered (the recipient still finds the message by polling your zone): {e:#}"),
         }
     }
-    Ok(Sent {
-        msg_id: composed.msg_id,
-        chunks: composed.chunks.len(),
-        prekey_id: composed.prekey_id,
-        v2,
-        claims,
-    })
+    let mut msg_id = [0u8; 16];
+    let _ = hex::decode_to_slice(&w.msg_id, &mut msg_id);
+    Ok(Sent { msg_id, chunks: w.chunks, prekey_id: w.prekey_id, v2: w.v2, claims })
 }
 
 fn report_sent(to: &str, s: &Sent) {
@@ -262,7 +276,20 @@ fn flush_outbox(ctx: &Ctx, all: bool) -> Result<usize> {
             eprintln!("outbox: dropping message {} to {}: no longer a contact", it.id, it.to);
             continue;
         };
-        match attempt(ctx, &writer, c, &it.body, it.ttl) {
+        // Same wires while the message is live (a retry after a partial publish must
+        // not make a second copy); recompose only once they expired.
+        let live = it.wires.as_ref().is_some_and(|w| w.exp > t);
+        if !live {
+            match compose(ctx, c, &it.body, it.ttl) {
+                Ok(w) => it.wires = Some(w),
+                Err(e) => {
+                    eprintln!("outbox: dropping message {} to {}: {e:#}", it.id, it.to);
+                    continue;
+                }
+            }
+        }
+        let wires = it.wires.clone().expect("composed above");
+        match publish_wires(ctx, &writer, &wires) {
             Ok(s) => {
                 print!("outbox: ");
                 report_sent(&it.to, &s);
@@ -292,7 +319,8 @@ pub fn send(ctx: &Ctx, addr: &str, body: &str, ttl: Option<u64>) -> Result<()> {
         eprintln!("note: {pending} earlier message(s) still in the outbox (see `dnsmesh outbox`)");
     }
     let ttl = ttl.unwrap_or(ctx.cfg.message_ttl);
-    match attempt(ctx, &writer, &c, body, ttl) {
+    let wires = compose(ctx, &c, body, ttl)?;
+    match publish_wires(ctx, &writer, &wires) {
         Ok(s) => {
             report_sent(&c.address(), &s);
             Ok(())
@@ -310,6 +338,7 @@ pub fn send(ctx: &Ctx, addr: &str, body: &str, ttl: Option<u64>) -> Result<()> {
                 attempts: 1,
                 next_attempt: now() + backoff(1),
                 last_error: format!("{e:#}"),
+                wires: Some(wires),
             };
             println!("queued {} for {} in the outbox: {e:#}", it.id, it.to);
             println!("it is retried on the next send/recv, or now with `dnsmesh outbox --retry`");
@@ -345,9 +374,10 @@ fn list_outbox(items: &[OutboxItem]) {
     let t = now();
     for it in items {
         println!(
-            "{}  to {}  {} bytes  queued {} s ago  {} attempt(s)  next retry in {} s\n    last error: {}",
+            "{}  to {}  msg {}  {} bytes  queued {} s ago  {} attempt(s)  next retry in {} s\n    last error: {}",
             it.id,
             it.to,
+            it.wires.as_ref().map_or("-", |w| w.msg_id.as_str()),
             it.body.len(),
             t.saturating_sub(it.created),
             it.attempts,
@@ -358,15 +388,15 @@ fn list_outbox(items: &[OutboxItem]) {
 }
 
 /// A delivered message.
-struct Delivered {
-    from: String,
-    sender_spk: [u8; 32],
-    msg_id: [u8; 16],
-    ts: u64,
-    zone: String,
-    prekey_id: u32,
-    body: String,
-    claimed_from: Option<String>,
+pub(super) struct Delivered {
+    pub from: String,
+    pub sender_spk: [u8; 32],
+    pub msg_id: [u8; 16],
+    pub ts: u64,
+    pub zone: String,
+    pub prekey_id: u32,
+    pub body: String,
+    pub claimed_from: Option<String>,
 }
 
 /// The contact (if any) whose pinned key signs in `zone`: the own zone accepts any
@@ -385,6 +415,18 @@ fn pinned_sender<'c>(
 struct Pass<'a> {
     ctx: &'a Ctx,
     contacts: Contacts,
+    contacts_changed: bool,
+    /// Blocked sender keys (hex).
+    blocked: Vec<String>,
+    /// Per-contact rotation lookups done this pass: address → (walk, new identity).
+    follows: std::collections::HashMap<
+        String,
+        (rotate::Walk, Option<crate::proto::records::identity::IdentityRecord>),
+    >,
+    /// Per-contact revocation checks done this pass: address → revoked?
+    revoked: std::collections::HashMap<String, Option<RevocationReason>>,
+    notes: Vec<String>,
+    next_intro: u64,
     replay: ReplayGuard,
     prekeys: Vec<PrekeySecret>,
     intros: Vec<Intro>,
@@ -429,14 +471,98 @@ impl Pass<'_> {
         message::open(&outer, m, &ctx.id, secret.as_ref(), self.now).map_err(|e| anyhow!("{e}"))
     }
 
+    /// A pinned contact whose rotation chain (from the pinned key) ends at `spk`: the pin
+    /// is moved to the new key and the contact returned.
+    fn follow_rotation(&mut self, spk: &[u8; 32], zone: &str, own_zone: &str) -> Option<Contact> {
+        if !self.ctx.cfg.rotation_chain_enabled {
+            return None;
+        }
+        let cands: Vec<Contact> = self
+            .contacts
+            .values()
+            .filter(|c| !c.ed25519_hex.is_empty() && (zone == own_zone || c.domain == zone))
+            .cloned()
+            .collect();
+        for c in cands {
+            let Ok(pinned) = c.ed25519() else { continue };
+            let key = c.address();
+            let (walk, rec) = match self.follows.get(&key) {
+                Some(x) => x.clone(),
+                None => {
+                    let r = rotate::follow(&self.ctx.pool, &c.username, &c.domain, true, &pinned)
+                        .unwrap_or((rotate::Walk::Unchanged, None));
+                    self.follows.insert(key.clone(), r.clone());
+                    r
+                }
+            };
+            if let (rotate::Walk::Head(h), Some(rec)) = (walk, rec) {
+                if h == *spk {
+                    let mut n = c.clone();
+                    n.x25519_hex = hex::encode(rec.x25519_pk);
+                    n.ed25519_hex = hex::encode(rec.ed25519_spk);
+                    n.versions = rec.versions.clone();
+                    self.contacts.insert(key.clone(), n.clone());
+                    self.contacts_changed = true;
+                    self.notes.push(format!(
+                        "followed {key}'s key rotation to {}",
+                        keys::fingerprint(&rec.x25519_pk, &rec.ed25519_spk)
+                    ));
+                    return Some(n);
+                }
+            }
+        }
+        None
+    }
+
+    /// Has the pinned contact's key been revoked? (One lookup per contact per pass.)
+    fn pinned_revoked(&mut self, c: &Contact) -> Option<RevocationReason> {
+        if !self.ctx.cfg.rotation_chain_enabled {
+            return None;
+        }
+        let key = c.address();
+        if let Some(r) = self.revoked.get(&key) {
+            return *r;
+        }
+        let r = c.ed25519().ok().and_then(|spk| {
+            rotate::Chain::load(&self.ctx.pool, &c.username, &c.domain, true)
+                .ok()
+                .and_then(|ch| ch.revoked(&spk))
+        });
+        self.revoked.insert(key, r);
+        r
+    }
+
     /// Gate, dedupe, decrypt and file one verified manifest found in `zone`.
     fn handle(&mut self, m: &SlotManifest, zone: &str, own_zone: &str, via_claim: bool) {
-        let pinned = pinned_sender(&self.contacts, &m.sender_spk, zone, own_zone).cloned();
+        let spk_hex = hex::encode(m.sender_spk);
+        if self.blocked.contains(&spk_hex) {
+            return;
+        }
+        if self.replay.is_seen(&m.sender_spk, &m.msg_id, self.now) {
+            return;
+        }
+        let mut pinned = pinned_sender(&self.contacts, &m.sender_spk, zone, own_zone).cloned();
+        if pinned.is_none() {
+            pinned = self.follow_rotation(&m.sender_spk, zone, own_zone);
+        }
+        if let Some(c) = &pinned {
+            if let Some(r) = self.pinned_revoked(c) {
+                if self.replay.claim(&m.sender_spk, &m.msg_id, self.now) {
+                    self.replay.commit(&m.sender_spk, &m.msg_id, m.exp);
+                    self.warnings.push(format!(
+                        "refused a message from {}: its key is REVOKED (reason {}) — run `dnsmesh identity fetch {}` to see the current key",
+                        c.address(),
+                        rotate::reason_name(r),
+                        c.address()
+                    ));
+                }
+                return;
+            }
+        }
         let no_pins = self.contacts.is_empty();
         if pinned.is_none() && !via_claim && !(self.ctx.cfg.allow_tofu && no_pins) {
             return;
         }
-        let spk_hex = hex::encode(m.sender_spk);
         let id_hex = hex::encode(m.msg_id);
         if self.intros.iter().any(|i| i.sender_spk_hex == spk_hex && i.msg_id_hex == id_hex) {
             return;
@@ -487,7 +613,9 @@ impl Pass<'_> {
             }
             None => {
                 let verified = from.as_deref().is_some_and(|f| self.verify_from(f, &m.sender_spk));
+                self.next_intro += 1;
                 let intro = Intro {
+                    id: self.next_intro,
                     sender_spk_hex: spk_hex,
                     msg_id_hex: id_hex,
                     sender_zone: zone.to_string(),
@@ -505,12 +633,26 @@ impl Pass<'_> {
 
     /// Does the identity published for `addr` carry `spk`?
     fn verify_from(&self, addr: &str, spk: &[u8; 32]) -> bool {
-        let (user, zone) = split_addr(addr);
-        let Some(zone) = zone else { return false };
-        lookup_identity(&self.ctx.pool, &user, &zone, true)
-            .map(|recs| recs.iter().any(|r| r.ed25519_spk == *spk))
-            .unwrap_or(false)
+        verify_from(&self.ctx.pool, addr, spk)
     }
+}
+
+/// Does the identity published for `addr` carry `spk`?
+pub(super) fn verify_from(pool: &dns::Pool, addr: &str, spk: &[u8; 32]) -> bool {
+    let (user, zone) = split_addr(addr);
+    let Some(zone) = zone else { return false };
+    lookup_identity(pool, &user, &zone, true)
+        .map(|recs| recs.iter().any(|r| r.ed25519_spk == *spk))
+        .unwrap_or(false)
+}
+
+/// Which receive phases run (`recv --primary-only` / `--skip-primary`).
+#[derive(Debug, Clone, Copy)]
+pub struct Phases {
+    /// Phase 1: claims in the own zone and at the claim providers.
+    pub claims: bool,
+    /// Phase 2: the slot walk over the own zone and the contacts' zones.
+    pub slots: bool,
 }
 
 /// What one receive pass found.
@@ -522,7 +664,7 @@ struct PassResult {
 }
 
 /// One receive pass over claims and slots.
-fn pass(ctx: &Ctx) -> Result<PassResult> {
+fn pass(ctx: &Ctx, phases: Phases) -> Result<PassResult> {
     let t = now();
     let own_zone = ctx.cfg.zone();
     let uid = ctx.id.user_id();
@@ -533,9 +675,16 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
         ReplayGuard::from_json(&replay_json).map_err(|e| anyhow!("replay cache: {e}"))?
     };
     replay.prune(t);
+    let blocked: Vec<state::Blocked> = ctx.store.load(state::BLOCKED)?;
     let mut p = Pass {
         ctx,
         contacts: ctx.store.load(state::CONTACTS)?,
+        contacts_changed: false,
+        blocked: blocked.into_iter().map(|b| b.spk_hex).collect(),
+        follows: Default::default(),
+        revoked: Default::default(),
+        notes: Vec::new(),
+        next_intro: ctx.store.load(state::INTRO_SEQ)?,
         replay,
         prekeys: ctx.store.load(state::PREKEYS)?,
         intros: ctx.store.load(state::INTROS)?,
@@ -545,7 +694,12 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
         warnings: Vec::new(),
         now: t,
     };
-    p.intros.retain(|i| i.exp >= t);
+    p.intros.retain(|i| i.exp >= t && !p.blocked.contains(&i.sender_spk_hex));
+    // Number intros queued before numbering existed.
+    for i in p.intros.iter_mut().filter(|i| i.id == 0) {
+        p.next_intro += 1;
+        i.id = p.next_intro;
+    }
     // Intros whose sender has since been pinned become messages.
     let mut still = Vec::new();
     for i in std::mem::take(&mut p.intros) {
@@ -568,12 +722,21 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
         }
     }
     p.intros = still;
-    // Phase 1: claims in the own zone (and a configured provider zone).
+    // Phase 1: claims in the own zone, a configured provider zone, and the claim
+    // providers (override, discovered, seed).
     let mut claim_zones = vec![own_zone.clone()];
     if let Some(z) = &ctx.cfg.claim_provider_zone {
         if !claim_zones.contains(z) {
             claim_zones.push(z.clone());
         }
+    }
+    for (z, _) in super::providers::claim_providers(ctx) {
+        if !claim_zones.contains(&z) {
+            claim_zones.push(z);
+        }
+    }
+    if !phases.claims {
+        claim_zones.clear();
     }
     for cz in &claim_zones {
         for s in 0..names::SLOT_COUNT {
@@ -581,6 +744,9 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
                 let Some(c) = ClaimRecord::parse_and_verify(&v, t) else {
                     continue;
                 };
+                if p.blocked.contains(&hex::encode(c.sender_spk)) {
+                    continue;
+                }
                 if p.replay.is_seen(&c.sender_spk, &c.msg_id, t) {
                     continue;
                 }
@@ -609,6 +775,9 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
             zones.push(c.domain.clone());
         }
     }
+    if !phases.slots {
+        zones.clear();
+    }
     for zone in &zones {
         for s in 0..names::SLOT_COUNT {
             for v in p.txt(&names::slot(s, &uid, zone)) {
@@ -622,6 +791,11 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
     ctx.store.save(state::REPLAY, &p.replay.to_json())?;
     ctx.store.save(state::PREKEYS, &p.prekeys)?;
     ctx.store.save(state::INTROS, &p.intros)?;
+    ctx.store.save(state::INTRO_SEQ, &p.next_intro)?;
+    if p.contacts_changed {
+        ctx.store.save(state::CONTACTS, &p.contacts)?;
+    }
+    p.warnings.append(&mut p.notes);
     if !p.consumed.is_empty() {
         match ctx.writer() {
             Ok(w) => {
@@ -648,7 +822,7 @@ fn pass(ctx: &Ctx) -> Result<PassResult> {
     })
 }
 
-fn print_message(d: &Delivered, json: bool) {
+pub(super) fn print_message(d: &Delivered, json: bool) {
     if json {
         let v = serde_json::json!({
             "kind": "message",
@@ -678,7 +852,7 @@ fn print_message(d: &Delivered, json: bool) {
     }
 }
 
-fn print_intro(i: &Intro, json: bool) {
+pub(super) fn print_intro(i: &Intro, json: bool) {
     let who = match (&i.claimed_from, i.from_verified) {
         (Some(f), true) => f.clone(),
         (Some(f), false) => format!("{f} (unverified claim)"),
@@ -687,6 +861,7 @@ fn print_intro(i: &Intro, json: bool) {
     if json {
         let v = serde_json::json!({
             "kind": "intro",
+            "intro_id": i.id,
             "from": who,
             "sender_spk": i.sender_spk_hex,
             "msg_id": i.msg_id_hex,
@@ -699,13 +874,16 @@ fn print_intro(i: &Intro, json: bool) {
         println!("{v}");
     } else {
         println!(
-            "intro from {who} in zone {} (sender not pinned; not delivered to the inbox):",
-            i.sender_zone
+            "intro #{} from {who} in zone {} (sender not pinned; not delivered to the inbox):",
+            i.id, i.sender_zone
         );
         for line in i.body.split('\n') {
             println!("  | {line}");
         }
-        println!("  to accept, pin the sender: `dnsmesh identity fetch USER@{} --add`, then `dnsmesh recv`", i.sender_zone);
+        println!(
+            "  `dnsmesh intro accept {n}` delivers it, `intro trust {n}` also pins the sender, `intro block {n}` drops it and blocks the sender",
+            n = i.id
+        );
     }
 }
 
@@ -716,6 +894,7 @@ pub fn recv(
     json: bool,
     interval: u64,
     max_polls: Option<u64>,
+    phases: Phases,
 ) -> Result<()> {
     let ctx = Ctx::open_with(home, false)?;
     let mut polls = 0u64;
@@ -728,7 +907,7 @@ pub fn recv(
                 eprintln!("warning: outbox: {e:#}");
                 0
             });
-            let r = pass(&ctx)?;
+            let r = pass(&ctx, phases)?;
             (r.delivered, r.new_intros, r.pending_intros, r.warnings, outbox_left)
         };
         if watch {

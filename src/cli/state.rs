@@ -20,6 +20,10 @@ pub const PREKEYS: &str = "prekeys";
 pub const CREDENTIALS: &str = "credentials";
 pub const OUTBOX: &str = "outbox";
 pub const INTROS: &str = "intros";
+/// Next intro number (intros keep their number while queued).
+pub const INTRO_SEQ: &str = "intro_seq";
+/// Sender keys blocked with `intro block` (honoured on the claim and slot paths).
+pub const BLOCKED: &str = "blocked";
 pub const PUBLISHED: &str = "published";
 /// Prekeys we already used per contact (`user@domain` → [(prekey id, forget after)]):
 /// a prekey is one-time, and the recipient deletes it only once it reads our message.
@@ -121,11 +125,34 @@ pub struct OutboxItem {
     pub attempts: u32,
     pub next_attempt: u64,
     pub last_error: String,
+    /// The composed wires, republished unchanged (same msg id) while unexpired, so a
+    /// retry after a partial publish never makes a second copy.
+    #[serde(default)]
+    pub wires: Option<Wires>,
+}
+
+/// One composed message: everything its publication writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Wires {
+    pub msg_id: String,
+    pub prekey_id: u32,
+    pub v2: bool,
+    pub chunks: usize,
+    /// Chunks in order, then the manifest: `(name, value, ttl)`.
+    pub records: Vec<(String, String, u32)>,
+    /// Claim notifications: `(zone, name, value)`.
+    pub claims: Vec<(String, String, String)>,
+    /// The manifest's expiry (Unix seconds); after it the message is recomposed.
+    pub exp: u64,
+    pub ttl: u32,
 }
 
 /// A decrypted first-contact message from a sender we have not pinned.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Intro {
+    /// Number shown by `intro list` (0 in queues written before numbering).
+    #[serde(default)]
+    pub id: u64,
     pub sender_spk_hex: String,
     pub msg_id_hex: String,
     pub sender_zone: String,
@@ -137,10 +164,23 @@ pub struct Intro {
     pub exp: u64,
 }
 
+/// A blocked sender key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Blocked {
+    pub spk_hex: String,
+    /// Who it claimed to be, for the listing.
+    pub label: String,
+    pub note: String,
+    pub at: u64,
+}
+
 /// What we published ourselves (so a republish can withdraw the old value).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Published {
     pub identity: Option<(String, String)>,
+    /// The zone-anchored copy at `dmp.<identity_domain>`.
+    #[serde(default)]
+    pub anchored: Option<(String, String)>,
 }
 
 /// `host:port` of a URL (default port by scheme), the key of saved tokens.
@@ -179,13 +219,17 @@ impl Writer {
     /// Choose the writer from saved credentials (last registration wins). In cluster
     /// mode (`cluster` given) HTTP writes fan out to every node of the manifest; TSIG
     /// writes still go to the home node only, and anti-entropy spreads them.
+    /// `http_token` (config) is used when no token is saved for the endpoint;
+    /// `cluster_node_token` for cluster nodes without a saved token.
     pub fn new(
         endpoint: &str,
         creds: &Credentials,
         cluster: Option<&ClusterManifest>,
+        http_token: Option<&str>,
+        cluster_node_token: Option<&str>,
     ) -> Result<Writer> {
         if let (Some(m), false) = (cluster, creds.mode.as_deref() == Some("tsig")) {
-            return Fanout::new(m, creds).map(Writer::Fanout);
+            return Fanout::new(m, creds, cluster_node_token.or(http_token)).map(Writer::Fanout);
         }
         match creds.mode.as_deref() {
             Some("tsig") => {
@@ -220,7 +264,8 @@ impl Writer {
                     .or_else(|| {
                         (creds.tokens.len() == 1).then(|| creds.tokens.values().next()).flatten()
                     })
-                    .map(|t| t.token.clone());
+                    .map(|t| t.token.clone())
+                    .or_else(|| http_token.map(str::to_string));
                 Ok(Writer::Http {
                     endpoint: endpoint.trim_end_matches('/').to_string(),
                     token,

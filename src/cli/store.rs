@@ -103,6 +103,39 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Re-seal every document under `new`'s key (after a key rotation). Each file is
+    /// replaced atomically; the new key's files are written before any old one is gone.
+    pub fn rekey(&self, new: &Store) -> Result<()> {
+        let mut docs = Vec::new();
+        for e in std::fs::read_dir(&self.dir)
+            .with_context(|| format!("cannot list {}", self.dir.display()))?
+        {
+            let path = e?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".sealed"))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let sealed =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let plain = seal::open(&self.key, &sealed, &Self::aad(&name))
+                .map_err(|_| anyhow::anyhow!("cannot unseal {} to re-key it", path.display()))?;
+            docs.push((name, plain));
+        }
+        for (name, plain) in docs {
+            let sealed = seal::seal(&new.key, &plain, &Self::aad(&name));
+            let path = new.path(&name);
+            write_atomic(&path, &sealed, 0o600)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
 /// Create a directory readable only by its owner.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;

@@ -63,6 +63,17 @@ impl User {
         self.run_stdin(args, None)
     }
 
+    /// Run with extra environment variables, require exit 0, return stdout.
+    pub fn ok_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnsmesh"));
+        cmd.arg("--config-home").arg(&self.home).args(args);
+        cmd.env("DMP_PASSPHRASE", &self.pass).env_remove("DMP_PROVIDER_DNS_PORT");
+        cmd.envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let out = cmd.stdin(Stdio::null()).output().expect("spawn dnsmesh");
+        assert!(out.status.success(), "{} dnsmesh {:?} failed: {}", self.name, args, show(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Run, require exit 0, return stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
@@ -196,6 +207,11 @@ impl RefUser {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// Run with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(self.venv.join("bin/python"))
             .arg(interop_dir().join("dnsmesh-shim.py"))
             .arg("--config-home")
@@ -204,6 +220,7 @@ impl RefUser {
             .env("HOME", &self.dir)
             .env("DMP_PASSPHRASE", &self.pass)
             .env("DMP_PROVIDER_DNS_PORT", self.dns_port.to_string())
+            .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdin(Stdio::null())
             .output()
             .expect("run reference dnsmesh")
@@ -225,7 +242,7 @@ impl RefUser {
     pub fn setcfg(&self, kv: &[(&str, &str)]) {
         let mut cmd = Command::new(self.venv.join("bin/python"));
         cmd.arg("-c").arg(
-            "import sys, yaml\np=sys.argv[1]\nd=yaml.safe_load(open(p)) or {}\nfor kv in sys.argv[2:]:\n k,v=kv.split('=',1)\n d[k]=int(v) if v.isdigit() else v\nopen(p,'w').write(yaml.safe_dump(d, sort_keys=True))\n",
+            "import sys, yaml\np=sys.argv[1]\nd=yaml.safe_load(open(p)) or {}\nfor kv in sys.argv[2:]:\n k,v=kv.split('=',1)\n d[k]=int(v) if v.isdigit() else {'true': True, 'false': False}.get(v, v)\nopen(p,'w').write(yaml.safe_dump(d, sort_keys=True))\n",
         );
         cmd.arg(self.dir.join(".dmp/config.yaml"));
         for (k, v) in kv {
