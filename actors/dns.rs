@@ -283,9 +283,9 @@ impl SlowPath {
         metadata: Metadata,
         answers: Vec<Record>,
         authority: Vec<Record>,
-        edns: Option<Edns>,
         ctx: Option<TSigResponseContext>,
     ) -> ResponseInfo {
+        let edns = Self::response_edns(request);
         self.inner.counters.bump(rcode_name(metadata.response_code));
         let mut response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
             metadata,
@@ -336,22 +336,21 @@ impl SlowPath {
             TsigCheck::Verified { ctx, .. } => (Some(ctx), false),
             TsigCheck::Failed(ctx) => (Some(ctx), true),
         };
-        let edns = Self::response_edns(request);
         let mut meta = Metadata::response_from_request(&request.metadata);
         if tsig_failed {
             meta.response_code = ResponseCode::NotAuth;
-            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+            return self.respond(request, rh, meta, vec![], vec![], ctx).await;
         }
         if let Some(e) = request.edns.as_ref() {
             if e.version() != 0 {
                 meta.response_code = ResponseCode::BADVERS;
-                return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+                return self.respond(request, rh, meta, vec![], vec![], ctx).await;
             }
         }
         let queries = request.queries.queries();
         if queries.len() != 1 {
             meta.response_code = ResponseCode::FormErr;
-            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+            return self.respond(request, rh, meta, vec![], vec![], ctx).await;
         }
         let q = &queries[0];
         let owner = q.original().name().clone();
@@ -362,7 +361,7 @@ impl SlowPath {
             || !matches!(q.query_class(), DNSClass::IN | DNSClass::ANY)
         {
             meta.response_code = ResponseCode::Refused;
-            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+            return self.respond(request, rh, meta, vec![], vec![], ctx).await;
         }
         meta.authoritative = true;
         let ttl = self.inner.opts.ttl;
@@ -416,19 +415,18 @@ impl SlowPath {
         } else {
             vec![]
         };
-        self.respond(request, rh, meta, answers, authority, edns, ctx).await
+        self.respond(request, rh, meta, answers, authority, ctx).await
     }
 
     async fn handle_update<R: ResponseHandler>(&self, request: &Request, rh: R) -> ResponseInfo {
         let now = now_secs();
         let mut meta = Metadata::new(request.metadata.id, MessageType::Response, OpCode::Update);
-        let edns = Self::response_edns(request);
         let tsig = self.check_tsig(request, now);
         let (scope, ctx) = match tsig {
             TsigCheck::Failed(ctx) => {
                 meta.response_code = ResponseCode::NotAuth;
                 self.inner.counters.bump("tsig_failed");
-                return self.respond(request, rh, meta, vec![], vec![], edns, Some(ctx)).await;
+                return self.respond(request, rh, meta, vec![], vec![], Some(ctx)).await;
             }
             TsigCheck::Verified { scope, ctx } => (Some(scope), Some(ctx)),
             TsigCheck::Unsigned => (None, None),
@@ -447,7 +445,7 @@ impl SlowPath {
                     },
                 );
                 meta.response_code = ResponseCode::Refused;
-                return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+                return self.respond(request, rh, meta, vec![], vec![], ctx).await;
             }
         }
         // Per-client and per-key write limits, charged per record of the update section:
@@ -469,14 +467,14 @@ impl SlowPath {
         if !ip_ok || !key_ok {
             self.inner.counters.bump("rate_limited");
             meta.response_code = ResponseCode::Refused;
-            return self.respond(request, rh, meta, vec![], vec![], edns, ctx).await;
+            return self.respond(request, rh, meta, vec![], vec![], ctx).await;
         }
         let rcode = match self.plan_update(request, scope.as_deref(), now).await {
             Ok(()) => ResponseCode::NoError,
             Err(code) => code,
         };
         meta.response_code = rcode;
-        self.respond(request, rh, meta, vec![], vec![], edns, ctx).await
+        self.respond(request, rh, meta, vec![], vec![], ctx).await
     }
 
     /// Check and apply an UPDATE; `scope` is the verified key's scope (None = unsigned).
@@ -834,7 +832,7 @@ impl SlowPath {
             _ => {
                 let mut meta = Metadata::response_from_request(&request.metadata);
                 meta.response_code = ResponseCode::NotImp;
-                self.respond(request, rh, meta, vec![], vec![], Self::response_edns(request), None)
+                self.respond(request, rh, meta, vec![], vec![], None)
                     .await
             }
         }
