@@ -832,8 +832,7 @@ impl SlowPath {
             _ => {
                 let mut meta = Metadata::response_from_request(&request.metadata);
                 meta.response_code = ResponseCode::NotImp;
-                self.respond(request, rh, meta, vec![], vec![], None)
-                    .await
+                self.respond(request, rh, meta, vec![], vec![], None).await
             }
         }
     }
