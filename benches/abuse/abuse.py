@@ -42,7 +42,7 @@ def query(name, qtype=16, qclass=1, edns=None, do=False, qid=None):
 
 def start_node(binary, tmp):
     env = dict(os.environ, RUST_LOG="warn", DNSMESH_LIMITS__LIMIT_LOOPBACK="true",
-               DNSMESH_AUTH__OPERATOR_TOKEN="op-token", DNSMESH_LIMITS__HTTP_BURST="1000")
+               DNSMESH_AUTH__OPERATOR_TOKEN="op-token")
 
     def limit_fds():
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
@@ -281,6 +281,115 @@ def tcp_flood(pid, daddr, haddr, conns, secs):
     return probes
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+
+def dir_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
+def random_label(n=12):
+    return "".join(random.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n))
+
+
+def flood_udp_names(daddr, end):
+    """Random names (NXDOMAIN) and random qtypes from 200 source /24s: RRL state grows per prefix."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(200)]
+    for i, s in enumerate(socks):
+        s.bind((f"127.{1 + i // 250}.{i % 250}.9", 0)); s.setblocking(False)
+    sent = 0
+    while time.monotonic() < end:
+        for s in socks:
+            try:
+                s.sendto(query(f"{random_label()}.{ZONE}", qtype=random.choice([1, 16, 28, 255, 46])), daddr)
+                sent += 1
+            except OSError:
+                pass
+            try:
+                while s.recv(4096):
+                    pass
+            except OSError:
+                pass
+    for s in socks:
+        s.close()
+    return f"{sent} queries"
+
+
+def flood_update_junk(daddr, end):
+    """Unsigned UPDATEs (opcode 5) adding junk TXT at random names: none may be stored."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.40.1", 0)); s.setblocking(False)
+    enc = lambda n: b"".join(bytes([len(l)]) + l.encode() for l in n.split(".") if l) + b"\0"
+    sent = 0
+    while time.monotonic() < end:
+        name = f"claim-{random.randrange(100)}.mb-{random_label(12)}.{ZONE}"
+        rdata = bytes([200]) + random_label(200).encode()
+        upd = struct.pack(">HHHHHH", random.randrange(65536), 5 << 11, 1, 0, 1, 0)
+        upd += enc(ZONE) + struct.pack(">HH", 6, 1)
+        upd += enc(name) + struct.pack(">HHIH", 16, 1, 86400, len(rdata)) + rdata
+        try:
+            s.sendto(upd, daddr); sent += 1
+        except OSError:
+            pass
+        try:
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+    s.close()
+    return f"{sent} UPDATEs"
+
+
+def flood_http_junk(haddr, end):
+    """Made-up methods and random paths over keep-alive connections from one client."""
+    sent = statuses = 0
+    seen = {}
+    while time.monotonic() < end:
+        try:
+            c = http.client.HTTPConnection(haddr[0], haddr[1], timeout=2, source_address=("127.0.41.1", 0))
+            for _ in range(100):
+                if time.monotonic() >= end:
+                    break
+                c.request(random_label(20).upper(), "/" + random_label(40))
+                r = c.getresponse(); r.read(); sent += 1
+                seen[r.status] = seen.get(r.status, 0) + 1
+            c.close()
+        except (OSError, http.client.HTTPException):
+            pass
+    return f"{sent} requests, statuses {dict(sorted(seen.items()))}"
+
+
+def flood_tcp_churn(daddr, end):
+    """New DNS/TCP connections as fast as possible from 50 sources, each one query, closed."""
+    n = 0
+    while time.monotonic() < end:
+        n += 1 if tcp_query(daddr, f"127.0.{150 + n % 50}.1", f"{random_label()}.{ZONE}", timeout=1) else 0
+    return f"{n} connections answered"
+
+
+def floods(pid, daddr, haddr, data_dir, secs):
+    print(f"\n== unauthenticated floods, {secs} s each: node RSS and data-dir growth ==")
+    print(f"{'flood':34} {'RSS KiB':>16} {'data dir KiB':>18}  offered")
+    for label, fn in (("UDP random names/types, 200 /24s", lambda e: flood_udp_names(daddr, e)),
+                      ("unsigned UPDATE junk claims", lambda e: flood_update_junk(daddr, e)),
+                      ("HTTP made-up methods/paths", lambda e: flood_http_junk(haddr, e)),
+                      ("DNS/TCP connection churn", lambda e: flood_tcp_churn(daddr, e))):
+        r0, d0 = rss_kib(pid), dir_bytes(data_dir)
+        what = fn(time.monotonic() + secs)
+        time.sleep(2)  # let the store's group commit and sweep settle before measuring
+        r1, d1 = rss_kib(pid), dir_bytes(data_dir)
+        print(f"{label:34} {r0:7d} -> {r1 - r0:+7d} {d0 // 1024:8d} -> {(d1 - d0) // 1024:+8d}  {what}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--node", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target")),
@@ -288,6 +397,7 @@ def main():
     ap.add_argument("--burst", type=int, default=1000)
     ap.add_argument("--conns", type=int, default=1100)
     ap.add_argument("--secs", type=int, default=20)
+    ap.add_argument("--flood-secs", type=int, default=60, help="length of each unauthenticated flood (0 = skip)")
     a = ap.parse_args()
     if not os.path.exists(a.node):
         subprocess.run(["cargo", "build", "--release", "--bin", "dnsmesh-node"], cwd=REPO, check=True)
@@ -298,6 +408,8 @@ def main():
         load_worst_case(haddr)
         amplification(daddr, a.burst)
         tcp_flood(p.pid, daddr, haddr, a.conns, a.secs)
+        if a.flood_secs > 0:
+            floods(p.pid, daddr, haddr, os.path.join(tmp, "data"), a.flood_secs)
         print(f"\nnode still running: {p.poll() is None}")
     finally:
         if p:
