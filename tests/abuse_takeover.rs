@@ -301,3 +301,26 @@ fn http_with_a_foreign_domain_token_cannot_touch_a_zone_users_identity() {
     // Another zone user's name stays the reference's 401.
     assert_eq!(publish(&n, ctok, &id_name, "x", 300), 401);
 }
+
+/// A user may write its own rotation/revocation RRset (`rotate.id-<hash16>.<zone>`) with its
+/// HTTP token (the reference keeps it operator-only, so its users cannot rotate over HTTP);
+/// another user of the zone and a foreign subject with the same local part still cannot.
+#[test]
+fn http_owner_writes_its_own_rotation_names_and_no_one_else_does() {
+    let n = public_node();
+    let a = register_ok(&n, "alice@mesh.test", 1, false);
+    let atok = a["token"].as_str().unwrap().to_string();
+    let rot = names::rotation_hashed("alice", ZONE);
+    assert_eq!(publish(&n, &atok, &rot, "v=dmp1;t=rotation;by-alice", 300), 201);
+    assert_eq!(txt_at(n.dns[0], &rot), ["v=dmp1;t=rotation;by-alice"]);
+
+    let b = register_ok(&n, "bob@mesh.test", 2, false);
+    let btok = b["token"].as_str().unwrap();
+    assert_eq!(publish(&n, btok, &rot, "v=dmp1;t=rotation;by-bob", 300), 401);
+
+    revoke(&n, "alice@mesh.test");
+    let evil = register_ok(&n, "alice@evil.example", 66, false);
+    let etok = evil["token"].as_str().unwrap();
+    assert_eq!(publish(&n, etok, &rot, "v=dmp1;t=rotation;forged", 300), 403);
+    assert_eq!(txt_at(n.dns[0], &rot), ["v=dmp1;t=rotation;by-alice"]);
+}

@@ -349,6 +349,17 @@ pub fn classify_name(name: &str) -> NameClass {
             return NameClass::OwnerPrekeyPool { hash12: h.to_string(), domain };
         }
     }
+    // `rotate.id-<hash16>.<d>`: the owner's rotation/revocation RRset. The reference leaves
+    // it operator-only, so a user with an HTTP token cannot rotate; the records are signed
+    // by the old key and verified by every reader, so letting the owner write them gives
+    // no one else anything.
+    if first == "rotate" {
+        if let (Some(h), Some(domain)) =
+            (l[1].strip_prefix("id-").filter(|h| is_hex(h, 16)), tail(2))
+        {
+            return NameClass::OwnerIdentityHash { hash16: h.to_string(), domain };
+        }
+    }
     if first == "rotate" && l[1] == "dmp" && l.len() > 2 {
         if l[2].strip_prefix("id-").is_some_and(|h| is_hex(h, 12)) && tail(3).is_some() {
             return NameClass::OperatorOnly;
@@ -700,6 +711,11 @@ mod tests {
             (format!("rotate.dmp.id-{h12}.a.com"), NameClass::OperatorOnly),
             (format!("rotate.dmp.id-{h16}.a.com"), owner(&format!("id-{h16}@a.com"))),
             ("rotate.dmp.bob.a.com".into(), owner("bob@a.com")),
+            (
+                format!("rotate.id-{h16}.a.com"),
+                NameClass::OwnerIdentityHash { hash16: h16.into(), domain: "a.com".into() },
+            ),
+            (format!("rotate.id-{h12}.a.com"), NameClass::OperatorOnly),
             (format!("pk-01.{h12}.a.com"), NameClass::OwnerPrekeyHash(h12.into())),
             (format!("slot-33.mb-{h12}.a.com."), NameClass::SharedPool),
             (format!("slot-3.mb-{h12}.com"), NameClass::OperatorOnly),
