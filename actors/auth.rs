@@ -1,5 +1,5 @@
 //! The auth actor: owns credentials (bearer tokens, TSIG keys) and registration
-//! challenges, and is the only writer of the `tokens` and `tsig` trees.
+//! challenges, in its own sled database (`data_dir/auth`: trees `tokens` and `tsig`).
 //!
 //! - Bearer tokens are stored only as `sha256hex(token)`.
 //! - TSIG secrets are sealed at rest (XChaCha20-Poly1305 under the node key file).
@@ -207,7 +207,8 @@ fn hexfield<const N: usize>(body: &serde_json::Value, field: &str) -> Result<[u8
 }
 
 impl AuthActor {
-    /// Open the credential trees in `db` and the node key at `key_path`.
+    /// Open the credential trees in `db` (this actor's own database, see
+    /// [`super::actor_db`]) and the node key at `key_path`.
     pub fn open(
         opts: AuthOptions,
         db: sled::Db,
@@ -287,8 +288,19 @@ impl AuthActor {
         }
     }
 
-    fn flush(&self) -> Result<(), AuthError> {
-        self.db.flush().map(|_| ()).map_err(|e| err(500, format!("storage failure: {e}")))
+    /// Reply with `r` once this actor's database is durable (a credential is never handed
+    /// out, nor a revocation confirmed, before its flush). The flush runs on sled's own
+    /// thread pool, never blocking the System thread.
+    fn durable<T: Send + 'static>(
+        &self,
+        r: Result<T, AuthError>,
+    ) -> ResponseFuture<Result<T, AuthError>> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let v = r?;
+            db.flush_async().await.map_err(|e| err(500, format!("storage failure: {e}")))?;
+            Ok(v)
+        })
     }
 
     fn challenge(&mut self) -> Result<serde_json::Value, AuthError> {
@@ -452,7 +464,6 @@ impl AuthActor {
             };
             let v = serde_json::to_vec(&row).map_err(|e| err(500, e.to_string()))?;
             self.tsig.insert(key_name.as_bytes(), v).map_err(|e| err(500, e.to_string()))?;
-            self.flush()?;
             self.push_keyring();
             tracing::info!(subject = %subject, key = %key_name, "minted TSIG key");
             Ok(serde_json::json!({
@@ -493,7 +504,6 @@ impl AuthActor {
             };
             let v = serde_json::to_vec(&row).map_err(|e| err(500, e.to_string()))?;
             self.tokens.insert(token_hash.as_bytes(), v).map_err(|e| err(500, e.to_string()))?;
-            self.flush()?;
             tracing::info!(subject = %subject, "minted bearer token");
             Ok(serde_json::json!({
                 "token": token,
@@ -623,7 +633,6 @@ impl AuthActor {
                 n += 1;
             }
         }
-        self.flush()?;
         self.push_keyring();
         Ok(n)
     }
@@ -666,9 +675,10 @@ impl Handler<NewChallenge> for AuthActor {
 }
 
 impl Handler<Register> for AuthActor {
-    type Result = Result<serde_json::Value, AuthError>;
+    type Result = ResponseFuture<Result<serde_json::Value, AuthError>>;
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
-        self.register(msg.body, msg.tsig)
+        let r = self.register(msg.body, msg.tsig);
+        self.durable(r)
     }
 }
 
@@ -701,9 +711,10 @@ impl Handler<ListCredentials> for AuthActor {
 }
 
 impl Handler<Revoke> for AuthActor {
-    type Result = Result<usize, AuthError>;
+    type Result = ResponseFuture<Result<usize, AuthError>>;
     fn handle(&mut self, msg: Revoke, _: &mut Context<Self>) -> Self::Result {
-        self.revoke(&msg.0)
+        let r = self.revoke(&msg.0);
+        self.durable(r)
     }
 }
 

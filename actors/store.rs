@@ -376,9 +376,10 @@ impl StoreActor {
         self
     }
 
-    /// The sled database handle (other trees, e.g. credentials, live in the same file).
-    pub fn db(&self) -> &sled::Db {
-        &self.db
+    /// Move the trees `names` of older versions (which kept other actors' trees in this
+    /// database) into `to`, that actor's own database. Call before starting the actors.
+    pub fn hand_over_trees(&self, names: &[&str], to: &sled::Db) -> Result<usize, StoreError> {
+        Ok(super::actor_db::migrate_trees(&self.db, to, names)?)
     }
 
     fn next_ms(&mut self) -> u64 {

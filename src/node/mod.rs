@@ -81,8 +81,23 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             .with_supervisor(supervisor.clone())
             .with_commit_delay(Duration::from_micros(settings.node.commit_delay_us))
             .with_max_tombstones(settings.limits.max_tombstones);
-    let db = store_actor.db().clone();
-    let db2 = db.clone();
+    // Each of auth, sync and heartbeat owns its own database; data dirs of older versions
+    // kept their trees in the store's, moved out here once, before any actor runs.
+    let own_db = |name: &str, trees: &[&str]| -> anyhow::Result<sled::Db> {
+        let dir = crate::actors::actor_db::dir(data_dir, name);
+        let db = crate::actors::actor_db::open(data_dir, name)
+            .with_context(|| format!("opening {}", dir.display()))?;
+        let moved = store_actor
+            .hand_over_trees(trees, &db)
+            .with_context(|| format!("moving {trees:?} into {}", dir.display()))?;
+        if moved > 0 {
+            tracing::info!(rows = moved, to = %dir.display(), "moved trees out of the store's database");
+        }
+        Ok(db)
+    };
+    let auth_db = own_db("auth", &["tokens", "tsig"])?;
+    let sync_db = own_db("sync", &["sync"])?;
+    let heartbeat_db = own_db("heartbeat", &["heartbeats"])?;
     let store = actix::Supervisor::start(move |_| store_actor);
 
     let auth_opts = AuthOptions {
@@ -100,7 +115,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         mailbox_burst: settings.limits.mailbox_burst,
         zone_aliases: settings.auth.zone_aliases.clone(),
     };
-    let auth_actor = AuthActor::open(auth_opts, db, &data_dir.join("node.key"))?
+    let auth_actor = AuthActor::open(auth_opts, auth_db, &data_dir.join("node.key"))?
         .with_supervisor(supervisor.clone());
     let auth = actix::Supervisor::start(move |_| auth_actor);
 
@@ -202,7 +217,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     let sync_actor = crate::actors::sync::SyncActor::new(
         sync_opts,
         store.clone(),
-        &db2,
+        &sync_db,
         Some(supervisor.clone()),
     )
     .context("opening sync watermarks")?;
@@ -251,7 +266,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             opts,
             key,
             store.clone(),
-            &db2,
+            &heartbeat_db,
             Some(supervisor.clone()),
         )
         .context("opening the heartbeat seen store")?;
