@@ -7,7 +7,6 @@
 //!   revocation takes effect on the next UPDATE without a restart.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
@@ -16,12 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::dns::{KeyEntry, Keyring, KeyringChanged};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
+use crate::clock::Clock;
 use crate::node::limits::TokenBuckets;
 use crate::proto::{keys, registration, seal};
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 /// A refusal with the HTTP status it maps to and a message a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,6 +165,7 @@ pub struct AuthActor {
     mailbox_buckets: TokenBuckets<(String, String)>,
     sink: Option<Recipient<KeyringChanged>>,
     supervisor: Option<Addr<SupervisorActor>>,
+    clock: Clock,
 }
 
 /// Load the node key (32 bytes, mode 0600), creating it on first start.
@@ -232,7 +229,14 @@ impl AuthActor {
             mailbox_buckets: TokenBuckets::new(100_000),
             sink: None,
             supervisor: None,
+            clock: Clock::system(),
         })
+    }
+
+    /// Read time from `clock` (token, key and challenge expiry) instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Report lifecycle to `sup`.
@@ -246,7 +250,7 @@ impl AuthActor {
     }
 
     fn keyring(&self) -> Keyring {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut ring = Keyring::new();
         for item in self.tsig.iter() {
             let Ok((_, v)) = item else { continue };
@@ -307,7 +311,7 @@ impl AuthActor {
         if !self.registration_enabled() {
             return Err(err(404, "not found"));
         }
-        let now = now_secs();
+        let now = self.clock.now_secs();
         self.challenges.retain(|_, c| c.expires_at > now);
         if self.challenges.len() >= 10_000 {
             if let Some(k) =
@@ -354,7 +358,7 @@ impl AuthActor {
         let spk: [u8; 32] = hexfield(&body, "ed25519_spk")?;
         let challenge: [u8; 32] = hexfield(&body, "challenge")?;
         let signature: [u8; 64] = hexfield(&body, "signature")?;
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let ch = match self.challenges.remove(&challenge) {
             Some(c) if c.expires_at > now => c,
             _ => return Err(err(400, "challenge expired or unknown")),
@@ -542,7 +546,7 @@ impl AuthActor {
             return Err(err(401, "unauthorized"));
         };
         let hash = hex::encode(keys::sha256(token.trim().as_bytes()));
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let row = match self.tokens.get(hash.as_bytes()) {
             Ok(Some(v)) => {
                 serde_json::from_slice::<TokenRow>(&v).map_err(|_| err(401, "unauthorized"))?

@@ -790,10 +790,7 @@ async fn sync_cluster_manifest(req: HttpRequest, st: Shared) -> HttpResponse {
         return HttpResponse::NoContent().finish();
     };
     let name = format!("cluster.{}", st.opts.cluster_base);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::clock::Clock::system().now_secs();
     let vals =
         st.peers.store.send(Get { name }).await.ok().and_then(|r| r.ok()).unwrap_or_default();
     let best = vals

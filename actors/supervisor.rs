@@ -5,7 +5,7 @@
 //! here by message; the HTTP status page and `/metrics` ask for the board.
 
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use actix::prelude::*;
 
@@ -75,7 +75,7 @@ impl Handler<Lifecycle> for SupervisorActor {
     type Result = ();
 
     fn handle(&mut self, msg: Lifecycle, _: &mut Context<Self>) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = crate::clock::Clock::system().now_secs();
         let row = self.board.entry(msg.actor).or_insert_with(|| ActorHealth {
             name: msg.actor.to_string(),
             healthy: false,

@@ -27,6 +27,7 @@ use crate::actors::dns::{DnsActor, DnsOptions};
 use crate::actors::http::{self, HttpOptions, Peers};
 use crate::actors::store::{Flush, StoreActor};
 use crate::actors::supervisor::SupervisorActor;
+use crate::clock::Clock;
 use config::Settings;
 
 /// The running node's addresses and the handles to stop it.
@@ -75,12 +76,15 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         expected.push("heartbeat");
     }
     let supervisor = SupervisorActor::new(&expected).start();
+    // The one wall clock every actor reads.
+    let clock = Clock::system();
     let store_actor =
         StoreActor::open(data_dir, Duration::from_secs(settings.node.sweep_interval_secs))
             .with_context(|| format!("opening the store in {}", data_dir.display()))?
             .with_supervisor(supervisor.clone())
             .with_commit_delay(Duration::from_micros(settings.node.commit_delay_us))
-            .with_max_tombstones(settings.limits.max_tombstones);
+            .with_max_tombstones(settings.limits.max_tombstones)
+            .with_clock(clock.clone());
     // Each of auth, sync and heartbeat owns its own database; data dirs of older versions
     // kept their trees in the store's, moved out here once, before any actor runs.
     let own_db = |name: &str, trees: &[&str]| -> anyhow::Result<sled::Db> {
@@ -116,7 +120,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         zone_aliases: settings.auth.zone_aliases.clone(),
     };
     let auth_actor = AuthActor::open(auth_opts, auth_db, &data_dir.join("node.key"))?
-        .with_supervisor(supervisor.clone());
+        .with_supervisor(supervisor.clone())
+        .with_clock(clock.clone());
     let auth = actix::Supervisor::start(move |_| auth_actor);
 
     let dns_opts = DnsOptions {
@@ -161,7 +166,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         tombstones_per_key: settings.limits.tombstones_per_key,
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
-        .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?;
+        .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?
+        .with_clock(clock.clone());
     let dns_addrs = dns_actor.bound().to_vec();
     let dns = actix::Supervisor::start(move |_| dns_actor);
     // Serve nothing as "ready" before the view holds every stored record.
@@ -199,7 +205,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         auth_failure_rate: settings.limits.auth_failure_rate,
         auth_failure_burst: settings.limits.auth_failure_burst,
     };
-    publish_cluster_manifest(settings, &store).await?;
+    publish_cluster_manifest(settings, &store, &clock).await?;
     let sync_opts = crate::actors::sync::SyncOptions {
         peers: settings.cluster.peers.clone(),
         token: settings.cluster.sync_token.clone(),
@@ -220,7 +226,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         &sync_db,
         Some(supervisor.clone()),
     )
-    .context("opening sync watermarks")?;
+    .context("opening sync watermarks")?
+    .with_clock(clock.clone());
     let sync = actix::Supervisor::start(move |_| sync_actor);
     let heartbeat = if settings.heartbeat.enabled {
         let h = &settings.heartbeat;
@@ -269,7 +276,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             &heartbeat_db,
             Some(supervisor.clone()),
         )
-        .context("opening the heartbeat seen store")?;
+        .context("opening the heartbeat seen store")?
+        .with_clock(clock.clone());
         Some(actix::Supervisor::start(move |_| actor))
     } else {
         None
@@ -307,6 +315,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
 async fn publish_cluster_manifest(
     settings: &Settings,
     store: &Addr<StoreActor>,
+    clock: &Clock,
 ) -> anyhow::Result<()> {
     use crate::actors::store::{Apply, Op, Origin};
     let path = &settings.cluster.manifest_file;
@@ -324,7 +333,7 @@ async fn publish_cluster_manifest(
     } else {
         text.to_string()
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let now = clock.now_secs();
     let spk = settings
         .operator_spk()
         .context("cluster.manifest_file needs cluster.operator_spk to verify it")?;
