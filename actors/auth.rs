@@ -737,3 +737,181 @@ impl Handler<Fail> for AuthActor {
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The auth actor driven by its messages alone, in process, with a manual clock.
+    use super::*;
+    use std::time::Duration;
+
+    const T0: u64 = 1_800_000_000;
+    const ZONE: &str = "mesh.test";
+
+    fn opts() -> AuthOptions {
+        AuthOptions {
+            zone: ZONE.into(),
+            hostname: "node1".into(),
+            mode: "multi-tenant".into(),
+            operator_token: "op".into(),
+            registration: true,
+            tsig_enabled: true,
+            allowlist: vec![],
+            token_ttl_secs: 1000,
+            token_rate: 1000.0,
+            token_burst: 1000.0,
+            mailbox_rate: 1000.0,
+            mailbox_burst: 1000.0,
+            zone_aliases: vec![],
+        }
+    }
+
+    fn start(dir: &std::path::Path, clock: &Clock) -> Addr<AuthActor> {
+        let db = crate::actors::actor_db::open(dir, "auth").unwrap();
+        AuthActor::open(opts(), db, &dir.join("node.key"))
+            .unwrap()
+            .with_clock(clock.clone())
+            .start()
+    }
+
+    /// Collects the keyrings the actor pushes.
+    struct Sink(tokio::sync::mpsc::UnboundedSender<Vec<String>>);
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+    impl Handler<KeyringChanged> for Sink {
+        type Result = ();
+        fn handle(&mut self, k: KeyringChanged, _: &mut Context<Self>) {
+            let mut names: Vec<String> = k.0.into_keys().collect();
+            names.sort();
+            let _ = self.0.send(names);
+        }
+    }
+
+    /// Register `subject` under `key` through the challenge/confirm messages.
+    async fn register(
+        auth: &Addr<AuthActor>,
+        key: &ed25519_dalek::SigningKey,
+        subject: &str,
+        tsig: bool,
+    ) -> Result<serde_json::Value, AuthError> {
+        let ch = auth.send(NewChallenge).await.unwrap()?;
+        let challenge: [u8; 32] =
+            hex::decode(ch["challenge"].as_str().unwrap()).unwrap().try_into().unwrap();
+        let sig = keys::sign(key, &registration::signing_payload(&challenge, subject, "node1"));
+        let body = serde_json::json!({
+            "subject": subject,
+            "ed25519_spk": hex::encode(key.verifying_key().to_bytes()),
+            "challenge": hex::encode(challenge),
+            "signature": hex::encode(sig),
+        });
+        auth.send(Register { body, tsig }).await.unwrap()
+    }
+
+    async fn authorize(auth: &Addr<AuthActor>, token: &str, name: &str) -> Result<(), u16> {
+        auth.send(AuthorizeWrite {
+            authorization: Some(format!("Bearer {token}")),
+            name: name.into(),
+            delete: false,
+        })
+        .await
+        .unwrap()
+        .map_err(|e| e.status)
+    }
+
+    fn signing_key(seed: u8) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn register_authorize_revoke_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let auth = start(dir.path(), &clock);
+            let alice = signing_key(1);
+            let r = register(&auth, &alice, &format!("alice@{ZONE}"), false).await.unwrap();
+            let token = r["token"].as_str().unwrap().to_string();
+            assert_eq!(r["expires_at"], T0 + 1000);
+            // The token writes its subject's names, not someone else's.
+            assert_eq!(authorize(&auth, &token, &format!("dmp.alice.{ZONE}")).await, Ok(()));
+            assert!(authorize(&auth, &token, &format!("dmp.bob.{ZONE}")).await.is_err());
+            assert_eq!(
+                authorize(&auth, "dmp_v1_nope", &format!("dmp.alice.{ZONE}")).await,
+                Err(401)
+            );
+            // Another key cannot take the local part (409); the same key re-registers.
+            let mallory = signing_key(2);
+            let e = register(&auth, &mallory, &format!("alice@{ZONE}"), false).await.unwrap_err();
+            assert_eq!(e.status, 409);
+            // Revoked: refused at once.
+            let n = auth.send(Revoke(format!("alice@{ZONE}"))).await.unwrap().unwrap();
+            assert_eq!(n, 1);
+            assert_eq!(authorize(&auth, &token, &format!("dmp.alice.{ZONE}")).await, Err(401));
+            // A new token expires with the clock.
+            let r = register(&auth, &alice, &format!("alice@{ZONE}"), false).await.unwrap();
+            let token = r["token"].as_str().unwrap().to_string();
+            clock.advance(Duration::from_secs(999));
+            assert_eq!(authorize(&auth, &token, &format!("dmp.alice.{ZONE}")).await, Ok(()));
+            clock.advance(Duration::from_secs(1));
+            assert_eq!(authorize(&auth, &token, &format!("dmp.alice.{ZONE}")).await, Err(401));
+            // Operator token and the strict check.
+            assert!(auth.send(IsOperatorStrict(Some("Bearer op".into()))).await.unwrap());
+            assert!(!auth.send(IsOperatorStrict(Some("Bearer x".into()))).await.unwrap());
+        });
+    }
+
+    #[test]
+    fn challenges_expire_with_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let auth = start(dir.path(), &clock);
+            let ch = auth.send(NewChallenge).await.unwrap().unwrap();
+            assert_eq!(ch["expires_at"], T0 + 60);
+            let challenge: [u8; 32] =
+                hex::decode(ch["challenge"].as_str().unwrap()).unwrap().try_into().unwrap();
+            let key = signing_key(3);
+            let subject = format!("carol@{ZONE}");
+            let sig =
+                keys::sign(&key, &registration::signing_payload(&challenge, &subject, "node1"));
+            clock.advance(Duration::from_secs(60));
+            let body = serde_json::json!({
+                "subject": subject,
+                "ed25519_spk": hex::encode(key.verifying_key().to_bytes()),
+                "challenge": hex::encode(challenge),
+                "signature": hex::encode(sig),
+            });
+            let e = auth.send(Register { body, tsig: false }).await.unwrap().unwrap_err();
+            assert_eq!(e.status, 400, "{e}");
+        });
+    }
+
+    #[test]
+    fn tsig_keys_reach_the_keyring_sink_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        let key_name = actix::System::new().block_on(async {
+            let auth = start(dir.path(), &clock);
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            auth.do_send(SetKeyringSink(Sink(tx).start().recipient()));
+            assert_eq!(rx.recv().await.unwrap(), Vec::<String>::new());
+            let r = register(&auth, &signing_key(4), &format!("dave@{ZONE}"), true).await.unwrap();
+            let key_name = r["tsig_key_name"].as_str().unwrap().to_string();
+            assert_eq!(r["tsig_secret_hex"].as_str().unwrap().len(), 64);
+            assert_eq!(rx.recv().await.unwrap(), [key_name.clone()]);
+            let listed = auth.send(ListCredentials).await.unwrap().0;
+            assert_eq!(listed["tsig_keys"][0]["name"], key_name.as_str());
+            key_name
+        });
+        // The reply came after the flush: a fresh actor on the same database has the key,
+        // and a revocation empties the keyring it pushes.
+        actix::System::new().block_on(async {
+            let auth = start(dir.path(), &clock);
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            auth.do_send(SetKeyringSink(Sink(tx).start().recipient()));
+            assert_eq!(rx.recv().await.unwrap(), [key_name.clone()]);
+            assert_eq!(auth.send(Revoke(key_name.clone())).await.unwrap(), Ok(1));
+            assert_eq!(rx.recv().await.unwrap(), Vec::<String>::new());
+        });
+    }
+}
