@@ -898,7 +898,7 @@ mod tests {
             let r = register(&auth, &signing_key(4), &format!("dave@{ZONE}"), true).await.unwrap();
             let key_name = r["tsig_key_name"].as_str().unwrap().to_string();
             assert_eq!(r["tsig_secret_hex"].as_str().unwrap().len(), 64);
-            assert_eq!(rx.recv().await.unwrap(), [key_name.clone()]);
+            assert_eq!(rx.recv().await.unwrap(), vec![key_name.clone()]);
             let listed = auth.send(ListCredentials).await.unwrap().0;
             assert_eq!(listed["tsig_keys"][0]["name"], key_name.as_str());
             key_name
@@ -909,7 +909,7 @@ mod tests {
             let auth = start(dir.path(), &clock);
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             auth.do_send(SetKeyringSink(Sink(tx).start().recipient()));
-            assert_eq!(rx.recv().await.unwrap(), [key_name.clone()]);
+            assert_eq!(rx.recv().await.unwrap(), vec![key_name.clone()]);
             assert_eq!(auth.send(Revoke(key_name.clone())).await.unwrap(), Ok(1));
             assert_eq!(rx.recv().await.unwrap(), Vec::<String>::new());
         });
