@@ -962,6 +962,12 @@ pub fn start(
     let st2 = state.clone();
     let factory = move || {
         let st3 = st2.clone();
+        // Each worker builds its App when it starts serving (after the sockets are bound):
+        // that, not the call to `start`, is when the HTTP ingress is up.
+        st2.peers.supervisor.do_send(super::supervisor::Lifecycle {
+            actor: "http",
+            event: super::supervisor::LifecycleEvent::Started,
+        });
         App::new()
             .app_data(st2.clone())
             .app_data(web::PayloadConfig::new(body_limit))

@@ -292,13 +292,18 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     };
     let (http_server, http_addr) = http::start(http_opts, peers)
         .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
-    supervisor.do_send(crate::actors::supervisor::Lifecycle {
-        actor: "http",
-        event: crate::actors::supervisor::LifecycleEvent::Started,
-    });
+    // The `http` row of the health board: `Started` comes from the server's workers once
+    // they serve (see `http::start`), `Stopped` when the server ends.
     let server_handle = http_server.handle();
     actix_rt::spawn(async move {
-        let _ = http_server.await;
+        let r = http_server.await;
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+        supervisor.do_send(crate::actors::supervisor::Lifecycle {
+            actor: "http",
+            event: crate::actors::supervisor::LifecycleEvent::Stopped,
+        });
     });
     tracing::info!(dns = ?dns_addrs, http = %http_addr, zone = %settings.node.zone, "dnsmesh node up");
     Ok(NodeHandle {
