@@ -1277,10 +1277,3 @@ impl Handler<GetStats> for DnsActor {
         }
     }
 }
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>() {}
-    is_send::<SlowPath>();
-    let _ = Instant::now();
-}

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::dns::{self, Op};
+use super::dns::{self, UpdateOp};
 use super::ident::{find_contact, lookup_identity, split_addr};
 use super::state::{
     self, is_retryable, Contact, Contacts, Intro, OutboxItem, PrekeySecret, Wires, Writer,
@@ -101,7 +101,7 @@ fn publish_claim(
     claim: (String, String),
     ttl: u64,
 ) -> Result<()> {
-    let ops = [Op::Add { name: claim.0, value: claim.1, ttl: ttl.min(86400) as u32 }];
+    let ops = [UpdateOp::Add { name: claim.0, value: claim.1, ttl: ttl.min(86400) as u32 }];
     let mut errs = Vec::new();
     for t in targets {
         match dns::update(*t, zone, &ops, None, now()) {

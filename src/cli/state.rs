@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
 use super::cluster::Fanout;
-use super::dns::{self, Op, TsigKey};
+use super::dns::{self, TsigKey, UpdateOp};
 use super::net;
 use crate::proto::records::cluster::ClusterManifest;
 
@@ -307,9 +307,13 @@ impl Writer {
             Writer::Tsig { server, zone, key } => {
                 // Keep each UPDATE well under the 64 KiB TCP message limit.
                 for batch in records.chunks(40) {
-                    let ops: Vec<Op> = batch
+                    let ops: Vec<UpdateOp> = batch
                         .iter()
-                        .map(|(n, v, t)| Op::Add { name: n.clone(), value: v.clone(), ttl: *t })
+                        .map(|(n, v, t)| UpdateOp::Add {
+                            name: n.clone(),
+                            value: v.clone(),
+                            ttl: *t,
+                        })
                         .collect();
                     tsig_update(*server, zone, &ops, key, now)?;
                 }
@@ -335,7 +339,7 @@ impl Writer {
                 check_status(r.status, &r.body, 204, name)
             }
             Writer::Tsig { server, zone, key } => {
-                let ops = [Op::Delete { name: name.to_string(), value: value.to_string() }];
+                let ops = [UpdateOp::Delete { name: name.to_string(), value: value.to_string() }];
                 tsig_update(*server, zone, &ops, key, now)
             }
             Writer::Fanout(f) => f.delete(name, value, now),
@@ -360,7 +364,13 @@ fn with_rate_limit(mut f: impl FnMut() -> Result<net::Reply>) -> Result<net::Rep
     }
 }
 
-fn tsig_update(server: SocketAddr, zone: &str, ops: &[Op], key: &TsigKey, now: u64) -> Result<()> {
+fn tsig_update(
+    server: SocketAddr,
+    zone: &str,
+    ops: &[UpdateOp],
+    key: &TsigKey,
+    now: u64,
+) -> Result<()> {
     dns::update(server, zone, ops, Some(key), now).map_err(|e| {
         let text = format!("{e:#}");
         if text.contains("connect") || text.contains("SERVFAIL") || text.contains("reply from") {

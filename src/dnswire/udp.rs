@@ -80,7 +80,7 @@ fn bump(c: &AtomicU64) {
 /// RRL meters every UDP response in this thread, whichever path builds it, so the slow
 /// path must drop its reply on [`Verdict::Drop`] and send only a TC stub on
 /// [`Verdict::Slip`].
-pub type SlowPath = Box<dyn Fn(Vec<u8>, SocketAddr, Verdict) + Send>;
+pub type SlowHandoff = Box<dyn Fn(Vec<u8>, SocketAddr, Verdict) + Send>;
 
 /// A running UDP loop.
 #[derive(Debug)]
@@ -114,7 +114,7 @@ impl UdpServer {
 pub fn spawn(
     socket: UdpSocket,
     view: Arc<ZoneView>,
-    slow: SlowPath,
+    slow: SlowHandoff,
     stop: Arc<AtomicBool>,
 ) -> io::Result<UdpServer> {
     spawn_with_rrl(socket, view, slow, stop, None)
@@ -124,7 +124,7 @@ pub fn spawn(
 pub fn spawn_with_rrl(
     socket: UdpSocket,
     view: Arc<ZoneView>,
-    slow: SlowPath,
+    slow: SlowHandoff,
     stop: Arc<AtomicBool>,
     rrl: Option<RrlConfig>,
 ) -> io::Result<UdpServer> {
