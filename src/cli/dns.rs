@@ -18,8 +18,10 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 
 use serde::{Deserialize, Serialize};
 
-use super::cluster::Union;
+pub mod union;
+
 use crate::proto::txt;
+pub use union::Union;
 
 /// Per-attempt timeout of one resolver.
 const TIMEOUT: Duration = Duration::from_secs(3);
