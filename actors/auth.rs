@@ -1,5 +1,5 @@
 //! The auth actor: owns credentials (bearer tokens, TSIG keys) and registration
-//! challenges, and is the only writer of the `tokens` and `tsig` trees.
+//! challenges, in its own sled database (`data_dir/auth`: trees `tokens` and `tsig`).
 //!
 //! - Bearer tokens are stored only as `sha256hex(token)`.
 //! - TSIG secrets are sealed at rest (XChaCha20-Poly1305 under the node key file).
@@ -7,7 +7,6 @@
 //!   revocation takes effect on the next UPDATE without a restart.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
@@ -16,12 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::dns::{KeyEntry, Keyring, KeyringChanged};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
+use crate::clock::Clock;
 use crate::node::limits::TokenBuckets;
 use crate::proto::{keys, registration, seal};
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 /// A refusal with the HTTP status it maps to and a message a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,6 +165,7 @@ pub struct AuthActor {
     mailbox_buckets: TokenBuckets<(String, String)>,
     sink: Option<Recipient<KeyringChanged>>,
     supervisor: Option<Addr<SupervisorActor>>,
+    clock: Clock,
 }
 
 /// Load the node key (32 bytes, mode 0600), creating it on first start.
@@ -207,7 +204,8 @@ fn hexfield<const N: usize>(body: &serde_json::Value, field: &str) -> Result<[u8
 }
 
 impl AuthActor {
-    /// Open the credential trees in `db` and the node key at `key_path`.
+    /// Open the credential trees in `db` (this actor's own database, see
+    /// [`super::actor_db`]) and the node key at `key_path`.
     pub fn open(
         opts: AuthOptions,
         db: sled::Db,
@@ -231,7 +229,14 @@ impl AuthActor {
             mailbox_buckets: TokenBuckets::new(100_000),
             sink: None,
             supervisor: None,
+            clock: Clock::system(),
         })
+    }
+
+    /// Read time from `clock` (token, key and challenge expiry) instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Report lifecycle to `sup`.
@@ -245,7 +250,7 @@ impl AuthActor {
     }
 
     fn keyring(&self) -> Keyring {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut ring = Keyring::new();
         for item in self.tsig.iter() {
             let Ok((_, v)) = item else { continue };
@@ -287,15 +292,26 @@ impl AuthActor {
         }
     }
 
-    fn flush(&self) -> Result<(), AuthError> {
-        self.db.flush().map(|_| ()).map_err(|e| err(500, format!("storage failure: {e}")))
+    /// Reply with `r` once this actor's database is durable (a credential is never handed
+    /// out, nor a revocation confirmed, before its flush). The flush runs on sled's own
+    /// thread pool, never blocking the System thread.
+    fn durable<T: Send + 'static>(
+        &self,
+        r: Result<T, AuthError>,
+    ) -> ResponseFuture<Result<T, AuthError>> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let v = r?;
+            db.flush_async().await.map_err(|e| err(500, format!("storage failure: {e}")))?;
+            Ok(v)
+        })
     }
 
     fn challenge(&mut self) -> Result<serde_json::Value, AuthError> {
         if !self.registration_enabled() {
             return Err(err(404, "not found"));
         }
-        let now = now_secs();
+        let now = self.clock.now_secs();
         self.challenges.retain(|_, c| c.expires_at > now);
         if self.challenges.len() >= 10_000 {
             if let Some(k) =
@@ -342,7 +358,7 @@ impl AuthActor {
         let spk: [u8; 32] = hexfield(&body, "ed25519_spk")?;
         let challenge: [u8; 32] = hexfield(&body, "challenge")?;
         let signature: [u8; 64] = hexfield(&body, "signature")?;
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let ch = match self.challenges.remove(&challenge) {
             Some(c) if c.expires_at > now => c,
             _ => return Err(err(400, "challenge expired or unknown")),
@@ -452,7 +468,6 @@ impl AuthActor {
             };
             let v = serde_json::to_vec(&row).map_err(|e| err(500, e.to_string()))?;
             self.tsig.insert(key_name.as_bytes(), v).map_err(|e| err(500, e.to_string()))?;
-            self.flush()?;
             self.push_keyring();
             tracing::info!(subject = %subject, key = %key_name, "minted TSIG key");
             Ok(serde_json::json!({
@@ -493,7 +508,6 @@ impl AuthActor {
             };
             let v = serde_json::to_vec(&row).map_err(|e| err(500, e.to_string()))?;
             self.tokens.insert(token_hash.as_bytes(), v).map_err(|e| err(500, e.to_string()))?;
-            self.flush()?;
             tracing::info!(subject = %subject, "minted bearer token");
             Ok(serde_json::json!({
                 "token": token,
@@ -532,7 +546,7 @@ impl AuthActor {
             return Err(err(401, "unauthorized"));
         };
         let hash = hex::encode(keys::sha256(token.trim().as_bytes()));
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let row = match self.tokens.get(hash.as_bytes()) {
             Ok(Some(v)) => {
                 serde_json::from_slice::<TokenRow>(&v).map_err(|_| err(401, "unauthorized"))?
@@ -623,7 +637,6 @@ impl AuthActor {
                 n += 1;
             }
         }
-        self.flush()?;
         self.push_keyring();
         Ok(n)
     }
@@ -666,9 +679,10 @@ impl Handler<NewChallenge> for AuthActor {
 }
 
 impl Handler<Register> for AuthActor {
-    type Result = Result<serde_json::Value, AuthError>;
+    type Result = ResponseFuture<Result<serde_json::Value, AuthError>>;
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
-        self.register(msg.body, msg.tsig)
+        let r = self.register(msg.body, msg.tsig);
+        self.durable(r)
     }
 }
 
@@ -701,9 +715,10 @@ impl Handler<ListCredentials> for AuthActor {
 }
 
 impl Handler<Revoke> for AuthActor {
-    type Result = Result<usize, AuthError>;
+    type Result = ResponseFuture<Result<usize, AuthError>>;
     fn handle(&mut self, msg: Revoke, _: &mut Context<Self>) -> Self::Result {
-        self.revoke(&msg.0)
+        let r = self.revoke(&msg.0);
+        self.durable(r)
     }
 }
 
@@ -720,5 +735,183 @@ impl Handler<Fail> for AuthActor {
     fn handle(&mut self, _: Fail, ctx: &mut Context<Self>) {
         tracing::warn!("auth actor: injected failure, stopping for restart");
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The auth actor driven by its messages alone, in process, with a manual clock.
+    use super::*;
+    use std::time::Duration;
+
+    const T0: u64 = 1_800_000_000;
+    const ZONE: &str = "mesh.test";
+
+    fn opts() -> AuthOptions {
+        AuthOptions {
+            zone: ZONE.into(),
+            hostname: "node1".into(),
+            mode: "multi-tenant".into(),
+            operator_token: "op".into(),
+            registration: true,
+            tsig_enabled: true,
+            allowlist: vec![],
+            token_ttl_secs: 1000,
+            token_rate: 1000.0,
+            token_burst: 1000.0,
+            mailbox_rate: 1000.0,
+            mailbox_burst: 1000.0,
+            zone_aliases: vec![],
+        }
+    }
+
+    fn start(dir: &std::path::Path, clock: &Clock) -> Addr<AuthActor> {
+        let db = crate::actors::actor_db::open(dir, "auth").unwrap();
+        AuthActor::open(opts(), db, &dir.join("node.key"))
+            .unwrap()
+            .with_clock(clock.clone())
+            .start()
+    }
+
+    /// Collects the keyrings the actor pushes.
+    struct Sink(tokio::sync::mpsc::UnboundedSender<Vec<String>>);
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+    impl Handler<KeyringChanged> for Sink {
+        type Result = ();
+        fn handle(&mut self, k: KeyringChanged, _: &mut Context<Self>) {
+            let mut names: Vec<String> = k.0.into_keys().collect();
+            names.sort();
+            let _ = self.0.send(names);
+        }
+    }
+
+    /// Register `subject` under `key` through the challenge/confirm messages.
+    async fn register(
+        auth: &Addr<AuthActor>,
+        key: &ed25519_dalek::SigningKey,
+        subject: &str,
+        tsig: bool,
+    ) -> Result<serde_json::Value, AuthError> {
+        let ch = auth.send(NewChallenge).await.unwrap()?;
+        let challenge: [u8; 32] =
+            hex::decode(ch["challenge"].as_str().unwrap()).unwrap().try_into().unwrap();
+        let sig = keys::sign(key, &registration::signing_payload(&challenge, subject, "node1"));
+        let body = serde_json::json!({
+            "subject": subject,
+            "ed25519_spk": hex::encode(key.verifying_key().to_bytes()),
+            "challenge": hex::encode(challenge),
+            "signature": hex::encode(sig),
+        });
+        auth.send(Register { body, tsig }).await.unwrap()
+    }
+
+    async fn authorize(auth: &Addr<AuthActor>, token: &str, name: &str) -> Result<(), u16> {
+        auth.send(AuthorizeWrite {
+            authorization: Some(format!("Bearer {token}")),
+            name: name.into(),
+            delete: false,
+        })
+        .await
+        .unwrap()
+        .map_err(|e| e.status)
+    }
+
+    fn signing_key(seed: u8) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn register_authorize_revoke_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let auth = start(dir.path(), &clock);
+            let alice = signing_key(1);
+            let r = register(&auth, &alice, &format!("alice@{ZONE}"), false).await.unwrap();
+            let token = r["token"].as_str().unwrap().to_string();
+            assert_eq!(r["expires_at"], T0 + 1000);
+            // The token writes its subject's names, not someone else's.
+            assert_eq!(authorize(&auth, &token, &format!("dmp.alice.{ZONE}")).await, Ok(()));
+            assert!(authorize(&auth, &token, &format!("dmp.bob.{ZONE}")).await.is_err());
+            assert_eq!(
+                authorize(&auth, "dmp_v1_nope", &format!("dmp.alice.{ZONE}")).await,
+                Err(401)
+            );
+            // Another key cannot take the local part (409); the same key re-registers.
+            let mallory = signing_key(2);
+            let e = register(&auth, &mallory, &format!("alice@{ZONE}"), false).await.unwrap_err();
+            assert_eq!(e.status, 409);
+            // Revoked: refused at once.
+            let n = auth.send(Revoke(format!("alice@{ZONE}"))).await.unwrap().unwrap();
+            assert_eq!(n, 1);
+            assert_eq!(authorize(&auth, &token, &format!("dmp.alice.{ZONE}")).await, Err(401));
+            // A new token expires with the clock.
+            let r = register(&auth, &alice, &format!("alice@{ZONE}"), false).await.unwrap();
+            let token = r["token"].as_str().unwrap().to_string();
+            clock.advance(Duration::from_secs(999));
+            assert_eq!(authorize(&auth, &token, &format!("dmp.alice.{ZONE}")).await, Ok(()));
+            clock.advance(Duration::from_secs(1));
+            assert_eq!(authorize(&auth, &token, &format!("dmp.alice.{ZONE}")).await, Err(401));
+            // Operator token and the strict check.
+            assert!(auth.send(IsOperatorStrict(Some("Bearer op".into()))).await.unwrap());
+            assert!(!auth.send(IsOperatorStrict(Some("Bearer x".into()))).await.unwrap());
+        });
+    }
+
+    #[test]
+    fn challenges_expire_with_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let auth = start(dir.path(), &clock);
+            let ch = auth.send(NewChallenge).await.unwrap().unwrap();
+            assert_eq!(ch["expires_at"], T0 + 60);
+            let challenge: [u8; 32] =
+                hex::decode(ch["challenge"].as_str().unwrap()).unwrap().try_into().unwrap();
+            let key = signing_key(3);
+            let subject = format!("carol@{ZONE}");
+            let sig =
+                keys::sign(&key, &registration::signing_payload(&challenge, &subject, "node1"));
+            clock.advance(Duration::from_secs(60));
+            let body = serde_json::json!({
+                "subject": subject,
+                "ed25519_spk": hex::encode(key.verifying_key().to_bytes()),
+                "challenge": hex::encode(challenge),
+                "signature": hex::encode(sig),
+            });
+            let e = auth.send(Register { body, tsig: false }).await.unwrap().unwrap_err();
+            assert_eq!(e.status, 400, "{e}");
+        });
+    }
+
+    #[test]
+    fn tsig_keys_reach_the_keyring_sink_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        let key_name = actix::System::new().block_on(async {
+            let auth = start(dir.path(), &clock);
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            auth.do_send(SetKeyringSink(Sink(tx).start().recipient()));
+            assert_eq!(rx.recv().await.unwrap(), Vec::<String>::new());
+            let r = register(&auth, &signing_key(4), &format!("dave@{ZONE}"), true).await.unwrap();
+            let key_name = r["tsig_key_name"].as_str().unwrap().to_string();
+            assert_eq!(r["tsig_secret_hex"].as_str().unwrap().len(), 64);
+            assert_eq!(rx.recv().await.unwrap(), vec![key_name.clone()]);
+            let listed = auth.send(ListCredentials).await.unwrap().0;
+            assert_eq!(listed["tsig_keys"][0]["name"], key_name.as_str());
+            key_name
+        });
+        // The reply came after the flush: a fresh actor on the same database has the key,
+        // and a revocation empties the keyring it pushes.
+        actix::System::new().block_on(async {
+            let auth = start(dir.path(), &clock);
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            auth.do_send(SetKeyringSink(Sink(tx).start().recipient()));
+            assert_eq!(rx.recv().await.unwrap(), vec![key_name.clone()]);
+            assert_eq!(auth.send(Revoke(key_name.clone())).await.unwrap(), Ok(1));
+            assert_eq!(rx.recv().await.unwrap(), Vec::<String>::new());
+        });
     }
 }

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
@@ -51,10 +51,6 @@ const TSIG_FUDGE: u64 = 300;
 /// per-key bucket lets through in the cache's window (2 × fudge), so only a key sending
 /// faster than its bucket allows is ever refused by it.
 const REPLAY_TOTAL: usize = 200_000;
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 /// One TSIG key as the DNS actor needs it.
 #[derive(Clone)]
@@ -193,6 +189,8 @@ struct SlowInner {
     replay: parking_lot::Mutex<crate::node::replay::ReplayCache>,
     /// Per-key delete budget (tombstones).
     delete_buckets: parking_lot::Mutex<TokenBuckets<String>>,
+    /// The wall clock (TSIG time, claim expiry); manual in tests.
+    clock: crate::clock::Clock,
 }
 
 fn rcode_name(r: ResponseCode) -> &'static str {
@@ -330,7 +328,7 @@ impl SlowPath {
     }
 
     async fn handle_query<R: ResponseHandler>(&self, request: &Request, rh: R) -> ResponseInfo {
-        let now = now_secs();
+        let now = self.inner.clock.now_secs();
         let (ctx, tsig_failed) = match self.check_tsig(request, now) {
             TsigCheck::Unsigned => (None, false),
             TsigCheck::Verified { ctx, .. } => (Some(ctx), false),
@@ -419,7 +417,7 @@ impl SlowPath {
     }
 
     async fn handle_update<R: ResponseHandler>(&self, request: &Request, rh: R) -> ResponseInfo {
-        let now = now_secs();
+        let now = self.inner.clock.now_secs();
         let mut meta = Metadata::new(request.metadata.id, MessageType::Response, OpCode::Update);
         let tsig = self.check_tsig(request, now);
         let (scope, ctx) = match tsig {
@@ -686,7 +684,7 @@ impl SlowPath {
     fn note_claims(&self, changes: &[(String, Vec<String>)]) {
         let zone = &self.inner.opts.zone;
         let mut book = None;
-        let now = now_secs();
+        let now = self.inner.clock.now_secs();
         for (name, values) in changes {
             if claim_owner_hash(name, zone).is_some() {
                 book.get_or_insert_with(|| self.inner.claims.lock()).sync_name(name, values, now);
@@ -975,6 +973,7 @@ impl DnsActor {
                     REPLAY_TOTAL,
                 )),
                 delete_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
+                clock: crate::clock::Clock::system(),
             }),
         };
         Ok(DnsActor {
@@ -995,6 +994,16 @@ impl DnsActor {
             ready_waiters: Vec::new(),
             slow_queue_dropped: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Read time from `clock` (TSIG, claim expiry) instead of the system clock. Call
+    /// before starting the actor.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        match Arc::get_mut(&mut self.slow.inner) {
+            Some(inner) => inner.clock = clock,
+            None => tracing::error!("DnsActor::with_clock after start: clock not changed"),
+        }
+        self
     }
 
     /// The addresses actually bound (UDP and TCP share each).
@@ -1162,7 +1171,7 @@ impl Handler<ZoneDelta> for DnsActor {
         }
         for (name, values) in &msg.changes {
             let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
-            self.view.set_txt(name, &refs);
+            self.view.set_txt_at(name, &refs, self.slow.inner.clock.now_secs());
         }
         self.slow.note_claims(&msg.changes);
         if msg.snapshot_complete && !self.ready {
@@ -1267,11 +1276,4 @@ impl Handler<GetStats> for DnsActor {
             latency_sum_secs: sum_ns as f64 / 1e9,
         }
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>() {}
-    is_send::<SlowPath>();
-    let _ = Instant::now();
 }

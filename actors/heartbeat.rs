@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 use ed25519_dalek::SigningKey;
@@ -19,12 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use super::store::{Apply, Get, Op, Origin, StoreActor};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
+use crate::clock::Clock;
 use crate::proto::records::heartbeat::{Heartbeat, HeartbeatPolicy, CAP_CLAIM_PROVIDER};
 use crate::proto::{keys, names};
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 /// What the heartbeat actor needs from the configuration.
 #[derive(Debug, Clone)]
@@ -120,6 +117,7 @@ pub struct HeartbeatActor {
     /// Zones from the fetched seed lists (kept when a later fetch fails).
     url_seeds: Vec<String>,
     supervisor: Option<Addr<SupervisorActor>>,
+    clock: Clock,
 }
 
 /// Load the operator key (an Ed25519 seed: 32 raw bytes or 64 hex), creating a new
@@ -187,9 +185,16 @@ impl HeartbeatActor {
             cooldown: HashSet::new(),
             url_seeds: Vec::new(),
             supervisor,
+            clock: Clock::system(),
         };
         act.enforce_cap();
         Ok(act)
+    }
+
+    /// Read time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Keep at most `seen_max_rows` rows: while over, drop the oldest row of the source
@@ -378,7 +383,7 @@ impl HeartbeatActor {
         };
         ctx.spawn(fut.into_actor(self).map(|(existing, harvested), act, _ctx| {
             act.running = false;
-            let now = now_secs();
+            let now = act.clock.now_secs();
             let mut ops = Vec::new();
             let hb_name = names::heartbeat(&act.opts.zone);
             let own_spk = act.own_spk();
@@ -506,7 +511,7 @@ impl Handler<GetPeers> for HeartbeatActor {
     type Result = MessageResult<GetPeers>;
 
     fn handle(&mut self, _: GetPeers, _: &mut Context<Self>) -> Self::Result {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         MessageResult(
             self.seen
                 .iter()

@@ -790,10 +790,7 @@ async fn sync_cluster_manifest(req: HttpRequest, st: Shared) -> HttpResponse {
         return HttpResponse::NoContent().finish();
     };
     let name = format!("cluster.{}", st.opts.cluster_base);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::clock::Clock::system().now_secs();
     let vals =
         st.peers.store.send(Get { name }).await.ok().and_then(|r| r.ok()).unwrap_or_default();
     let best = vals
@@ -965,6 +962,12 @@ pub fn start(
     let st2 = state.clone();
     let factory = move || {
         let st3 = st2.clone();
+        // Each worker builds its App when it starts serving (after the sockets are bound):
+        // that, not the call to `start`, is when the HTTP ingress is up.
+        st2.peers.supervisor.do_send(super::supervisor::Lifecycle {
+            actor: "http",
+            event: super::supervisor::LifecycleEvent::Started,
+        });
         App::new()
             .app_data(st2.clone())
             .app_data(web::PayloadConfig::new(body_limit))

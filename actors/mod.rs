@@ -1,7 +1,8 @@
 //! The node's actors. Each owns its state privately and talks to the others only
 //! through the typed messages defined next to it:
 //!
-//! - [`store`]: the single writer of sled; publishes change events.
+//! - [`store`]: the single writer of the records database; publishes change events.
+//! - [`actor_db`]: each of `auth`, `sync`, `heartbeat` owns its own sled database.
 //! - [`dns`]: the authoritative DNS responder (UDP fast path + hickory-server slow path),
 //!   with its own read view of the zone fed by the store's change events.
 //! - [`http`]: the HTTPS/HTTP ingress (actix-web): write API, registration, metrics.
@@ -10,6 +11,7 @@
 //! - [`sync`]: anti-entropy with peers (digest/pull, tombstones, notify).
 //! - [`supervisor`]: the health board; actix supervisors restart failed actors.
 
+pub mod actor_db;
 pub mod auth;
 pub mod dns;
 pub mod heartbeat;

@@ -22,12 +22,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
+use crate::clock::Clock;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -175,6 +176,18 @@ pub struct Fail;
 #[rtype(result = "usize")]
 pub struct TombstoneCount;
 
+/// Run the expiry sweep now (the interval keeps running); replies with the number of
+/// names whose value sets changed. Tests drive expiry with it and a manual clock.
+#[derive(Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct SweepNow;
+
+/// Group commits so far (each one sled batch and one flush covering every write
+/// acknowledged with it).
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct CommitCount;
+
 /// Flush and report: used at shutdown.
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
@@ -204,14 +217,10 @@ pub struct StoreActor {
     tombstones: usize,
     /// Past this many tombstones the sweep drops the soonest-expiring.
     max_tombstones: usize,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    /// The wall clock (expiry, stamps); manual in tests.
+    clock: Clock,
+    /// Group commits started (one sled batch + flush each).
+    commits: u64,
 }
 
 /// Where the row count lives (`m` sorts apart from every record prefix).
@@ -355,12 +364,20 @@ impl StoreActor {
             supervisor: None,
             tombstones,
             max_tombstones: usize::MAX,
+            clock: Clock::system(),
+            commits: 0,
         })
     }
 
     /// Keep at most `n` tombstones (the soonest-expiring go first, at the next sweep).
     pub fn with_max_tombstones(mut self, n: usize) -> Self {
         self.max_tombstones = n.max(1);
+        self
+    }
+
+    /// Read time from `clock` (expiry, acceptance stamps) instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -376,13 +393,14 @@ impl StoreActor {
         self
     }
 
-    /// The sled database handle (other trees, e.g. credentials, live in the same file).
-    pub fn db(&self) -> &sled::Db {
-        &self.db
+    /// Move the trees `names` of older versions (which kept other actors' trees in this
+    /// database) into `to`, that actor's own database. Call before starting the actors.
+    pub fn hand_over_trees(&self, names: &[&str], to: &sled::Db) -> Result<usize, StoreError> {
+        Ok(super::actor_db::migrate_trees(&self.db, to, names)?)
     }
 
     fn next_ms(&mut self) -> u64 {
-        self.last_ms = now_ms().max(self.last_ms + 1);
+        self.last_ms = self.clock.now_ms().max(self.last_ms + 1);
         self.last_ms
     }
 
@@ -469,7 +487,7 @@ impl StoreActor {
         max_values: usize,
         origin: Origin,
     ) -> Result<(Vec<String>, usize), StoreError> {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         // Working view of each touched name: value -> Some((exp, stored)) or None (deleted).
         let mut names: BTreeMap<String, BTreeMap<String, Option<(u64, u64)>>> = BTreeMap::new();
         let mut original: BTreeMap<String, BTreeMap<String, (u64, u64)>> = BTreeMap::new();
@@ -605,7 +623,7 @@ impl StoreActor {
         if names.is_empty() || self.subscribers.is_empty() {
             return;
         }
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let changes: Vec<(String, Vec<String>)> = names
             .into_iter()
             .map(|n| {
@@ -643,6 +661,7 @@ impl StoreActor {
 
     fn start_flush(&mut self, ctx: &mut Context<Self>) {
         self.flushing = true;
+        self.commits += 1;
         let batch = std::mem::take(&mut self.waiting);
         let db = self.db.clone();
         let drained = self.drain_overlay();
@@ -664,7 +683,7 @@ impl StoreActor {
     /// Remove every row whose expiry has passed; returns the names that changed.
     fn sweep(&mut self) -> Result<Vec<String>, StoreError> {
         self.drain_overlay()?;
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut end = vec![b'x'];
         end.extend_from_slice(&(now + 1).to_be_bytes());
         let mut batch = sled::Batch::default();
@@ -745,7 +764,7 @@ impl StoreActor {
     /// Stream the whole live store to `to` in batches of 4096 names, the last one
     /// marked `snapshot_complete`.
     fn send_snapshot(&self, to: &Recipient<ZoneDelta>) {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut changes: Vec<(String, Vec<String>)> = Vec::new();
         let mut cur_name: Option<String> = None;
         let mut cur_vals: Vec<String> = Vec::new();
@@ -841,7 +860,7 @@ impl Handler<Get> for StoreActor {
     type Result = Result<Vec<(String, u64)>, StoreError>;
 
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         Ok(self.live(&msg.name, now)?.into_iter().map(|(v, e, _)| (v, (e - now).max(1))).collect())
     }
 }
@@ -895,12 +914,31 @@ impl Handler<Flush> for StoreActor {
     }
 }
 
+impl Handler<CommitCount> for StoreActor {
+    type Result = u64;
+
+    fn handle(&mut self, _: CommitCount, _: &mut Context<Self>) -> u64 {
+        self.commits
+    }
+}
+
+impl Handler<SweepNow> for StoreActor {
+    type Result = Result<usize, StoreError>;
+
+    fn handle(&mut self, _: SweepNow, _: &mut Context<Self>) -> Self::Result {
+        let changed = self.sweep()?;
+        let n = changed.len();
+        self.notify(changed, false);
+        Ok(n)
+    }
+}
+
 impl Handler<Digest> for StoreActor {
     type Result = Result<DigestPage, StoreError>;
 
     fn handle(&mut self, msg: Digest, _: &mut Context<Self>) -> Self::Result {
         self.drain_overlay()?;
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let (cts, cname, chash) = msg.after;
         let limit = msg.limit.clamp(1, 10_000);
         let mut rows = Vec::new();
@@ -936,7 +974,7 @@ impl Handler<Pull> for StoreActor {
     type Result = Result<Vec<(String, String, u64)>, StoreError>;
 
     fn handle(&mut self, msg: Pull, _: &mut Context<Self>) -> Self::Result {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut out = Vec::new();
         for name in msg.names {
             let mut vals = self.live(&name, now)?;
@@ -955,7 +993,7 @@ impl Handler<LocalHashes> for StoreActor {
     type Result = Result<Vec<(String, String, u64)>, StoreError>;
 
     fn handle(&mut self, msg: LocalHashes, _: &mut Context<Self>) -> Self::Result {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut out = Vec::new();
         for name in msg.names {
             for (v, e, _) in self.live(&name, now)? {
@@ -971,7 +1009,7 @@ impl Handler<Tombstones> for StoreActor {
 
     fn handle(&mut self, msg: Tombstones, _: &mut Context<Self>) -> Self::Result {
         self.drain_overlay()?;
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut out = Vec::new();
         for item in self.tree.range(&dkey(msg.after_ms.saturating_add(1))[..]..) {
             let (k, tail) = item?;
@@ -997,7 +1035,11 @@ impl Handler<Tombstones> for StoreActor {
 
 #[cfg(test)]
 mod tests {
+    //! The store driven by its messages alone, in process, with a manual clock.
     use super::*;
+
+    /// A start time for the manual clock (any fixed instant works).
+    const T0: u64 = 1_800_000_000;
 
     fn add(name: &str, value: &str, ttl: u64) -> Op {
         Op::Add { name: name.into(), value: value.into(), ttl }
@@ -1007,31 +1049,141 @@ mod tests {
         Op::DeleteValue { name: name.into(), value: value.into() }
     }
 
+    /// A store in `dir` on a manual clock; the interval sweep is far away, so expiry
+    /// happens only when a test sends [`SweepNow`].
+    fn open(dir: &Path, clock: &Clock) -> StoreActor {
+        StoreActor::open(dir, Duration::from_secs(3600)).unwrap().with_clock(clock.clone())
+    }
+
     async fn apply(store: &Addr<StoreActor>, ops: Vec<Op>) {
         store.send(Apply { ops, max_values: 0, origin: Origin::Local }).await.unwrap().unwrap();
     }
 
-    /// Poll `f` (a store query) until it yields `want`, at most 10 s.
-    async fn until<M>(store: &Addr<StoreActor>, msg: impl Fn() -> M, want: M::Result) -> bool
-    where
-        M: Message + Send + 'static,
-        M::Result: Send + PartialEq + std::fmt::Debug,
-        StoreActor: Handler<M>,
-    {
-        for _ in 0..200 {
-            if store.send(msg()).await.unwrap() == want {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    async fn values(store: &Addr<StoreActor>, name: &str) -> Vec<(String, u64)> {
+        let mut v = store.send(Get { name: name.into() }).await.unwrap().unwrap();
+        v.sort();
+        v
+    }
+
+    /// Collects the `ZoneDelta`s a subscription delivers.
+    struct Collector(tokio::sync::mpsc::UnboundedSender<ZoneDelta>);
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+    impl Handler<ZoneDelta> for Collector {
+        type Result = ();
+        fn handle(&mut self, d: ZoneDelta, _: &mut Context<Self>) {
+            let _ = self.0.send(d);
         }
-        false
+    }
+
+    async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<ZoneDelta>) -> ZoneDelta {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a ZoneDelta within 10 s")
+            .expect("subscription open")
+    }
+
+    #[test]
+    fn apply_is_atomic_set_semantics_and_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            apply(&store, vec![add("a.z", "v1", 60), add("a.z", "v2", 60), add("a.z", "v1", 90)])
+                .await;
+            assert_eq!(values(&store, "a.z").await, [("v1".into(), 90), ("v2".into(), 60)]);
+            assert_eq!(store.send(Count).await.unwrap(), 2);
+            // Past the per-name cap the whole batch is refused, nothing of it applied.
+            let r = store
+                .send(Apply {
+                    ops: vec![add("b.z", "x", 60), add("a.z", "v3", 60)],
+                    max_values: 2,
+                    origin: Origin::Local,
+                })
+                .await
+                .unwrap();
+            assert_eq!(r, Err(StoreError::TooManyValues { name: "a.z".into(), max: 2 }));
+            assert!(values(&store, "b.z").await.is_empty(), "all or nothing");
+            // Deletes reply with how many values went.
+            let n = store
+                .send(Apply {
+                    ops: vec![Op::DeleteName { name: "a.z".into() }],
+                    max_values: 0,
+                    origin: Origin::Local,
+                })
+                .await
+                .unwrap();
+            assert_eq!(n, Ok(2));
+            assert_eq!(store.send(Count).await.unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn concurrent_writes_share_group_commits_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let store =
+                open(dir.path(), &clock).with_commit_delay(Duration::from_millis(20)).start();
+            let replies: Vec<_> = (0..50)
+                .map(|i| {
+                    store.send(Apply {
+                        ops: vec![add(&format!("n{i}.z"), "v", 600)],
+                        max_values: 0,
+                        origin: Origin::Local,
+                    })
+                })
+                .collect();
+            for r in futures_util::future::join_all(replies).await {
+                assert_eq!(r.unwrap(), Ok(0));
+            }
+            let commits = store.send(CommitCount).await.unwrap();
+            assert!((1..=5).contains(&commits), "50 writes in {commits} group commits");
+        });
+        // Every acknowledged write is on disk.
+        let s = open(dir.path(), &clock);
+        assert_eq!(s.rows, 50);
+    }
+
+    #[test]
+    fn expiry_follows_the_injected_clock_and_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let sub = Collector(tx).start();
+            store.do_send(Subscribe { name: "t", to: sub.recipient(), snapshot: true });
+            assert!(next(&mut rx).await.snapshot_complete);
+            apply(&store, vec![add("a.z", "short", 10), add("a.z", "long", 100)]).await;
+            let d = next(&mut rx).await;
+            assert_eq!(d.changes.len(), 1);
+            assert!(d.local);
+            // Remaining TTL counts down with the clock.
+            clock.advance(Duration::from_secs(4));
+            assert_eq!(values(&store, "a.z").await, [("long".into(), 96), ("short".into(), 6)]);
+            // Not yet expired: the sweep changes nothing.
+            assert_eq!(store.send(SweepNow).await.unwrap(), Ok(0));
+            clock.advance(Duration::from_secs(6));
+            // Expired rows are no longer served even before the sweep...
+            assert_eq!(values(&store, "a.z").await, [("long".into(), 90)]);
+            assert_eq!(store.send(Count).await.unwrap(), 2);
+            // ...and the sweep removes them and tells subscribers the new value set.
+            assert_eq!(store.send(SweepNow).await.unwrap(), Ok(1));
+            assert_eq!(store.send(Count).await.unwrap(), 1);
+            let d = next(&mut rx).await;
+            assert_eq!(d.changes, [("a.z".to_string(), vec!["long".to_string()])]);
+            assert!(!d.local, "expiry is not a local write");
+        });
     }
 
     #[test]
     fn sweep_removes_expired_rows_and_tombstones_by_index() {
         let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
         actix::System::new().block_on(async {
-            let store = StoreActor::open(dir.path(), Duration::from_millis(100)).unwrap().start();
+            let store = open(dir.path(), &clock).start();
             // Short-lived values, some deleted (tombstones living as long as the value would
             // have), and long-lived ones that must stay.
             apply(&store, (0..20).map(|i| add("a.z", &format!("s{i}"), 1)).collect()).await;
@@ -1039,36 +1191,49 @@ mod tests {
             apply(&store, (0..10).map(|i| del("a.z", &format!("s{i}"))).collect()).await;
             apply(&store, vec![del("b.z", "l0")]).await;
             assert_eq!(store.send(TombstoneCount).await.unwrap(), 11);
-            // After a second, the short-lived rows and their tombstones are swept; the
+            // A second later the short-lived rows and their tombstones are swept; the
             // long-lived row and tombstone stay.
-            assert!(until(&store, || Count, 4).await, "expired rows are swept");
-            assert!(until(&store, || TombstoneCount, 1).await, "expired tombstones are swept");
+            clock.advance(Duration::from_secs(2));
+            store.send(SweepNow).await.unwrap().unwrap();
+            assert_eq!(store.send(Count).await.unwrap(), 4, "expired rows are swept");
+            assert_eq!(store.send(TombstoneCount).await.unwrap(), 1, "expired tombstones too");
             let live = store.send(Tombstones { after_ms: 0, limit: 100 }).await.unwrap().unwrap();
             assert_eq!(live.len(), 1);
             assert_eq!((live[0].1.as_str(), live[0].2.as_str()), ("b.z", "l0"));
-            // A local re-add of the deleted value drops its tombstone (and index entry).
+            // A replicated add of the deleted value does not undo the delete...
+            store
+                .send(Apply {
+                    ops: vec![add("b.z", "l0", 3600)],
+                    max_values: 0,
+                    origin: Origin::Replicated,
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(values(&store, "b.z").await.len(), 4);
+            // ...a local re-add does, and drops its tombstone (and index entry).
             apply(&store, vec![add("b.z", "l0", 3600)]).await;
+            assert_eq!(values(&store, "b.z").await.len(), 5);
             assert_eq!(store.send(TombstoneCount).await.unwrap(), 0);
             let none = store.send(Tombstones { after_ms: 0, limit: 100 }).await.unwrap().unwrap();
             assert!(none.is_empty());
         });
         // Reopened, the count comes from the index.
-        let s = StoreActor::open(dir.path(), Duration::from_secs(1)).unwrap();
+        let s = open(dir.path(), &clock);
         assert_eq!((s.rows, s.tombstones), (5, 0));
     }
 
     #[test]
     fn tombstones_are_capped_soonest_expiring_first() {
         let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
         actix::System::new().block_on(async {
-            let store = StoreActor::open(dir.path(), Duration::from_millis(100))
-                .unwrap()
-                .with_max_tombstones(5)
-                .start();
+            let store = open(dir.path(), &clock).with_max_tombstones(5).start();
             apply(&store, (0..20).map(|i| add("c.z", &format!("v{i}"), 1000 + i)).collect()).await;
             apply(&store, (0..20).map(|i| del("c.z", &format!("v{i}"))).collect()).await;
             assert_eq!(store.send(TombstoneCount).await.unwrap(), 20);
-            assert!(until(&store, || TombstoneCount, 5).await, "capped at the next sweep");
+            store.send(SweepNow).await.unwrap().unwrap();
+            assert_eq!(store.send(TombstoneCount).await.unwrap(), 5, "capped at the sweep");
             let mut kept: Vec<String> = store
                 .send(Tombstones { after_ms: 0, limit: 100 })
                 .await
@@ -1080,7 +1245,55 @@ mod tests {
             kept.sort();
             assert_eq!(kept, ["v15", "v16", "v17", "v18", "v19"]);
         });
-        let s = StoreActor::open(dir.path(), Duration::from_secs(1)).unwrap();
+        let s = open(dir.path(), &clock);
         assert_eq!(s.tombstones, 5);
+    }
+
+    #[test]
+    fn digest_pages_in_acceptance_order_without_local_only_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            for i in 0..5 {
+                apply(&store, vec![add(&format!("d{i}.z"), &format!("v{i}"), 100)]).await;
+                clock.advance(Duration::from_millis(1));
+            }
+            // Heartbeat wires never enter the digest.
+            apply(&store, vec![add("_dnsmesh-heartbeat.z", "v=dmp1;t=heartbeat;x", 100)]).await;
+            let p1 = store
+                .send(Digest { after: (0, String::new(), String::new()), limit: 3 })
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(p1.has_more);
+            let names: Vec<&str> = p1.rows.iter().map(|r| r.name.as_str()).collect();
+            assert_eq!(names, ["d0.z", "d1.z", "d2.z"]);
+            assert_eq!(p1.rows[0].hash, sha256_hex("v0"));
+            assert!(p1.rows.windows(2).all(|w| w[0].ts < w[1].ts), "strictly increasing stamps");
+            let last = p1.rows.last().unwrap();
+            let p2 = store
+                .send(Digest { after: (last.ts, last.name.clone(), last.hash.clone()), limit: 3 })
+                .await
+                .unwrap()
+                .unwrap();
+            let names: Vec<&str> = p2.rows.iter().map(|r| r.name.as_str()).collect();
+            assert_eq!((names.as_slice(), p2.has_more), (&["d3.z", "d4.z"][..], false));
+            // Pull serves the values with their remaining TTL; LocalHashes their hashes.
+            clock.advance(Duration::from_secs(40));
+            let pulled = store.send(Pull { names: vec!["d1.z".into()] }).await.unwrap().unwrap();
+            assert_eq!(pulled, [("d1.z".to_string(), "v1".to_string(), 60)]);
+            let hashes =
+                store.send(LocalHashes { names: vec!["d1.z".into()] }).await.unwrap().unwrap();
+            assert_eq!(hashes, [("d1.z".to_string(), sha256_hex("v1"), 60)]);
+            // Expired rows leave the digest.
+            clock.advance(Duration::from_secs(100));
+            let p = store
+                .send(Digest { after: (0, String::new(), String::new()), limit: 10 })
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(p.rows.is_empty());
+        });
     }
 }

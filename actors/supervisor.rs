@@ -5,7 +5,7 @@
 //! here by message; the HTTP status page and `/metrics` ask for the board.
 
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use actix::prelude::*;
 
@@ -16,6 +16,9 @@ pub enum LifecycleEvent {
     Started,
     /// The actor failed and its supervisor is restarting it.
     Restarting,
+    /// The component stopped and will not come back by itself (e.g. the HTTP server
+    /// ended).
+    Stopped,
 }
 
 /// An actor's lifecycle report.
@@ -75,7 +78,7 @@ impl Handler<Lifecycle> for SupervisorActor {
     type Result = ();
 
     fn handle(&mut self, msg: Lifecycle, _: &mut Context<Self>) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = crate::clock::Clock::system().now_secs();
         let row = self.board.entry(msg.actor).or_insert_with(|| ActorHealth {
             name: msg.actor.to_string(),
             healthy: false,
@@ -93,6 +96,10 @@ impl Handler<Lifecycle> for SupervisorActor {
                 row.restarts += 1;
                 tracing::warn!(actor = msg.actor, restarts = row.restarts, "actor restarting");
             }
+            LifecycleEvent::Stopped => {
+                row.healthy = false;
+                tracing::info!(actor = msg.actor, "stopped");
+            }
         }
     }
 }
@@ -105,5 +112,36 @@ impl Handler<GetHealth> for SupervisorActor {
             actors: self.board.values().cloned().collect(),
             uptime_secs: self.started.elapsed().as_secs(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The health board driven by lifecycle messages alone.
+    use super::*;
+
+    fn row(h: &Health, name: &str) -> (bool, u64) {
+        let r = h.actors.iter().find(|a| a.name == name).unwrap();
+        (r.healthy, r.restarts)
+    }
+
+    #[test]
+    fn lifecycle_events_move_the_board() {
+        actix::System::new().block_on(async {
+            let sup = SupervisorActor::new(&["store", "http"]).start();
+            let h = sup.send(GetHealth).await.unwrap();
+            assert_eq!((row(&h, "store"), row(&h, "http")), ((false, 0), (false, 0)));
+            let ev = |actor, event| Lifecycle { actor, event };
+            sup.send(ev("store", LifecycleEvent::Started)).await.unwrap();
+            sup.send(ev("http", LifecycleEvent::Started)).await.unwrap();
+            sup.send(ev("store", LifecycleEvent::Restarting)).await.unwrap();
+            let h = sup.send(GetHealth).await.unwrap();
+            assert_eq!(row(&h, "store"), (false, 1), "restarting: unhealthy, counted");
+            sup.send(ev("store", LifecycleEvent::Started)).await.unwrap();
+            sup.send(ev("http", LifecycleEvent::Stopped)).await.unwrap();
+            let h = sup.send(GetHealth).await.unwrap();
+            assert_eq!(row(&h, "store"), (true, 1));
+            assert_eq!(row(&h, "http"), (false, 0), "a stopped server is not healthy");
+        });
     }
 }

@@ -8,22 +8,15 @@
 //! never stalls on — rows it cannot verify, and applies the local write caps.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::store::{Apply, LocalHashes, Op, Origin, StoreActor, StoreError, Subscribe, ZoneDelta};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
+use crate::clock::Clock;
 use crate::node::replication::{valid_sync_name, verify_record};
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 /// What the sync actor needs from the configuration.
 #[derive(Debug, Clone)]
@@ -91,6 +84,7 @@ pub struct SyncActor {
     peers: Vec<Peer>,
     notify_pending: bool,
     supervisor: Option<Addr<SupervisorActor>>,
+    clock: Clock,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +134,7 @@ async fn pass(
     mut wm: Watermark,
     opts: SyncOptions,
     store: Addr<StoreActor>,
+    clock: Clock,
 ) -> PassResult {
     let c = client();
     let mut pulled = 0;
@@ -161,7 +156,7 @@ async fn pass(
             Err(e) => return PassResult { wm, pulled, rejected, error: Some(e) },
         };
         // Validate rows (node.md §6.2); invalid ones are skipped, never block the cursor.
-        let limit_ts = now_ms() + 60_000;
+        let limit_ts = clock.now_ms() + 60_000;
         let mut rows: Vec<(u64, String, String, u64)> = Vec::new();
         for r in &page.records {
             let name = r.get("name").and_then(|v| v.as_str()).unwrap_or("");
@@ -255,7 +250,7 @@ async fn pass(
                         error: Some(format!("POST {url}: bad JSON")),
                     };
                 };
-                let now = now_secs();
+                let now = clock.now_secs();
                 let mut applies = Vec::new();
                 for r in pj.records {
                     let name =
@@ -368,7 +363,21 @@ impl SyncActor {
                 }
             })
             .collect();
-        Ok(SyncActor { opts, store, tree, peers, notify_pending: false, supervisor })
+        Ok(SyncActor {
+            opts,
+            store,
+            tree,
+            peers,
+            notify_pending: false,
+            supervisor,
+            clock: Clock::system(),
+        })
+    }
+
+    /// Read time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn start_pass(&mut self, i: usize, ctx: &mut Context<Self>) {
@@ -379,7 +388,13 @@ impl SyncActor {
         }
         p.running = true;
         p.stats.pulls += 1;
-        let fut = pass(p.url.clone(), p.wm.clone(), self.opts.clone(), self.store.clone());
+        let fut = pass(
+            p.url.clone(),
+            p.wm.clone(),
+            self.opts.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+        );
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             let p = &mut act.peers[i];
             p.running = false;
@@ -389,7 +404,7 @@ impl SyncActor {
                 p.stats.errors += 1;
                 p.stats.last_error = e;
             } else {
-                p.stats.last_success = now_secs();
+                p.stats.last_success = act.clock.now_secs();
                 p.stats.last_error.clear();
             }
             if let Ok(v) = serde_json::to_vec(&res.wm) {
@@ -474,7 +489,7 @@ impl Handler<GetSyncStats> for SyncActor {
     type Result = MessageResult<GetSyncStats>;
 
     fn handle(&mut self, _: GetSyncStats, _: &mut Context<Self>) -> Self::Result {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         MessageResult(
             self.peers
                 .iter()

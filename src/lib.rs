@@ -2,11 +2,13 @@
 //! implementation (PyPI `dnsmesh` 0.7.5).
 //!
 //! - [`proto`] is the protocol core: records, names, keys, the message pipeline. No I/O.
+//! - [`clock`] is the one wall clock (manual in tests) that the actors take.
 //! - [`dnswire`] answers plain DNS queries from precomputed bytes (the UDP hot path).
 //! - `actors` (feature `net`) holds the node's actors and the messages between them.
 //! - `node` (feature `net`) wires the actors together from the configuration.
 //! - `cli` (feature `net`) is the `dnsmesh` companion CLI.
 
+pub mod clock;
 pub mod dnswire;
 pub mod proto;
 

@@ -222,9 +222,10 @@ fn a_slow_or_stalled_body_is_cut_off() {
 
 #[test]
 fn soft_fd_limit_is_raised_to_the_hard_limit() {
-    use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dnsmesh-node"));
+    // A soft open-files limit of 1024 (hard limit kept), set by util-linux `prlimit`.
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.args(["--nofile=1024:", "--", env!("CARGO_BIN_EXE_dnsmesh-node")]);
     cmd.arg("--config")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dnsmesh.toml"))
         .args(["--zone", "fd.test", "--dns-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
@@ -232,16 +233,6 @@ fn soft_fd_limit_is_raised_to_the_hard_limit() {
         .arg(dir.path().join("data"))
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped());
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-            lim.rlim_cur = 1024.min(lim.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            Ok(())
-        });
-    }
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert!(lines.any(|l| l.is_ok_and(|l| l.starts_with("dnsmesh-node ready"))), "node not ready");

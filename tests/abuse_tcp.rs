@@ -37,8 +37,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 /// The node's CPU use (percent of one core) over `window`.
 fn cpu_percent(pid: u32, window: Duration) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let hz = rustix::param::clock_ticks_per_second().max(1) as f64;
     let (t0, c0) = (Instant::now(), cpu_ticks(pid));
     std::thread::sleep(window); // the measuring window itself, not a synchronisation
     let (secs, c1) = (t0.elapsed().as_secs_f64(), cpu_ticks(pid));
@@ -47,14 +46,11 @@ fn cpu_percent(pid: u32, window: Duration) -> f64 {
 
 /// The test process needs more than 1,100 sockets of its own.
 fn raise_own_nofile() {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit on a struct we own.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
-        rl.rlim_cur = rl.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-    }
-    assert!(rl.rlim_cur >= 4096, "the test needs an open-files limit of at least 4096");
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let rl = getrlimit(Resource::Nofile);
+    let _ = setrlimit(Resource::Nofile, Rlimit { current: rl.maximum, maximum: rl.maximum });
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    assert!(soft >= 4096, "the test needs an open-files limit of at least 4096");
 }
 
 fn connect_from(src: &str, dst: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {

@@ -783,7 +783,7 @@ fn serve(bind: &str) -> (udp::UdpServer, Arc<AtomicBool>, SlowRx) {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
-    let slow: udp::SlowPath = Box::new(move |pkt, src, _verdict| {
+    let slow: udp::SlowHandoff = Box::new(move |pkt, src, _verdict| {
         let _ = tx.send((pkt, src));
     });
     let server = udp::spawn(sock, v, slow, stop.clone()).expect("spawn");

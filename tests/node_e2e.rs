@@ -214,10 +214,26 @@ fn a_failed_actor_is_restarted_and_the_node_keeps_serving() {
     let n = node();
     let url = n.url();
     assert_eq!(publish(&n, OP, "before.mesh.test", "v", 300), 201);
+    // An actor's row on the health board: (restarts, healthy).
+    let row = |actor: &str| -> (u64, bool) {
+        let (_, status) = http(&url, "GET", "/status.json", None, "").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+        let a = v["actors"].as_array().unwrap().iter().find(|a| a["name"] == actor).cloned();
+        let a = a.unwrap_or_else(|| panic!("no {actor} row: {v}"));
+        (a["restarts"].as_u64().unwrap(), a["healthy"].as_bool().unwrap())
+    };
     for actor in ["dns", "store", "auth", "sync"] {
+        let before = row(actor).0;
         let (s, _) = http(&url, "POST", &format!("/debug/fail/{actor}"), Some(OP), "").unwrap();
         assert_eq!(s, 202, "{actor}");
-        // DNS keeps answering while the actor restarts.
+        // `Fail` is fire-and-forget: wait until the restart is on the board (the count
+        // went up and the actor reported `Started` again) before checking anything.
+        let restarted = eventually(400, std::time::Duration::from_millis(25), || {
+            let (r, healthy) = row(actor);
+            r > before && healthy
+        });
+        assert!(restarted, "{actor} restarted: {:?}", row(actor));
+        // DNS answers after the restart.
         let r = parse(&udp_exchange(n.dns[0], &query("before.mesh.test.", RecordType::TXT, None)));
         assert_eq!(txt_values(&r), vec!["v".to_string()], "after failing {actor}");
         // Writes go through again (the store's address survives its restart).
@@ -230,8 +246,12 @@ fn a_failed_actor_is_restarted_and_the_node_keeps_serving() {
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     for a in v["actors"].as_array().unwrap() {
         assert_eq!(a["healthy"], true, "{a}");
+        // The http row is reported by the server's workers once they serve.
+        assert!(a["since"].as_u64().unwrap() > 0, "{a}");
         if a["name"] != "http" {
             assert!(a["restarts"].as_u64().unwrap() >= 1, "{a}");
+        } else {
+            assert_eq!(a["restarts"], 0, "{a}");
         }
     }
 }

@@ -9,8 +9,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use hickory_proto::rr::RecordType;
 
 use super::config::{self, Config, DEFAULT_RESOLVERS};
-use super::state::{self, host_port, Credentials, Token, TsigCred, Writer};
+use super::state::{self, host_port, Credentials, Token, TsigCred};
 use super::store::{create_private_dir, Store};
+use super::writer::Writer;
 use super::{cluster, derive, dns, net, now, passphrase, Ctx};
 use crate::proto::envelope::canonicalize_address;
 use crate::proto::keys::random_32;
@@ -502,7 +503,7 @@ pub fn doctor(home: &Path) -> Result<()> {
         }
         if let Ok(mut pool) = dns::Pool::from_config(&cfg, home) {
             if let Some(m) = &manifest {
-                pool.set_union(cluster::Union::new(m, &pool));
+                pool.set_union(dns::Union::new(m, &pool));
             }
             let name = names::identity(&cfg.username, &cfg.zone());
             let published = pool.txt(&name).map(|vals| {

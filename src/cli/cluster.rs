@@ -4,33 +4,27 @@
 //! With cluster mode on:
 //! - the effective domain is the cluster base (mailbox, identity and prekeys live there);
 //! - HTTP writes fan out to every node's `http_endpoint` in parallel and succeed once
-//!   `ceil(N/2)` nodes acknowledge ([`Fanout`]); TSIG writes still go to the home node;
+//!   `ceil(N/2)` nodes acknowledge (`writer::Fanout`); TSIG writes still go to the home node;
 //! - TXT reads under the base ask every node's `dns_endpoint` at once and return the
-//!   deduplicated union ([`Union`]), so one dead node hides nothing the others hold.
+//!   deduplicated union (`dns::Union`), so one dead node hides nothing the others hold.
+//!
+//! This module holds the manifest (fetch, cache, verify) and the `cluster` commands; the
+//! union reader lives with the resolver pool (`dns::union`), the fan-out writer with the
+//! other writers (`writer`).
 //!
 //! Commands: `cluster pin|fetch|enable|disable|status`, named as in the reference CLI.
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::RecordType;
 use serde::{Deserialize, Serialize};
 
 use super::config::{parse_pin, ClusterPin, Config};
-use super::dns::{self, Pool};
-use super::state::{host_port, is_retryable, Credentials, Retryable, Writer};
+use super::dns::{Pool, Union};
 use super::store::write_atomic;
 use super::{net, now};
 use crate::proto::records::cluster::ClusterManifest;
-
-/// Per-request timeout of a fan-out write to one node.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a union read waits for the nodes' answers.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Owner name of the manifest RRset.
 pub fn manifest_name(base: &str) -> String {
@@ -128,293 +122,6 @@ pub fn load(
             }
             _ => Err(e).context("cluster mode is on but no cluster manifest is available — see `dnsmesh cluster fetch`, or `dnsmesh cluster disable`"),
         },
-    }
-}
-
-/// How a union read reaches one node.
-enum Via {
-    /// The node's own DNS server.
-    Dns(SocketAddr),
-    /// The manifest gives no `dns_endpoint`: ask the resolvers.
-    Resolver,
-    /// The `dns_endpoint` names a host that does not resolve.
-    Unresolvable(String),
-}
-
-/// Reads of names under the cluster base: every node is asked at once, answers are merged.
-pub struct Union {
-    base: String,
-    nodes: Vec<(String, Via)>,
-}
-
-/// A node's `dns_endpoint` (`host`, `host:port`, `[v6]:port`; default port 53) as an
-/// address; host names are resolved through the resolver pool.
-fn resolve_endpoint(pool: &Pool, ep: &str) -> Via {
-    let Some((host, port)) = split_host_port(ep.trim()) else {
-        return Via::Unresolvable(format!("dns_endpoint `{ep}` is not host[:port]"));
-    };
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Via::Dns(SocketAddr::new(ip, port));
-    }
-    match pool.addresses(&host).first() {
-        Some(ip) => Via::Dns(SocketAddr::new(*ip, port)),
-        None => Via::Unresolvable(format!("dns_endpoint host `{host}` does not resolve")),
-    }
-}
-
-/// Split `host`, `host:port`, `[v6]:port` or a bare IPv6 address (default port 53).
-fn split_host_port(ep: &str) -> Option<(String, u16)> {
-    if ep.parse::<IpAddr>().is_ok() {
-        return Some((ep.to_string(), 53));
-    }
-    if let Some(rest) = ep.strip_prefix('[') {
-        let (h, tail) = rest.split_once(']')?;
-        let port = match tail {
-            "" => 53,
-            t => t.strip_prefix(':')?.parse().ok()?,
-        };
-        return Some((h.to_string(), port));
-    }
-    match ep.rsplit_once(':') {
-        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
-        None => Some((ep.to_string(), 53)),
-    }
-}
-
-/// One node's TXT answer: NOERROR values, NXDOMAIN as a healthy empty answer, any other
-/// rcode a failure.
-fn node_txt(server: SocketAddr, name: &str) -> Result<Vec<String>> {
-    let m = dns::ask(server, name, RecordType::TXT)?;
-    match m.metadata.response_code {
-        ResponseCode::NoError => Ok(dns::txt_values(&m)),
-        ResponseCode::NXDomain => Ok(Vec::new()),
-        rc => bail!("{rc}"),
-    }
-}
-
-impl Union {
-    /// The union reader of a manifest (host names in `dns_endpoint` resolved now).
-    pub fn new(m: &ClusterManifest, pool: &Pool) -> Union {
-        let nodes = m
-            .nodes
-            .iter()
-            .map(|n| {
-                let via = match &n.dns_endpoint {
-                    Some(ep) => resolve_endpoint(pool, ep),
-                    None => Via::Resolver,
-                };
-                (n.node_id.clone(), via)
-            })
-            .collect();
-        Union { base: m.cluster_name.trim_end_matches('.').to_ascii_lowercase(), nodes }
-    }
-
-    /// Is `name` the base or below it?
-    pub fn covers(&self, name: &str) -> bool {
-        let n = name.trim_end_matches('.').to_ascii_lowercase();
-        n == self.base || n.strip_suffix(&self.base).is_some_and(|head| head.ends_with('.'))
-    }
-
-    /// The nodes' DNS servers.
-    pub fn servers(&self) -> Vec<SocketAddr> {
-        self.nodes
-            .iter()
-            .filter_map(|(_, v)| match v {
-                Via::Dns(a) => Some(*a),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Every node's answer for `name` TXT, in manifest order; nodes that have not
-    /// answered within [`READ_TIMEOUT`] count as failed.
-    pub fn ask_all(&self, pool: &Pool, name: &str) -> Vec<(String, Result<Vec<String>>)> {
-        let (tx, rx) = mpsc::channel();
-        let mut waiting = 0usize;
-        for (i, (_, via)) in self.nodes.iter().enumerate() {
-            if let Via::Dns(addr) = via {
-                let (tx, addr, name) = (tx.clone(), *addr, name.to_string());
-                // Detached: a node that never answers must not hold up the read.
-                std::thread::spawn(move || {
-                    let _ = tx.send((i, node_txt(addr, &name)));
-                });
-                waiting += 1;
-            }
-        }
-        drop(tx);
-        let mut out: Vec<Option<Result<Vec<String>>>> = self
-            .nodes
-            .iter()
-            .map(|(_, via)| match via {
-                Via::Dns(_) => None,
-                Via::Resolver => Some(pool.resolver_txt(name)),
-                Via::Unresolvable(e) => Some(Err(anyhow!("{e}"))),
-            })
-            .collect();
-        let deadline = Instant::now() + READ_TIMEOUT;
-        while waiting > 0 {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok((i, r)) => {
-                    if let Some(slot) = out.get_mut(i) {
-                        *slot = Some(r);
-                    }
-                    waiting -= 1;
-                }
-                Err(_) => break,
-            }
-        }
-        self.nodes
-            .iter()
-            .zip(out)
-            .map(|((id, _), r)| {
-                let r = r.unwrap_or_else(|| {
-                    Err(anyhow!("no answer within {} s", READ_TIMEOUT.as_secs()))
-                });
-                (id.clone(), r)
-            })
-            .collect()
-    }
-
-    /// The deduplicated union of every answering node's TXT values at `name`; an error
-    /// only when no node answered.
-    pub fn txt(&self, pool: &Pool, name: &str) -> Result<Vec<String>> {
-        let mut values: Vec<String> = Vec::new();
-        let mut answered = 0usize;
-        let mut failures = Vec::new();
-        for (id, r) in self.ask_all(pool, name) {
-            match r {
-                Ok(vs) => {
-                    answered += 1;
-                    for v in vs {
-                        if !values.contains(&v) {
-                            values.push(v);
-                        }
-                    }
-                }
-                Err(e) => failures.push(format!("{id}: {e:#}")),
-            }
-        }
-        if answered == 0 {
-            bail!(
-                "no cluster node answered {name} TXT ({}) — are the nodes up? `dnsmesh cluster status` shows each one",
-                failures.join("; ")
-            );
-        }
-        Ok(values)
-    }
-}
-
-/// Cluster writes over HTTP: each node gets every record, in order, in its own thread;
-/// a write succeeds when at least `quorum = ceil(N/2)` nodes acknowledged all of it.
-pub struct Fanout {
-    /// `(node label, that node's HTTP writer)`.
-    nodes: Vec<(String, Writer)>,
-    quorum: usize,
-}
-
-impl Fanout {
-    /// One HTTP writer per manifest node, with the bearer token saved for that node's
-    /// `host:port` (`dnsmesh register --node HOST:PORT` on each node), if any.
-    pub fn new(m: &ClusterManifest, creds: &Credentials, fallback: Option<&str>) -> Result<Fanout> {
-        if m.nodes.is_empty() {
-            bail!("the cluster manifest lists no nodes");
-        }
-        let nodes = m
-            .nodes
-            .iter()
-            .map(|n| {
-                let endpoint = n.http_endpoint.trim_end_matches('/').to_string();
-                let token = creds
-                    .tokens
-                    .get(&host_port(&endpoint))
-                    .map(|t| t.token.clone())
-                    .or_else(|| fallback.map(str::to_string));
-                let label = format!("{} ({endpoint})", n.node_id);
-                (label, Writer::Http { endpoint, token, timeout: WRITE_TIMEOUT })
-            })
-            .collect::<Vec<_>>();
-        Ok(Fanout { quorum: nodes.len().div_ceil(2), nodes })
-    }
-
-    /// One line for messages and `doctor`.
-    pub fn describe(&self) -> String {
-        let with_token =
-            self.nodes.iter().filter(|(_, w)| matches!(w, Writer::Http { token: Some(_), .. }));
-        format!(
-            "HTTP fan-out to {} cluster nodes (quorum {}, bearer tokens for {})",
-            self.nodes.len(),
-            self.quorum,
-            with_token.count()
-        )
-    }
-
-    /// Node labels without a saved bearer token.
-    pub fn without_token(&self) -> Vec<&str> {
-        self.nodes
-            .iter()
-            .filter(|(_, w)| matches!(w, Writer::Http { token: None, .. }))
-            .map(|(l, _)| l.as_str())
-            .collect()
-    }
-
-    /// Publish `records` on every node.
-    pub fn publish(&self, records: &[(String, String, u32)], now: u64) -> Result<()> {
-        self.run(records.len(), |w, i| match records.get(i) {
-            Some(r) => w.publish(std::slice::from_ref(r), now),
-            None => Ok(()),
-        })
-    }
-
-    /// Delete one exact value on every node (already gone counts as done).
-    pub fn delete(&self, name: &str, value: &str, now: u64) -> Result<()> {
-        self.run(1, |w, _| w.delete(name, value, now))
-    }
-
-    /// Run items `0..count` on every node in parallel (each node stops at its first
-    /// failure); report the nodes that failed; apply the quorum.
-    fn run(&self, count: usize, op: impl Fn(&Writer, usize) -> Result<()> + Sync) -> Result<()> {
-        let outcomes: Vec<Option<anyhow::Error>> = std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .nodes
-                .iter()
-                .map(|(_, w)| {
-                    let op = &op;
-                    s.spawn(move || (0..count).find_map(|i| op(w, i).err()))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Some(anyhow!("writer thread panicked"))))
-                .collect()
-        });
-        let acked = outcomes.iter().filter(|e| e.is_none()).count();
-        let failures: Vec<String> = self
-            .nodes
-            .iter()
-            .zip(&outcomes)
-            .filter_map(|((label, _), e)| e.as_ref().map(|e| format!("{label}: {e:#}")))
-            .collect();
-        let (n, q) = (self.nodes.len(), self.quorum);
-        if acked >= q {
-            if !failures.is_empty() {
-                eprintln!(
-                    "warning: cluster write acknowledged by {acked}/{n} nodes (quorum {q}); failed: {}",
-                    failures.join("; ")
-                );
-            }
-            return Ok(());
-        }
-        let msg = format!(
-            "cluster write acknowledged by only {acked}/{n} nodes (quorum {q}); failed: {}",
-            failures.join("; ")
-        );
-        // Worth retrying only if the transient failures alone could still make a quorum.
-        let transient = outcomes.iter().flatten().filter(|e| is_retryable(e)).count();
-        if acked + transient >= q {
-            Err(Retryable(msg).into())
-        } else {
-            Err(anyhow!(msg))
-        }
     }
 }
 

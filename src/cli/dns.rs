@@ -18,8 +18,10 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 
 use serde::{Deserialize, Serialize};
 
-use super::cluster::Union;
+pub mod union;
+
 use crate::proto::txt;
+pub use union::Union;
 
 /// Per-attempt timeout of one resolver.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -473,7 +475,7 @@ pub fn tcp_exchange(addr: SocketAddr, msg: &[u8]) -> Result<Vec<u8>> {
 
 /// One TXT change inside an UPDATE.
 #[derive(Debug, Clone)]
-pub enum Op {
+pub enum UpdateOp {
     /// Add `value` at `name` with a TTL.
     Add { name: String, value: String, ttl: u32 },
     /// Delete exactly `value` at `name`.
@@ -497,7 +499,7 @@ fn txt_rdata(value: &str) -> RData {
 pub fn update(
     server: SocketAddr,
     zone: &str,
-    ops: &[Op],
+    ops: &[UpdateOp],
     key: Option<&TsigKey>,
     now: u64,
 ) -> Result<()> {
@@ -509,8 +511,10 @@ pub fn update(
     m.add_zone(z);
     for op in ops {
         let rec = match op {
-            Op::Add { name: n, value, ttl } => Record::from_rdata(name(n)?, *ttl, txt_rdata(value)),
-            Op::Delete { name: n, value } => {
+            UpdateOp::Add { name: n, value, ttl } => {
+                Record::from_rdata(name(n)?, *ttl, txt_rdata(value))
+            }
+            UpdateOp::Delete { name: n, value } => {
                 let mut r = Record::from_rdata(name(n)?, 0, txt_rdata(value));
                 r.dns_class = DNSClass::NONE;
                 r

@@ -2,8 +2,9 @@
 
 use anyhow::{anyhow, bail, Result};
 
+use super::dns::Pool;
 use super::state::{self, Contact, Contacts, PrekeySecret, Published};
-use super::{dns, now, Ctx};
+use super::{chain, dns, now, Ctx};
 use crate::proto::keys::{self, fingerprint, random_32};
 use crate::proto::names;
 use crate::proto::records::identity::IdentityRecord;
@@ -280,7 +281,7 @@ pub fn fetch(ctx: &Ctx, home: &std::path::Path, a: &FetchArgs) -> Result<()> {
             )?,
         )?;
         let mut p = dns::Pool::from_config(&ctx.cfg, home)?;
-        p.set_union(super::cluster::Union::new(&m, &p));
+        p.set_union(dns::Union::new(&m, &p));
         // The identity lives under the cluster base the host's bootstrap names.
         zone = m.cluster_name.trim_end_matches('.').to_ascii_lowercase();
         anchored = false;
@@ -291,9 +292,9 @@ pub fn fetch(ctx: &Ctx, home: &std::path::Path, a: &FetchArgs) -> Result<()> {
     };
     let mut recs = lookup_identity(pool, &user, &zone, anchored)?;
     let chain = if ctx.cfg.rotation_chain_enabled {
-        super::rotate::Chain::load(pool, &user, &zone, anchored)?
+        super::chain::Chain::load(pool, &user, &zone, anchored)?
     } else {
-        super::rotate::Chain::default()
+        super::chain::Chain::default()
     };
     if let Some(fp) = a.accept_fp {
         recs.retain(|r| fingerprint(&r.x25519_pk, &r.ed25519_spk).eq_ignore_ascii_case(fp));
@@ -307,23 +308,23 @@ pub fn fetch(ctx: &Ctx, home: &std::path::Path, a: &FetchArgs) -> Result<()> {
     if let Some(old) = &pinned {
         let spk = old.ed25519()?;
         match chain.walk(&spk) {
-            super::rotate::Walk::Revoked(r) => bail!(
+            super::chain::Walk::Revoked(r) => bail!(
                 "{key}'s pinned key (fingerprint {}) is REVOKED (reason {}) — do not trust it; confirm the new fingerprint with its owner out of band, then `dnsmesh contacts remove {key}` and `dnsmesh identity fetch {key} --add --accept-fingerprint FP`",
                 fingerprint(&old.x25519()?, &spk),
-                super::rotate::reason_name(r)
+                super::chain::reason_name(r)
             ),
-            super::rotate::Walk::Head(h) => {
+            super::chain::Walk::Head(h) => {
                 if let Some(r) = recs.iter().find(|r| r.ed25519_spk == h) {
                     followed = Some(r.clone());
                 }
             }
-            super::rotate::Walk::Broken(why) => {
+            super::chain::Walk::Broken(why) => {
                 eprintln!("warning: {key}'s rotation chain is unusable ({why}); not following it")
             }
-            super::rotate::Walk::Unchanged => {}
+            super::chain::Walk::Unchanged => {}
         }
     }
-    let (live, revoked) = super::rotate::current_identities(recs, &chain);
+    let (live, revoked) = super::chain::current_identities(recs, &chain);
     let rec = match (&followed, live.as_slice()) {
         (Some(r), _) => r.clone(),
         (None, []) if !revoked.is_empty() => bail!(
@@ -468,4 +469,21 @@ pub fn contacts_remove(ctx: &Ctx, addr: &str) -> Result<()> {
     ctx.store.save(state::CONTACTS, &contacts)?;
     println!("removed {key}");
     Ok(())
+}
+
+/// The identity a pinned key leads to, for following a rotated contact: `Ok(Some(rec))`
+/// when the chain from `pinned` ends at a key with a published identity.
+pub fn follow(
+    pool: &Pool,
+    user: &str,
+    zone: &str,
+    anchored: bool,
+    pinned: &[u8; 32],
+) -> Result<(chain::Walk, Option<IdentityRecord>)> {
+    let w = chain::Chain::load(pool, user, zone, anchored)?.walk(pinned);
+    if let chain::Walk::Head(h) = &w {
+        let recs = lookup_identity(pool, user, zone, anchored)?;
+        return Ok((w.clone(), recs.into_iter().find(|r| r.ed25519_spk == *h)));
+    }
+    Ok((w, None))
 }

@@ -8,13 +8,12 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::dns::{self, Op};
-use super::ident::{find_contact, lookup_identity, split_addr};
-use super::state::{
-    self, is_retryable, Contact, Contacts, Intro, OutboxItem, PrekeySecret, Wires, Writer,
-};
+use super::dns::{self, UpdateOp};
+use super::ident::{self, find_contact, lookup_identity, split_addr};
+use super::state::{self, Contact, Contacts, Intro, OutboxItem, PrekeySecret, Wires};
 use super::store::HomeLock;
-use super::{now, rotate, Ctx};
+use super::writer::{is_retryable, Writer};
+use super::{chain, now, Ctx};
 use crate::proto::envelope;
 use crate::proto::erasure;
 use crate::proto::keys;
@@ -101,7 +100,7 @@ fn publish_claim(
     claim: (String, String),
     ttl: u64,
 ) -> Result<()> {
-    let ops = [Op::Add { name: claim.0, value: claim.1, ttl: ttl.min(86400) as u32 }];
+    let ops = [UpdateOp::Add { name: claim.0, value: claim.1, ttl: ttl.min(86400) as u32 }];
     let mut errs = Vec::new();
     for t in targets {
         match dns::update(*t, zone, &ops, None, now()) {
@@ -210,7 +209,7 @@ fn claim_zones(ctx: &Ctx, recipient_zone: &str) -> Vec<String> {
 }
 
 /// Publish composed wires (chunks, then the manifest), then the claims (best effort).
-/// Errors wrapping [`state::Retryable`] mean "queue it".
+/// Errors wrapping [`super::writer::Retryable`] mean "queue it".
 fn publish_wires(ctx: &Ctx, writer: &Writer, w: &Wires) -> Result<Sent> {
     let t = now();
     let (chunks, manifest) = w.records.split_at(w.records.len().saturating_sub(1));
@@ -421,7 +420,7 @@ struct Pass<'a> {
     /// Per-contact rotation lookups done this pass: address → (walk, new identity).
     follows: std::collections::HashMap<
         String,
-        (rotate::Walk, Option<crate::proto::records::identity::IdentityRecord>),
+        (chain::Walk, Option<crate::proto::records::identity::IdentityRecord>),
     >,
     /// Per-contact revocation checks done this pass: address → revoked?
     revoked: std::collections::HashMap<String, Option<RevocationReason>>,
@@ -489,13 +488,13 @@ impl Pass<'_> {
             let (walk, rec) = match self.follows.get(&key) {
                 Some(x) => x.clone(),
                 None => {
-                    let r = rotate::follow(&self.ctx.pool, &c.username, &c.domain, true, &pinned)
-                        .unwrap_or((rotate::Walk::Unchanged, None));
+                    let r = ident::follow(&self.ctx.pool, &c.username, &c.domain, true, &pinned)
+                        .unwrap_or((chain::Walk::Unchanged, None));
                     self.follows.insert(key.clone(), r.clone());
                     r
                 }
             };
-            if let (rotate::Walk::Head(h), Some(rec)) = (walk, rec) {
+            if let (chain::Walk::Head(h), Some(rec)) = (walk, rec) {
                 if h == *spk {
                     let mut n = c.clone();
                     n.x25519_hex = hex::encode(rec.x25519_pk);
@@ -524,7 +523,7 @@ impl Pass<'_> {
             return *r;
         }
         let r = c.ed25519().ok().and_then(|spk| {
-            rotate::Chain::load(&self.ctx.pool, &c.username, &c.domain, true)
+            chain::Chain::load(&self.ctx.pool, &c.username, &c.domain, true)
                 .ok()
                 .and_then(|ch| ch.revoked(&spk))
         });
@@ -552,7 +551,7 @@ impl Pass<'_> {
                     self.warnings.push(format!(
                         "refused a message from {}: its key is REVOKED (reason {}) — run `dnsmesh identity fetch {}` to see the current key",
                         c.address(),
-                        rotate::reason_name(r),
+                        chain::reason_name(r),
                         c.address()
                     ));
                 }

@@ -9,6 +9,7 @@
 //! 2 usage errors (clap).
 
 mod account;
+mod chain;
 mod cluster;
 mod config;
 mod dns;
@@ -21,6 +22,7 @@ mod providers;
 mod rotate;
 mod state;
 mod store;
+mod writer;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -32,8 +34,9 @@ use clap::{Parser, Subcommand};
 use crate::proto::keys::Identity;
 use crate::proto::records::cluster::ClusterManifest;
 use config::Config;
-use state::{Credentials, Writer};
+use state::Credentials;
 use store::{HomeLock, Store};
+use writer::Writer;
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -453,7 +456,7 @@ impl Ctx {
         let cluster = match cfg.cluster()? {
             Some(pin) => {
                 let m = cluster::load(home, &pool, &pin, cfg.cluster_refresh_interval, now())?;
-                pool.set_union(cluster::Union::new(&m, &pool));
+                pool.set_union(dns::Union::new(&m, &pool));
                 cfg.domain = pin.base;
                 Some(m)
             }

@@ -1,5 +1,6 @@
 //! The DNS hot path: a lock-light read view of the zone, a pure answer function over raw
-//! query bytes, and a batched UDP loop (`hotpath.md` §5).
+//! query bytes, and (feature `net`, the only part with sockets) a batched UDP loop
+//! (`hotpath.md` §5).
 //!
 //! Plain queries (opcode QUERY, one question, class IN, at most one OPT) are answered
 //! from per-name precomputed answer bytes with the question echoed as sent (0x20), AA
@@ -23,6 +24,7 @@
 mod answer;
 mod config;
 pub mod rrl;
+#[cfg(feature = "net")]
 pub mod udp;
 mod view;
 

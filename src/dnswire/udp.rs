@@ -2,6 +2,10 @@
 //! `recvmmsg(MSG_WAITFORONE)` / `sendmmsg` in batches of 32 (`hotpath.md` §5: batching
 //! saves about 1 µs per answer against one syscall per datagram). The only I/O of the
 //! hot path; everything it cannot answer goes to the `slow` callback.
+//!
+//! The one module allowed `unsafe` (the crate denies it elsewhere): the `mmsghdr` batch
+//! calls, each block with its `SAFETY:` argument.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
@@ -80,7 +84,7 @@ fn bump(c: &AtomicU64) {
 /// RRL meters every UDP response in this thread, whichever path builds it, so the slow
 /// path must drop its reply on [`Verdict::Drop`] and send only a TC stub on
 /// [`Verdict::Slip`].
-pub type SlowPath = Box<dyn Fn(Vec<u8>, SocketAddr, Verdict) + Send>;
+pub type SlowHandoff = Box<dyn Fn(Vec<u8>, SocketAddr, Verdict) + Send>;
 
 /// A running UDP loop.
 #[derive(Debug)]
@@ -114,7 +118,7 @@ impl UdpServer {
 pub fn spawn(
     socket: UdpSocket,
     view: Arc<ZoneView>,
-    slow: SlowPath,
+    slow: SlowHandoff,
     stop: Arc<AtomicBool>,
 ) -> io::Result<UdpServer> {
     spawn_with_rrl(socket, view, slow, stop, None)
@@ -124,7 +128,7 @@ pub fn spawn(
 pub fn spawn_with_rrl(
     socket: UdpSocket,
     view: Arc<ZoneView>,
-    slow: SlowPath,
+    slow: SlowHandoff,
     stop: Arc<AtomicBool>,
     rrl: Option<RrlConfig>,
 ) -> io::Result<UdpServer> {

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use rustc_hash::FxBuildHasher;
@@ -60,7 +59,7 @@ pub struct ZoneView {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    crate::clock::Clock::system().now_secs()
 }
 
 fn secs_u32(now: u64) -> u32 {

@@ -4,23 +4,18 @@
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit (logging both) and return the soft
 /// limit in force afterwards. Idempotent; on failure the current soft limit is kept and
 /// returned (a warning is logged).
-#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
 pub fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), "getrlimit(RLIMIT_NOFILE) failed");
-        return 1024;
-    }
-    let (soft, hard) = (lim.rlim_cur as u64, lim.rlim_max as u64);
-    if lim.rlim_cur >= lim.rlim_max {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    // `None` is RLIM_INFINITY.
+    let (soft, hard) = (lim.current.unwrap_or(u64::MAX), lim.maximum.unwrap_or(u64::MAX));
+    if soft >= hard {
         tracing::info!(soft, hard, "open-file limit already at the hard limit");
         return soft;
     }
-    let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-    // SAFETY: setrlimit reads the struct we own.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-        tracing::warn!(soft, hard, error = %std::io::Error::last_os_error(),
+    let raised = Rlimit { current: lim.maximum, maximum: lim.maximum };
+    if let Err(e) = setrlimit(Resource::Nofile, raised) {
+        tracing::warn!(soft, hard, error = %e,
             "could not raise the open-file limit; keeping the soft limit");
         return soft;
     }
@@ -36,13 +31,12 @@ pub fn raise_fd_limit() -> u64 {
 #[cfg(test)]
 mod tests {
     #[test]
-    #[allow(clippy::unnecessary_cast)]
     fn soft_limit_ends_at_the_hard_limit() {
+        use rustix::process::{getrlimit, Resource};
         let n = super::raise_fd_limit();
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-        assert_eq!(n, lim.rlim_cur as u64);
-        assert_eq!(lim.rlim_cur, lim.rlim_max);
+        let lim = getrlimit(Resource::Nofile);
+        assert_eq!(n, lim.current.unwrap_or(u64::MAX));
+        assert_eq!(lim.current, lim.maximum);
         assert_eq!(super::raise_fd_limit(), n, "idempotent");
     }
 }

@@ -27,6 +27,7 @@ use crate::actors::dns::{DnsActor, DnsOptions};
 use crate::actors::http::{self, HttpOptions, Peers};
 use crate::actors::store::{Flush, StoreActor};
 use crate::actors::supervisor::SupervisorActor;
+use crate::clock::Clock;
 use config::Settings;
 
 /// The running node's addresses and the handles to stop it.
@@ -75,14 +76,32 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         expected.push("heartbeat");
     }
     let supervisor = SupervisorActor::new(&expected).start();
+    // The one wall clock every actor reads.
+    let clock = Clock::system();
     let store_actor =
         StoreActor::open(data_dir, Duration::from_secs(settings.node.sweep_interval_secs))
             .with_context(|| format!("opening the store in {}", data_dir.display()))?
             .with_supervisor(supervisor.clone())
             .with_commit_delay(Duration::from_micros(settings.node.commit_delay_us))
-            .with_max_tombstones(settings.limits.max_tombstones);
-    let db = store_actor.db().clone();
-    let db2 = db.clone();
+            .with_max_tombstones(settings.limits.max_tombstones)
+            .with_clock(clock.clone());
+    // Each of auth, sync and heartbeat owns its own database; data dirs of older versions
+    // kept their trees in the store's, moved out here once, before any actor runs.
+    let own_db = |name: &str, trees: &[&str]| -> anyhow::Result<sled::Db> {
+        let dir = crate::actors::actor_db::dir(data_dir, name);
+        let db = crate::actors::actor_db::open(data_dir, name)
+            .with_context(|| format!("opening {}", dir.display()))?;
+        let moved = store_actor
+            .hand_over_trees(trees, &db)
+            .with_context(|| format!("moving {trees:?} into {}", dir.display()))?;
+        if moved > 0 {
+            tracing::info!(rows = moved, to = %dir.display(), "moved trees out of the store's database");
+        }
+        Ok(db)
+    };
+    let auth_db = own_db("auth", &["tokens", "tsig"])?;
+    let sync_db = own_db("sync", &["sync"])?;
+    let heartbeat_db = own_db("heartbeat", &["heartbeats"])?;
     let store = actix::Supervisor::start(move |_| store_actor);
 
     let auth_opts = AuthOptions {
@@ -100,8 +119,9 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         mailbox_burst: settings.limits.mailbox_burst,
         zone_aliases: settings.auth.zone_aliases.clone(),
     };
-    let auth_actor = AuthActor::open(auth_opts, db, &data_dir.join("node.key"))?
-        .with_supervisor(supervisor.clone());
+    let auth_actor = AuthActor::open(auth_opts, auth_db, &data_dir.join("node.key"))?
+        .with_supervisor(supervisor.clone())
+        .with_clock(clock.clone());
     let auth = actix::Supervisor::start(move |_| auth_actor);
 
     let dns_opts = DnsOptions {
@@ -146,7 +166,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         tombstones_per_key: settings.limits.tombstones_per_key,
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
-        .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?;
+        .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?
+        .with_clock(clock.clone());
     let dns_addrs = dns_actor.bound().to_vec();
     let dns = actix::Supervisor::start(move |_| dns_actor);
     // Serve nothing as "ready" before the view holds every stored record.
@@ -184,7 +205,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         auth_failure_rate: settings.limits.auth_failure_rate,
         auth_failure_burst: settings.limits.auth_failure_burst,
     };
-    publish_cluster_manifest(settings, &store).await?;
+    publish_cluster_manifest(settings, &store, &clock).await?;
     let sync_opts = crate::actors::sync::SyncOptions {
         peers: settings.cluster.peers.clone(),
         token: settings.cluster.sync_token.clone(),
@@ -202,10 +223,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     let sync_actor = crate::actors::sync::SyncActor::new(
         sync_opts,
         store.clone(),
-        &db2,
+        &sync_db,
         Some(supervisor.clone()),
     )
-    .context("opening sync watermarks")?;
+    .context("opening sync watermarks")?
+    .with_clock(clock.clone());
     let sync = actix::Supervisor::start(move |_| sync_actor);
     let heartbeat = if settings.heartbeat.enabled {
         let h = &settings.heartbeat;
@@ -251,10 +273,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             opts,
             key,
             store.clone(),
-            &db2,
+            &heartbeat_db,
             Some(supervisor.clone()),
         )
-        .context("opening the heartbeat seen store")?;
+        .context("opening the heartbeat seen store")?
+        .with_clock(clock.clone());
         Some(actix::Supervisor::start(move |_| actor))
     } else {
         None
@@ -269,13 +292,18 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     };
     let (http_server, http_addr) = http::start(http_opts, peers)
         .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
-    supervisor.do_send(crate::actors::supervisor::Lifecycle {
-        actor: "http",
-        event: crate::actors::supervisor::LifecycleEvent::Started,
-    });
+    // The `http` row of the health board: `Started` comes from the server's workers once
+    // they serve (see `http::start`), `Stopped` when the server ends.
     let server_handle = http_server.handle();
     actix_rt::spawn(async move {
-        let _ = http_server.await;
+        let r = http_server.await;
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+        supervisor.do_send(crate::actors::supervisor::Lifecycle {
+            actor: "http",
+            event: crate::actors::supervisor::LifecycleEvent::Stopped,
+        });
     });
     tracing::info!(dns = ?dns_addrs, http = %http_addr, zone = %settings.node.zone, "dnsmesh node up");
     Ok(NodeHandle {
@@ -292,6 +320,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
 async fn publish_cluster_manifest(
     settings: &Settings,
     store: &Addr<StoreActor>,
+    clock: &Clock,
 ) -> anyhow::Result<()> {
     use crate::actors::store::{Apply, Op, Origin};
     let path = &settings.cluster.manifest_file;
@@ -309,7 +338,7 @@ async fn publish_cluster_manifest(
     } else {
         text.to_string()
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let now = clock.now_secs();
     let spk = settings
         .operator_spk()
         .context("cluster.manifest_file needs cluster.operator_spk to verify it")?;

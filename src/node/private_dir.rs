@@ -8,10 +8,7 @@ use std::path::Path;
 /// Symbolic links are left alone (never followed), and only two levels are walked (the
 /// store's files and its `blobs/`), in case `data_dir` points somewhere larger.
 pub fn make_private(dir: &Path) -> std::io::Result<()> {
-    // SAFETY: umask only swaps the process file-mode mask.
-    unsafe {
-        libc::umask(0o077);
-    }
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     restrict(dir, 2)
 }
 

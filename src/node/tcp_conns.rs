@@ -27,14 +27,8 @@ pub fn default_max_total(soft_fd_limit: u64) -> usize {
 
 /// The process's current soft `RLIMIT_NOFILE` (1024 when it cannot be read).
 pub fn soft_fd_limit() -> u64 {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one `rlimit` into the struct we own.
-    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
-    if r == 0 {
-        rl.rlim_cur
-    } else {
-        1024
-    }
+    // `None` is RLIM_INFINITY.
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
 /// What [`ConnTable::admit`] decided.

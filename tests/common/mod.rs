@@ -76,7 +76,17 @@ impl Node {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnsmesh-node"));
+        let bin = env!("CARGO_BIN_EXE_dnsmesh-node");
+        // The open-files limit through util-linux `prlimit`, which sets it and execs the
+        // node (same pid), instead of unsafe code between fork and exec.
+        let mut cmd = match self.nofile {
+            Some(limit) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={limit}:{limit}")).arg("--").arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("--config").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dnsmesh.toml"));
         cmd.arg("--zone").arg(&self.zone).arg("--data-dir").arg(&self.data_dir);
         for d in &self.dns_listen {
@@ -87,21 +97,6 @@ impl Node {
             cmd.env(k, v);
         }
         cmd.env("RUST_LOG", "warn");
-        if let Some(limit) = self.nofile {
-            use std::os::unix::process::CommandExt;
-            let rl =
-                libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: limit as libc::rlim_t };
-            // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        }
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn dnsmesh-node");
         let stdout = child.stdout.take().unwrap();
@@ -146,7 +141,7 @@ impl Node {
 
     /// SIGTERM and wait for a clean exit.
     pub fn term(&mut self) -> std::process::ExitStatus {
-        unsafe_kill(self.child.id(), "TERM");
+        send_signal(self.child.id(), "TERM");
         self.child.wait().unwrap()
     }
 
@@ -160,7 +155,7 @@ impl Node {
     }
 }
 
-fn unsafe_kill(pid: u32, sig: &str) {
+fn send_signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
 
