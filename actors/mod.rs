@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod dns;
+pub mod doh;
 pub mod heartbeat;
 pub mod http;
 pub mod store;

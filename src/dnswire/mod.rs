@@ -24,7 +24,9 @@ mod answer;
 mod config;
 pub mod rrl;
 pub mod udp;
+pub mod xfr;
 mod view;
+pub mod ttl;
 
 pub use answer::{rcode, Disposition};
 pub use config::{HostAddrs, ZoneConfig};

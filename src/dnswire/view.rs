@@ -1,7 +1,7 @@
 //! The zone read view: per-name precomputed TXT answer RRs, empty-non-terminal
 //! tracking and the SOA serial.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -55,6 +55,9 @@ pub struct ZoneView {
     /// Serialises writers so existence checks and ancestor counts stay consistent.
     writer: Mutex<()>,
     serial: AtomicU32,
+    /// When set, changes leave the serial alone: the zone-transfer journal owns it
+    /// ([`ZoneView::set_serial`]), giving every published version its own serial.
+    manual_serial: AtomicBool,
     names: AtomicUsize,
     bytes: AtomicUsize,
 }
@@ -70,7 +73,7 @@ fn secs_u32(now: u64) -> u32 {
 /// Encode a TXT RRset as answer RRs (owner pointer to the question at offset 12).
 /// Values whose RDATA would exceed 65535 bytes cannot be sent and are skipped, as is
 /// anything past 65535 RRs.
-fn build_rrs(values: &[&[u8]], ttl: u32) -> (Box<[u8]>, u16) {
+pub(crate) fn build_rrs(values: &[&[u8]], ttl: u32) -> (Box<[u8]>, u16) {
     let total: usize = values.iter().map(|v| 12 + v.len() + v.len() / 255 + 1).sum();
     let mut out = Vec::with_capacity(total);
     let mut count: u16 = 0;
@@ -98,7 +101,7 @@ fn build_rrs(values: &[&[u8]], ttl: u32) -> (Box<[u8]>, u16) {
 }
 
 /// Decode answer RRs built by [`build_rrs`] back into joined values.
-fn decode_rrs(rrs: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn decode_rrs(rrs: &[u8]) -> Vec<Vec<u8>> {
     let mut values = Vec::new();
     let mut pos = 0usize;
     while let Some(len) = rrs.get(pos + 10..pos + 12) {
@@ -132,6 +135,7 @@ impl ZoneView {
             map: DashMap::with_hasher(FxBuildHasher),
             writer: Mutex::new(()),
             serial: AtomicU32::new(secs_u32(now_secs())),
+            manual_serial: AtomicBool::new(false),
             names: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
         })
@@ -213,7 +217,9 @@ impl ZoneView {
                 self.names.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.serial.fetch_max(secs_u32(now), Ordering::Relaxed);
+        if !self.manual_serial.load(Ordering::Relaxed) {
+            self.serial.fetch_max(secs_u32(now), Ordering::Relaxed);
+        }
         true
     }
 
@@ -241,6 +247,39 @@ impl ZoneView {
     /// the serial never goes backwards, even if the clock did).
     pub fn set_serial_floor(&self, floor: u32) {
         self.serial.fetch_max(floor, Ordering::Relaxed);
+    }
+
+    /// Hand the serial to the caller: from now on only [`ZoneView::set_serial`] moves it.
+    pub fn set_manual_serial(&self) {
+        self.manual_serial.store(true, Ordering::Relaxed);
+    }
+
+    /// Set the SOA serial exactly (the transfer journal's published version).
+    pub fn set_serial(&self, serial: u32) {
+        self.serial.store(serial, Ordering::Relaxed);
+    }
+
+    /// Every name holding TXT as (relative wire key, answer RRs), for zone transfers.
+    /// Readers are not blocked; the caller keeps writers out for a consistent copy.
+    pub fn snapshot(&self) -> Vec<(Box<[u8]>, Box<[u8]>)> {
+        self.map
+            .iter()
+            .filter(|e| e.value().count > 0)
+            .map(|e| (e.key().clone(), e.value().rrs.clone()))
+            .collect()
+    }
+
+    /// The TXT values of `name` (empty when it has none).
+    pub fn values(&self, name: &str) -> Vec<Vec<u8>> {
+        match self.txt(name) {
+            NameState::Txt(v) => v,
+            _ => Vec::new(),
+        }
+    }
+
+    /// The zone origin as lower-case wire labels with the root terminator.
+    pub fn origin_wire(&self) -> &[u8] {
+        &self.cfg.origin
     }
 
     /// The current SOA serial.
