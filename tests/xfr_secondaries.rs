@@ -204,6 +204,20 @@ fn node_with(notify: &[SocketAddr]) -> Node {
     )
 }
 
+/// A port free for both UDP and TCP on 127.0.0.1, below the kernel's ephemeral range (so
+/// the test's own client connections cannot take it before the daemon binds it).
+fn daemon_port() -> u16 {
+    for _ in 0..1000 {
+        let p = 20_000 + (rand_id() % 12_000);
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", p));
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", p));
+        if udp.is_ok() && tcp.is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port");
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
@@ -211,8 +225,8 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 #[test]
 fn knot_and_nsd_follow_writes_deletes_and_restarts() {
     // Ports first: the node NOTIFYs the secondaries, the secondaries pull from the node.
-    let knot_port = free_udp_port();
-    let nsd_port = free_udp_port();
+    let knot_port = daemon_port();
+    let nsd_port = daemon_port();
     let knot_addr: SocketAddr = format!("127.0.0.1:{knot_port}").parse().unwrap();
     let nsd_addr: SocketAddr = format!("127.0.0.1:{nsd_port}").parse().unwrap();
     let mut n = node_with(&[knot_addr, nsd_addr]);
@@ -429,8 +443,8 @@ fn axfr_txt_count(server: SocketAddr, from: &str) -> usize {
 fn a_large_zone_transfers_completely_to_knot_and_nsd() {
     let count: usize =
         std::env::var("XFR_BIG_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let knot_port = free_udp_port();
-    let nsd_port = free_udp_port();
+    let knot_port = daemon_port();
+    let nsd_port = daemon_port();
     let knot_addr: SocketAddr = format!("127.0.0.1:{knot_port}").parse().unwrap();
     let nsd_addr: SocketAddr = format!("127.0.0.1:{nsd_port}").parse().unwrap();
     let n = node_with(&[knot_addr, nsd_addr]);
@@ -444,6 +458,17 @@ fn a_large_zone_transfers_completely_to_knot_and_nsd() {
     let t = until_each(&both, Duration::from_secs(300), |s| soa_serial(s) == Some(serial))
         .unwrap_or_else(|| panic!("large transfer\nknot:\n{}\nnsd:\n{}", knot.log(), nsd.log()));
     println!("{count}-record zone at knot after {:?}, at nsd after {:?}", t[0], t[1]);
+    // Signed with the operator key: every message of the multi-message stream carries
+    // a TSIG chained to the previous one, and kdig checks each.
+    let key = format!("hmac-sha256:{KEY_NAME}:{KEY_SECRET}");
+    let out = Command::new("kdig")
+        .args(["-b", "127.0.0.5", "-y", &key, "@127.0.0.1", "-p", &n.dns[0].port().to_string()])
+        .args(["mesh.test", "AXFR", "+timeout=30", "+noall", "+answer", "+stats"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| l.contains("\tTXT\t")).count(), count, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("TSIG"), "{}", String::from_utf8_lossy(&out.stderr));
     for s in both {
         assert_eq!(axfr_txt_count(s, "127.0.0.1"), count, "secondary {s} holds every record");
         assert_eq!(txt_udp(s, "big-0.mesh.test"), Some(vec!["v0-0123456789abcdef".into()]));
@@ -460,4 +485,51 @@ fn a_large_zone_transfers_completely_to_knot_and_nsd() {
     assert!(metric(&n, "xfr_ixfr") > ixfr_before);
     drop(knot);
     drop(nsd);
+}
+
+fn lines_with(text: &str, what: &str) -> usize {
+    text.lines().filter(|l| l.contains(what)).count()
+}
+
+/// IXFR from the journal (one version per publication), AXFR-style when the journal no
+/// longer reaches back, the SOA alone when the client is current.
+#[test]
+fn ixfr_from_the_journal_and_fallback_to_axfr() {
+    let n = Node::start(
+        "mesh.test",
+        &[
+            ("DNSMESH_AUTH__OPERATOR_TOKEN", OP),
+            ("DNSMESH_TRANSFER__ALLOW", "127.0.0.0/8"),
+            ("DNSMESH_TRANSFER__JOURNAL_MAX_CHANGES", "6"),
+        ],
+    );
+    let port = n.dns[0].port().to_string();
+    let ixfr = |serial: u32| {
+        kdig(&["@127.0.0.1", "-p", &port, "mesh.test", &format!("IXFR={serial}"), "+noall", "+answer"])
+    };
+    let s0 = soa_serial(n.dns[0]).unwrap();
+    assert_eq!(publish(&n, OP, "a.mesh.test", "one", 300), 201);
+    let t0 = Instant::now();
+    while soa_serial(n.dns[0]) == Some(s0) {
+        assert!(t0.elapsed() < Duration::from_secs(2), "serial moves after a write");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let s1 = soa_serial(n.dns[0]).unwrap();
+    assert!(dnsmesh::dnswire::xfr::serial_gt(s1, s0));
+    let out = ixfr(s0);
+    assert_eq!(lines_with(&out, "\tSOA\t"), 4, "incremental: SOA new, SOA old, SOA new, SOA new\n{out}");
+    assert_eq!(lines_with(&out, "\tTXT\t"), 1, "{out}");
+    assert_eq!(lines_with(&ixfr(s1), "\tSOA\t"), 1, "current: SOA alone");
+    // Eight more changes: the journal (6 changes) no longer reaches s0.
+    for i in 0..8 {
+        assert_eq!(publish(&n, OP, &format!("b{i}.mesh.test"), "x", 300), 201);
+    }
+    let t0 = Instant::now();
+    while lines_with(&ixfr(s1), "\tTXT\t") < 8 && t0.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = ixfr(s0);
+    assert_eq!(lines_with(&out, "\tSOA\t"), 2, "AXFR-style: SOA, zone, SOA\n{out}");
+    assert_eq!(lines_with(&out, "\tTXT\t"), 9, "{out}");
+    assert!(metric(&n, "xfr_axfr") >= 1);
 }
