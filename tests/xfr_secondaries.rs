@@ -533,3 +533,138 @@ fn ixfr_from_the_journal_and_fallback_to_axfr() {
     assert_eq!(lines_with(&out, "\tTXT\t"), 9, "{out}");
     assert!(metric(&n, "xfr_axfr") >= 1);
 }
+
+/// CPU seconds (user + system) used so far by process `pid`.
+fn cpu_secs(pid: u32) -> f64 {
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds used so far by the node's `dns-udp` threads.
+fn udp_thread_cpu_secs(pid: u32) -> f64 {
+    let mut sum = 0.0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "dns-udp" {
+            sum += stat_cpu(&t.path().join("stat").to_string_lossy());
+        }
+    }
+    sum
+}
+
+fn stat_cpu(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime), counted from after the command name.
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// Closed-loop UDP load for `secs`: `sockets` sockets with `window` queries in flight
+/// each, over `names`. Returns answers received.
+fn udp_load(server: SocketAddr, secs: f64, sockets: usize, window: usize, names: usize) -> u64 {
+    let stop = Instant::now() + Duration::from_secs_f64(secs);
+    let threads: Vec<_> = (0..sockets)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                let mut buf = [0u8; 4096];
+                let mut got = 0u64;
+                let mut i = t * 7919;
+                let send = |i: usize| {
+                    let q = query(&format!("big-{}.mesh.test", i % names), RecordType::TXT, None);
+                    let _ = s.send_to(&q, server);
+                };
+                for _ in 0..window {
+                    i += 1;
+                    send(i);
+                }
+                while Instant::now() < stop {
+                    match s.recv_from(&mut buf) {
+                        Ok(_) => got += 1,
+                        Err(_) => {} // lost: resend below keeps the window full
+                    }
+                    i += 1;
+                    send(i);
+                }
+                got
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).sum()
+}
+
+/// One AXFR over TCP, read to the final SOA; returns the number of RRs.
+fn axfr_once(server: SocketAddr) -> usize {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server).unwrap();
+    let q = query("mesh.test", RecordType::AXFR, None);
+    let mut m = (q.len() as u16).to_be_bytes().to_vec();
+    m.extend_from_slice(&q);
+    s.write_all(&m).unwrap();
+    let (mut rrs, mut soas) = (0usize, 0usize);
+    while soas < 2 {
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut b = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut b).unwrap();
+        let msg = hickory_proto::op::Message::from_vec(&b).unwrap();
+        rrs += msg.answers.len();
+        soas += msg.answers.iter().filter(|r| r.record_type() == RecordType::SOA).count();
+    }
+    rrs
+}
+
+/// Measurement for the note (run it alone, release build preferably):
+/// `cargo test --release --test xfr_secondaries -- --ignored --nocapture udp_during_axfr`.
+/// UDP answers per second and per node CPU-second, without and during back-to-back
+/// AXFRs of a 100k-record zone, in the same run.
+#[test]
+#[ignore]
+fn udp_during_axfr() {
+    let count: usize =
+        std::env::var("XFR_BIG_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let secs: f64 = std::env::var("XFR_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(5.0);
+    let n = Node::start(
+        "mesh.test",
+        &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP), ("DNSMESH_TRANSFER__ALLOW", "127.0.0.0/8")],
+    );
+    let took = load(n.http, count, 48);
+    println!("loaded {count} records in {took:?}");
+    let pid = n.child.id();
+    let server = n.dns[0];
+    let mut report = |label: &str, axfr: bool| {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let xfrs = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut done = 0;
+                while axfr && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    assert!(axfr_once(server) >= count + 3); // SOA, NS, the records, SOA
+                    done += 1;
+                }
+                done
+            })
+        };
+        let c0 = cpu_secs(pid);
+        let u0 = udp_thread_cpu_secs(pid);
+        let t0 = Instant::now();
+        let answers = udp_load(server, secs, 2, 16, count);
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = cpu_secs(pid) - c0;
+        let ucpu = udp_thread_cpu_secs(pid) - u0;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let transfers = xfrs.join().unwrap();
+        println!(
+            "{label}: {answers} UDP answers in {wall:.1} s = {:.0}/s; node CPU {cpu:.2} s = {:.0} answers per node CPU-second; dns-udp thread CPU {ucpu:.2} s = {:.0} answers per UDP-thread CPU-second; {transfers} AXFRs of {count} records completed",
+            answers as f64 / wall,
+            answers as f64 / cpu.max(0.01),
+            answers as f64 / ucpu.max(0.01)
+        );
+    };
+    report("without AXFR", false);
+    report("during AXFR ", true);
+    report("without AXFR", false);
+}
