@@ -151,11 +151,12 @@ impl ZoneView {
     /// origin or invalid are ignored. Returns whether the zone changed; only then does
     /// the serial move, to `max(serial, now)`.
     ///
-    /// Serial choice: no bump within a second. Two changes in the same second share a
-    /// serial, so the serial never runs ahead of the clock (it is bounded by
-    /// `max(now, restored floor)`). Nothing here transfers zones, and resolvers do not
-    /// compare serials, so a shared serial costs nothing, while an unbounded `+1` per
-    /// change could drift arbitrarily far ahead under a write burst.
+    /// Serial choice without zone transfers: no bump within a second. Two changes in the
+    /// same second share a serial, so the serial never runs ahead of the clock (it is
+    /// bounded by `max(now, restored floor)`); resolvers do not compare serials. With
+    /// `[transfer]` configured the transfer journal owns the serial instead
+    /// ([`ZoneView::set_manual_serial`], `dnswire::xfr`): every published version gets
+    /// its own serial, as secondaries need.
     pub fn set_txt_at(&self, name: &str, values: &[&[u8]], now: u64) -> bool {
         let Some(key) = self.cfg.rel_key(name) else {
             return false;
