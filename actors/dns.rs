@@ -261,6 +261,7 @@ impl SlowPath {
     }
 
     /// Send a response with the given sections, TSIG-signed when `ctx` is given.
+    #[allow(clippy::too_many_arguments)]
     async fn respond<R: ResponseHandler>(
         &self,
         request: &Request,

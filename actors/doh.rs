@@ -34,25 +34,28 @@ fn b64url() -> base64::engine::GeneralPurpose {
 }
 
 /// The DNS message of a request, or the error response.
-fn message(req: &HttpRequest, body: &[u8]) -> Result<Vec<u8>, HttpResponse> {
+fn message(req: &HttpRequest, body: &[u8]) -> Result<Vec<u8>, Box<HttpResponse>> {
     if req.method() == Method::GET {
-        let q = web_query(req.query_string(), "dns").ok_or_else(|| plain(400, "missing dns parameter"))?;
+        let q = web_query(req.query_string(), "dns")
+            .ok_or_else(|| Box::new(plain(400, "missing dns parameter")))?;
         if q.len() > MAX_MESSAGE * 4 / 3 + 4 {
-            return Err(plain(414, "dns parameter too long"));
+            return Err(Box::new(plain(414, "dns parameter too long")));
         }
-        return b64url().decode(q.as_bytes()).map_err(|_| plain(400, "dns parameter is not base64url"));
+        return b64url()
+            .decode(q.as_bytes())
+            .map_err(|_| Box::new(plain(400, "dns parameter is not base64url")));
     }
     if req.method() == Method::POST {
         let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
         if !ct.trim().eq_ignore_ascii_case(CONTENT_TYPE) {
-            return Err(plain(415, "content-type must be application/dns-message"));
+            return Err(Box::new(plain(415, "content-type must be application/dns-message")));
         }
         if body.len() > MAX_MESSAGE {
-            return Err(plain(413, "message too large"));
+            return Err(Box::new(plain(413, "message too large")));
         }
         return Ok(body.to_vec());
     }
-    Err(HttpResponse::MethodNotAllowed().insert_header(("allow", "GET, POST")).finish())
+    Err(Box::new(HttpResponse::MethodNotAllowed().insert_header(("allow", "GET, POST")).finish()))
 }
 
 /// The value of `key` in a query string (no percent-decoding: base64url needs none).
@@ -64,7 +67,7 @@ fn web_query<'a>(qs: &'a str, key: &str) -> Option<&'a str> {
 pub async fn handle(req: &HttpRequest, body: &[u8], r: &Responder, client: IpAddr) -> HttpResponse {
     let msg = match message(req, body) {
         Ok(m) => m,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if msg.len() < 12 {
         return plain(400, "not a DNS message");

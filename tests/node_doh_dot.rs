@@ -208,8 +208,7 @@ fn dot_connections_are_capped_like_tcp() {
             ("DNSMESH_DNS__TCP_TIMEOUT_SECS", "1"),
         ],
     );
-    let _keep: Vec<_> =
-        (0..2).map(|_| std::net::TcpStream::connect(&dot).unwrap()).collect();
+    let _keep: Vec<_> = (0..2).map(|_| std::net::TcpStream::connect(&dot).unwrap()).collect();
     let mut third = std::net::TcpStream::connect(&dot).unwrap();
     third.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
     let mut b = [0u8; 1];

@@ -175,7 +175,11 @@ fn until_each(
 }
 
 /// As [`until_each`]: the time until all hold.
-fn until_all(servers: &[SocketAddr], limit: Duration, f: impl Fn(SocketAddr) -> bool) -> Option<Duration> {
+fn until_all(
+    servers: &[SocketAddr],
+    limit: Duration,
+    f: impl Fn(SocketAddr) -> bool,
+) -> Option<Duration> {
     until_each(servers, limit, f).map(|v| v.into_iter().max().unwrap_or_default())
 }
 
@@ -295,10 +299,10 @@ fn knot_and_nsd_follow_writes_deletes_and_restarts() {
         for i in 0..5 {
             let name = format!("after{round}-{i}.mesh.test");
             assert_eq!(publish(&n, OP, &name, "v", 300), 201);
-            until_all(&both, Duration::from_secs(2), |s| txt_udp(s, &name) == Some(vec!["v".into()]))
-                .unwrap_or_else(|| {
-                    panic!("after restart\nknot:\n{}\nnsd:\n{}", knot.log(), nsd.log())
-                });
+            until_all(&both, Duration::from_secs(2), |s| {
+                txt_udp(s, &name) == Some(vec!["v".into()])
+            })
+            .unwrap_or_else(|| panic!("after restart\nknot:\n{}\nnsd:\n{}", knot.log(), nsd.log()));
         }
         assert_eq!(metric(&n, "xfr_axfr"), 0, "no full transfer after the restart");
         assert!(metric(&n, "xfr_ixfr") >= 2, "both followed by IXFR");
@@ -312,11 +316,13 @@ fn knot_and_nsd_follow_writes_deletes_and_restarts() {
     assert!(out.contains("REFUSED"), "{out}");
     // The operator key from anywhere: served, every message's TSIG checked by kdig.
     let key = format!("hmac-sha256:{KEY_NAME}:{KEY_SECRET}");
-    let out = kdig(&["-b", "127.0.0.5", "-y", &key, "@127.0.0.1", "-p", &port, "mesh.test", "AXFR"]);
+    let out =
+        kdig(&["-b", "127.0.0.5", "-y", &key, "@127.0.0.1", "-p", &port, "mesh.test", "AXFR"]);
     assert!(out.contains("value-99") && !out.contains("REFUSED"), "{out}");
     // A wrong secret: NOTAUTH.
     let bad = format!("hmac-sha256:{KEY_NAME}:d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZw==");
-    let out = kdig(&["-b", "127.0.0.5", "-y", &bad, "@127.0.0.1", "-p", &port, "mesh.test", "AXFR"]);
+    let out =
+        kdig(&["-b", "127.0.0.5", "-y", &bad, "@127.0.0.1", "-p", &port, "mesh.test", "AXFR"]);
     assert!(out.contains("NOTAUTH") || out.contains("BADSIG"), "{out}");
     drop(knot);
     drop(nsd);
@@ -467,8 +473,17 @@ fn a_large_zone_transfers_completely_to_knot_and_nsd() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.lines().filter(|l| l.contains("\tTXT\t")).count(), count, "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("TSIG"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        text.lines().filter(|l| l.contains("\tTXT\t")).count(),
+        count,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("TSIG"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for s in both {
         assert_eq!(axfr_txt_count(s, "127.0.0.1"), count, "secondary {s} holds every record");
         assert_eq!(txt_udp(s, "big-0.mesh.test"), Some(vec!["v0-0123456789abcdef".into()]));
@@ -505,7 +520,15 @@ fn ixfr_from_the_journal_and_fallback_to_axfr() {
     );
     let port = n.dns[0].port().to_string();
     let ixfr = |serial: u32| {
-        kdig(&["@127.0.0.1", "-p", &port, "mesh.test", &format!("IXFR={serial}"), "+noall", "+answer"])
+        kdig(&[
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "mesh.test",
+            &format!("IXFR={serial}"),
+            "+noall",
+            "+answer",
+        ])
     };
     let s0 = soa_serial(n.dns[0]).unwrap();
     assert_eq!(publish(&n, OP, "a.mesh.test", "one", 300), 201);
@@ -517,7 +540,11 @@ fn ixfr_from_the_journal_and_fallback_to_axfr() {
     let s1 = soa_serial(n.dns[0]).unwrap();
     assert!(dnsmesh::dnswire::xfr::serial_gt(s1, s0));
     let out = ixfr(s0);
-    assert_eq!(lines_with(&out, "\tSOA\t"), 4, "incremental: SOA new, SOA old, SOA new, SOA new\n{out}");
+    assert_eq!(
+        lines_with(&out, "\tSOA\t"),
+        4,
+        "incremental: SOA new, SOA old, SOA new, SOA new\n{out}"
+    );
     assert_eq!(lines_with(&out, "\tTXT\t"), 1, "{out}");
     assert_eq!(lines_with(&ixfr(s1), "\tSOA\t"), 1, "current: SOA alone");
     // Eight more changes: the journal (6 changes) no longer reaches s0.
@@ -582,9 +609,9 @@ fn udp_load(server: SocketAddr, secs: f64, sockets: usize, window: usize, names:
                     send(i);
                 }
                 while Instant::now() < stop {
-                    match s.recv_from(&mut buf) {
-                        Ok(_) => got += 1,
-                        Err(_) => {} // lost: resend below keeps the window full
+                    // A lost reply: the resend below keeps the window full.
+                    if s.recv_from(&mut buf).is_ok() {
+                        got += 1;
                     }
                     i += 1;
                     send(i);
@@ -626,7 +653,8 @@ fn axfr_once(server: SocketAddr) -> usize {
 fn udp_during_axfr() {
     let count: usize =
         std::env::var("XFR_BIG_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let secs: f64 = std::env::var("XFR_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(5.0);
+    let secs: f64 =
+        std::env::var("XFR_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(5.0);
     let n = Node::start(
         "mesh.test",
         &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP), ("DNSMESH_TRANSFER__ALLOW", "127.0.0.0/8")],
@@ -635,7 +663,7 @@ fn udp_during_axfr() {
     println!("loaded {count} records in {took:?}");
     let pid = n.child.id();
     let server = n.dns[0];
-    let mut report = |label: &str, axfr: bool| {
+    let report = |label: &str, axfr: bool| {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let xfrs = {
             let stop = stop.clone();

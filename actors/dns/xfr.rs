@@ -145,7 +145,8 @@ impl XfrShared {
         let saved = std::fs::read_to_string(&self.opts.state_path)
             .ok()
             .and_then(|t| SerialState::decode(&t));
-        let floor = if xfr::serial_gt(self.view.serial(), floor) { self.view.serial() } else { floor };
+        let floor =
+            if xfr::serial_gt(self.view.serial(), floor) { self.view.serial() } else { floor };
         let serial = restart_serial(saved, digest, floor);
         tracing::info!(
             serial,
@@ -421,7 +422,10 @@ impl XfrShared {
             let Some(s) = self.keys.get(&key_name) else {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
                 let mut out = error_reply(raw, qend, 9);
-                if let Ok(rr) = TSigResponseContext::unknown_key(req.metadata.id, now, sig.name.clone()).sign(&out) {
+                if let Ok(rr) =
+                    TSigResponseContext::unknown_key(req.metadata.id, now, sig.name.clone())
+                        .sign(&out)
+                {
                     append_tsig(&mut out, &rr);
                 }
                 return Answer::One(out);
@@ -433,7 +437,13 @@ impl XfrShared {
                 Ok((mac, _, _)) => {
                     self.counters.refused.fetch_add(1, Ordering::Relaxed);
                     let mut out = error_reply(raw, qend, 9);
-                    let ctx = TSigResponseContext::new(req.metadata.id, now, s.clone(), mac, Some(TsigError::BadTime));
+                    let ctx = TSigResponseContext::new(
+                        req.metadata.id,
+                        now,
+                        s.clone(),
+                        mac,
+                        Some(TsigError::BadTime),
+                    );
                     if let Ok(rr) = ctx.sign(&out) {
                         append_tsig(&mut out, &rr);
                     }
@@ -442,7 +452,10 @@ impl XfrShared {
                 Err(_) => {
                     self.counters.refused.fetch_add(1, Ordering::Relaxed);
                     let mut out = error_reply(raw, qend, 9);
-                    if let Ok(rr) = TSigResponseContext::bad_signature(req.metadata.id, now, s.clone()).sign(&out) {
+                    if let Ok(rr) =
+                        TSigResponseContext::bad_signature(req.metadata.id, now, s.clone())
+                            .sign(&out)
+                    {
                         append_tsig(&mut out, &rr);
                     }
                     return Answer::One(out);
@@ -527,8 +540,7 @@ impl XfrShared {
                 }
             }
             let mut msgs = if done {
-                std::mem::replace(&mut packer, Packer::new(id, rd, &question, MESSAGE_TARGET))
-                    .end()
+                std::mem::replace(&mut packer, Packer::new(id, rd, &question, MESSAGE_TARGET)).end()
             } else {
                 packer.take_ready()
             };

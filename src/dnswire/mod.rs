@@ -24,11 +24,11 @@
 mod answer;
 mod config;
 pub mod rrl;
-pub mod udp;
-pub mod xfr;
-mod view;
 pub mod ttl;
+pub mod udp;
+mod view;
+pub mod xfr;
 
 pub use answer::{rcode, Disposition};
 pub use config::{HostAddrs, ZoneConfig};
-pub use view::{NameState, ZoneView};
+pub use view::{NameState, Snapshot, ZoneView};

@@ -54,7 +54,8 @@ mod tests {
 
     #[test]
     fn answers_and_negative_answers() {
-        let mut cfg = ZoneConfig::new("mesh.test", "ns1.mesh.test", "h.mesh.test", &["ns1.mesh.test"]);
+        let mut cfg =
+            ZoneConfig::new("mesh.test", "ns1.mesh.test", "h.mesh.test", &["ns1.mesh.test"]);
         cfg.ttl = 77;
         cfg.soa_minimum = Some(30);
         let v = ZoneView::new(&cfg).unwrap();

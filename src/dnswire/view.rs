@@ -43,6 +43,9 @@ pub enum NameState {
     OutOfZone,
 }
 
+/// Every name holding TXT: (relative wire key, answer RRs).
+pub type Snapshot = Vec<(Box<[u8]>, Box<[u8]>)>;
+
 /// The DNS actor's read view of the zone. One writer (the store actor's change feed)
 /// and many readers (the UDP thread, the TCP/UPDATE slow path), all through `&self`.
 ///
@@ -262,7 +265,7 @@ impl ZoneView {
 
     /// Every name holding TXT as (relative wire key, answer RRs), for zone transfers.
     /// Readers are not blocked; the caller keeps writers out for a consistent copy.
-    pub fn snapshot(&self) -> Vec<(Box<[u8]>, Box<[u8]>)> {
+    pub fn snapshot(&self) -> Snapshot {
         self.map
             .iter()
             .filter(|e| e.value().count > 0)

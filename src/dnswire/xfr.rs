@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use sha2::{Digest, Sha256};
 
 use super::answer::{patch_rdlen, put_addrs, put_rr_head};
-use super::view::{build_rrs, decode_rrs, ZoneView};
+use super::view::{build_rrs, decode_rrs, Snapshot, ZoneView};
 
 const TYPE_SOA: u16 = 6;
 const TYPE_NS: u16 = 2;
@@ -54,9 +54,15 @@ fn rr_hash(key: &[u8], value: &[u8]) -> u64 {
     u64::from_be_bytes(d[..8].try_into().unwrap_or([0; 8]))
 }
 
-/// The digest of every TXT RR in the view (order-independent).
+/// The digest of the zone: every TXT RR (order-independent) plus the fixed apex data
+/// (SOA fields other than the serial, NS, addresses), so a restart with another
+/// configuration is not mistaken for the zone last published.
 pub fn zone_digest(view: &ZoneView) -> u64 {
-    let mut sum = 0u64;
+    let mut fixed = soa_rr(view, 0);
+    for rr in fixed_rrs(view) {
+        fixed.extend_from_slice(&rr);
+    }
+    let mut sum = rr_hash(b"\xff", &fixed);
     for e in view.map.iter() {
         if e.value().count == 0 {
             continue;
@@ -113,7 +119,7 @@ pub enum Plan {
     /// IXFR: the versions from the client's serial to `serial`.
     Incremental { serial: u32, versions: Vec<Version> },
     /// AXFR (or IXFR beyond the journal): the whole zone at `serial`.
-    Full { serial: u32, names: Vec<(Box<[u8]>, Box<[u8]>)> },
+    Full { serial: u32, names: Snapshot },
 }
 
 impl Journal {
@@ -385,8 +391,7 @@ impl Packer {
 
     /// Add one RR (a new message starts when this one would pass the target size).
     pub fn push(&mut self, rr: &[u8]) {
-        if self.count > 0 && (self.cur.len() + rr.len() > self.target || self.count == u16::MAX)
-        {
+        if self.count > 0 && (self.cur.len() + rr.len() > self.target || self.count == u16::MAX) {
             self.finish();
         }
         self.cur.extend_from_slice(rr);
@@ -425,9 +430,12 @@ mod tests {
     use crate::dnswire::ZoneConfig;
 
     fn view() -> ZoneView {
-        let v = ZoneView::new(&ZoneConfig::new("mesh.test", "ns1.mesh.test", "h.mesh.test", &[
+        let v = ZoneView::new(&ZoneConfig::new(
+            "mesh.test",
             "ns1.mesh.test",
-        ]))
+            "h.mesh.test",
+            &["ns1.mesh.test"],
+        ))
         .unwrap();
         v.set_manual_serial();
         v

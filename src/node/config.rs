@@ -511,6 +511,34 @@ mod tests {
     }
 
     #[test]
+    fn transfer_and_tls_keys_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let ok = "[transfer]\nallow = [\"127.0.0.0/8\", \"::1\"]\nnotify = [\"127.0.0.1:53\"]\n\
+                  tsig_keys = [\"k:hmac-sha256:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"]\n";
+        std::fs::write(&p, ok).unwrap();
+        let s = Settings::load_with_env(&p, true, &Overrides::default(), false).unwrap();
+        assert_eq!(s.transfer.journal_max_changes, 100_000);
+        assert!(s.dns.tls_listen.is_empty());
+        for (toml, key) in [
+            ("[transfer]\nallow = [\"10.0.0.0/40\"]\n", "transfer.allow"),
+            ("[transfer]\nnotify = [\"nowhere\"]\n", "transfer.notify"),
+            (
+                "[transfer]\ntsig_keys = [\"k:hmac-md5:c2VjcmV0c2VjcmV0c2VjcmV0\"]\n",
+                "transfer.tsig_keys",
+            ),
+            ("[dns]\ntls_listen = [\"127.0.0.1:853\"]\n", "dns.tls_listen"),
+        ] {
+            std::fs::write(&p, toml).unwrap();
+            let err = Settings::load_with_env(&p, true, &Overrides::default(), false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+            assert!(!err.contains("c2VjcmV0"), "{err}");
+        }
+    }
+
+    #[test]
     fn zone_aliases_are_normalised_and_validated() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");

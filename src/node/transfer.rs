@@ -43,9 +43,11 @@ pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
     let addr: IpAddr = a.parse().map_err(|_| format!("{s:?} is not ADDR/PREFIX"))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix = match p {
-        Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
-            format!("{s:?}: prefix must be 0..={max}")
-        })?,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("{s:?}: prefix must be 0..={max}"))?,
         None => max,
     };
     Ok(Cidr { addr, prefix })
@@ -182,11 +184,15 @@ mod tests {
 
     #[test]
     fn keys() {
-        let k = parse_keys(&["Xfr.Key.:hmac-sha256:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into()])
-            .unwrap();
+        let k = parse_keys(&[
+            "Xfr.Key.:hmac-sha256:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into()
+        ])
+        .unwrap();
         assert_eq!(k[0].name, "xfr.key.");
         assert_eq!(k[0].secret.len(), 32);
-        for bad in ["x:hmac-md5:MDEyMzQ1Njc4OWFiY2RlZg==", "x:hmac-sha256:!!", "x:hmac-sha256:YQ==", "x"] {
+        for bad in
+            ["x:hmac-md5:MDEyMzQ1Njc4OWFiY2RlZg==", "x:hmac-sha256:!!", "x:hmac-sha256:YQ==", "x"]
+        {
             let e = parse_keys(&[bad.into()]).unwrap_err();
             assert!(!e.contains("MDEy"), "{e}");
         }
