@@ -266,3 +266,26 @@ fn dns_answers(n: &Node) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
+
+/// DoH sits behind the per-IP HTTP bucket like the other routes (loopback limited as a
+/// public node runs).
+#[test]
+fn doh_is_rate_limited_per_ip() {
+    use base64::Engine as _;
+    let n = Node::start(
+        "mesh.test",
+        &[
+            ("DNSMESH_LIMITS__LIMIT_LOOPBACK", "true"),
+            ("DNSMESH_LIMITS__HTTP_RATE", "1"),
+            ("DNSMESH_LIMITS__HTTP_BURST", "5"),
+        ],
+    );
+    let q = query("mesh.test", hickory_proto::rr::RecordType::SOA, None);
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&q);
+    let path = format!("/dns-query?dns={b64}");
+    let statuses: Vec<u16> =
+        (0..20).map(|_| http(&n.url(), "GET", &path, None, "").unwrap().0).collect();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!((5..=7).contains(&ok), "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 20 - ok, "{statuses:?}");
+}
