@@ -1236,9 +1236,6 @@ impl Handler<GetStats> for DnsActor {
             ] {
                 outcomes.insert(k.to_string(), v.load(Ordering::Relaxed));
             }
-            let (versions, changes) = x.journal_size();
-            outcomes.insert("xfr_journal_versions".into(), versions as u64);
-            outcomes.insert("xfr_journal_changes".into(), changes as u64);
         }
         let mut outcomes: Vec<(String, u64)> = outcomes.into_iter().collect();
         outcomes.sort();

@@ -192,11 +192,6 @@ impl XfrShared {
         next.saturating_duration_since(Instant::now()).max(Duration::from_millis(5))
     }
 
-    /// Journal figures for `/metrics`: (versions, changes).
-    pub(super) fn journal_size(&self) -> (usize, usize) {
-        self.journal.lock().as_ref().map(|j| (j.versions(), j.changes())).unwrap_or((0, 0))
-    }
-
     /// Start one NOTIFY task per configured secondary (they end with the returned set).
     pub(super) fn spawn_notifiers(self: &Arc<Self>) -> tokio::task::JoinSet<()> {
         let mut set = tokio::task::JoinSet::new();
