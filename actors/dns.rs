@@ -178,6 +178,8 @@ struct SlowInner {
     key_buckets: parking_lot::Mutex<TokenBuckets<String>>,
     mailbox_buckets: parking_lot::Mutex<TokenBuckets<(String, String)>>,
     counters: SlowCounters,
+    /// `[transfer] tsig_keys`, for signed queries from secondaries (empty scope).
+    transfer_keys: Keyring,
 }
 
 fn rcode_name(r: ResponseCode) -> &'static str {
@@ -221,15 +223,20 @@ impl SlowPath {
         };
         let key_name = sig.name.to_lowercase().to_string();
         let ring = self.inner.keyring.load();
+        // Users' keys first, then the operator's transfer keys (which secondaries use to
+        // sign their SOA queries; their scope is empty: they can write nothing).
         let entry = match ring.get(&key_name) {
             Some(e) if e.expires_at == 0 || e.expires_at > now => e,
-            _ => {
-                return TsigCheck::Failed(TSigResponseContext::unknown_key(
-                    request.metadata.id,
-                    now,
-                    sig.name.clone(),
-                ))
-            }
+            _ => match self.inner.transfer_keys.get(&key_name) {
+                Some(e) => e,
+                None => {
+                    return TsigCheck::Failed(TSigResponseContext::unknown_key(
+                        request.metadata.id,
+                        now,
+                        sig.name.clone(),
+                    ))
+                }
+            },
         };
         let Ok((_, _, range)) = entry.signer.verify_message_byte(request.as_slice(), None, true)
         else {
@@ -914,6 +921,15 @@ impl DnsActor {
                 key_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 mailbox_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 counters: SlowCounters::default(),
+                transfer_keys: opts
+                    .transfer
+                    .keys
+                    .iter()
+                    .filter_map(|k| {
+                        let signer = xfr::signer(k)?;
+                        Some((k.name.clone(), KeyEntry { signer, scope: vec![], expires_at: 0 }))
+                    })
+                    .collect(),
             }),
         };
         Ok(DnsActor {

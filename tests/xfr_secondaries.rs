@@ -48,11 +48,21 @@ fn run_as_root() -> bool {
 }
 
 /// The Knot DNS config the README shows (paths and ports filled in).
-pub fn knot_conf(dir: &Path, port: u16, primary: SocketAddr) -> String {
+pub fn knot_conf(dir: &Path, port: u16, primary: SocketAddr, tsig: bool) -> String {
     let d = dir.display();
     let user = if run_as_root() { "    user: root:root\n" } else { "" };
+    let (keys, remote_key) = if tsig {
+        (
+            format!(
+                "key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {KEY_SECRET}\n"
+            ),
+            format!("    key: {KEY_NAME}\n"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     format!(
-        r#"server:
+        r#"{keys}server:
     rundir: "{d}/run"
 {user}    listen: 127.0.0.1@{port}
 database:
@@ -65,7 +75,7 @@ log:
 remote:
   - id: dnsmesh
     address: {ip}@{pport}
-acl:
+{remote_key}acl:
   - id: notify_from_dnsmesh
     address: {ip}
     action: notify
@@ -89,10 +99,20 @@ zone:
 }
 
 /// The NSD config the README shows (paths and ports filled in).
-pub fn nsd_conf(dir: &Path, port: u16, primary: SocketAddr) -> String {
+pub fn nsd_conf(dir: &Path, port: u16, primary: SocketAddr, tsig: bool) -> String {
     let d = dir.display();
+    let (keys, key) = if tsig {
+        (
+            format!(
+                "key:\n    name: \"{KEY_NAME}\"\n    algorithm: hmac-sha256\n    secret: \"{KEY_SECRET}\"\n"
+            ),
+            KEY_NAME,
+        )
+    } else {
+        (String::new(), "NOKEY")
+    };
     format!(
-        r#"server:
+        r#"{keys}server:
     ip-address: 127.0.0.1@{port}
     port: {port}
     ip4-only: yes
@@ -113,7 +133,7 @@ remote-control:
 zone:
     name: "mesh.test"
     zonefile: "mesh.test.zone"
-    request-xfr: {ip}@{pport} NOKEY
+    request-xfr: {ip}@{pport} {key}
     allow-notify: {ip} NOKEY
     provide-xfr: 127.0.0.0/8 NOKEY
 "#,
@@ -195,17 +215,23 @@ fn kdig(args: &[&str]) -> String {
 }
 
 fn node_with(notify: &[SocketAddr]) -> Node {
+    node_allowing(notify, Some("127.0.0.1/32"))
+}
+
+fn node_allowing(notify: &[SocketAddr], allow: Option<&str>) -> Node {
     let notify: Vec<String> = notify.iter().map(|a| a.to_string()).collect();
-    Node::start(
-        "mesh.test",
-        &[
-            ("DNSMESH_AUTH__OPERATOR_TOKEN", OP),
-            ("DNSMESH_DNS__APEX_ADDRESSES", "127.0.0.1"),
-            ("DNSMESH_TRANSFER__ALLOW", "127.0.0.1/32"),
-            ("DNSMESH_TRANSFER__TSIG_KEYS", &format!("{KEY_NAME}:hmac-sha256:{KEY_SECRET}")),
-            ("DNSMESH_TRANSFER__NOTIFY", &notify.join(",")),
-        ],
-    )
+    let key = format!("{KEY_NAME}:hmac-sha256:{KEY_SECRET}");
+    let mut env = vec![
+        ("DNSMESH_AUTH__OPERATOR_TOKEN", OP),
+        ("DNSMESH_DNS__APEX_ADDRESSES", "127.0.0.1"),
+        ("DNSMESH_TRANSFER__TSIG_KEYS", key.as_str()),
+    ];
+    let notify = notify.join(",");
+    env.push(("DNSMESH_TRANSFER__NOTIFY", notify.as_str()));
+    if let Some(a) = allow {
+        env.push(("DNSMESH_TRANSFER__ALLOW", a));
+    }
+    Node::start("mesh.test", &env)
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1, below the kernel's ephemeral range (so
@@ -329,18 +355,27 @@ fn knot_and_nsd_follow_writes_deletes_and_restarts() {
 }
 
 fn start_pair(primary: SocketAddr, knot_port: u16, nsd_port: u16) -> (Daemon, Daemon) {
-    let (k, _) = start_knot_on(primary, knot_port);
-    let (n, _) = start_nsd_on(primary, nsd_port);
+    start_pair_tsig(primary, knot_port, nsd_port, false)
+}
+
+fn start_pair_tsig(
+    primary: SocketAddr,
+    knot_port: u16,
+    nsd_port: u16,
+    tsig: bool,
+) -> (Daemon, Daemon) {
+    let (k, _) = start_knot_on(primary, knot_port, tsig);
+    let (n, _) = start_nsd_on(primary, nsd_port, tsig);
     (k, n)
 }
 
-fn start_knot_on(primary: SocketAddr, port: u16) -> (Daemon, SocketAddr) {
+fn start_knot_on(primary: SocketAddr, port: u16, tsig: bool) -> (Daemon, SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
     for sub in ["run", "db", "zones"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
     }
     let conf = dir.path().join("knot.conf");
-    std::fs::write(&conf, knot_conf(dir.path(), port, primary)).unwrap();
+    std::fs::write(&conf, knot_conf(dir.path(), port, primary, tsig)).unwrap();
     let child = Command::new("knotd")
         .arg("-c")
         .arg(&conf)
@@ -352,10 +387,10 @@ fn start_knot_on(primary: SocketAddr, port: u16) -> (Daemon, SocketAddr) {
     (Daemon { child, log, _dir: dir }, format!("127.0.0.1:{port}").parse().unwrap())
 }
 
-fn start_nsd_on(primary: SocketAddr, port: u16) -> (Daemon, SocketAddr) {
+fn start_nsd_on(primary: SocketAddr, port: u16, tsig: bool) -> (Daemon, SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("nsd.conf");
-    std::fs::write(&conf, nsd_conf(dir.path(), port, primary)).unwrap();
+    std::fs::write(&conf, nsd_conf(dir.path(), port, primary, tsig)).unwrap();
     let check = Command::new("nsd-checkconf").arg(&conf).output().expect("nsd-checkconf");
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let child = Command::new("nsd")
@@ -695,4 +730,56 @@ fn udp_during_axfr() {
     report("without AXFR", false);
     report("during AXFR ", true);
     report("without AXFR", false);
+}
+
+/// With no `allow` list, Knot and NSD transfer with the operator TSIG key: a multi-message
+/// AXFR and then IXFRs, every message signed and checked by the secondary.
+#[test]
+fn knot_and_nsd_transfer_with_the_operator_tsig_key() {
+    let knot_port = daemon_port();
+    let nsd_port = daemon_port();
+    let knot_addr: SocketAddr = format!("127.0.0.1:{knot_port}").parse().unwrap();
+    let nsd_addr: SocketAddr = format!("127.0.0.1:{nsd_port}").parse().unwrap();
+    let n = node_allowing(&[knot_addr, nsd_addr], None);
+    // Enough data for several AXFR messages (~16 KiB each).
+    load(n.http, 1500, 8);
+    let port = n.dns[0].port().to_string();
+    let out = kdig(&["@127.0.0.1", "-p", &port, "mesh.test", "AXFR"]);
+    assert!(out.contains("REFUSED"), "unsigned from loopback is refused without allow: {out}");
+    let (knot, nsd) = start_pair_tsig(n.dns[0], knot_port, nsd_port, true);
+    let both = [knot_addr, nsd_addr];
+    until_all(&both, Duration::from_secs(20), |s| soa_serial(s) == soa_serial(n.dns[0]))
+        .unwrap_or_else(|| panic!("signed AXFR\nknot:\n{}\nnsd:\n{}", knot.log(), nsd.log()));
+    for s in both {
+        assert_eq!(axfr_txt_count(s, "127.0.0.1"), 1500);
+    }
+    for i in 0..5 {
+        let name = format!("signed-{i}.mesh.test");
+        assert_eq!(publish(&n, OP, &name, "v", 300), 201);
+        until_all(&both, Duration::from_secs(2), |s| txt_udp(s, &name) == Some(vec!["v".into()]))
+            .unwrap_or_else(|| panic!("signed IXFR\nknot:\n{}\nnsd:\n{}", knot.log(), nsd.log()));
+    }
+    assert!(metric(&n, "xfr_ixfr") >= 10);
+    assert_eq!(metric(&n, "xfr_refused"), 1);
+    // The transfer key signs queries (the secondaries' SOA checks) but writes nothing.
+    let script = format!(
+        "server 127.0.0.1 {port}\nzone mesh.test\nupdate add evil.mesh.test 60 TXT x\nsend\n"
+    );
+    let mut child = Command::new("nsupdate")
+        .args(["-y", &format!("hmac-sha256:{KEY_NAME}:{KEY_SECRET}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nsupdate (dnsutils)");
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("REFUSED"), "{text}");
+    assert_eq!(txt_udp(n.dns[0], "evil.mesh.test"), Some(vec![]));
+    assert!(knot.log().contains("TSIG") || !knot.log().contains("error"), "{}", knot.log());
 }

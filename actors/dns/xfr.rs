@@ -92,7 +92,8 @@ pub(super) struct XfrShared {
     pub counters: XfrCounters,
 }
 
-fn signer(k: &TransferKey) -> Option<TSigner> {
+/// The TSIG signer of an operator transfer key.
+pub(super) fn signer(k: &TransferKey) -> Option<TSigner> {
     let alg = match k.algorithm.as_str() {
         "hmac-sha256" => TsigAlgorithm::HmacSha256,
         "hmac-sha384" => TsigAlgorithm::HmacSha384,
