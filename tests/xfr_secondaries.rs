@@ -783,3 +783,83 @@ fn knot_and_nsd_transfer_with_the_operator_tsig_key() {
     assert_eq!(txt_udp(n.dns[0], "evil.mesh.test"), Some(vec![]));
     assert!(knot.log().contains("TSIG") || !knot.log().contains("error"), "{}", knot.log());
 }
+
+/// Parse a NOTIFY: (id, serial from the answer SOA).
+fn notify_parts(b: &[u8]) -> Option<(u16, u32)> {
+    let m = hickory_proto::op::Message::from_vec(b).ok()?;
+    if m.metadata.op_code != hickory_proto::op::OpCode::Notify
+        || m.metadata.message_type != hickory_proto::op::MessageType::Query
+    {
+        return None;
+    }
+    let serial = m.answers.iter().find_map(|r| match &r.data {
+        RData::SOA(s) => Some(s.serial),
+        _ => None,
+    })?;
+    Some((m.metadata.id, serial))
+}
+
+fn ack(sock: &std::net::UdpSocket, b: &[u8], to: SocketAddr) {
+    let mut r = b.to_vec();
+    r[2] |= 0x80; // QR
+    r[6..12].fill(0); // no records
+    sock.send_to(&r, to).unwrap();
+}
+
+/// NOTIFY is retried until the secondary answers, and a burst of writes gives at most one
+/// NOTIFY per 200 ms, the last one carrying the final serial.
+#[test]
+fn notify_is_retried_until_acknowledged_and_coalesced() {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = sock.local_addr().unwrap();
+    let n = node_allowing(&[target], None);
+    let mut buf = [0u8; 4096];
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The start-up NOTIFY, unanswered: it comes again (same ID), then we answer.
+    let (len, from) = sock.recv_from(&mut buf).expect("start-up NOTIFY");
+    let (id, serial) = notify_parts(&buf[..len]).expect("a NOTIFY");
+    let t0 = Instant::now();
+    let (len, from2) = sock.recv_from(&mut buf).expect("NOTIFY retried");
+    assert_eq!(notify_parts(&buf[..len]), Some((id, serial)));
+    assert_eq!(from, from2);
+    assert!(t0.elapsed() >= Duration::from_millis(300), "backoff, not a flood");
+    ack(&sock, &buf[..len], from);
+    // Acknowledged: no more NOTIFY for this serial.
+    sock.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    assert!(sock.recv_from(&mut buf).is_err(), "NOTIFY repeated after the acknowledgement");
+
+    // A burst of 30 writes over ~0.6 s (answer every NOTIFY at once).
+    let start = Instant::now();
+    let writer = {
+        let url = n.url();
+        std::thread::spawn(move || {
+            for i in 0..30 {
+                let body = serde_json::json!({"value": "v", "ttl": 60}).to_string();
+                let path = format!("/v1/records/burst-{i}.mesh.test");
+                assert_eq!(http(&url, "POST", &path, Some(OP), &body).unwrap().0, 201);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let mut serials = Vec::new();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    while start.elapsed() < Duration::from_secs(3) {
+        if let Ok((len, from)) = sock.recv_from(&mut buf) {
+            if let Some((_, s)) = notify_parts(&buf[..len]) {
+                serials.push((start.elapsed(), s));
+                ack(&sock, &buf[..len], from);
+            }
+        }
+    }
+    writer.join().unwrap();
+    let window = serials.last().unwrap().0;
+    assert!(
+        serials.len() as u128 <= window.as_millis() / 200 + 2,
+        "coalesced to ≤ 1 per 200 ms: {serials:?}"
+    );
+    assert!(serials.len() >= 2, "{serials:?}");
+    assert_eq!(serials.last().unwrap().1, soa_serial(n.dns[0]).unwrap(), "{serials:?}");
+    for w in serials.windows(2) {
+        assert!(dnsmesh::dnswire::xfr::serial_gt(w[1].1, w[0].1), "{serials:?}");
+    }
+}

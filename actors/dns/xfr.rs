@@ -198,7 +198,9 @@ impl XfrShared {
         let mut set = tokio::task::JoinSet::new();
         for target in self.opts.notify.clone() {
             let me = self.clone();
-            set.spawn(async move { me.notify_loop(target).await });
+            // Subscribed now, so a serial published before the task first runs counts.
+            let rx = self.serial_tx.subscribe();
+            set.spawn(async move { me.notify_loop(target, rx).await });
         }
         set
     }
@@ -215,7 +217,11 @@ impl XfrShared {
         m
     }
 
-    async fn notify_loop(self: Arc<Self>, target: SocketAddr) {
+    async fn notify_loop(
+        self: Arc<Self>,
+        target: SocketAddr,
+        mut rx: tokio::sync::watch::Receiver<u32>,
+    ) {
         let bind: SocketAddr = if target.is_ipv4() {
             "0.0.0.0:0".parse().expect("literal")
         } else {
@@ -232,7 +238,6 @@ impl XfrShared {
             tracing::error!(error = %e, %target, "notify: cannot reach target");
             return;
         }
-        let mut rx = self.serial_tx.subscribe();
         let mut buf = [0u8; 1500];
         loop {
             if rx.changed().await.is_err() {
