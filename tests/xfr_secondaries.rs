@@ -761,6 +761,19 @@ fn knot_and_nsd_transfer_with_the_operator_tsig_key() {
     }
     assert!(metric(&n, "xfr_ixfr") >= 10);
     assert_eq!(metric(&n, "xfr_refused"), 1);
+    // hickory's TSIG verifier over a signed AXFR: every message carries a valid TSIG
+    // chained to the previous one; a signed request for a zone not ours gets a signed
+    // NOTAUTH.
+    let msgs = signed_xfr(n.dns[0], "mesh.test.");
+    assert!(msgs.len() > 1, "multi-message");
+    let txt: usize = msgs
+        .iter()
+        .map(|m| m.answers.iter().filter(|r| r.record_type() == RecordType::TXT).count())
+        .sum();
+    assert_eq!(txt, 1505);
+    let msgs = signed_xfr(n.dns[0], "other.test.");
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].metadata.response_code, hickory_proto::op::ResponseCode::NotAuth);
     // The transfer key signs queries (the secondaries' SOA checks) but writes nothing.
     let script = format!(
         "server 127.0.0.1 {port}\nzone mesh.test\nupdate add evil.mesh.test 60 TXT x\nsend\n"
@@ -861,5 +874,49 @@ fn notify_is_retried_until_acknowledged_and_coalesced() {
     assert_eq!(serials.last().unwrap().1, soa_serial(n.dns[0]).unwrap(), "{serials:?}");
     for w in serials.windows(2) {
         assert!(dnsmesh::dnswire::xfr::serial_gt(w[1].1, w[0].1), "{serials:?}");
+    }
+}
+
+/// A TSIG-signed AXFR of `zone` over TCP with the operator key; every response message is
+/// checked with hickory's TSIG verifier (multi-message chain, RFC 8945 §5.3.1).
+fn signed_xfr(server: SocketAddr, zone: &str) -> Vec<hickory_proto::op::Message> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+    use hickory_proto::rr::{Name, TSigner};
+    use std::io::{Read, Write};
+    use std::str::FromStr;
+    let secret =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, KEY_SECRET).unwrap();
+    let signer =
+        TSigner::new(secret, TsigAlgorithm::HmacSha256, Name::from_str(KEY_NAME).unwrap(), 300)
+            .unwrap();
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    let mut q = Query::new();
+    q.set_name(Name::from_str(zone).unwrap()).set_query_type(RecordType::AXFR);
+    m.add_query(q);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut verifier = m.finalize(&signer, now).unwrap().expect("verifier");
+    let bytes = m.to_vec().unwrap();
+    let mut s = std::net::TcpStream::connect(server).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut f = (bytes.len() as u16).to_be_bytes().to_vec();
+    f.extend_from_slice(&bytes);
+    s.write_all(&f).unwrap();
+    let mut out = Vec::new();
+    let mut soas = 0;
+    loop {
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut b = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut b).unwrap();
+        verifier.verify(&b).unwrap_or_else(|e| panic!("message {}: TSIG: {e}", out.len()));
+        let msg = Message::from_vec(&b).unwrap();
+        soas += msg.answers.iter().filter(|r| r.record_type() == RecordType::SOA).count();
+        let done =
+            msg.metadata.response_code != hickory_proto::op::ResponseCode::NoError || soas >= 2;
+        out.push(msg);
+        if done {
+            return out;
+        }
     }
 }

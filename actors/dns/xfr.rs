@@ -409,13 +409,6 @@ impl XfrShared {
         let q = &req.queries.queries()[0];
         let qname_len = q.name().to_bytes().map(|b| b.len()).unwrap_or(0);
         let qend = 12 + qname_len + 4;
-        let refuse = |code: u8| Answer::One(error_reply(raw, qend, code));
-        if q.query_class() != hickory_proto::rr::DNSClass::IN
-            || q.name().to_lowercase() != self.origin
-        {
-            self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            return refuse(9); // NOTAUTH: not our zone
-        }
         let now = now_secs();
         let mut signer = None;
         if let Some(sig) = req.signature.as_ref() {
@@ -462,9 +455,24 @@ impl XfrShared {
                     return Answer::One(out);
                 }
             }
-        } else if !self.opts.allow.iter().any(|c| c.contains(peer.ip())) {
+        }
+        // From here on, errors to a verified request are signed with its key.
+        let refuse = |code: u8, signer: Option<StreamSigner>| {
+            let mut out = error_reply(raw, qend, code);
+            if let Some(mut s) = signer {
+                s.sign(&mut out);
+            }
+            Answer::One(out)
+        };
+        if q.query_class() != hickory_proto::rr::DNSClass::IN
+            || q.name().to_lowercase() != self.origin
+        {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            return refuse(5);
+            return refuse(9, signer); // NOTAUTH: not our zone
+        }
+        if signer.is_none() && !self.opts.allow.iter().any(|c| c.contains(peer.ip())) {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return refuse(5, None);
         }
         let ixfr_from = if q.query_type() == RecordType::IXFR {
             let soa = req.authorities.iter().find_map(|r| match &r.data {
@@ -473,21 +481,21 @@ impl XfrShared {
             });
             match soa {
                 Some(s) => Some(s),
-                None => return refuse(1), // FORMERR: IXFR needs the client's SOA
+                None => return refuse(1, signer), // FORMERR: IXFR needs the client's SOA
             }
         } else {
             None
         };
         if !stream && ixfr_from.is_none() {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            return refuse(5);
+            return refuse(5, signer);
         }
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            return refuse(2);
+            return refuse(2, signer);
         };
         let plan = {
             let mut g = self.journal.lock();
-            let Some(j) = g.as_mut() else { return refuse(2) };
+            let Some(j) = g.as_mut() else { return refuse(2, signer) };
             let (mut plan, sealed) = j.plan(&self.view, ixfr_from, now as u32);
             if sealed {
                 self.published(j.serial(), j.digest());
