@@ -811,6 +811,7 @@ impl Responder {
     /// The response to `msg` from `peer`, or `None` when it deserves none (a response,
     /// shorter than a header).
     pub async fn answer(&self, msg: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+        self.slow.inner.counters.bump("doh");
         let mut out = Vec::with_capacity(512);
         match self.view.answer(msg, &mut out, true) {
             crate::dnswire::Disposition::Reply { .. } => Some(out),

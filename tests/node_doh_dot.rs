@@ -245,12 +245,11 @@ fn cli_sends_and_receives_with_the_doh_url_as_only_resolver() {
     assert_eq!(dns_answers(&node), dns_before, "the CLI used plain DNS");
     let (s, m) = http(&node.url(), "GET", "/metrics", Some(OP), "").unwrap();
     assert_eq!(s, 200);
-    let doh_posts: u64 = m
+    let doh: u64 = m
         .lines()
-        .find(|l| l.starts_with("dmp_http_requests_total{method=\"POST\",status=\"200\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .find_map(|l| l.strip_prefix("dmp_dns_queries_total{outcome=\"doh\"} ")?.parse().ok())
         .unwrap_or(0);
-    assert!(doh_posts >= 4, "DoH requests seen: {doh_posts}");
+    assert!(doh >= 4, "DoH queries seen: {doh}");
 }
 
 /// Plain DNS answers (UDP + TCP) counted by the node.
