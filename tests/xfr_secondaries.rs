@@ -408,6 +408,11 @@ fn start_nsd_on(primary: SocketAddr, port: u16, tsig: bool) -> (Daemon, SocketAd
 /// Write `count` records (`big-<i>.mesh.test`) with the operator token over `conns`
 /// concurrent keep-alive HTTP/1.1 connections. Returns the elapsed time.
 fn load(http_addr: SocketAddr, count: usize, conns: usize) -> Duration {
+    load_padded(http_addr, count, conns, 0)
+}
+
+/// As [`load`], each value followed by `pad` filler characters.
+fn load_padded(http_addr: SocketAddr, count: usize, conns: usize, pad: usize) -> Duration {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = std::sync::Arc::new(AtomicUsize::new(0));
@@ -422,7 +427,10 @@ fn load(http_addr: SocketAddr, count: usize, conns: usize) -> Duration {
                     if i >= count {
                         return;
                     }
-                    let body = format!(r#"{{"value":"v{i}-0123456789abcdef","ttl":86400}}"#);
+                    let body = format!(
+                        r#"{{"value":"v{i}-0123456789abcdef{}","ttl":86400}}"#,
+                        "p".repeat(pad)
+                    );
                     let req = format!(
                         "POST /v1/records/big-{i}.mesh.test HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OP}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
@@ -673,6 +681,9 @@ fn axfr_once(server: SocketAddr) -> usize {
         let mut b = vec![0u8; u16::from_be_bytes(len) as usize];
         s.read_exact(&mut b).unwrap();
         let msg = hickory_proto::op::Message::from_vec(&b).unwrap();
+        if msg.metadata.response_code != hickory_proto::op::ResponseCode::NoError {
+            return 0;
+        }
         rrs += msg.answers.len();
         soas += msg.answers.iter().filter(|r| r.record_type() == RecordType::SOA).count();
     }
@@ -919,4 +930,67 @@ fn signed_xfr(server: SocketAddr, zone: &str) -> Vec<hickory_proto::op::Message>
             return out;
         }
     }
+}
+
+/// Transfers are capped: clients that ask for a large AXFR and never read hold at most
+/// MAX_CONCURRENT (4) slots, an extra request gets SERVFAIL at once, UDP keeps answering,
+/// and the stalled connections are cut at the idle timeout, freeing the slots.
+#[test]
+fn stalled_transfers_are_capped_and_cut() {
+    use std::io::{Read, Write};
+    let n = Node::start(
+        "mesh.test",
+        &[
+            ("DNSMESH_AUTH__OPERATOR_TOKEN", OP),
+            ("DNSMESH_TRANSFER__ALLOW", "127.0.0.0/8"),
+            ("DNSMESH_DNS__TCP_TIMEOUT_SECS", "1"),
+            ("DNSMESH_LIMITS__LIMIT_LOOPBACK", "true"),
+            ("DNSMESH_LIMITS__HTTP_RATE", "1000000"),
+            ("DNSMESH_LIMITS__HTTP_BURST", "1000000"),
+        ],
+    );
+    // ~12 MB of zone: more than the kernel buffers of a connection can hold.
+    load_padded(n.http, 20_000, 16, 600);
+    let axfr = {
+        let q = query("mesh.test", RecordType::AXFR, None);
+        let mut f = (q.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(&q);
+        f
+    };
+    // Four clients ask and never read (the zone is far larger than the socket buffers).
+    let stalled: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(n.dns[0]).unwrap();
+            s.write_all(&axfr).unwrap();
+            s
+        })
+        .collect();
+    // A fifth concurrent transfer is refused with SERVFAIL once the four hold their
+    // slots (polled: an attempt that still got a slot is dropped, freeing it).
+    let t0 = Instant::now();
+    loop {
+        let mut s = std::net::TcpStream::connect(n.dns[0]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&axfr).unwrap();
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut b = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut b).unwrap();
+        if b[3] & 0x0F == 2 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "no cap on concurrent transfers");
+    }
+    // UDP answers meanwhile.
+    assert_eq!(txt_udp(n.dns[0], "big-7.mesh.test").map(|v| v.len()), Some(1));
+    // The stalled ones are cut at the idle timeout: a full transfer goes through.
+    let t0 = Instant::now();
+    loop {
+        if axfr_once(n.dns[0]) >= 20_000 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "slots never freed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(stalled);
 }
