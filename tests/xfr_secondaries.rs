@@ -994,3 +994,56 @@ fn stalled_transfers_are_capped_and_cut() {
     }
     drop(stalled);
 }
+
+/// The IXFR history survives restarts (clean and `kill -9`): a secondary that was several
+/// versions behind when the node went down still gets an incremental transfer after.
+#[test]
+fn ixfr_history_survives_restarts() {
+    let mut n = Node::start(
+        "mesh.test",
+        &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP), ("DNSMESH_TRANSFER__ALLOW", "127.0.0.0/8")],
+    );
+    let wait_serial_past = |n: &Node, s: u32| {
+        let t0 = Instant::now();
+        while soa_serial(n.dns[0]) == Some(s) {
+            assert!(t0.elapsed() < Duration::from_secs(2), "serial moves after a write");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        soa_serial(n.dns[0]).unwrap()
+    };
+    let s0 = soa_serial(n.dns[0]).unwrap();
+    assert_eq!(publish(&n, OP, "a.mesh.test", "one", 300), 201);
+    let s1 = wait_serial_past(&n, s0);
+    assert_eq!(publish(&n, OP, "b.mesh.test", "two", 300), 201);
+    let s2 = wait_serial_past(&n, s1);
+    for (round, hard) in [(0, false), (1, true)] {
+        if hard {
+            n.kill9();
+        } else {
+            n.term();
+        }
+        n.restart();
+        assert_eq!(soa_serial(n.dns[0]), Some(s2), "round {round}: serial kept");
+        let port = n.dns[0].port().to_string();
+        let out = kdig(&[
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "mesh.test",
+            &format!("IXFR={s0}"),
+            "+noall",
+            "+answer",
+        ]);
+        assert_eq!(lines_with(&out, "\tSOA\t"), 6, "round {round}: two versions\n{out}");
+        assert_eq!(lines_with(&out, "\tTXT\t"), 2, "round {round}\n{out}");
+        assert_eq!(metric(&n, "xfr_axfr"), 0);
+        assert_eq!(metric(&n, "xfr_ixfr"), 1);
+    }
+    assert_eq!(publish(&n, OP, "c.mesh.test", "three", 300), 201);
+    wait_serial_past(&n, s2);
+    let port = n.dns[0].port().to_string();
+    let out =
+        kdig(&["@127.0.0.1", "-p", &port, "mesh.test", &format!("IXFR={s0}"), "+noall", "+answer"]);
+    assert_eq!(lines_with(&out, "\tSOA\t"), 8, "{out}");
+    assert_eq!(lines_with(&out, "\tTXT\t"), 3, "{out}");
+}

@@ -5,8 +5,11 @@
 //!   published (sealed into a version with a new serial) at most every
 //!   [`SEAL_INTERVAL`] by the DNS actor, and at once when a transfer asks.
 //! - Every published serial is written to `data_dir/transfer.serial` with the zone's
-//!   digest; after a restart whose zone matches it, the serial (and so IXFR from it)
-//!   carries on; otherwise the serial jumps past anything published before.
+//!   digest, and each version is appended to `data_dir/transfer.journal` (rewritten
+//!   from the live history when it has grown well past it). After a restart whose zone
+//!   matches the record, the serial and the history carry on (IXFR even for a secondary
+//!   that was behind); otherwise the serial jumps past anything published before and
+//!   the history starts empty.
 //! - AXFR/IXFR run only over TCP/TLS, streamed in messages of about [`MESSAGE_TARGET`]
 //!   bytes, a few at a time, on the connection's task (never on a UDP thread); at most
 //!   [`MAX_CONCURRENT`] transfers at once. Access: a source in `[transfer] allow`, or a
@@ -76,6 +79,12 @@ pub(super) struct XfrCounters {
     pub published: AtomicU64,
 }
 
+#[derive(Default)]
+struct JournalFile {
+    bytes: u64,
+    compacted: u64,
+}
+
 /// Shared by the DNS actor (writes, sealing), the TCP/TLS handlers (transfers) and the
 /// notifier tasks.
 pub(super) struct XfrShared {
@@ -87,6 +96,8 @@ pub(super) struct XfrShared {
     /// `None` until the initial snapshot is in the view.
     journal: parking_lot::Mutex<Option<Journal>>,
     last_seal: parking_lot::Mutex<Instant>,
+    /// Journal file sizes: now, and after the last rewrite.
+    file: parking_lot::Mutex<JournalFile>,
     serial_tx: tokio::sync::watch::Sender<u32>,
     slots: Arc<tokio::sync::Semaphore>,
     pub counters: XfrCounters,
@@ -115,6 +126,7 @@ impl XfrShared {
             keys,
             journal: parking_lot::Mutex::new(None),
             last_seal: parking_lot::Mutex::new(Instant::now()),
+            file: parking_lot::Mutex::new(JournalFile::default()),
             serial_tx,
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT)),
             counters: XfrCounters::default(),
@@ -154,11 +166,69 @@ impl XfrShared {
             continued = saved.is_some_and(|s| s.serial == serial),
             "zone transfer journal starts"
         );
+        let continued = saved.is_some_and(|s| s.serial == serial);
+        let max = self.opts.journal_max_changes.max(1);
+        // The same zone as last published: its history (IXFR for lagging secondaries)
+        // is read back; otherwise the old history describes another zone and goes.
+        let journal = if continued {
+            let bytes = std::fs::read(self.journal_path()).unwrap_or_default();
+            Journal::restore(serial, digest, max, xfr::Version::decode_all(&bytes))
+        } else {
+            Journal::new(serial, digest, max)
+        };
+        tracing::info!(versions = journal.versions(), "zone transfer history restored");
+        self.rewrite_journal(&journal);
         self.view.set_manual_serial();
         self.view.set_serial(serial);
         self.persist(SerialState { serial, digest });
-        *g = Some(Journal::new(serial, digest, self.opts.journal_max_changes.max(1)));
+        *g = Some(journal);
         let _ = self.serial_tx.send(serial);
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.opts.state_path.with_extension("journal")
+    }
+
+    /// Write the whole history to the journal file (at start, and when appends have let
+    /// it grow well past the history it holds).
+    fn rewrite_journal(&self, j: &Journal) {
+        let mut buf = Vec::new();
+        for v in j.history() {
+            v.encode(&mut buf);
+        }
+        let path = self.journal_path();
+        let tmp = path.with_extension("journal.tmp");
+        let res = std::fs::write(&tmp, &buf).and_then(|_| std::fs::rename(&tmp, &path));
+        let mut f = self.file.lock();
+        f.bytes = buf.len() as u64;
+        f.compacted = f.bytes;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, path = %path.display(), "cannot write the transfer journal");
+        }
+    }
+
+    /// Append the newest version to the journal file.
+    fn append_journal(&self, j: &Journal) {
+        use std::io::Write;
+        let Some(v) = j.latest() else { return };
+        let mut buf = Vec::new();
+        v.encode(&mut buf);
+        let grown = {
+            let mut f = self.file.lock();
+            f.bytes += buf.len() as u64;
+            f.bytes > 2 * f.compacted + (4 << 20)
+        };
+        if grown {
+            return self.rewrite_journal(j);
+        }
+        let res = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.journal_path())
+            .and_then(|mut file| file.write_all(&buf));
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "cannot append to the transfer journal");
+        }
     }
 
     fn persist(&self, st: SerialState) {
@@ -174,13 +244,16 @@ impl XfrShared {
     pub(super) fn seal_now(&self) {
         let mut g = self.journal.lock();
         let Some(j) = g.as_mut() else { return };
-        if let Some(serial) = j.seal(&self.view, now_secs() as u32) {
-            self.published(serial, j.digest());
+        if j.seal(&self.view, now_secs() as u32).is_some() {
+            self.published(j);
         }
     }
 
-    fn published(&self, serial: u32, digest: u64) {
+    /// A version was just sealed: serve it, record it, announce it.
+    fn published(&self, j: &Journal) {
+        let (serial, digest) = (j.serial(), j.digest());
         self.view.set_serial(serial);
+        self.append_journal(j);
         self.persist(SerialState { serial, digest });
         *self.last_seal.lock() = Instant::now();
         self.counters.published.fetch_add(1, Ordering::Relaxed);
@@ -498,7 +571,7 @@ impl XfrShared {
             let Some(j) = g.as_mut() else { return refuse(2, signer) };
             let (mut plan, sealed) = j.plan(&self.view, ixfr_from, now as u32);
             if sealed {
-                self.published(j.serial(), j.digest());
+                self.published(j);
             }
             if !stream && !matches!(plan, Plan::UpToDate { .. }) {
                 // RFC 1995 §2: over UDP, the current SOA tells the client to use TCP.

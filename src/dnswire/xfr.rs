@@ -96,6 +96,63 @@ impl Version {
     fn changes(&self) -> usize {
         self.deleted.len() + self.added.len()
     }
+
+    /// Append the version's journal-file record: `J1`, from, to, counts, entries
+    /// (key length u8, key, value length u16, value), then 8 bytes of SHA-256 over all
+    /// of it (a torn or damaged record ends the file).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(b"J1");
+        for v in [self.from, self.to, self.deleted.len() as u32, self.added.len() as u32] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        for (k, v) in self.deleted.iter().chain(&self.added) {
+            out.push(k.len() as u8);
+            out.extend_from_slice(k);
+            out.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            out.extend_from_slice(v);
+        }
+        let sum = Sha256::digest(&out[start..]);
+        out.extend_from_slice(&sum[..8]);
+    }
+
+    /// Decode the records of a journal file, stopping at the first one that is torn,
+    /// damaged or not ours.
+    pub fn decode_all(mut b: &[u8]) -> Vec<Version> {
+        let mut out = Vec::new();
+        while let Some((v, used)) = Self::decode_one(b) {
+            out.push(v);
+            b = &b[used..];
+        }
+        out
+    }
+
+    fn decode_one(b: &[u8]) -> Option<(Version, usize)> {
+        if b.get(..2)? != b"J1" {
+            return None;
+        }
+        let u32_at = |at: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+        };
+        let (from, to, nd, na) = (u32_at(2)?, u32_at(6)?, u32_at(10)?, u32_at(14)?);
+        let mut pos = 18usize;
+        let mut entries = Vec::new();
+        for _ in 0..u64::from(nd) + u64::from(na) {
+            let kl = *b.get(pos)? as usize;
+            let key: Box<[u8]> = b.get(pos + 1..pos + 1 + kl)?.into();
+            pos += 1 + kl;
+            let vl = u16::from_be_bytes(b.get(pos..pos + 2)?.try_into().ok()?) as usize;
+            let value = b.get(pos + 2..pos + 2 + vl)?.to_vec();
+            pos += 2 + vl;
+            entries.push((key, value));
+        }
+        let sum = Sha256::digest(b.get(..pos)?);
+        if b.get(pos..pos + 8)? != &sum[..8] {
+            return None;
+        }
+        let added = entries.split_off(nd as usize);
+        Some((Version { from, to, deleted: entries, added }, pos + 8))
+    }
 }
 
 /// The serial, the zone digest at that serial, the bounded history of versions, and the
@@ -133,6 +190,43 @@ impl Journal {
             max_changes,
             pending: HashMap::new(),
         }
+    }
+
+    /// A journal at `serial` whose history is `versions` (read back from disk): only the
+    /// newest unbroken chain that ends exactly at `serial` is kept, within the cap.
+    pub fn restore(serial: u32, digest: u64, max_changes: usize, versions: Vec<Version>) -> Self {
+        let mut j = Journal::new(serial, digest, max_changes);
+        let mut chain: Vec<Version> = Vec::new();
+        let mut want = serial;
+        for v in versions.into_iter().rev() {
+            if v.to != want {
+                break;
+            }
+            want = v.from;
+            chain.push(v);
+        }
+        chain.reverse();
+        for v in chain {
+            j.changes += v.changes();
+            j.versions.push_back(v);
+        }
+        while j.changes > j.max_changes {
+            match j.versions.pop_front() {
+                Some(v) => j.changes -= v.changes(),
+                None => break,
+            }
+        }
+        j
+    }
+
+    /// The history, oldest first (to rewrite the journal file).
+    pub fn history(&self) -> impl Iterator<Item = &Version> {
+        self.versions.iter()
+    }
+
+    /// The newest version (the one just sealed).
+    pub fn latest(&self) -> Option<&Version> {
+        self.versions.back()
     }
 
     /// The last published serial.
@@ -488,6 +582,37 @@ mod tests {
             p => panic!("{p:?}"),
         }
         assert!(matches!(j.plan(&v, Some(200), 0).0, Plan::UpToDate { serial: 103 }));
+    }
+
+    #[test]
+    fn journal_file_roundtrip_and_restore() {
+        let v = view();
+        let mut j = Journal::new(10, zone_digest(&v), 100);
+        let mut file = Vec::new();
+        for (i, val) in [&b"a"[..], b"b", b"c"].iter().enumerate() {
+            j.note(&v, "x.mesh.test");
+            v.set_txt("x.mesh.test", &[val]);
+            j.seal(&v, 0).unwrap();
+            j.latest().unwrap().encode(&mut file);
+            assert_eq!(j.serial(), 11 + i as u32);
+        }
+        let all = Version::decode_all(&file);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all, j.history().cloned().collect::<Vec<_>>());
+        // A torn tail is dropped; damaged bytes end the file.
+        assert_eq!(Version::decode_all(&file[..file.len() - 1]).len(), 2);
+        let mut bad = file.clone();
+        bad[25] ^= 1;
+        assert_eq!(Version::decode_all(&bad).len(), 0);
+        // Restored at 13: IXFR from 10 works; restored at another serial: no history.
+        let r = Journal::restore(13, j.digest(), 100, all.clone());
+        assert_eq!(r.since(10).unwrap().len(), 3);
+        assert!(Journal::restore(14, 0, 100, all.clone()).since(10).is_none());
+        // The cap applies.
+        assert_eq!(Journal::restore(13, 0, 2, all).versions(), 1);
+        for cut in 0..file.len() {
+            let _ = Version::decode_all(&file[..cut]);
+        }
     }
 
     #[test]
