@@ -38,6 +38,9 @@ use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
 use crate::node::limits::TokenBuckets;
 
 mod tcp;
+mod xfr;
+
+pub use xfr::TransferOptions;
 
 /// Most UDP slow-path messages (UPDATE, TSIG, odd shapes) handled at once.
 const SLOW_INFLIGHT: usize = 512;
@@ -147,6 +150,12 @@ pub struct DnsOptions {
     pub claim_limits: crate::node::claims::ClaimLimits,
     /// Per-TSIG-key delete budget (refilled over `max_ttl`).
     pub tombstones_per_key: usize,
+    /// DNS-over-TLS listen addresses.
+    pub tls_listen: Vec<SocketAddr>,
+    /// PEM certificate chain and key for DNS over TLS.
+    pub tls: Option<(String, String)>,
+    /// Zone transfers and NOTIFY.
+    pub transfer: TransferOptions,
 }
 
 /// Slow-path counters by outcome.
@@ -191,6 +200,8 @@ struct SlowInner {
     delete_buckets: parking_lot::Mutex<TokenBuckets<String>>,
     /// The wall clock (TSIG time, claim expiry); manual in tests.
     clock: crate::clock::Clock,
+    /// `[transfer] tsig_keys`, for signed queries from secondaries (empty scope).
+    transfer_keys: Keyring,
 }
 
 fn rcode_name(r: ResponseCode) -> &'static str {
@@ -234,15 +245,20 @@ impl SlowPath {
         };
         let key_name = sig.name.to_lowercase().to_string();
         let ring = self.inner.keyring.load();
+        // Users' keys first, then the operator's transfer keys (which secondaries use to
+        // sign their SOA queries; their scope is empty: they can write nothing).
         let entry = match ring.get(&key_name) {
             Some(e) if e.expires_at == 0 || e.expires_at > now => e,
-            _ => {
-                return TsigCheck::Failed(TSigResponseContext::unknown_key(
-                    request.metadata.id,
-                    now,
-                    sig.name.clone(),
-                ))
-            }
+            _ => match self.inner.transfer_keys.get(&key_name) {
+                Some(e) => e,
+                None => {
+                    return TsigCheck::Failed(TSigResponseContext::unknown_key(
+                        request.metadata.id,
+                        now,
+                        sig.name.clone(),
+                    ))
+                }
+            },
         };
         let Ok((_, _, range)) = entry.signer.verify_message_byte(request.as_slice(), None, true)
         else {
@@ -353,6 +369,11 @@ impl SlowPath {
         let q = &queries[0];
         let owner = q.original().name().clone();
         let qtype = q.query_type();
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            // Transfers run on the TCP/TLS listeners only (module `xfr`).
+            meta.response_code = ResponseCode::Refused;
+            return self.respond(request, rh, meta, vec![], vec![], ctx).await;
+        }
         let lname = q.name().to_string().to_ascii_lowercase();
         let lname = lname.trim_end_matches('.');
         if !self.inner.origin.zone_of(&Name::from(q.name().clone()))
@@ -899,6 +920,58 @@ pub struct DnsActor {
     ready: bool,
     ready_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     slow_queue_dropped: Arc<AtomicU64>,
+    /// Zone transfers (None when `[transfer]` is not configured).
+    xfr: Option<Arc<xfr::XfrShared>>,
+    seal_scheduled: bool,
+    tls_listeners: Vec<std::net::TcpListener>,
+    tls_bound: Vec<SocketAddr>,
+    tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Answers one DNS message as the TCP listener does (plain queries from the view with no
+/// size truncation, the rest by the slow path); DNS over HTTPS uses it.
+#[derive(Clone)]
+pub struct Responder {
+    view: Arc<ZoneView>,
+    slow: SlowPath,
+}
+
+impl Responder {
+    /// The response to `msg` from `peer`, or `None` when it deserves none (a response,
+    /// shorter than a header).
+    pub async fn answer(&self, msg: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+        self.slow.inner.counters.bump("doh");
+        let mut out = Vec::with_capacity(512);
+        match self.view.answer(msg, &mut out, true) {
+            crate::dnswire::Disposition::Reply { .. } => Some(out),
+            crate::dnswire::Disposition::Drop => None,
+            crate::dnswire::Disposition::Slow => {
+                match Request::from_bytes(msg.to_vec(), peer, Protocol::Tcp) {
+                    Ok(req) => {
+                        let rh = tcp::TcpReply::default();
+                        self.slow
+                            .handle_request::<_, hickory_server::net::runtime::TokioTime>(
+                                &req,
+                                rh.clone(),
+                            )
+                            .await;
+                        let out = rh.slot.lock().take();
+                        out
+                    }
+                    Err(_) => {
+                        self.slow.inner.counters.bump("malformed");
+                        formerr(msg)
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn tls_acceptor(cert: &str, key: &str) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    let cfg = crate::actors::http::tls_config(cert, key)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e:#}")))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
 fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, std::net::TcpListener)> {
@@ -951,6 +1024,21 @@ impl DnsActor {
             })?);
         let origin = Name::from_str(&format!("{}.", opts.zone))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let mut tls_listeners = Vec::new();
+        let mut tls_bound = Vec::new();
+        for a in &opts.tls_listen {
+            let l = std::net::TcpListener::bind(a)?;
+            tls_bound.push(l.local_addr()?);
+            tls_listeners.push(l);
+        }
+        let tls_acceptor = match (&opts.tls, opts.tls_listen.is_empty()) {
+            (Some((cert, key)), false) => Some(tls_acceptor(cert, key)?),
+            _ => None,
+        };
+        let xfr = opts
+            .transfer
+            .enabled()
+            .then(|| xfr::XfrShared::new(view.clone(), origin.clone(), opts.transfer.clone()));
         let slow = SlowPath {
             inner: Arc::new(SlowInner {
                 opts: opts.clone(),
@@ -974,6 +1062,15 @@ impl DnsActor {
                 )),
                 delete_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 clock: crate::clock::Clock::system(),
+                transfer_keys: opts
+                    .transfer
+                    .keys
+                    .iter()
+                    .filter_map(|k| {
+                        let signer = xfr::signer(k)?;
+                        Some((k.name.clone(), KeyEntry { signer, scope: vec![], expires_at: 0 }))
+                    })
+                    .collect(),
             }),
         };
         Ok(DnsActor {
@@ -993,6 +1090,11 @@ impl DnsActor {
             ready: false,
             ready_waiters: Vec::new(),
             slow_queue_dropped: Arc::new(AtomicU64::new(0)),
+            xfr,
+            seal_scheduled: false,
+            tls_listeners,
+            tls_bound,
+            tls_acceptor,
         })
     }
 
@@ -1004,6 +1106,16 @@ impl DnsActor {
             None => tracing::error!("DnsActor::with_clock after start: clock not changed"),
         }
         self
+    }
+
+    /// The DNS-over-TLS addresses actually bound.
+    pub fn tls_bound(&self) -> &[SocketAddr] {
+        &self.tls_bound
+    }
+
+    /// An answerer sharing this actor's view and slow path (for DNS over HTTPS).
+    pub fn responder(&self) -> Responder {
+        Responder { view: self.view.clone(), slow: self.slow.clone() }
     }
 
     /// The addresses actually bound (UDP and TCP share each).
@@ -1052,7 +1164,8 @@ impl DnsActor {
                 limit_loopback: opts.limit_loopback,
             },
         };
-        let shared = tcp::TcpShared::new(tcp_cfg, self.view.clone(), self.slow.clone());
+        let shared =
+            tcp::TcpShared::new(tcp_cfg, self.view.clone(), self.slow.clone(), self.xfr.clone());
         // The accept loops (and through them every connection) end with `self.server`.
         let mut tcp_loops = tokio::task::JoinSet::new();
         for t in &self.tcp {
@@ -1061,14 +1174,27 @@ impl DnsActor {
                 tokio::net::TcpListener::from_std(t)
             }) {
                 Ok(l) => {
-                    tcp_loops.spawn(tcp::accept_loop(l, shared.clone()));
+                    tcp_loops.spawn(tcp::accept_loop(l, shared.clone(), None));
                 }
                 Err(e) => tracing::error!(error = %e, "dns: cannot start TCP listener"),
             }
         }
+        for t in &self.tls_listeners {
+            match t.try_clone().and_then(|t| {
+                t.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(t)
+            }) {
+                Ok(l) => {
+                    tcp_loops.spawn(tcp::accept_loop(l, shared.clone(), self.tls_acceptor.clone()));
+                }
+                Err(e) => tracing::error!(error = %e, "dns: cannot start TLS listener"),
+            }
+        }
+        let notifiers = self.xfr.as_ref().map(|x| x.spawn_notifiers());
         let slow = self.slow.clone();
         self.server = Some(tokio::spawn(async move {
             let _tcp_loops = tcp_loops;
+            let _notifiers = notifiers;
             // Slow-path UDP messages are handled concurrently (an UPDATE waits for its
             // group commit), at most SLOW_INFLIGHT at a time.
             let permits = Arc::new(tokio::sync::Semaphore::new(SLOW_INFLIGHT));
@@ -1164,14 +1290,29 @@ impl Supervised for DnsActor {
 impl Handler<ZoneDelta> for DnsActor {
     type Result = ();
 
-    fn handle(&mut self, msg: ZoneDelta, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: ZoneDelta, ctx: &mut Context<Self>) {
         if !self.seeded_serial {
             self.view.set_serial_floor((msg.last_stored_ms / 1000) as u32);
             self.seeded_serial = true;
         }
-        for (name, values) in &msg.changes {
-            let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
-            self.view.set_txt_at(name, &refs, self.slow.inner.clock.now_secs());
+        if let Some(x) = self.xfr.clone() {
+            if msg.snapshot_complete {
+                x.apply(&msg.changes);
+                x.start(self.view.serial());
+            }
+            // Publish what changed, at most every SEAL_INTERVAL (one NOTIFY each).
+            if !msg.snapshot_complete && x.apply(&msg.changes) && !self.seal_scheduled {
+                self.seal_scheduled = true;
+                ctx.run_later(x.seal_delay(), move |act, _| {
+                    act.seal_scheduled = false;
+                    x.seal_now();
+                });
+            }
+        } else {
+            for (name, values) in &msg.changes {
+                let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+                self.view.set_txt_at(name, &refs, self.slow.inner.clock.now_secs());
+            }
         }
         self.slow.note_claims(&msg.changes);
         if msg.snapshot_complete && !self.ready {
@@ -1249,6 +1390,20 @@ impl Handler<GetStats> for DnsActor {
                 ("rrl_slipped", r(&s.rrl_slipped)),
             ] {
                 *outcomes.entry(k.to_string()).or_insert(0) += v;
+            }
+        }
+        if let Some(x) = &self.xfr {
+            let c = &x.counters;
+            for (k, v) in [
+                ("xfr_axfr", &c.axfr),
+                ("xfr_ixfr", &c.ixfr),
+                ("xfr_current", &c.current),
+                ("xfr_refused", &c.refused),
+                ("xfr_published", &c.published),
+                ("notify_sent", &c.notify_sent),
+                ("notify_acked", &c.notify_acked),
+            ] {
+                outcomes.insert(k.to_string(), v.load(Ordering::Relaxed));
             }
         }
         let mut outcomes: Vec<(String, u64)> = outcomes.into_iter().collect();

@@ -69,6 +69,8 @@ pub struct Peers {
     pub supervisor: Addr<SupervisorActor>,
     pub sync: Addr<super::sync::SyncActor>,
     pub heartbeat: Option<Addr<super::heartbeat::HeartbeatActor>>,
+    /// DNS answers for `/dns-query` (DNS over HTTPS).
+    pub responder: Option<dns::Responder>,
 }
 
 struct State {
@@ -837,7 +839,19 @@ async fn debug_fail(req: HttpRequest, path: web::Path<String>, st: Shared) -> Ht
     HttpResponse::Accepted().json(json!({"ok": true}))
 }
 
-fn tls_config(cert: &str, key: &str) -> anyhow::Result<rustls::ServerConfig> {
+/// DNS over HTTPS (RFC 8484), GET `?dns=` and POST `application/dns-message`
+/// (module `doh`), behind the per-IP limit of the other routes.
+async fn dns_query(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpResponse {
+    if limited(&req, &st, false) {
+        return error(429, "rate limit exceeded");
+    }
+    match (&st.peers.responder, client_ip(&req, &st)) {
+        (Some(r), Some(ip)) => super::doh::handle(&req, &body, r, ip).await,
+        _ => error(503, "dns unavailable"),
+    }
+}
+
+pub(crate) fn tls_config(cert: &str, key: &str) -> anyhow::Result<rustls::ServerConfig> {
     use anyhow::Context as _;
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -1029,6 +1043,7 @@ pub fn start(
             .route("/v1/admin/credentials", web::get().to(admin_list))
             .route("/v1/admin/revoke", web::post().to(admin_revoke))
             .route("/debug/fail/{actor}", web::post().to(debug_fail))
+            .route("/dns-query", web::route().to(dns_query))
             .default_service(web::to(|| async { error(404, "not found") }))
     };
     let mut server = HttpServer::new(factory)

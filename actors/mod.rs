@@ -14,6 +14,7 @@
 pub mod actor_db;
 pub mod auth;
 pub mod dns;
+pub mod doh;
 pub mod heartbeat;
 pub mod http;
 pub mod store;

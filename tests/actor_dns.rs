@@ -58,6 +58,9 @@ fn opts() -> DnsOptions {
             share_per_sender: 10,
         },
         tombstones_per_key: 100,
+        tls_listen: vec![],
+        tls: None,
+        transfer: Default::default(),
     }
 }
 

@@ -15,6 +15,10 @@
 //!   [`SlowPath`] handler, one message at a time per connection, in order.
 //! - `accept` failing for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) backs off
 //!   for [`ACCEPT_BACKOFF`] instead of spinning.
+//! - DNS over TLS (RFC 7858) is the same handler behind a TLS handshake (bounded by the
+//!   idle timeout), with the same table, caps and timeouts.
+//! - AXFR/IXFR requests go to the transfer module (`xfr`), which streams the answer on
+//!   the connection.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,10 +30,11 @@ use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use super::xfr::{self, XfrShared};
 use super::{formerr, truncated_stub, SlowPath};
 use crate::dnswire::{rcode, Disposition, ZoneView};
 use crate::node::tcp_conns::{Admit, ConnLimits, ConnTable};
@@ -55,16 +60,23 @@ pub(super) struct TcpShared {
     epoch: Instant,
     view: Arc<ZoneView>,
     slow: SlowPath,
+    xfr: Option<Arc<XfrShared>>,
 }
 
 impl TcpShared {
-    pub(super) fn new(cfg: TcpConfig, view: Arc<ZoneView>, slow: SlowPath) -> Arc<Self> {
+    pub(super) fn new(
+        cfg: TcpConfig,
+        view: Arc<ZoneView>,
+        slow: SlowPath,
+        xfr: Option<Arc<XfrShared>>,
+    ) -> Arc<Self> {
         Arc::new(TcpShared {
             cfg,
             table: parking_lot::Mutex::new(ConnTable::new(cfg.limits)),
             epoch: Instant::now(),
             view,
             slow,
+            xfr,
         })
     }
 
@@ -94,8 +106,12 @@ fn out_of_resources(e: &std::io::Error) -> bool {
 }
 
 /// Accept connections on `listener` until the task is aborted; the connections it spawned
-/// end with it.
-pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<TcpShared>) {
+/// end with it. With `tls`, each connection is DNS over TLS.
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<TcpShared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut conns = tokio::task::JoinSet::new();
     let mut warned: Option<Instant> = None;
     loop {
@@ -131,8 +147,23 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<TcpShared>) {
                     victim.notify_one();
                 }
                 let slot = Slot { shared: shared.clone(), id };
+                let tls = tls.clone();
                 conns.spawn(async move {
-                    serve(stream, peer, &slot.shared, &clock, &kill).await;
+                    let _ = stream.set_nodelay(true);
+                    let end = Instant::now() + slot.shared.cfg.lifetime;
+                    match tls {
+                        None => serve(stream, peer, &slot.shared, &clock, &kill, end).await,
+                        Some(acceptor) => {
+                            let deadline = (Instant::now() + slot.shared.cfg.idle).min(end);
+                            match bounded(&kill, deadline, acceptor.accept(stream)).await {
+                                Some(tls) => {
+                                    clock.store(slot.shared.now_ms(), Ordering::Relaxed);
+                                    serve(tls, peer, &slot.shared, &clock, &kill, end).await
+                                }
+                                None => slot.shared.bump("tls_handshake_failed"),
+                            }
+                        }
+                    }
                     drop(slot);
                 });
             }
@@ -142,7 +173,7 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<TcpShared>) {
 
 /// Run `io` until `deadline`; `None` when it failed, timed out or the connection was
 /// evicted (the caller closes).
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     kill: &Notify,
     deadline: Instant,
     io: impl std::future::Future<Output = std::io::Result<T>>,
@@ -162,15 +193,14 @@ fn rcode_outcome(code: u16) -> &'static str {
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    mut stream: S,
     peer: SocketAddr,
     shared: &TcpShared,
     clock: &AtomicU64,
     kill: &Notify,
+    end: Instant,
 ) {
-    let _ = stream.set_nodelay(true);
-    let end = Instant::now() + shared.cfg.lifetime;
     let idle = shared.cfg.idle;
     let deadline = || (Instant::now() + idle).min(end);
     let mut msg: Vec<u8> = Vec::new();
@@ -202,6 +232,19 @@ async fn serve(
             Disposition::Slow => {
                 let raw = std::mem::take(&mut msg);
                 match Request::from_bytes(raw.clone(), peer, Protocol::Tcp) {
+                    Ok(req) if xfr::is_transfer(&req) && shared.xfr.is_some() => {
+                        let Some(x) = shared.xfr.as_ref() else { return };
+                        match x.request(&raw, &req, peer, true) {
+                            xfr::Answer::One(reply) => out = reply,
+                            xfr::Answer::Stream(t) => {
+                                if !x.stream(*t, &mut stream, kill, idle, end).await {
+                                    return;
+                                }
+                                clock.store(shared.now_ms(), Ordering::Relaxed);
+                                continue;
+                            }
+                        }
+                    }
                     Ok(req) => {
                         let rh = TcpReply::default();
                         shared
@@ -242,8 +285,8 @@ async fn serve(
 /// A hickory `ResponseHandler` that encodes the slow path's response for the connection
 /// loop to send (a TC stub when it exceeds 65535 bytes).
 #[derive(Clone, Default)]
-struct TcpReply {
-    slot: Arc<parking_lot::Mutex<Option<Vec<u8>>>>,
+pub(super) struct TcpReply {
+    pub(super) slot: Arc<parking_lot::Mutex<Option<Vec<u8>>>>,
 }
 
 #[async_trait::async_trait]

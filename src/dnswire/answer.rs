@@ -151,7 +151,7 @@ fn put_opt(out: &mut Vec<u8>, ext_rcode: u8, dnssec_ok: bool) {
 }
 
 /// Append an RR header whose owner is a pointer to offset `owner`.
-fn put_rr_head(out: &mut Vec<u8>, owner: u16, rtype: u16, ttl: u32, rdlen: u16) {
+pub(super) fn put_rr_head(out: &mut Vec<u8>, owner: u16, rtype: u16, ttl: u32, rdlen: u16) {
     out.extend_from_slice(&(0xC000 | owner).to_be_bytes());
     out.extend_from_slice(&rtype.to_be_bytes());
     out.extend_from_slice(&CLASS_IN.to_be_bytes());
@@ -160,7 +160,7 @@ fn put_rr_head(out: &mut Vec<u8>, owner: u16, rtype: u16, ttl: u32, rdlen: u16) 
 }
 
 /// Patch the RDLENGTH at `at` to cover everything written after it.
-fn patch_rdlen(out: &mut [u8], at: usize) {
+pub(super) fn patch_rdlen(out: &mut [u8], at: usize) {
     let len = out.len().saturating_sub(at + 2);
     put16(out, at, u16::try_from(len).unwrap_or(u16::MAX));
 }
@@ -347,7 +347,7 @@ impl ZoneView {
 }
 
 /// Append one A or AAAA RR per address, owned by the name at `owner`; returns the count.
-fn put_addrs<const N: usize>(
+pub(super) fn put_addrs<const N: usize>(
     out: &mut Vec<u8>,
     owner: u16,
     ttl: u32,

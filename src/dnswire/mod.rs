@@ -19,15 +19,18 @@
 //! - Over TCP (`max_tcp`) a reply above 65535 bytes also becomes a TC stub.
 //! - CD is copied like RD. Apex NS answers carry in-zone A/AAAA glue in ADDITIONAL.
 //! - SOA serial: `max(serial, now)` on each change, no bump within a second
-//!   (see [`ZoneView::set_txt_at`]).
+//!   (see [`ZoneView::set_txt_at`]); with zone transfers on, one serial per published
+//!   version ([`xfr`]).
 
 mod answer;
 mod config;
 pub mod rrl;
+pub mod ttl;
 #[cfg(feature = "net")]
 pub mod udp;
 mod view;
+pub mod xfr;
 
 pub use answer::{rcode, Disposition};
 pub use config::{HostAddrs, ZoneConfig};
-pub use view::{NameState, ZoneView};
+pub use view::{NameState, Snapshot, ZoneView};

@@ -1,7 +1,7 @@
 //! The zone read view: per-name precomputed TXT answer RRs, empty-non-terminal
 //! tracking and the SOA serial.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use dashmap::DashMap;
@@ -42,6 +42,9 @@ pub enum NameState {
     OutOfZone,
 }
 
+/// Every name holding TXT: (relative wire key, answer RRs).
+pub type Snapshot = Vec<(Box<[u8]>, Box<[u8]>)>;
+
 /// The DNS actor's read view of the zone. One writer (the store actor's change feed)
 /// and many readers (the UDP thread, the TCP/UPDATE slow path), all through `&self`.
 ///
@@ -54,6 +57,9 @@ pub struct ZoneView {
     /// Serialises writers so existence checks and ancestor counts stay consistent.
     writer: Mutex<()>,
     serial: AtomicU32,
+    /// When set, changes leave the serial alone: the zone-transfer journal owns it
+    /// ([`ZoneView::set_serial`]), giving every published version its own serial.
+    manual_serial: AtomicBool,
     names: AtomicUsize,
     bytes: AtomicUsize,
 }
@@ -69,7 +75,7 @@ fn secs_u32(now: u64) -> u32 {
 /// Encode a TXT RRset as answer RRs (owner pointer to the question at offset 12).
 /// Values whose RDATA would exceed 65535 bytes cannot be sent and are skipped, as is
 /// anything past 65535 RRs.
-fn build_rrs(values: &[&[u8]], ttl: u32) -> (Box<[u8]>, u16) {
+pub(crate) fn build_rrs(values: &[&[u8]], ttl: u32) -> (Box<[u8]>, u16) {
     let total: usize = values.iter().map(|v| 12 + v.len() + v.len() / 255 + 1).sum();
     let mut out = Vec::with_capacity(total);
     let mut count: u16 = 0;
@@ -97,7 +103,7 @@ fn build_rrs(values: &[&[u8]], ttl: u32) -> (Box<[u8]>, u16) {
 }
 
 /// Decode answer RRs built by [`build_rrs`] back into joined values.
-fn decode_rrs(rrs: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn decode_rrs(rrs: &[u8]) -> Vec<Vec<u8>> {
     let mut values = Vec::new();
     let mut pos = 0usize;
     while let Some(len) = rrs.get(pos + 10..pos + 12) {
@@ -131,6 +137,7 @@ impl ZoneView {
             map: DashMap::with_hasher(FxBuildHasher),
             writer: Mutex::new(()),
             serial: AtomicU32::new(secs_u32(now_secs())),
+            manual_serial: AtomicBool::new(false),
             names: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
         })
@@ -146,11 +153,12 @@ impl ZoneView {
     /// origin or invalid are ignored. Returns whether the zone changed; only then does
     /// the serial move, to `max(serial, now)`.
     ///
-    /// Serial choice: no bump within a second. Two changes in the same second share a
-    /// serial, so the serial never runs ahead of the clock (it is bounded by
-    /// `max(now, restored floor)`). Nothing here transfers zones, and resolvers do not
-    /// compare serials, so a shared serial costs nothing, while an unbounded `+1` per
-    /// change could drift arbitrarily far ahead under a write burst.
+    /// Serial choice without zone transfers: no bump within a second. Two changes in the
+    /// same second share a serial, so the serial never runs ahead of the clock (it is
+    /// bounded by `max(now, restored floor)`); resolvers do not compare serials. With
+    /// `[transfer]` configured the transfer journal owns the serial instead
+    /// ([`ZoneView::set_manual_serial`], `dnswire::xfr`): every published version gets
+    /// its own serial, as secondaries need.
     pub fn set_txt_at(&self, name: &str, values: &[&[u8]], now: u64) -> bool {
         let Some(key) = self.cfg.rel_key(name) else {
             return false;
@@ -212,7 +220,9 @@ impl ZoneView {
                 self.names.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.serial.fetch_max(secs_u32(now), Ordering::Relaxed);
+        if !self.manual_serial.load(Ordering::Relaxed) {
+            self.serial.fetch_max(secs_u32(now), Ordering::Relaxed);
+        }
         true
     }
 
@@ -240,6 +250,39 @@ impl ZoneView {
     /// the serial never goes backwards, even if the clock did).
     pub fn set_serial_floor(&self, floor: u32) {
         self.serial.fetch_max(floor, Ordering::Relaxed);
+    }
+
+    /// Hand the serial to the caller: from now on only [`ZoneView::set_serial`] moves it.
+    pub fn set_manual_serial(&self) {
+        self.manual_serial.store(true, Ordering::Relaxed);
+    }
+
+    /// Set the SOA serial exactly (the transfer journal's published version).
+    pub fn set_serial(&self, serial: u32) {
+        self.serial.store(serial, Ordering::Relaxed);
+    }
+
+    /// Every name holding TXT as (relative wire key, answer RRs), for zone transfers.
+    /// Readers are not blocked; the caller keeps writers out for a consistent copy.
+    pub fn snapshot(&self) -> Snapshot {
+        self.map
+            .iter()
+            .filter(|e| e.value().count > 0)
+            .map(|e| (e.key().clone(), e.value().rrs.clone()))
+            .collect()
+    }
+
+    /// The TXT values of `name` (empty when it has none).
+    pub fn values(&self, name: &str) -> Vec<Vec<u8>> {
+        match self.txt(name) {
+            NameState::Txt(v) => v,
+            _ => Vec::new(),
+        }
+    }
+
+    /// The zone origin as lower-case wire labels with the root terminator.
+    pub fn origin_wire(&self) -> &[u8] {
+        &self.cfg.origin
     }
 
     /// The current SOA serial.

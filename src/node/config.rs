@@ -34,6 +34,21 @@ pub struct Settings {
     pub cluster: ClusterSection,
     pub heartbeat: HeartbeatSection,
     pub debug: DebugSection,
+    pub transfer: TransferSection,
+}
+
+/// `[transfer]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferSection {
+    /// CIDRs allowed to AXFR/IXFR without TSIG.
+    pub allow: Vec<String>,
+    /// Operator transfer keys, `name:hmac-sha256:BASE64SECRET`.
+    pub tsig_keys: Vec<String>,
+    /// Secondaries to NOTIFY, `IP:PORT`.
+    pub notify: Vec<String>,
+    /// Most RR changes kept in the IXFR journal.
+    pub journal_max_changes: usize,
 }
 
 /// `[heartbeat]`
@@ -123,6 +138,8 @@ pub struct DnsSection {
     /// Accept unsigned claims only for recipients registered on this node (the
     /// reference's `DMP_RECEIVER_CLAIM_NOTIFICATIONS`).
     pub receiver_claim_notifications: bool,
+    /// DNS-over-TLS listen addresses (certificate: `[http] tls_cert` / `tls_key`).
+    pub tls_listen: Vec<String>,
 }
 
 /// `[http]`
@@ -288,7 +305,11 @@ impl Settings {
                     .with_list_parse_key("cluster.peers")
                     .with_list_parse_key("heartbeat.seeds")
                     .with_list_parse_key("heartbeat.resolvers")
-                    .with_list_parse_key("heartbeat.seed_urls"),
+                    .with_list_parse_key("heartbeat.seed_urls")
+                    .with_list_parse_key("dns.tls_listen")
+                    .with_list_parse_key("transfer.allow")
+                    .with_list_parse_key("transfer.tsig_keys")
+                    .with_list_parse_key("transfer.notify"),
             );
         }
         let e = |e: config::ConfigError| ConfigError::Load(e.to_string());
@@ -472,6 +493,24 @@ impl Settings {
         if self.node.sweep_interval_secs == 0 {
             return Err(invalid("node.sweep_interval_secs", "must be > 0"));
         }
+        for l in &self.dns.tls_listen {
+            l.parse::<SocketAddr>()
+                .map_err(|_| invalid("dns.tls_listen", format!("{l:?} is not ADDR:PORT")))?;
+        }
+        if !self.dns.tls_listen.is_empty() && self.http.tls_cert.is_empty() {
+            return Err(invalid(
+                "dns.tls_listen",
+                "DNS-over-TLS needs a certificate: set http.tls_cert and http.tls_key",
+            ));
+        }
+        crate::node::transfer::parse_allow(&self.transfer.allow)
+            .map_err(|e| invalid("transfer.allow", e))?;
+        crate::node::transfer::parse_keys(&self.transfer.tsig_keys)
+            .map_err(|e| invalid("transfer.tsig_keys", e))?;
+        for n in &self.transfer.notify {
+            n.parse::<SocketAddr>()
+                .map_err(|_| invalid("transfer.notify", format!("{n:?} is not IP:PORT")))?;
+        }
         Ok(())
     }
 
@@ -493,6 +532,11 @@ impl Settings {
     /// The pinned cluster operator key, if configured.
     pub fn operator_spk(&self) -> Option<[u8; 32]> {
         hex::decode(self.cluster.operator_spk.trim()).ok()?.try_into().ok()
+    }
+
+    /// Parsed DNS-over-TLS listen addresses (validated at load).
+    pub fn dns_tls_listen(&self) -> Vec<SocketAddr> {
+        self.dns.tls_listen.iter().filter_map(|l| l.parse().ok()).collect()
     }
 
     /// Parsed trusted proxies.
@@ -533,6 +577,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("zonee"), "{err}");
+    }
+
+    #[test]
+    fn transfer_and_tls_keys_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let ok = "[transfer]\nallow = [\"127.0.0.0/8\", \"::1\"]\nnotify = [\"127.0.0.1:53\"]\n\
+                  tsig_keys = [\"k:hmac-sha256:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"]\n";
+        std::fs::write(&p, ok).unwrap();
+        let s = Settings::load_with_env(&p, true, &Overrides::default(), false).unwrap();
+        assert_eq!(s.transfer.journal_max_changes, 100_000);
+        assert!(s.dns.tls_listen.is_empty());
+        for (toml, key) in [
+            ("[transfer]\nallow = [\"10.0.0.0/40\"]\n", "transfer.allow"),
+            ("[transfer]\nnotify = [\"nowhere\"]\n", "transfer.notify"),
+            (
+                "[transfer]\ntsig_keys = [\"k:hmac-md5:c2VjcmV0c2VjcmV0c2VjcmV0\"]\n",
+                "transfer.tsig_keys",
+            ),
+            ("[dns]\ntls_listen = [\"127.0.0.1:853\"]\n", "dns.tls_listen"),
+        ] {
+            std::fs::write(&p, toml).unwrap();
+            let err = Settings::load_with_env(&p, true, &Overrides::default(), false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+            assert!(!err.contains("c2VjcmV0"), "{err}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod replay;
 pub mod replication;
 pub mod seed_fetch;
 pub mod tcp_conns;
+pub mod transfer;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,6 +34,8 @@ use config::Settings;
 /// The running node's addresses and the handles to stop it.
 pub struct NodeHandle {
     pub dns: Vec<SocketAddr>,
+    /// DNS-over-TLS addresses bound.
+    pub dot: Vec<SocketAddr>,
     pub http: SocketAddr,
     pub store: Addr<StoreActor>,
     http_server: actix_web::dev::ServerHandle,
@@ -164,11 +167,28 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             share_per_sender: settings.limits.claim_share_per_sender,
         },
         tombstones_per_key: settings.limits.tombstones_per_key,
+        tls_listen: settings.dns_tls_listen(),
+        tls: if settings.http.tls_cert.is_empty() {
+            None
+        } else {
+            Some((settings.http.tls_cert.clone(), settings.http.tls_key.clone()))
+        },
+        transfer: crate::actors::dns::TransferOptions {
+            allow: transfer::parse_allow(&settings.transfer.allow)
+                .map_err(|e| anyhow::anyhow!("transfer.allow: {e}"))?,
+            keys: transfer::parse_keys(&settings.transfer.tsig_keys)
+                .map_err(|e| anyhow::anyhow!("transfer.tsig_keys: {e}"))?,
+            notify: settings.transfer.notify.iter().filter_map(|n| n.parse().ok()).collect(),
+            journal_max_changes: settings.transfer.journal_max_changes,
+            state_path: data_dir.join("transfer.serial"),
+        },
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?
         .with_clock(clock.clone());
     let dns_addrs = dns_actor.bound().to_vec();
+    let dot_addrs = dns_actor.tls_bound().to_vec();
+    let responder = dns_actor.responder();
     let dns = actix::Supervisor::start(move |_| dns_actor);
     // Serve nothing as "ready" before the view holds every stored record.
     dns.send(crate::actors::dns::WhenReady).await.context("DNS actor did not start")?;
@@ -289,6 +309,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         supervisor: supervisor.clone(),
         sync,
         heartbeat,
+        responder: Some(responder),
     };
     let (http_server, http_addr) = http::start(http_opts, peers)
         .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
@@ -305,9 +326,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             event: crate::actors::supervisor::LifecycleEvent::Stopped,
         });
     });
-    tracing::info!(dns = ?dns_addrs, http = %http_addr, zone = %settings.node.zone, "dnsmesh node up");
+    tracing::info!(dns = ?dns_addrs, dot = ?dot_addrs, http = %http_addr, zone = %settings.node.zone, "dnsmesh node up");
     Ok(NodeHandle {
         dns: dns_addrs,
+        dot: dot_addrs,
         http: http_addr,
         store,
         http_server: server_handle,
