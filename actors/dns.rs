@@ -1102,8 +1102,16 @@ impl DnsActor {
     /// before starting the actor.
     pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
         match Arc::get_mut(&mut self.slow.inner) {
-            Some(inner) => inner.clock = clock,
+            Some(inner) => inner.clock = clock.clone(),
             None => tracing::error!("DnsActor::with_clock after start: clock not changed"),
+        }
+        if let Some(x) = self.xfr.as_mut() {
+            match Arc::get_mut(x) {
+                Some(x) => x.clock = clock,
+                None => {
+                    tracing::error!("DnsActor::with_clock after start: transfer clock not changed")
+                }
+            }
         }
         self
     }

@@ -840,11 +840,9 @@ async fn debug_fail(req: HttpRequest, path: web::Path<String>, st: Shared) -> Ht
 }
 
 /// DNS over HTTPS (RFC 8484), GET `?dns=` and POST `application/dns-message`
-/// (module `doh`), behind the per-IP limit of the other routes.
+/// (module `doh`), behind the per-IP limit of the other routes (charged once, by the
+/// ingress middleware: see `charged_here`).
 async fn dns_query(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpResponse {
-    if limited(&req, &st, false) {
-        return error(429, "rate limit exceeded");
-    }
     match (&st.peers.responder, client_ip(&req, &st)) {
         (Some(r), Some(ip)) => super::doh::handle(&req, &body, r, ip).await,
         _ => error(503, "dns unavailable"),

@@ -203,9 +203,10 @@ fn registration_example() {
     assert_eq!(class(s(ex, "slot_owner")), NameClass::SharedPool);
     assert_eq!(class(chunk), NameClass::SharedPool);
     assert_eq!(class(s(ex, "claim_owner")), NameClass::OperatorOnly);
-    assert_eq!(
-        class(s(owners, "rotation_hashed(alice, mesh.example.com)")),
-        NameClass::OperatorOnly
-    );
+    // The reference keeps `rotate.id-<hash16>` operator-only; we let its owner write it
+    // (README, "The CLI next to the reference CLI"), and no one else.
+    let rot = s(owners, "rotation_hashed(alice, mesh.example.com)");
+    assert!(class(rot).owned_by(subject, None), "{rot}");
+    assert!(!class(rot).owned_by("bob@mesh.example.com", None), "{rot}");
     assert_eq!(class(s(owners, "bootstrap(example.com)")), NameClass::Unknown);
 }

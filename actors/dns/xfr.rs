@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TsigError};
 use hickory_proto::rr::{Name, RData, RecordType, TSigResponseContext, TSigner};
@@ -44,10 +44,6 @@ const MESSAGE_TARGET: usize = 16 * 1024;
 const MAX_CONCURRENT: usize = 4;
 /// Messages encoded between two writes of a transfer.
 const BATCH: usize = 8;
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 /// What the transfer side needs from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -101,6 +97,8 @@ pub(super) struct XfrShared {
     serial_tx: tokio::sync::watch::Sender<u32>,
     slots: Arc<tokio::sync::Semaphore>,
     pub counters: XfrCounters,
+    /// Wall time for serials and TSIG (the DNS actor's clock; manual in tests).
+    pub(super) clock: crate::clock::Clock,
 }
 
 /// The TSIG signer of an operator transfer key.
@@ -130,6 +128,7 @@ impl XfrShared {
             serial_tx,
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT)),
             counters: XfrCounters::default(),
+            clock: crate::clock::Clock::system(),
         })
     }
 
@@ -142,7 +141,7 @@ impl XfrShared {
                 j.note(&self.view, name);
             }
             let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
-            self.view.set_txt(name, &refs);
+            self.view.set_txt_at(name, &refs, self.clock.now_secs());
         }
         g.as_ref().is_some_and(|j| j.has_pending())
     }
@@ -244,7 +243,7 @@ impl XfrShared {
     pub(super) fn seal_now(&self) {
         let mut g = self.journal.lock();
         let Some(j) = g.as_mut() else { return };
-        if j.seal(&self.view, now_secs() as u32).is_some() {
+        if j.seal(&self.view, self.clock.now_secs() as u32).is_some() {
             self.published(j);
         }
     }
@@ -395,11 +394,12 @@ struct StreamSigner {
     signer: TSigner,
     prev_mac: Vec<u8>,
     first: bool,
+    clock: crate::clock::Clock,
 }
 
 impl StreamSigner {
     fn sign(&mut self, msg: &mut Vec<u8>) {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let id = u16::from_be_bytes([msg[0], msg[1]]);
         if self.first {
             self.first = false;
@@ -482,7 +482,7 @@ impl XfrShared {
         let q = &req.queries.queries()[0];
         let qname_len = q.name().to_bytes().map(|b| b.len()).unwrap_or(0);
         let qend = 12 + qname_len + 4;
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let mut signer = None;
         if let Some(sig) = req.signature.as_ref() {
             let key_name = sig.name.to_lowercase().to_string();
@@ -499,7 +499,12 @@ impl XfrShared {
             };
             match s.verify_message_byte(req.as_slice(), None, true) {
                 Ok((mac, _, range)) if range.contains(&now) => {
-                    signer = Some(StreamSigner { signer: s.clone(), prev_mac: mac, first: true });
+                    signer = Some(StreamSigner {
+                        signer: s.clone(),
+                        prev_mac: mac,
+                        first: true,
+                        clock: self.clock.clone(),
+                    });
                 }
                 Ok((mac, _, _)) => {
                     self.counters.refused.fetch_add(1, Ordering::Relaxed);
