@@ -30,14 +30,14 @@ pub mod rcode {
     pub const BADVERS: u16 = 16;
 }
 
-const HEADER: usize = 12;
-const TYPE_A: u16 = 1;
-const TYPE_NS: u16 = 2;
-const TYPE_SOA: u16 = 6;
-const TYPE_TXT: u16 = 16;
-const TYPE_AAAA: u16 = 28;
+pub(super) const HEADER: usize = 12;
+pub(super) const TYPE_A: u16 = 1;
+pub(super) const TYPE_NS: u16 = 2;
+pub(super) const TYPE_SOA: u16 = 6;
+pub(super) const TYPE_TXT: u16 = 16;
+pub(super) const TYPE_AAAA: u16 = 28;
 const TYPE_OPT: u16 = 41;
-const TYPE_ANY: u16 = 255;
+pub(super) const TYPE_ANY: u16 = 255;
 const CLASS_IN: u16 = 1;
 /// The UDP payload size we advertise (DNS flag day 2020).
 const OUR_PAYLOAD: u16 = 1232;
@@ -151,7 +151,7 @@ fn put_opt(out: &mut Vec<u8>, ext_rcode: u8, dnssec_ok: bool) {
 }
 
 /// Append an RR header whose owner is a pointer to offset `owner`.
-fn put_rr_head(out: &mut Vec<u8>, owner: u16, rtype: u16, ttl: u32, rdlen: u16) {
+pub(super) fn put_rr_head(out: &mut Vec<u8>, owner: u16, rtype: u16, ttl: u32, rdlen: u16) {
     out.extend_from_slice(&(0xC000 | owner).to_be_bytes());
     out.extend_from_slice(&rtype.to_be_bytes());
     out.extend_from_slice(&CLASS_IN.to_be_bytes());
@@ -160,7 +160,7 @@ fn put_rr_head(out: &mut Vec<u8>, owner: u16, rtype: u16, ttl: u32, rdlen: u16) 
 }
 
 /// Patch the RDLENGTH at `at` to cover everything written after it.
-fn patch_rdlen(out: &mut [u8], at: usize) {
+pub(super) fn patch_rdlen(out: &mut [u8], at: usize) {
     let len = out.len().saturating_sub(at + 2);
     put16(out, at, u16::try_from(len).unwrap_or(u16::MAX));
 }
@@ -214,7 +214,16 @@ impl ZoneView {
             let key = &lower[..rel_len];
             // The zone suffix of the question, for compression pointers (< 12 + 255).
             let zone_off = (HEADER + rel_len) as u16;
-            self.resolve(key, q.qtype, zone_off, out)
+            match &self.sec {
+                Some(sec)
+                    if q.dnssec_ok
+                        || (key.is_empty() && super::signed::dnssec_only_type(q.qtype)) =>
+                {
+                    let qname = &lower[..q.qname_len];
+                    self.resolve_signed(sec, key, qname, q.qtype, zone_off, q.dnssec_ok, out)
+                }
+                _ => self.resolve(key, q.qtype, zone_off, out),
+            }
         } else {
             (rcode::REFUSED, false, 0, 0, 0)
         };
@@ -347,7 +356,7 @@ impl ZoneView {
 }
 
 /// Append one A or AAAA RR per address, owned by the name at `owner`; returns the count.
-fn put_addrs<const N: usize>(
+pub(super) fn put_addrs<const N: usize>(
     out: &mut Vec<u8>,
     owner: u16,
     ttl: u32,

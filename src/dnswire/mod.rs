@@ -22,10 +22,13 @@
 
 mod answer;
 mod config;
+pub mod dnssec;
 pub mod rrl;
+pub mod signed;
 pub mod udp;
 mod view;
 
 pub use answer::{rcode, Disposition};
 pub use config::{HostAddrs, ZoneConfig};
+pub use signed::DnssecSetup;
 pub use view::{NameState, ZoneView};

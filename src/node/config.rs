@@ -34,6 +34,7 @@ pub struct Settings {
     pub cluster: ClusterSection,
     pub heartbeat: HeartbeatSection,
     pub debug: DebugSection,
+    pub dnssec: DnssecSection,
 }
 
 /// `[heartbeat]`
@@ -241,6 +242,33 @@ pub struct DebugSection {
     pub fault_injection: bool,
 }
 
+/// `[dnssec]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecSection {
+    /// Sign the zone (keys are created in the data dir on first start).
+    pub enabled: bool,
+    /// 13 = ECDSA P-256 SHA-256, 15 = Ed25519.
+    pub algorithm: u8,
+    /// Validity of every RRSIG, days; signatures are remade after half of it.
+    pub signature_validity_days: u64,
+    /// Days a ZSK signs before the pre-published successor takes over.
+    pub zsk_lifetime_days: u64,
+    /// Testing only: ZSK lifetime in seconds, overriding `zsk_lifetime_days` when > 0.
+    pub zsk_lifetime_secs: u64,
+}
+
+impl DnssecSection {
+    /// The effective ZSK lifetime in seconds.
+    pub fn zsk_lifetime(&self) -> u64 {
+        if self.zsk_lifetime_secs > 0 {
+            self.zsk_lifetime_secs
+        } else {
+            self.zsk_lifetime_days.saturating_mul(86_400)
+        }
+    }
+}
+
 /// The defaults: exactly the shipped `dnsmesh.toml`, which is embedded in the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../dnsmesh.toml");
 
@@ -346,6 +374,21 @@ impl Settings {
         }
         if self.dns.soa_rname.trim().is_empty() {
             self.dns.soa_rname = format!("hostmaster.{}", self.node.zone);
+        }
+        if !matches!(self.dnssec.algorithm, 13 | 15) {
+            return Err(invalid(
+                "dnssec.algorithm",
+                format!("{}: expected 13 (ECDSA P-256) or 15 (Ed25519)", self.dnssec.algorithm),
+            ));
+        }
+        if !(1..=365).contains(&self.dnssec.signature_validity_days) {
+            return Err(invalid("dnssec.signature_validity_days", "must be 1..=365 (days)"));
+        }
+        if self.dnssec.zsk_lifetime_days == 0 {
+            return Err(invalid("dnssec.zsk_lifetime_days", "must be > 0 (days)"));
+        }
+        if self.dnssec.zsk_lifetime_secs != 0 && self.dnssec.zsk_lifetime_secs < 3 {
+            return Err(invalid("dnssec.zsk_lifetime_secs", "must be 0 (unset) or >= 3"));
         }
         if self.dns.max_udp_payload < 512 {
             return Err(invalid("dns.max_udp_payload", "must be at least 512 (bytes)"));
