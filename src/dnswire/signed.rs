@@ -326,7 +326,12 @@ impl ZoneView {
                 count += 1;
             }
         }
-        *sec.resigned.lock().unwrap_or_else(|p| p.into_inner()) = Some((active, now));
+        // Remember when the zone was first fully signed by this key (not every pass:
+        // the retired key may go only once that moment is `prepublish` old).
+        let mut done = sec.resigned.lock().unwrap_or_else(|p| p.into_inner());
+        if done.is_none_or(|(tag, _)| tag != active) {
+            *done = Some((active, now));
+        }
         count
     }
 
