@@ -22,6 +22,8 @@ pub enum Disposition {
 pub mod rcode {
     /// No error.
     pub const NOERROR: u16 = 0;
+    /// Format error (an explicit NXNAME query to a signed zone, RFC 9824 §3.5).
+    pub const FORMERR: u16 = 1;
     /// Name does not exist.
     pub const NXDOMAIN: u16 = 3;
     /// Query refused (outside the zone).
@@ -217,6 +219,7 @@ impl ZoneView {
             match &self.sec {
                 Some(sec)
                     if q.dnssec_ok
+                        || q.qtype == super::dnssec::TYPE_NXNAME
                         || (key.is_empty() && super::signed::dnssec_only_type(q.qtype)) =>
                 {
                     let qname = &lower[..q.qname_len];

@@ -354,6 +354,10 @@ impl ZoneView {
         dnssec_ok: bool,
         out: &mut Vec<u8>,
     ) -> (u16, bool, u16, u16, u16) {
+        if qtype == TYPE_NXNAME {
+            // RFC 9824 §3.5: an explicit query for the NXNAME meta-type is a FORMERR.
+            return (super::rcode::FORMERR, false, 0, 0, 0);
+        }
         let cfg = &self.cfg;
         let ttl = cfg.ttl;
         let apex = sec.apex.load();
