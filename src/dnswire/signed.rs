@@ -300,7 +300,9 @@ impl ZoneView {
             let _g = sec.apex_lock.lock().unwrap_or_else(|p| p.into_inner());
             let cur = sec.apex.load();
             if changed
-                || needs_resign(&cur.soa, now, sec.validity, active)
+                // NS is signed only here (the SOA also on every serial change), so its
+                // signature dates the whole apex set.
+                || needs_resign(&cur.ns, now, sec.validity, active)
                 || needs_resign(&cur.dnskey_sig, now, sec.validity, keys.ksk.tag)
             {
                 sec.apex.store(Arc::new(sec.build_apex(&self.cfg, self.serial(), now)));
@@ -360,7 +362,6 @@ impl ZoneView {
         }
         let cfg = &self.cfg;
         let ttl = cfg.ttl;
-        let apex = sec.apex.load();
         let sig = |out: &mut Vec<u8>, owner: u16, ttl: u32, rd: &[u8]| -> u16 {
             if !dnssec_ok || rd.is_empty() {
                 return 0;
@@ -383,6 +384,7 @@ impl ZoneView {
             }
             None => false,
         };
+        let apex = sec.apex.load();
         let mut types = [0u16; 16];
         let mut nt = 0usize;
         let mut add = |t: u16| {
@@ -614,4 +616,97 @@ pub(crate) fn wire_to_dotted(wire: &[u8]) -> String {
         s.push('.');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::dnssec::{sig_expiry_and_tag, ALG_ECDSAP256SHA256};
+    use super::super::ZoneConfig;
+    use super::*;
+
+    const DAY: u64 = 86_400;
+
+    fn view(now: u64) -> ZoneView {
+        let cfg = ZoneConfig::new(
+            "mesh.test",
+            "ns1.mesh.test",
+            "hostmaster.mesh.test",
+            &["ns1.mesh.test"],
+        );
+        let setup = DnssecSetup {
+            keys: KeySet::generate(ALG_ECDSAP256SHA256, now).unwrap(),
+            validity_secs: 14 * DAY,
+            zsk_lifetime_secs: 90 * DAY,
+            persist: None,
+        };
+        ZoneView::new_signed(&cfg, setup).unwrap()
+    }
+
+    fn txt_sig(v: &ZoneView, key: &[u8]) -> (u32, u16) {
+        sig_expiry_and_tag(&v.map.get(key).unwrap().sig).unwrap()
+    }
+
+    #[test]
+    fn background_pass_resigns_past_half_validity_and_after_a_roll() {
+        let t0 = now_secs();
+        let v = view(t0);
+        assert!(v.set_txt_at("a.mesh.test", &[b"x"], t0));
+        let (exp0, tag0) = txt_sig(&v, b"\x01a");
+        assert_eq!(u64::from(exp0), t0 + 14 * DAY);
+        // Fresh signatures are left alone.
+        assert_eq!(v.dnssec_pass(t0 + DAY), 0);
+        assert_eq!(txt_sig(&v, b"\x01a"), (exp0, tag0));
+        // Past half of the validity: the TXT RRset and the apex are re-signed.
+        let t1 = t0 + 8 * DAY;
+        assert!(v.dnssec_pass(t1) >= 2);
+        assert_eq!(txt_sig(&v, b"\x01a"), ((t1 + 14 * DAY) as u32, tag0));
+        // At the end of the ZSK lifetime a successor was published and now signs.
+        let sec = v.sec.as_ref().unwrap();
+        let t2 = t0 + 90 * DAY - 1000;
+        v.dnssec_pass(t2);
+        assert_eq!(sec.keys.load().zsks.len(), 2, "successor pre-published");
+        assert_eq!(txt_sig(&v, b"\x01a").1, tag0, "old key still signs");
+        // (Generated late, it activates one pre-publish time after it was published.)
+        let t3 = t0 + 90 * DAY + 3000;
+        v.dnssec_pass(t3);
+        let (_, tag1) = txt_sig(&v, b"\x01a");
+        assert_ne!(tag1, tag0, "re-signed with the successor");
+        assert_eq!(sec.keys.load().zsks.len(), 2, "old key kept while caches may hold it");
+        v.dnssec_pass(t3 + 2 * 3600 + 200);
+        let keys = sec.keys.load();
+        assert_eq!(keys.zsks.len(), 1);
+        assert_eq!(keys.zsks[0].tag, tag1);
+    }
+
+    #[test]
+    fn do1_answers_carry_rrsig_and_compact_denial() {
+        let v = view(now_secs());
+        v.set_txt("a.b.mesh.test", &[b"x"]);
+        let q = |name: &[u8], qtype: u16, dnssec_ok: bool| {
+            let mut m = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+            m.extend_from_slice(name);
+            m.extend_from_slice(&qtype.to_be_bytes());
+            // Class IN, then OPT: root owner, type 41, payload 1232, DO as asked, no options.
+            m.extend_from_slice(&[0, 1, 0, 0, 41, 4, 0xd0, 0, 0]);
+            m.extend_from_slice(&[if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+            let mut out = Vec::new();
+            let d = v.answer(&m, &mut out, true);
+            (d, out)
+        };
+        let has_type =
+            |out: &[u8], t: u16| out.windows(4).any(|w| w == [(t >> 8) as u8, t as u8, 0, 1]);
+        let (_, out) = q(b"\x01a\x01b\x04mesh\x04test\x00", TYPE_TXT, true);
+        assert!(has_type(&out, TYPE_RRSIG));
+        let (_, out) = q(b"\x01a\x01b\x04mesh\x04test\x00", TYPE_TXT, false);
+        assert!(!has_type(&out, TYPE_RRSIG));
+        // A name that does not exist: NOERROR + NSEC for DO=1, NXDOMAIN for DO=0.
+        let (d, out) = q(b"\x02zz\x04mesh\x04test\x00", TYPE_TXT, true);
+        assert_eq!(d, super::super::Disposition::Reply { rcode: super::super::rcode::NOERROR });
+        assert!(has_type(&out, TYPE_NSEC) && has_type(&out, TYPE_RRSIG));
+        let (d, _) = q(b"\x02zz\x04mesh\x04test\x00", TYPE_TXT, false);
+        assert_eq!(d, super::super::Disposition::Reply { rcode: super::super::rcode::NXDOMAIN });
+        // Explicit NXNAME: FORMERR.
+        let (d, _) = q(b"\x02zz\x04mesh\x04test\x00", TYPE_NXNAME, true);
+        assert_eq!(d, super::super::Disposition::Reply { rcode: super::super::rcode::FORMERR });
+    }
 }
