@@ -84,6 +84,22 @@ pub(crate) struct ZoneSigner {
     /// (key tag, finish time) of the last complete re-signing pass.
     resigned: Mutex<Option<(u16, u64)>>,
     persist: Option<PersistKeys>,
+    /// Recently signed compact-denial NSECs, direct-mapped by a hash of the NSEC RDATA
+    /// (which fixes the owner and the bitmap): a name polled while absent (a mailbox
+    /// slot, say) costs one signature per `NSEC_REUSE` instead of one per query.
+    nsec_cache: Box<[Mutex<Option<CachedNsec>>]>,
+}
+
+/// Slots of the NSEC signature cache (at most ~300 bytes each when full).
+const NSEC_SLOTS: usize = 8192;
+/// How long a cached NSEC signature is served (its validity is far longer).
+const NSEC_REUSE: u64 = 3600;
+
+struct CachedNsec {
+    rdata: Box<[u8]>,
+    sig: Box<[u8]>,
+    tag: u16,
+    until: u64,
 }
 
 thread_local! {
@@ -150,6 +166,7 @@ impl ZoneSigner {
             policy,
             resigned: Mutex::new(None),
             persist: setup.persist,
+            nsec_cache: (0..NSEC_SLOTS).map(|_| Mutex::new(None)).collect(),
         };
         let apex = signer.build_apex(cfg, serial, now);
         signer.apex.store(Arc::new(apex));
@@ -562,6 +579,21 @@ impl ZoneView {
         out.extend_from_slice(rdata);
         let sig_at = out.len();
         put_rr_head(out, HEADER as u16, TYPE_RRSIG, ttl, 0);
+        let slot = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = rustc_hash::FxBuildHasher.build_hasher();
+            h.write(rdata);
+            &sec.nsec_cache[h.finish() as usize % NSEC_SLOTS]
+        };
+        if let Ok(cached) = slot.lock() {
+            if let Some(c) = cached.as_ref() {
+                if &*c.rdata == rdata && c.tag == zsk.tag && now < c.until {
+                    out.extend_from_slice(&c.sig);
+                    patch_rdlen(out, sig_at + 10);
+                    return 2;
+                }
+            }
+        }
         let w = window(now, sec.validity);
         let signed = SCRATCH.with(|s| {
             let mut scratch = s.borrow_mut();
@@ -582,6 +614,14 @@ impl ZoneView {
             return 0;
         }
         patch_rdlen(out, sig_at + 10);
+        if let (Ok(mut cached), Some(sig)) = (slot.lock(), out.get(sig_at + 10 + 2..)) {
+            *cached = Some(CachedNsec {
+                rdata: rdata.into(),
+                sig: sig.into(),
+                tag: zsk.tag,
+                until: now + NSEC_REUSE.min(sec.validity / 4),
+            });
+        }
         2
     }
 }
@@ -703,6 +743,10 @@ mod tests {
         let (d, out) = q(b"\x02zz\x04mesh\x04test\x00", TYPE_TXT, true);
         assert_eq!(d, super::super::Disposition::Reply { rcode: super::super::rcode::NOERROR });
         assert!(has_type(&out, TYPE_NSEC) && has_type(&out, TYPE_RRSIG));
+        // The NSEC signature is reused for the same name (ECDSA signatures are randomised,
+        // so equal bytes mean the cache answered).
+        let (_, again) = q(b"\x02zz\x04mesh\x04test\x00", TYPE_TXT, true);
+        assert_eq!(again, out);
         let (d, _) = q(b"\x02zz\x04mesh\x04test\x00", TYPE_TXT, false);
         assert_eq!(d, super::super::Disposition::Reply { rcode: super::super::rcode::NXDOMAIN });
         // Explicit NXNAME: FORMERR.
