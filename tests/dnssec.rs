@@ -160,6 +160,7 @@ fn signed_zone_validates_in_unbound_and_delv_after_writes_and_restart() {
     assert_delv(s, &anchor, "mesh.test", "NS", "; fully validated");
     assert_delv(s, &anchor, "mesh.test", "TXT", "; negative response, fully validated");
     assert_delv(s, &anchor, "mesh.test", "CDS", "; fully validated");
+    assert_delv(s, &anchor, "alice.mesh.test", "NSEC", "; fully validated");
     assert_delv(s, &anchor, "mesh.test", "CDNSKEY", "; fully validated");
     // Over 1232 bytes signed: TC over UDP, then TCP; still validates.
     assert_delv(s, &anchor, "slot-1.mb-1.mesh.test", "TXT", "; fully validated");

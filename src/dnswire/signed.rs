@@ -524,6 +524,14 @@ impl ZoneView {
             }
         }
         let neg_ttl = ttl.min(cfg.minimum);
+        if dnssec_ok && qtype == TYPE_NSEC {
+            // The name's own NSEC is its answer (a NODATA for NSEC would contradict the
+            // bitmap, which lists NSEC).
+            let n = self.put_nsec(sec, qname, &types[..nt], neg_ttl, out);
+            if n > 0 {
+                return (super::rcode::NOERROR, true, n, 0, 0);
+            }
+        }
         self.put_soa_serial(out, zone_off, neg_ttl, apex.serial);
         let mut ns = 1 + sig(out, zone_off, neg_ttl, &apex.soa);
         if dnssec_ok {
