@@ -563,6 +563,29 @@ mod tests {
     }
 
     #[test]
+    fn dnssec_defaults_and_bad_values() {
+        let none = Path::new("/nonexistent.toml");
+        let s = Settings::load_with_env(none, false, &Overrides::default(), false).unwrap();
+        let d = &s.dnssec;
+        assert!(!d.enabled);
+        assert_eq!((d.algorithm, d.signature_validity_days, d.zsk_lifetime_days), (13, 14, 90));
+        assert_eq!(d.zsk_lifetime(), 90 * 86_400);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        for (body, key) in [
+            ("algorithm = 8", "dnssec.algorithm"),
+            ("signature_validity_days = 0", "dnssec.signature_validity_days"),
+            ("zsk_lifetime_days = 0", "dnssec.zsk_lifetime_days"),
+        ] {
+            std::fs::write(&p, format!("[dnssec]\nenabled = true\n{body}\n")).unwrap();
+            let err = Settings::load_with_env(&p, true, &Overrides::default(), false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{body}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let ov = Overrides { dns_listen: vec!["nonsense".into()], ..Default::default() };
         let err = Settings::load_with_env(Path::new("/nonexistent.toml"), false, &ov, false)
