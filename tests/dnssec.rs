@@ -165,6 +165,23 @@ fn signed_zone_validates_in_unbound_and_delv_after_writes_and_restart() {
     // Over 1232 bytes signed: TC over UDP, then TCP; still validates.
     assert_delv(s, &anchor, "slot-1.mb-1.mesh.test", "TXT", "; fully validated");
 
+    // The signed answer of the big record exceeds the 1232-byte cap: TC over UDP (the
+    // unsigned one fits), the whole signed answer over TCP.
+    for (payload, dnssec_ok, tc) in [(1232, true, true), (4096, true, true), (1232, false, false)] {
+        let mut q = query("slot-1.mb-1.mesh.test.", RecordType::TXT, Some(payload));
+        let n = q.len();
+        if dnssec_ok {
+            q[n - 4] |= 0x80;
+        }
+        let udp = udp_exchange(s, &q);
+        assert!(udp.len() <= 1232, "{} bytes", udp.len());
+        assert_eq!(parse(&udp).metadata.truncation, tc, "payload {payload} DO {dnssec_ok}");
+        let tcp = parse(&tcp_exchange(s, &[q])[0]);
+        assert!(!tcp.metadata.truncation);
+        let sigs = tcp.answers.iter().filter(|a| a.record_type() == RecordType::RRSIG).count();
+        assert_eq!(sigs, usize::from(dnssec_ok));
+    }
+
     let ub_anchor = ds.replace(" IN DS ", " DS ");
     let ub = start_unbound_validating(&[(ZONE, s)], &[&ub_anchor]);
     let r = assert_secure(ub.addr, "alice.mesh.test.", RecordType::TXT, true);
