@@ -332,3 +332,36 @@ fn do0_answers_are_byte_identical_to_the_unsigned_node() {
     let r = parse(&udp_exchange(plain.dns[0], &q));
     assert!(r.answers.iter().all(|a| a.record_type() != RecordType::RRSIG), "{r:?}");
 }
+
+#[test]
+fn ed25519_zone_validates_and_the_algorithm_is_fixed_once_keys_exist() {
+    let mut n = Node::start(ZONE, &signed_env(&[("DNSMESH_DNSSEC__ALGORITHM", "15")]));
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = admin_ds(n.data_dir());
+    assert_eq!(ds.split_whitespace().nth(4), Some("15"), "{ds}");
+    let anchor = delv_anchor(tmp.path(), &ds);
+    assert_eq!(publish(&n, OP, "alice.mesh.test", "v=dmp1;t=identity;d=AAAA", 3600), 201);
+    assert_delv(n.dns[0], &anchor, "alice.mesh.test", "TXT", "; fully validated");
+    assert_delv(
+        n.dns[0],
+        &anchor,
+        "nobody.mesh.test",
+        "TXT",
+        "; negative response, fully validated",
+    );
+    n.term();
+    // Restarting with another algorithm is refused, naming the key (no silent re-keying).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dnsmesh-node"))
+        .arg("--config")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dnsmesh.toml"))
+        .args(["--zone", ZONE, "--data-dir"])
+        .arg(n.data_dir())
+        .args(["--dns-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .env("DNSMESH_DNSSEC__ENABLED", "true")
+        .env("DNSMESH_DNSSEC__ALGORITHM", "13")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dnssec.algorithm = 13") && err.contains("algorithm 15"), "{err}");
+}

@@ -85,9 +85,9 @@ EOF
   knotd -c "$d/knot.conf" >"$d/knot.log" 2>&1 &
   KS_PID=$!
   STARTED_PIDS+=("$KS_PID")
-  wait_dns "$KS_PORT" 60 || { cat "$d/knot.log" >&2; die "knotd ($name) did not answer"; }
+  wait_dns "$KS_PORT" "${KNOT_WAIT:-900}" || { cat "$d/knot.log" >&2; die "knotd ($name) did not answer"; }
   # Automatic signing happens after load: wait for the RRSIG on a hit.
-  local hit deadline=$(( $(date +%s) + 120 ))
+  local hit deadline=$(( $(date +%s) + ${KNOT_WAIT:-900} ))
   hit="$(head -n1 "$WORK/z/records.tsv" | cut -f1)"
   until dig @127.0.0.1 -p "$KS_PORT" +norec +dnssec +time=2 +tries=1 "$hit" TXT | grep -q 'RRSIG'; do
     [ "$(date +%s)" -lt "$deadline" ] || { cat "$d/knot.log" >&2; die "knotd ($name) never signed"; }
