@@ -1189,7 +1189,10 @@ impl Handler<ZoneDelta> for DnsActor {
             self.view.set_serial_floor((msg.last_stored_ms / 1000) as u32);
             self.seeded_serial = true;
         }
-        self.view.set_txt_batch(&msg.changes);
+        for (name, values) in &msg.changes {
+            let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+            self.view.set_txt(name, &refs);
+        }
         self.slow.note_claims(&msg.changes);
         if msg.snapshot_complete && !self.ready {
             self.ready = true;

@@ -727,31 +727,6 @@ mod tests {
     }
 
     #[test]
-    fn a_large_batch_is_signed_in_parallel_like_single_writes() {
-        let t0 = now_secs();
-        let (batch, single) = (view(t0), view(t0));
-        let changes: Vec<(String, Vec<String>)> = (0..1000)
-            .map(|i| (format!("n{i}.mb.mesh.test"), vec![format!("v{i}"), "w".into()]))
-            .chain(std::iter::once(("out.of.zone".to_string(), vec!["x".to_string()])))
-            .collect();
-        batch.set_txt_batch(&changes);
-        for (name, values) in &changes {
-            let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
-            single.set_txt(name, &refs);
-        }
-        assert_eq!(batch.len(), 1000);
-        assert_eq!(batch.approx_bytes(), single.approx_bytes());
-        let tag = batch.sec.as_ref().unwrap().keys.load().zsks[0].tag;
-        for e in batch.map.iter() {
-            let other = single.map.get(e.key()).unwrap();
-            assert_eq!((&e.rrs, e.count, e.desc), (&other.rrs, other.count, other.desc));
-            if e.count > 0 {
-                assert_eq!(sig_expiry_and_tag(&e.sig).unwrap().1, tag);
-            }
-        }
-    }
-
-    #[test]
     fn do1_answers_carry_rrsig_and_compact_denial() {
         let v = view(now_secs());
         v.set_txt("a.b.mesh.test", &[b"x"]);

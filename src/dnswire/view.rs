@@ -174,54 +174,6 @@ impl ZoneView {
         };
         let (rrs, count) = build_rrs(values, self.cfg.ttl);
         let sig = if count > 0 { self.sign_txt(&key, &rrs, now) } else { Box::default() };
-        self.apply(key, rrs, count, sig, now)
-    }
-
-    /// Apply a batch of changes (name, values) from the store's feed, with the clock.
-    /// In a signed zone a large batch (the initial snapshot after a start) is encoded
-    /// and signed on every CPU first, then applied in order.
-    pub fn set_txt_batch(&self, changes: &[(String, Vec<String>)]) {
-        let now = now_secs();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-        if self.sec.is_none() || changes.len() < 256 || threads < 2 {
-            for (name, values) in changes {
-                let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
-                self.set_txt_at(name, &refs, now);
-            }
-            return;
-        }
-        type Prepared = (Vec<u8>, Box<[u8]>, u16, Box<[u8]>);
-        let chunk = changes.len().div_ceil(threads);
-        let prepared: Vec<Vec<Prepared>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = changes
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        let mut out = Vec::with_capacity(part.len());
-                        for (name, values) in part {
-                            let Some(key) = self.cfg.rel_key(name) else { continue };
-                            let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
-                            let (rrs, count) = build_rrs(&refs, self.cfg.ttl);
-                            let sig = if count > 0 {
-                                self.sign_txt(&key, &rrs, now)
-                            } else {
-                                Box::default()
-                            };
-                            out.push((key, rrs, count, sig));
-                        }
-                        out
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-        });
-        for (key, rrs, count, sig) in prepared.into_iter().flatten() {
-            self.apply(key, rrs, count, sig, now);
-        }
-    }
-
-    /// Put one name's encoded (and signed) RRset into the map; see [`ZoneView::set_txt_at`].
-    fn apply(&self, key: Vec<u8>, rrs: Box<[u8]>, count: u16, sig: Box<[u8]>, now: u64) -> bool {
         let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let old_len = match self.map.get(key.as_slice()) {
             Some(node) if node.count > 0 => {
