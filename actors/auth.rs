@@ -168,6 +168,13 @@ pub struct AuthActor {
     clock: Clock,
 }
 
+/// Load an existing node key (32 bytes); never creates one.
+pub fn load_node_key(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    std::fs::read(path)?.try_into().map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "node key must be 32 bytes")
+    })
+}
+
 /// Load the node key (32 bytes, mode 0600), creating it on first start.
 pub fn load_or_create_node_key(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
     if let Ok(bytes) = std::fs::read(path) {

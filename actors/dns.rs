@@ -156,6 +156,8 @@ pub struct DnsOptions {
     pub tls: Option<(String, String)>,
     /// Zone transfers and NOTIFY.
     pub transfer: TransferOptions,
+    /// `[dnssec]`: sign the zone with these keys (`None` = unsigned).
+    pub dnssec: Option<crate::dnswire::DnssecSetup>,
 }
 
 /// Slow-path counters by outcome.
@@ -974,6 +976,28 @@ fn tls_acceptor(cert: &str, key: &str) -> std::io::Result<tokio_rustls::TlsAccep
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
+/// The background re-signing / key-roll pass of a signed view, on its own thread (a
+/// full re-sign of a large zone must not stall the actors); it ends with the view.
+fn spawn_dnssec_pass(view: &Arc<ZoneView>) {
+    let Some(every) = view.dnssec_pass_interval() else { return };
+    let weak = Arc::downgrade(view);
+    let spawned = std::thread::Builder::new().name("dnssec".into()).spawn(move || loop {
+        std::thread::sleep(every);
+        let Some(view) = weak.upgrade() else { return };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let n = view.dnssec_pass(now);
+        if n > 0 {
+            tracing::debug!(resigned = n, "DNSSEC background pass");
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the DNSSEC re-signing thread");
+    }
+}
+
 fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, std::net::TcpListener)> {
     // Port 0: take the UDP port the kernel picks and bind TCP on the same number.
     for _ in 0..20 {
@@ -1018,10 +1042,15 @@ impl DnsActor {
             .filter(|n| n.ends_with(&suffix) && !opts.apex_addresses.is_empty())
             .map(|n| HostAddrs { name: n.clone(), addrs: opts.apex_addresses.clone() })
             .collect();
+        let view = match opts.dnssec.clone() {
+            Some(setup) => ZoneView::new_signed(&cfg, setup),
+            None => ZoneView::new(&cfg),
+        };
         let view =
-            Arc::new(ZoneView::new(&cfg).map_err(|e| {
+            Arc::new(view.map_err(|e| {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
             })?);
+        spawn_dnssec_pass(&view);
         let origin = Name::from_str(&format!("{}.", opts.zone))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let mut tls_listeners = Vec::new();

@@ -61,6 +61,7 @@ fn opts() -> DnsOptions {
         tls_listen: vec![],
         tls: None,
         transfer: Default::default(),
+        dnssec: None,
     }
 }
 

@@ -52,6 +52,9 @@ enum AdminAction {
     List,
     /// Revoke by subject, token-hash prefix or TSIG key name.
     Revoke { what: String },
+    /// Print the DS record(s) of the zone's KSK for the parent zone (reads the sealed
+    /// keys in the data dir; no token or running node needed).
+    Ds,
 }
 
 fn main() -> ExitCode {
@@ -63,9 +66,6 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Some(Command::Admin { node, token, action }) = cli.command {
-        return admin(&node, token.as_deref(), action);
-    }
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let ov = Overrides {
         zone: cli.zone,
@@ -73,12 +73,25 @@ fn main() -> ExitCode {
         dns_listen: cli.dns_listen,
         http_listen: cli.http_listen,
     };
-    let settings = match Settings::load(&cli.config, explicit, &ov) {
-        Ok(s) => s,
+    let load = || match Settings::load(&cli.config, explicit, &ov) {
+        Ok(s) => Ok(s),
         Err(e) => {
             eprintln!("dnsmesh-node: bad configuration: {e}");
-            return ExitCode::from(2);
+            Err(ExitCode::from(2))
         }
+    };
+    if let Some(Command::Admin { node, token, action }) = cli.command {
+        if let AdminAction::Ds = action {
+            return match load() {
+                Ok(s) => admin_ds(&s),
+                Err(code) => code,
+            };
+        }
+        return admin(&node, token.as_deref(), action);
+    }
+    let settings = match load() {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let sys = actix_rt::System::new();
     let result: anyhow::Result<()> = sys.block_on(async move {
@@ -118,6 +131,45 @@ async fn wait_for_signal() {
     }
 }
 
+/// `admin ds`: the DS line(s) of the stored KSK, offline from the data dir.
+fn admin_ds(settings: &Settings) -> ExitCode {
+    let dir = &settings.node.data_dir;
+    let key = match dnsmesh::actors::auth::load_node_key(&dir.join("node.key")) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("dnsmesh-node admin ds: node key in {}: {e}", dir.display());
+            return ExitCode::from(1);
+        }
+    };
+    let path = dnsmesh::node::dnssec_keys::keys_path(dir);
+    match dnsmesh::node::dnssec_keys::load(&path, &key) {
+        Ok(Some(keys)) => {
+            let mut origin = Vec::new();
+            for label in settings.node.zone.split('.').filter(|l| !l.is_empty()) {
+                origin.push(label.len() as u8);
+                origin.extend_from_slice(label.as_bytes());
+            }
+            origin.push(0);
+            for line in dnsmesh::dnswire::signed::ds_lines(&keys, &origin) {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!(
+                "dnsmesh-node admin ds: no DNSSEC keys in {} (start the node once with \
+                 [dnssec] enabled = true)",
+                dir.display()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("dnsmesh-node admin ds: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn admin(node: &str, token: Option<&str>, action: AdminAction) -> ExitCode {
     let Some(token) = token else {
         eprintln!(
@@ -127,6 +179,7 @@ fn admin(node: &str, token: Option<&str>, action: AdminAction) -> ExitCode {
     };
     let (method, path, body) = match &action {
         AdminAction::List => ("GET", "/v1/admin/credentials".to_string(), String::new()),
+        AdminAction::Ds => return ExitCode::from(2), // handled offline by admin_ds
         AdminAction::Revoke { what } => (
             "POST",
             "/v1/admin/revoke".to_string(),

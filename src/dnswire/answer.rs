@@ -22,6 +22,8 @@ pub enum Disposition {
 pub mod rcode {
     /// No error.
     pub const NOERROR: u16 = 0;
+    /// Format error (an explicit NXNAME query to a signed zone, RFC 9824 §3.5).
+    pub const FORMERR: u16 = 1;
     /// Name does not exist.
     pub const NXDOMAIN: u16 = 3;
     /// Query refused (outside the zone).
@@ -30,14 +32,14 @@ pub mod rcode {
     pub const BADVERS: u16 = 16;
 }
 
-const HEADER: usize = 12;
-const TYPE_A: u16 = 1;
-const TYPE_NS: u16 = 2;
-const TYPE_SOA: u16 = 6;
-const TYPE_TXT: u16 = 16;
-const TYPE_AAAA: u16 = 28;
+pub(super) const HEADER: usize = 12;
+pub(super) const TYPE_A: u16 = 1;
+pub(super) const TYPE_NS: u16 = 2;
+pub(super) const TYPE_SOA: u16 = 6;
+pub(super) const TYPE_TXT: u16 = 16;
+pub(super) const TYPE_AAAA: u16 = 28;
 const TYPE_OPT: u16 = 41;
-const TYPE_ANY: u16 = 255;
+pub(super) const TYPE_ANY: u16 = 255;
 const CLASS_IN: u16 = 1;
 /// The UDP payload size we advertise (DNS flag day 2020).
 const OUR_PAYLOAD: u16 = 1232;
@@ -214,7 +216,17 @@ impl ZoneView {
             let key = &lower[..rel_len];
             // The zone suffix of the question, for compression pointers (< 12 + 255).
             let zone_off = (HEADER + rel_len) as u16;
-            self.resolve(key, q.qtype, zone_off, out)
+            match &self.sec {
+                Some(sec)
+                    if q.dnssec_ok
+                        || q.qtype == super::dnssec::TYPE_NXNAME
+                        || (key.is_empty() && super::signed::dnssec_only_type(q.qtype)) =>
+                {
+                    let qname = &lower[..q.qname_len];
+                    self.resolve_signed(sec, key, qname, q.qtype, zone_off, q.dnssec_ok, out)
+                }
+                _ => self.resolve(key, q.qtype, zone_off, out),
+            }
         } else {
             (rcode::REFUSED, false, 0, 0, 0)
         };

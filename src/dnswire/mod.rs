@@ -14,7 +14,9 @@
 //! - Packets with QR=1 are dropped, never answered or passed on.
 //! - The client's EDNS payload is honoured up to `ZoneConfig::max_udp_payload` (floor
 //!   512, default cap 1232, so a small query never draws a large UDP reply); we advertise
-//!   1232. EDNS options and DO are ignored; the reply's OPT has none and DO clear.
+//!   1232. EDNS options are ignored; the reply's OPT has none and echoes DO. With
+//!   `[dnssec]` on, DO=1 queries get RRSIGs and compact-denial NSECs ([`signed`]); DO=0
+//!   answers stay byte for byte what the unsigned node sends.
 //! - BADVERS and REFUSED replies carry no AA; TC stubs keep AA, the rcode and the OPT.
 //! - Over TCP (`max_tcp`) a reply above 65535 bytes also becomes a TC stub.
 //! - CD is copied like RD. Apex NS answers carry in-zone A/AAAA glue in ADDITIONAL.
@@ -24,7 +26,9 @@
 
 mod answer;
 mod config;
+pub mod dnssec;
 pub mod rrl;
+pub mod signed;
 pub mod ttl;
 #[cfg(feature = "net")]
 pub mod udp;
@@ -33,4 +37,5 @@ pub mod xfr;
 
 pub use answer::{rcode, Disposition};
 pub use config::{HostAddrs, ZoneConfig};
+pub use signed::DnssecSetup;
 pub use view::{NameState, Snapshot, ZoneView};

@@ -26,6 +26,8 @@ pub(crate) struct Node {
     pub count: u16,
     /// Number of names with TXT strictly below this one.
     pub desc: u32,
+    /// RRSIG RDATA over the TXT RRset (DNSSEC on and `count > 0`), else empty.
+    pub sig: Box<[u8]>,
 }
 
 /// What the slow path needs to know about a name.
@@ -62,9 +64,11 @@ pub struct ZoneView {
     manual_serial: AtomicBool,
     names: AtomicUsize,
     bytes: AtomicUsize,
+    /// DNSSEC signing state; `None` when the zone is served unsigned.
+    pub(crate) sec: Option<super::signed::ZoneSigner>,
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     crate::clock::Clock::system().now_secs()
 }
 
@@ -140,7 +144,19 @@ impl ZoneView {
             manual_serial: AtomicBool::new(false),
             names: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
+            sec: None,
         })
+    }
+
+    /// A view whose every RRset is signed with `setup`'s keys (see [`super::signed`]).
+    pub fn new_signed(
+        config: &ZoneConfig,
+        setup: super::signed::DnssecSetup,
+    ) -> Result<Self, ProtoError> {
+        let mut view = Self::new(config)?;
+        view.sec =
+            Some(super::signed::ZoneSigner::new(&view.cfg, setup, view.serial(), now_secs()));
+        Ok(view)
     }
 
     /// Replace the TXT RRset of `name` (empty `values` removes it), using the clock for
@@ -164,13 +180,14 @@ impl ZoneView {
             return false;
         };
         let (rrs, count) = build_rrs(values, self.cfg.ttl);
+        let sig = if count > 0 { self.sign_txt(&key, &rrs, now) } else { Box::default() };
         let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let old_len = match self.map.get(key.as_slice()) {
             Some(node) if node.count > 0 => {
                 if node.rrs == rrs {
                     return false;
                 }
-                Some(node.rrs.len())
+                Some(node.rrs.len() + node.sig.len())
             }
             _ => None,
         };
@@ -181,6 +198,7 @@ impl ZoneView {
                 if removed.is_none() {
                     if let Some(mut node) = self.map.get_mut(key.as_slice()) {
                         node.rrs = Box::default();
+                        node.sig = Box::default();
                         node.count = 0;
                     }
                     self.bytes.fetch_sub(old, Ordering::Relaxed);
@@ -193,9 +211,10 @@ impl ZoneView {
                 self.names.fetch_sub(1, Ordering::Relaxed);
             }
             (Some(old), _) => {
-                let new_len = rrs.len();
+                let new_len = rrs.len() + sig.len();
                 if let Some(mut node) = self.map.get_mut(key.as_slice()) {
                     node.rrs = rrs;
+                    node.sig = sig;
                     node.count = count;
                 }
                 self.bytes.fetch_add(new_len, Ordering::Relaxed);
@@ -206,16 +225,18 @@ impl ZoneView {
                 for anc in ancestors(&key) {
                     self.retain(anc);
                 }
-                let new_len = rrs.len();
-                let mut rrs = Some(rrs);
+                let new_len = rrs.len() + sig.len();
+                let mut parts = Some((rrs, sig));
                 if let Some(mut node) = self.map.get_mut(key.as_slice()) {
-                    node.rrs = rrs.take().unwrap_or_default();
+                    let (rrs, sig) = parts.take().unwrap_or_default();
+                    node.rrs = rrs;
+                    node.sig = sig;
                     node.count = count;
                     self.bytes.fetch_add(new_len, Ordering::Relaxed);
                 }
-                if let Some(rrs) = rrs {
+                if let Some((rrs, sig)) = parts {
                     self.bytes.fetch_add(new_len + key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
-                    self.map.insert(key.into_boxed_slice(), Node { rrs, count, desc: 0 });
+                    self.map.insert(key.into_boxed_slice(), Node { rrs, count, desc: 0, sig });
                 }
                 self.names.fetch_add(1, Ordering::Relaxed);
             }
@@ -223,6 +244,7 @@ impl ZoneView {
         if !self.manual_serial.load(Ordering::Relaxed) {
             self.serial.fetch_max(secs_u32(now), Ordering::Relaxed);
         }
+        self.resign_soa(now);
         true
     }
 
@@ -233,7 +255,10 @@ impl ZoneView {
             return;
         }
         self.bytes.fetch_add(key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
-        self.map.insert(key.into(), Node { rrs: Box::default(), count: 0, desc: 1 });
+        self.map.insert(
+            key.into(),
+            Node { rrs: Box::default(), count: 0, desc: 1, sig: Box::default() },
+        );
     }
 
     /// Count one TXT name fewer below `key`; drop the node when nothing is left.
@@ -250,6 +275,18 @@ impl ZoneView {
     /// the serial never goes backwards, even if the clock did).
     pub fn set_serial_floor(&self, floor: u32) {
         self.serial.fetch_max(floor, Ordering::Relaxed);
+        self.resign_soa(now_secs());
+    }
+
+    /// Serialises writers of nodes (the signer's background pass takes it too).
+    pub(crate) fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adjust the approximate byte count (signatures replaced in the background).
+    pub(crate) fn adjust_bytes(&self, add: usize, sub: usize) {
+        self.bytes.fetch_add(add, Ordering::Relaxed);
+        self.bytes.fetch_sub(sub, Ordering::Relaxed);
     }
 
     /// Hand the serial to the caller: from now on only [`ZoneView::set_serial`] moves it.
@@ -260,6 +297,7 @@ impl ZoneView {
     /// Set the SOA serial exactly (the transfer journal's published version).
     pub fn set_serial(&self, serial: u32) {
         self.serial.store(serial, Ordering::Relaxed);
+        self.resign_soa(now_secs());
     }
 
     /// Every name holding TXT as (relative wire key, answer RRs), for zone transfers.

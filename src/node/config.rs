@@ -35,6 +35,7 @@ pub struct Settings {
     pub heartbeat: HeartbeatSection,
     pub debug: DebugSection,
     pub transfer: TransferSection,
+    pub dnssec: DnssecSection,
 }
 
 /// `[transfer]`
@@ -258,6 +259,33 @@ pub struct DebugSection {
     pub fault_injection: bool,
 }
 
+/// `[dnssec]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecSection {
+    /// Sign the zone (keys are created in the data dir on first start).
+    pub enabled: bool,
+    /// 13 = ECDSA P-256 SHA-256, 15 = Ed25519.
+    pub algorithm: u8,
+    /// Validity of every RRSIG, days; signatures are remade after half of it.
+    pub signature_validity_days: u64,
+    /// Days a ZSK signs before the pre-published successor takes over.
+    pub zsk_lifetime_days: u64,
+    /// Testing only: ZSK lifetime in seconds, overriding `zsk_lifetime_days` when > 0.
+    pub zsk_lifetime_secs: u64,
+}
+
+impl DnssecSection {
+    /// The effective ZSK lifetime in seconds.
+    pub fn zsk_lifetime(&self) -> u64 {
+        if self.zsk_lifetime_secs > 0 {
+            self.zsk_lifetime_secs
+        } else {
+            self.zsk_lifetime_days.saturating_mul(86_400)
+        }
+    }
+}
+
 /// The defaults: exactly the shipped `dnsmesh.toml`, which is embedded in the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../dnsmesh.toml");
 
@@ -367,6 +395,21 @@ impl Settings {
         }
         if self.dns.soa_rname.trim().is_empty() {
             self.dns.soa_rname = format!("hostmaster.{}", self.node.zone);
+        }
+        if !matches!(self.dnssec.algorithm, 13 | 15) {
+            return Err(invalid(
+                "dnssec.algorithm",
+                format!("{}: expected 13 (ECDSA P-256) or 15 (Ed25519)", self.dnssec.algorithm),
+            ));
+        }
+        if !(1..=365).contains(&self.dnssec.signature_validity_days) {
+            return Err(invalid("dnssec.signature_validity_days", "must be 1..=365 (days)"));
+        }
+        if self.dnssec.zsk_lifetime_days == 0 {
+            return Err(invalid("dnssec.zsk_lifetime_days", "must be > 0 (days)"));
+        }
+        if self.dnssec.zsk_lifetime_secs != 0 && self.dnssec.zsk_lifetime_secs < 3 {
+            return Err(invalid("dnssec.zsk_lifetime_secs", "must be 0 (unset) or >= 3"));
         }
         if self.dns.max_udp_payload < 512 {
             return Err(invalid("dns.max_udp_payload", "must be at least 512 (bytes)"));
@@ -561,6 +604,29 @@ mod tests {
         assert_eq!(s.dns_listen().len(), 2);
         assert_eq!(s.http.listen, "127.0.0.1:8053");
         assert!(s.dns.update);
+    }
+
+    #[test]
+    fn dnssec_defaults_and_bad_values() {
+        let none = Path::new("/nonexistent.toml");
+        let s = Settings::load_with_env(none, false, &Overrides::default(), false).unwrap();
+        let d = &s.dnssec;
+        assert!(!d.enabled);
+        assert_eq!((d.algorithm, d.signature_validity_days, d.zsk_lifetime_days), (13, 14, 90));
+        assert_eq!(d.zsk_lifetime(), 90 * 86_400);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        for (body, key) in [
+            ("algorithm = 8", "dnssec.algorithm"),
+            ("signature_validity_days = 0", "dnssec.signature_validity_days"),
+            ("zsk_lifetime_days = 0", "dnssec.zsk_lifetime_days"),
+        ] {
+            std::fs::write(&p, format!("[dnssec]\nenabled = true\n{body}\n")).unwrap();
+            let err = Settings::load_with_env(&p, true, &Overrides::default(), false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{body}: {err}");
+        }
     }
 
     #[test]

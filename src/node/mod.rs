@@ -5,6 +5,7 @@ pub mod auth_throttle;
 pub mod claims;
 pub mod config;
 pub mod dns_client;
+pub mod dnssec_keys;
 pub mod fdlimit;
 pub mod heartbeat_policy;
 pub mod http_client;
@@ -63,6 +64,25 @@ impl Handler<StopDns> for DnsActor {
         // whole system's use of it by terminating the context.
         ctx.terminate();
     }
+}
+
+/// The `[dnssec]` keys and policy, when signing is on.
+fn dnssec_setup(settings: &Settings) -> anyhow::Result<Option<crate::dnswire::DnssecSetup>> {
+    let d = &settings.dnssec;
+    if !d.enabled {
+        return Ok(None);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs())
+        .unwrap_or(0);
+    let (keys, persist) = dnssec_keys::load_or_create(&settings.node.data_dir, d.algorithm, now)?;
+    Ok(Some(crate::dnswire::DnssecSetup {
+        keys,
+        validity_secs: d.signature_validity_days * 86_400,
+        zsk_lifetime_secs: d.zsk_lifetime(),
+        persist: Some(persist),
+    }))
 }
 
 /// Start every actor inside the current actix `System`. Must be called from within it.
@@ -182,6 +202,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             journal_max_changes: settings.transfer.journal_max_changes,
             state_path: data_dir.join("transfer.serial"),
         },
+        dnssec: dnssec_setup(settings)?,
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?

@@ -286,16 +286,25 @@ impl Drop for Unbound {
 
 /// unbound on loopback with one stub zone per `(zone, server)`; ready when it answers.
 pub fn start_unbound(stubs: &[(&str, std::net::SocketAddr)]) -> Unbound {
+    start_unbound_validating(stubs, &[])
+}
+
+/// As [`start_unbound`], validating DNSSEC with `anchors` (unbound `trust-anchor:` lines,
+/// e.g. `"zone. DS tag alg 2 HEX"`); stub zones without an anchor stay insecure.
+pub fn start_unbound_validating(
+    stubs: &[(&str, std::net::SocketAddr)],
+    anchors: &[&str],
+) -> Unbound {
     // A port picked free can be taken again before unbound binds it: retry on that.
     for _ in 0..5 {
-        if let Some(u) = try_start_unbound(stubs) {
+        if let Some(u) = try_start_unbound(stubs, anchors) {
             return u;
         }
     }
     panic!("unbound could not bind a free port in 5 attempts");
 }
 
-fn try_start_unbound(stubs: &[(&str, std::net::SocketAddr)]) -> Option<Unbound> {
+fn try_start_unbound(stubs: &[(&str, std::net::SocketAddr)], anchors: &[&str]) -> Option<Unbound> {
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_port();
     let conf = format!(
@@ -323,9 +332,23 @@ fn try_start_unbound(stubs: &[(&str, std::net::SocketAddr)]) -> Option<Unbound> 
         neg = std::env::var("UNBOUND_NEG_TTL").unwrap_or_else(|_| "3600".into()),
     );
     let mut conf = conf;
+    if !anchors.is_empty() {
+        conf = conf.replace("module-config: \"iterator\"", "module-config: \"validator iterator\"");
+        conf.push_str("  val-log-level: 2\n");
+        for a in anchors {
+            conf.push_str(&format!("  trust-anchor: \"{a}\"\n"));
+        }
+    }
     for (zone, server) in stubs {
+        let anchored =
+            anchors.iter().any(|a| a.starts_with(&format!("{}.", zone.trim_end_matches('.'))));
+        let insecure = if anchored {
+            String::new()
+        } else {
+            format!("server:\n  domain-insecure: \"{zone}\"\n")
+        };
         conf.push_str(&format!(
-            "server:\n  domain-insecure: \"{zone}\"\nstub-zone:\n  name: \"{zone}\"\n  stub-addr: {}@{}\n",
+            "{insecure}stub-zone:\n  name: \"{zone}\"\n  stub-addr: {}@{}\n",
             server.ip(),
             server.port()
         ));
