@@ -44,6 +44,25 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Generate shell completions or man pages (for packagers).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+#[derive(Subcommand)]
+enum Generate {
+    /// Print the completion script for SHELL on stdout.
+    Completions {
+        shell: clap_complete::Shell,
+        /// Which program: dnsmesh-node or dnsmesh.
+        #[arg(long = "for", default_value = "dnsmesh-node", value_parser = ["dnsmesh-node", "dnsmesh"])]
+        bin: String,
+    },
+    /// Write man pages (section 1) of dnsmesh-node and dnsmesh and their subcommands into DIR.
+    Man { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -56,6 +75,9 @@ enum AdminAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Generate { what }) = &cli.command {
+        return generate(what);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(
             |_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn"),
@@ -104,6 +126,34 @@ fn main() -> ExitCode {
             use std::io::Write as _;
             let _ = std::io::stderr().flush();
             std::process::exit(2);
+        }
+    }
+}
+
+fn generate(what: &Generate) -> ExitCode {
+    use clap::CommandFactory as _;
+    use dnsmesh::node::docs;
+    match what {
+        Generate::Completions { shell, bin } => {
+            let cmd = if bin == "dnsmesh" { dnsmesh::cli::command() } else { Cli::command() };
+            match docs::completions(cmd, *shell, &mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::from(1),
+            }
+        }
+        Generate::Man { dir } => {
+            match docs::man_pages(vec![Cli::command(), dnsmesh::cli::command()], dir) {
+                Ok(files) => {
+                    for f in files {
+                        println!("{}", f.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("dnsmesh-node generate man: {}: {e}", dir.display());
+                    ExitCode::from(1)
+                }
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod auth_throttle;
 pub mod claims;
 pub mod config;
 pub mod dns_client;
+pub mod docs;
 pub mod fdlimit;
 pub mod heartbeat_policy;
 pub mod http_client;
