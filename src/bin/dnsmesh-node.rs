@@ -78,14 +78,8 @@ fn main() -> ExitCode {
     if let Some(Command::Generate { what }) = &cli.command {
         return generate(what);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(
-            |_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn"),
-        ))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     if let Some(Command::Admin { node, token, action }) = cli.command {
+        init_logging("text");
         return admin(&node, token.as_deref(), action);
     }
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
@@ -102,6 +96,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logging(&settings.log.format);
     let sys = actix_rt::System::new();
     let result: anyhow::Result<()> = sys.block_on(async move {
         let handle = dnsmesh::node::start(&settings).await?;
@@ -127,6 +122,19 @@ fn main() -> ExitCode {
             let _ = std::io::stderr().flush();
             std::process::exit(2);
         }
+    }
+}
+
+/// Logs on stderr, `text` or `json` (`[log] format`), level from RUST_LOG.
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn")
+    });
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        b.with_ansi(false).event_format(dnsmesh::node::logfmt::JsonLines).init();
+    } else {
+        b.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
 }
 

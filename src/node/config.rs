@@ -34,6 +34,16 @@ pub struct Settings {
     pub cluster: ClusterSection,
     pub heartbeat: HeartbeatSection,
     pub debug: DebugSection,
+    pub log: LogSection,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` (human-readable lines) or `json` (one JSON object per line:
+    /// timestamp, level, target, message, fields).
+    pub format: String,
 }
 
 /// `[heartbeat]`
@@ -472,6 +482,12 @@ impl Settings {
         if self.node.sweep_interval_secs == 0 {
             return Err(invalid("node.sweep_interval_secs", "must be > 0"));
         }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid(
+                "log.format",
+                format!("{:?}: expected \"text\" or \"json\"", self.log.format),
+            ));
+        }
         Ok(())
     }
 
@@ -533,6 +549,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("zonee"), "{err}");
+    }
+
+    #[test]
+    fn log_format_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let s = Settings::load_with_env(&p, false, &Overrides::default(), false).unwrap();
+        assert_eq!(s.log.format, "text");
+        std::fs::write(&p, "[log]\nformat = \"json\"\n").unwrap();
+        let s = Settings::load_with_env(&p, true, &Overrides::default(), false).unwrap();
+        assert_eq!(s.log.format, "json");
+        std::fs::write(&p, "[log]\nformat = \"xml\"\n").unwrap();
+        let err = Settings::load_with_env(&p, true, &Overrides::default(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.format"), "{err}");
     }
 
     #[test]

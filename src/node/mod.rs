@@ -10,6 +10,7 @@ pub mod fdlimit;
 pub mod heartbeat_policy;
 pub mod http_client;
 pub mod limits;
+pub mod logfmt;
 pub mod metrics;
 pub mod private_dir;
 pub mod replay;
