@@ -935,7 +935,10 @@ fn charged_here(req: &actix_web::dev::ServiceRequest) -> bool {
             | "/v1/registration/tsig-confirm",
         ) => true,
         (&Method::GET | &Method::POST | &Method::DELETE, p) => {
-            p.strip_prefix("/v1/records/").is_some_and(|n| !n.is_empty() && !n.contains('/'))
+            p.strip_prefix("/v1/records/").is_some_and(|n| {
+                let n = n.strip_suffix('/').unwrap_or(n);
+                !n.is_empty() && !n.contains('/')
+            })
         }
         _ => false,
     };
@@ -971,11 +974,16 @@ pub fn start(
             .wrap_fn(move |req, srv| {
                 use actix_web::dev::Service;
                 let method = method_label(req.method().as_str());
+                let mut req = req;
+                // HEAD is answered as GET (node.md §2.1): same route, status and headers;
+                // the HTTP/1 encoder leaves the body out because the request was a HEAD.
+                if req.method() == actix_web::http::Method::HEAD {
+                    req.head_mut().method = actix_web::http::Method::GET;
+                }
                 let st4 = st3.clone();
                 // Every route is charged to the client's per-IP bucket, 404s and made-up
                 // methods included (see `charged_here`).
                 let denied = charged_here(&req) && limited(req.request(), &st4, false);
-                let mut req = req;
                 let body_timed_out = (!denied).then(|| with_body_deadline(&mut req, body_timeout));
                 let call = if denied {
                     Err(req.into_response(error(429, "rate limit exceeded")))
@@ -1018,6 +1026,10 @@ pub fn start(
             .route("/v1/records/{name}", web::get().to(records_get))
             .route("/v1/records/{name}", web::post().to(records_post))
             .route("/v1/records/{name}", web::delete().to(records_delete))
+            // A trailing slash is accepted, as the reference's route regex does.
+            .route("/v1/records/{name}/", web::get().to(records_get))
+            .route("/v1/records/{name}/", web::post().to(records_post))
+            .route("/v1/records/{name}/", web::delete().to(records_delete))
             .route("/v1/sync/digest", web::get().to(sync_digest))
             .route("/v1/sync/pull", web::post().to(sync_pull))
             .route("/v1/sync/tombstones", web::get().to(sync_tombstones))

@@ -100,12 +100,14 @@ fn main() -> ExitCode {
     let sys = actix_rt::System::new();
     let result: anyhow::Result<()> = sys.block_on(async move {
         let handle = dnsmesh::node::start(&settings).await?;
+        // Handlers first, so a signal sent right after the ready line is not fatal.
+        let signals = Signals::new();
         // One machine-readable line on stdout once every listener is bound.
         let dns: Vec<String> = handle.dns.iter().map(|a| a.to_string()).collect();
         println!("dnsmesh-node ready dns={} http={}", dns.join(","), handle.http);
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down: stop accepting, finish writes, flush");
         handle.stop().await;
         Ok(())
@@ -166,13 +168,26 @@ fn generate(what: &Generate) -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+        }
+    }
+
+    /// Until SIGTERM or SIGINT.
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
     }
 }
 
