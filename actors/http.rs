@@ -24,6 +24,8 @@ use crate::node::auth_throttle::FailureThrottle;
 use crate::node::limits::TokenBuckets;
 use crate::node::metrics::{escape_label as esc_label, method_label, status_label};
 
+mod ops;
+
 /// What the ingress needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
@@ -69,6 +71,8 @@ pub struct Peers {
     pub supervisor: Addr<SupervisorActor>,
     pub sync: Addr<super::sync::SyncActor>,
     pub heartbeat: Option<Addr<super::heartbeat::HeartbeatActor>>,
+    /// The operator audit trail (registrations, token and admin actions).
+    pub audit: Arc<crate::node::audit::AuditLog>,
 }
 
 struct State {
@@ -396,7 +400,19 @@ async fn reg_confirm(req: HttpRequest, body: web::Bytes, st: Shared, tsig: bool)
     }
     let v = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or(serde_json::Value::Null);
     match st.peers.auth.send(Register { body: v, tsig }).await {
-        Ok(Ok(v)) => HttpResponse::Ok().json(v),
+        Ok(Ok(v)) => {
+            let fields = json!({
+                "subject": v["subject"],
+                "credential": if tsig { "tsig" } else { "token" },
+                "tsig_key_name": v.get("tsig_key_name"),
+                "expires_at": v["expires_at"],
+            });
+            let remote = client_ip(&req, &st);
+            if let Err(r) = ops::audit(&st, "registered", "self-service", remote, fields).await {
+                return r;
+            }
+            HttpResponse::Ok().json(v)
+        }
         Ok(Err(e)) => error(e.status, e.message),
         Err(_) => error(503, "auth unavailable"),
     }
@@ -638,8 +654,15 @@ async fn admin_revoke(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpRes
     let Some(what) = what else {
         return error(400, "body must be {\"what\": \"subject|hash prefix|key name\"}");
     };
-    match st.peers.auth.send(auth::Revoke(what)).await {
-        Ok(Ok(n)) => HttpResponse::Ok().json(json!({"revoked": n})),
+    match st.peers.auth.send(auth::Revoke(what.clone())).await {
+        Ok(Ok(n)) => {
+            let fields = json!({"what": what, "revoked": n});
+            let remote = client_ip(&req, &st);
+            if let Err(r) = ops::audit(&st, "revoked", "operator", remote, fields).await {
+                return r;
+            }
+            HttpResponse::Ok().json(json!({"revoked": n}))
+        }
         Ok(Err(e)) => error(e.status, e.message),
         Err(_) => error(503, "auth unavailable"),
     }
@@ -1037,6 +1060,8 @@ pub fn start(
             .route("/v1/sync/cluster-manifest", web::get().to(sync_cluster_manifest))
             .route("/v1/admin/credentials", web::get().to(admin_list))
             .route("/v1/admin/revoke", web::post().to(admin_revoke))
+            .route("/v1/admin/tokens", web::post().to(ops::admin_tokens))
+            .route("/v1/admin/audit", web::get().to(ops::admin_audit))
             .route("/debug/fail/{actor}", web::post().to(debug_fail))
             .default_service(web::to(|| async { error(404, "not found") }))
     };

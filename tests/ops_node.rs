@@ -1,6 +1,7 @@
 //! Operating a node: structured logs, HTTP details (HEAD, trailing slash), operator
 //! tokens and the audit trail, backup/restore, reload. Real node processes on loopback.
 
+mod cli_common;
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -124,4 +125,147 @@ fn records_route_accepts_a_trailing_slash() {
     let (s, b) = http(&node.url(), "DELETE", "/v1/records/s.slash.test/", Some(OP), &del).unwrap();
     assert!(s == 200 || s == 204, "{s} {b}");
     assert!(txt_at(node.dns[0], "s.slash.test").is_empty());
+}
+
+/// `dnsmesh-node admin …` against `node` with the operator token.
+fn admin(node: &Node, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dnsmesh-node"))
+        .args(["admin", "--node", &node.url(), "--token", OP])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn admin_ok(node: &Node, args: &[&str]) -> String {
+    let out = admin(node, args);
+    assert!(out.status.success(), "admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Operator-issued tokens (`admin token issue|rotate|list|revoke`) work with the reference
+/// CLI's and our CLI's `init --http-token`; a revoked or rotated-out token gets 401; every
+/// issue, rotation, revocation and registration lands in the audit trail (0600, no token).
+#[test]
+fn operator_tokens_and_audit_trail() {
+    use cli_common::{RefUser, User};
+    let zone = "tok.test";
+    let node = Node::start(zone, &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP)]);
+    let rf = RefUser::new("refa", node.dns[0].port());
+    let ours = User::new("ourb");
+    let issued = |subject: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["token", "issue", subject];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&admin_ok(&node, &args)).unwrap()
+    };
+    let ref_subject = format!("{}@{zone}", rf.name);
+    let t1 = issued(&ref_subject, &["--rate", "5", "--burst", "40", "--expires", "1d"]);
+    let tok1 = t1["token"].as_str().unwrap().to_string();
+    let b32 = tok1.strip_prefix("dmp_v1_").expect("dmp_v1_ prefix");
+    assert!(
+        b32.len() == 52 && b32.bytes().all(|c| matches!(c, b'A'..=b'Z' | b'2'..=b'7')),
+        "{tok1}"
+    );
+    assert_eq!(t1["rate_per_sec"], 5.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let exp = t1["expires_at"].as_u64().unwrap();
+    assert!(exp >= now + 86_390 && exp <= now + 86_410, "{t1}");
+
+    // The reference CLI publishes its identity with the issued token.
+    rf.ok(&[
+        "init",
+        &rf.name,
+        "--domain",
+        zone,
+        "--endpoint",
+        &node.url(),
+        "--http-token",
+        &tok1,
+        "--dns-resolvers",
+        &node.dns[0].to_string(),
+        "--no-probe-local-dns",
+    ]);
+    rf.ok(&["identity", "publish"]);
+    // Our CLI with a token of its own.
+    let our_subject = format!("{}@{zone}", ours.name);
+    let tok2 = issued(&our_subject, &[])["token"].as_str().unwrap().to_string();
+    ours.ok(&[
+        "init",
+        &ours.name,
+        "--domain",
+        zone,
+        "--endpoint",
+        &node.url(),
+        "--http-token",
+        &tok2,
+        "--dns-host",
+        &node.dns[0].ip().to_string(),
+        "--dns-port",
+        &node.dns[0].port().to_string(),
+    ]);
+    assert!(ours.ok(&["identity", "publish"]).contains("published identity"));
+    ours.ok(&["identity", "fetch", &ref_subject, "--add"]);
+
+    // A self-service registration is audited too.
+    let (_, reg) = register(&node, "selfie", 7, false);
+    assert!(reg["token"].as_str().unwrap().starts_with("dmp_v1_"));
+
+    let list = admin_ok(&node, &["token", "list", "--subject", &ref_subject]);
+    let rows: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(rows[0]["issuer"], "admin");
+    assert!(!list.contains(&tok1), "a listing never shows a token");
+
+    // Revoke: the reference CLI's next write is refused, the raw write gets 401.
+    let slot = "slot-1.mb-0123456789ab.tok.test";
+    let write = |tok: &str| publish(&node, tok, slot, "v=1", 60);
+    assert_eq!(write(&tok1), 201);
+    assert!(admin_ok(&node, &["token", "revoke", &ref_subject]).contains("\"revoked\":1"));
+    assert_eq!(write(&tok1), 401);
+    assert!(!rf.run(&["identity", "publish"]).status.success(), "revoked token still writes");
+
+    // Rotate: the old token stops, the new one writes.
+    let t3 = issued(&our_subject, &[]);
+    let rot: serde_json::Value =
+        serde_json::from_str(&admin_ok(&node, &["token", "rotate", &our_subject])).unwrap();
+    assert_eq!(rot["revoked"].as_array().unwrap().len(), 2, "{rot}");
+    let tok4 = rot["token"].as_str().unwrap();
+    assert_eq!(write(&tok2), 401);
+    assert_eq!(write(t3["token"].as_str().unwrap()), 401);
+    assert_eq!(write(tok4), 201);
+    // Only the operator administers tokens.
+    let (s, _) = http(
+        &node.url(),
+        "POST",
+        "/v1/admin/tokens",
+        Some(tok4),
+        &serde_json::json!({"subject": "x@tok.test"}).to_string(),
+    )
+    .unwrap();
+    assert_eq!(s, 401);
+    assert!(!admin(&node, &["token", "issue", "not-a-subject"]).status.success());
+
+    // The audit trail: every action in order, no secret, 0600.
+    let audit = admin_ok(&node, &["audit", "--limit", "100"]);
+    let entries: Vec<serde_json::Value> =
+        audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<&str> = entries.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        events,
+        ["token.issued", "token.issued", "registered", "revoked", "token.issued", "token.rotated"],
+        "{audit}"
+    );
+    assert_eq!(entries[0]["subject"], ref_subject.as_str());
+    assert_eq!(entries[0]["actor"], "operator");
+    assert_eq!(entries[0]["remote"], "127.0.0.1");
+    assert_eq!(entries[2]["subject"], "selfie@tok.test");
+    assert_eq!(entries[3]["what"], ref_subject.as_str());
+    let raw = std::fs::read_to_string(node.data_dir.join("audit.jsonl")).unwrap();
+    for t in [tok1.as_str(), tok2.as_str(), tok4, reg["token"].as_str().unwrap()] {
+        assert!(!raw.contains(t) && !audit.contains(t), "a token in the audit log");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(node.data_dir.join("audit.jsonl")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let only = admin_ok(&node, &["audit", "--event", "token.rotated"]);
+    assert_eq!(only.lines().count(), 1, "{only}");
 }

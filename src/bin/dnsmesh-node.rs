@@ -71,6 +71,76 @@ enum AdminAction {
     List,
     /// Revoke by subject, token-hash prefix or TSIG key name.
     Revoke { what: String },
+    /// Bearer tokens: issue, rotate, list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Print the audit trail (one JSON object per line, oldest first).
+    Audit {
+        /// Only entries of this event (registered, token.issued, token.rotated, revoked, …).
+        #[arg(long)]
+        event: Option<String>,
+        /// At most this many (the newest).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Issue a bearer token for SUBJECT (user@domain); printed once, stored as a hash.
+    Issue {
+        subject: String,
+        #[command(flatten)]
+        opts: TokenOpts,
+    },
+    /// Revoke SUBJECT's live tokens and issue a new one.
+    Rotate {
+        subject: String,
+        #[command(flatten)]
+        opts: TokenOpts,
+    },
+    /// List tokens (hash prefixes, never the tokens).
+    List {
+        /// Only this subject's.
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Revoke by subject or token-hash prefix (at least 8 hex characters).
+    Revoke { what: String },
+}
+
+#[derive(clap::Args)]
+struct TokenOpts {
+    /// Writes per second allowed to this token (default [limits] token_rate).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Burst of writes (default [limits] token_burst).
+    #[arg(long)]
+    burst: Option<f64>,
+    /// Lifetime: seconds or a number with s, m, h, d or w (e.g. 90d); default never.
+    #[arg(long, value_parser = parse_duration)]
+    expires: Option<u64>,
+}
+
+/// `90d`, `12h`, `30m`, `45s`, `2w` or plain seconds.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 90d, 12h)"))?;
+    let mul = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return Err(format!("{s:?}: unit must be s, m, h, d or w")),
+    };
+    n.checked_mul(mul).filter(|&v| v > 0).ok_or_else(|| format!("{s:?}: out of range"))
 }
 
 fn main() -> ExitCode {
@@ -191,6 +261,38 @@ impl Signals {
     }
 }
 
+/// Query-string escaping of a value (unreserved characters kept).
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn print_admin(action: &AdminAction, text: &str) {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+    match action {
+        AdminAction::Audit { .. } => {
+            for e in v["entries"].as_array().into_iter().flatten() {
+                println!("{e}");
+            }
+        }
+        AdminAction::Token { action: TokenAction::List { subject } } => {
+            let rows = v["tokens"].as_array().cloned().unwrap_or_default();
+            let rows: Vec<_> = rows
+                .into_iter()
+                .filter(|t| subject.as_deref().is_none_or(|s| t["subject"] == s))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        }
+        _ => println!("{text}"),
+    }
+}
+
 fn admin(node: &str, token: Option<&str>, action: AdminAction) -> ExitCode {
     let Some(token) = token else {
         eprintln!(
@@ -198,17 +300,40 @@ fn admin(node: &str, token: Option<&str>, action: AdminAction) -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    let issue = |subject: &str, o: &TokenOpts, rotate: bool| {
+        let body = serde_json::json!({
+            "subject": subject, "rate": o.rate, "burst": o.burst,
+            "expires_in": o.expires.unwrap_or(0), "rotate": rotate,
+        });
+        ("POST", "/v1/admin/tokens".to_string(), body.to_string())
+    };
+    let revoke = |what: &str| {
+        ("POST", "/v1/admin/revoke".to_string(), serde_json::json!({ "what": what }).to_string())
+    };
     let (method, path, body) = match &action {
-        AdminAction::List => ("GET", "/v1/admin/credentials".to_string(), String::new()),
-        AdminAction::Revoke { what } => (
-            "POST",
-            "/v1/admin/revoke".to_string(),
-            serde_json::json!({ "what": what }).to_string(),
-        ),
+        AdminAction::List | AdminAction::Token { action: TokenAction::List { .. } } => {
+            ("GET", "/v1/admin/credentials".to_string(), String::new())
+        }
+        AdminAction::Revoke { what } => revoke(what),
+        AdminAction::Token { action: TokenAction::Revoke { what } } => revoke(what),
+        AdminAction::Token { action: TokenAction::Issue { subject, opts } } => {
+            issue(subject, opts, false)
+        }
+        AdminAction::Token { action: TokenAction::Rotate { subject, opts } } => {
+            issue(subject, opts, true)
+        }
+        AdminAction::Audit { event, limit } => {
+            let mut p = format!("/v1/admin/audit?limit={limit}");
+            if let Some(e) = event {
+                p.push_str("&event=");
+                p.push_str(&url_escape(e));
+            }
+            ("GET", p, String::new())
+        }
     };
     match dnsmesh::node::http_client::request(node, method, &path, Some(token), &body) {
         Ok((200, text)) => {
-            println!("{text}");
+            print_admin(&action, &text);
             ExitCode::SUCCESS
         }
         Ok((status, text)) => {

@@ -1,5 +1,6 @@
 //! The node runtime: configuration, start-up wiring of the actors, shutdown.
 
+pub mod audit;
 pub mod auth;
 pub mod auth_throttle;
 pub mod claims;
@@ -268,6 +269,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         supervisor: supervisor.clone(),
         sync,
         heartbeat,
+        audit: std::sync::Arc::new(
+            audit::AuditLog::open(data_dir)
+                .with_context(|| format!("opening the audit log in {}", data_dir.display()))?,
+        ),
     };
     let (http_server, http_addr) = http::start(http_opts, peers)
         .with_context(|| format!("binding http.listen {}", settings.http.listen))?;

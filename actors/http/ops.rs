@@ -1,0 +1,105 @@
+//! Operator routes (operator token only, audited): `POST /v1/admin/tokens` (issue or
+//! rotate a bearer token), `GET /v1/admin/audit` (tail of the audit trail). Every admin
+//! action and every registration is recorded in the audit log (`node::audit`) and synced
+//! to disk before it is answered.
+
+use std::net::IpAddr;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::{auth_failed, auth_throttled, client_ip, error, is_configured_operator, Shared, State};
+use crate::actors::auth;
+
+/// Append to the audit log off the worker's event loop; an entry that cannot be written is
+/// an error the caller reports (the action was done, but the trail must not silently lose
+/// it).
+pub(super) async fn audit(
+    st: &State,
+    event: &'static str,
+    actor: &'static str,
+    remote: Option<IpAddr>,
+    fields: Value,
+) -> Result<(), HttpResponse> {
+    let log = st.peers.audit.clone();
+    match web::block(move || log.append(event, actor, remote, fields)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, event, "cannot write the audit log");
+            Err(error(500, format!("done, but the audit log could not be written: {e}")))
+        }
+        Err(_) => Err(error(500, "audit log writer unavailable")),
+    }
+}
+
+/// Operator check shared by the admin routes (throttled like every token check).
+pub(super) async fn operator(req: &HttpRequest, st: &State) -> Result<(), HttpResponse> {
+    if let Some(r) = auth_throttled(req, st) {
+        return Err(r);
+    }
+    if !is_configured_operator(req, st).await {
+        return Err(auth_failed(req, st, 401, "unauthorized: the operator token is required"));
+    }
+    Ok(())
+}
+
+/// `POST /v1/admin/tokens` `{"subject", "rate"?, "burst"?, "expires_in"? (seconds),
+/// "rotate"?}` → the new token (shown once) and, when rotating, the revoked hash prefixes.
+pub(super) async fn admin_tokens(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpResponse {
+    if let Err(r) = operator(&req, &st).await {
+        return r;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return error(400, "body must be JSON");
+    };
+    let Some(subject) = v["subject"].as_str() else {
+        return error(400, "missing field: subject");
+    };
+    let num = |k: &str| v.get(k).filter(|x| !x.is_null());
+    if num("rate").is_some_and(|x| !x.is_number()) || num("burst").is_some_and(|x| !x.is_number()) {
+        return error(400, "rate and burst must be numbers");
+    }
+    let msg = auth::IssueToken {
+        subject: subject.to_string(),
+        rate: v["rate"].as_f64(),
+        burst: v["burst"].as_f64(),
+        expires_in: v["expires_in"].as_u64().unwrap_or(0),
+        rotate: v["rotate"].as_bool().unwrap_or(false),
+    };
+    let rotate = msg.rotate;
+    match st.peers.auth.send(msg).await {
+        Ok(Ok(out)) => {
+            let fields = json!({
+                "subject": out["subject"],
+                "token_hash_prefix": out["token_hash_prefix"],
+                "expires_at": out["expires_at"],
+                "rate_per_sec": out["rate_per_sec"],
+                "rate_burst": out["rate_burst"],
+                "revoked": out["revoked"],
+            });
+            let event = if rotate { "token.rotated" } else { "token.issued" };
+            if let Err(r) = audit(&st, event, "operator", client_ip(&req, &st), fields).await {
+                return r;
+            }
+            HttpResponse::Ok().json(out)
+        }
+        Ok(Err(e)) => error(e.status, e.message),
+        Err(_) => error(503, "auth unavailable"),
+    }
+}
+
+/// `GET /v1/admin/audit?limit=N&event=E` → `{"entries": [...]}`, oldest first.
+pub(super) async fn admin_audit(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Err(r) = operator(&req, &st).await {
+        return r;
+    }
+    let q = super::query_map(&req);
+    let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).min(100_000);
+    let event = q.get("event").cloned();
+    let path = st.peers.audit.path().to_path_buf();
+    match web::block(move || crate::node::audit::tail(&path, limit, event.as_deref())).await {
+        Ok(Ok(entries)) => HttpResponse::Ok().json(json!({ "entries": entries })),
+        Ok(Err(e)) => error(500, format!("reading the audit log: {e}")),
+        Err(_) => error(500, "audit log reader unavailable"),
+    }
+}
