@@ -1062,6 +1062,7 @@ pub fn start(
             .route("/v1/admin/revoke", web::post().to(admin_revoke))
             .route("/v1/admin/tokens", web::post().to(ops::admin_tokens))
             .route("/v1/admin/audit", web::get().to(ops::admin_audit))
+            .route("/v1/admin/backup", web::post().to(ops::admin_backup))
             .route("/debug/fail/{actor}", web::post().to(debug_fail))
             .default_service(web::to(|| async { error(404, "not found") }))
     };

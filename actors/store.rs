@@ -29,6 +29,9 @@ use tokio::sync::oneshot;
 
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
 
+mod backup;
+pub use backup::ExportBackup;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum StoreError {

@@ -103,3 +103,59 @@ pub(super) async fn admin_audit(req: HttpRequest, st: Shared) -> HttpResponse {
         Err(_) => error(500, "audit log reader unavailable"),
     }
 }
+
+/// Files of the data dir that a backup carries besides the database trees (the node key
+/// unseals the stored TSIG secrets; the operator key signs heartbeats).
+const BACKUP_FILES: [&str; 3] = ["node.key", "operator.key", crate::node::audit::FILE_NAME];
+
+/// `POST /v1/admin/backup` → the backup archive (`application/octet-stream`): a consistent
+/// snapshot written by the store actor (see `store::ExportBackup`).
+pub(super) async fn admin_backup(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Err(r) = operator(&req, &st).await {
+        return r;
+    }
+    let Some(data_dir) = st.peers.audit.path().parent().map(|p| p.to_path_buf()) else {
+        return error(500, "no data directory");
+    };
+    let tmp = data_dir.join(format!(
+        "backup-{}.tmp",
+        hex::encode(crate::proto::keys::random_32())[..16].to_owned()
+    ));
+    let dir = data_dir.clone();
+    let files = web::block(move || {
+        BACKUP_FILES
+            .iter()
+            .filter_map(|n| std::fs::read(dir.join(n)).ok().map(|c| (n.to_string(), c)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let msg = crate::actors::store::ExportBackup { path: tmp.clone(), files };
+    let entries = match st.peers.store.send(msg).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            let _ = std::fs::remove_file(&tmp);
+            return error(500, format!("backup failed: {e}"));
+        }
+        Err(_) => return error(503, "store unavailable"),
+    };
+    let t2 = tmp.clone();
+    let bytes = web::block(move || {
+        let b = std::fs::read(&t2);
+        let _ = std::fs::remove_file(&t2);
+        b
+    })
+    .await;
+    let Ok(Ok(bytes)) = bytes else {
+        return error(500, "reading the backup back failed");
+    };
+    let sha = hex::encode(crate::proto::keys::sha256(&bytes));
+    let fields = json!({"entries": entries, "bytes": bytes.len(), "sha256": sha});
+    if let Err(r) = audit(&st, "backup", "operator", client_ip(&req, &st), fields).await {
+        return r;
+    }
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(("X-Backup-Entries", entries.to_string()))
+        .body(bytes)
+}

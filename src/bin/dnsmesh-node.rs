@@ -44,6 +44,17 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Restore a backup (from `admin backup`) into a data directory, offline.
+    Restore {
+        /// Data directory to restore into (must be empty unless --force).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Replace the directory's current contents.
+        #[arg(long)]
+        force: bool,
+        /// The backup archive.
+        file: PathBuf,
+    },
     /// Generate shell completions or man pages (for packagers).
     #[command(hide = true)]
     Generate {
@@ -85,6 +96,9 @@ enum AdminAction {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Write a consistent snapshot of the running node (records, credentials, keys, audit
+    /// trail) to FILE; restore it with `dnsmesh-node restore`.
+    Backup { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -151,6 +165,21 @@ fn main() -> ExitCode {
     if let Some(Command::Admin { node, token, action }) = cli.command {
         init_logging("text");
         return admin(&node, token.as_deref(), action);
+    }
+    if let Some(Command::Restore { data_dir, force, file }) = &cli.command {
+        return match dnsmesh::node::backup::restore(file, data_dir, *force) {
+            Ok((trees, entries, files)) => {
+                println!(
+                    "restored {entries} entries in {trees} trees and {files} files into {}",
+                    data_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dnsmesh-node restore: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let ov = Overrides {
@@ -273,6 +302,55 @@ fn url_escape(s: &str) -> String {
         .collect()
 }
 
+/// `admin backup FILE`: fetch the archive and write it to FILE (via a temporary file, 0600).
+fn backup(node: &str, token: &str, file: &std::path::Path) -> ExitCode {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let (status, body) = match dnsmesh::node::http_client::request_bytes(
+        node,
+        "POST",
+        "/v1/admin/backup",
+        Some(token),
+        "",
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dnsmesh-node admin: cannot reach {node}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if status != 200 {
+        eprintln!("dnsmesh-node admin: node answered {status}: {}", String::from_utf8_lossy(&body));
+        return ExitCode::from(1);
+    }
+    if let Err(e) = dnsmesh::node::backup::parse(&body) {
+        eprintln!("dnsmesh-node admin backup: the node sent a bad archive: {e}");
+        return ExitCode::from(1);
+    }
+    let tmp = file.with_extension("partial");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, file)
+    };
+    match write() {
+        Ok(()) => {
+            println!("backup written to {} ({} bytes)", file.display(), body.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dnsmesh-node admin backup: {}: {e}", file.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn print_admin(action: &AdminAction, text: &str) {
     let v: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
     match action {
@@ -310,6 +388,9 @@ fn admin(node: &str, token: Option<&str>, action: AdminAction) -> ExitCode {
     let revoke = |what: &str| {
         ("POST", "/v1/admin/revoke".to_string(), serde_json::json!({ "what": what }).to_string())
     };
+    if let AdminAction::Backup { file } = &action {
+        return backup(node, token, file);
+    }
     let (method, path, body) = match &action {
         AdminAction::List | AdminAction::Token { action: TokenAction::List { .. } } => {
             ("GET", "/v1/admin/credentials".to_string(), String::new())
@@ -322,6 +403,7 @@ fn admin(node: &str, token: Option<&str>, action: AdminAction) -> ExitCode {
         AdminAction::Token { action: TokenAction::Rotate { subject, opts } } => {
             issue(subject, opts, true)
         }
+        AdminAction::Backup { .. } => unreachable!("handled above"),
         AdminAction::Audit { event, limit } => {
             let mut p = format!("/v1/admin/audit?limit={limit}");
             if let Some(e) = event {

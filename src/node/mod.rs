@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod auth_throttle;
+pub mod backup;
 pub mod claims;
 pub mod config;
 pub mod dns_client;
