@@ -156,6 +156,11 @@ pub struct IssueToken {
     pub rotate: bool,
 }
 
+/// Reload: replace the options (registration allowlist, token and mailbox limits, …).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetOptions(pub AuthOptions);
+
 /// Where to push keyrings.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -783,6 +788,15 @@ impl Handler<IssueToken> for AuthActor {
     type Result = Result<serde_json::Value, AuthError>;
     fn handle(&mut self, msg: IssueToken, _: &mut Context<Self>) -> Self::Result {
         self.issue(msg)
+    }
+}
+
+impl Handler<SetOptions> for AuthActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetOptions, _: &mut Context<Self>) {
+        self.policy = registration::SubjectPolicy::new(&msg.0.zone, &msg.0.zone_aliases);
+        self.opts = msg.0;
+        self.push_keyring();
     }
 }
 

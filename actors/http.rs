@@ -73,6 +73,8 @@ pub struct Peers {
     pub heartbeat: Option<Addr<super::heartbeat::HeartbeatActor>>,
     /// The operator audit trail (registrations, token and admin actions).
     pub audit: Arc<crate::node::audit::AuditLog>,
+    /// What a reload changes under the running ingress (limits, TLS pair).
+    pub hooks: crate::node::reload::Hooks,
 }
 
 struct State {
@@ -122,10 +124,11 @@ fn limited(req: &HttpRequest, st: &State, registration: bool) -> bool {
     if ip.is_loopback() && !st.opts.limit_loopback {
         return false;
     }
+    let l = st.peers.hooks.http_limits.load();
     if registration {
-        !st.reg_buckets.lock().take(ip, st.opts.registration_rate, st.opts.registration_burst)
+        !st.reg_buckets.lock().take(ip, l.registration_rate, l.registration_burst)
     } else {
-        !st.ip_buckets.lock().take(ip, st.opts.http_rate, st.opts.http_burst)
+        !st.ip_buckets.lock().take(ip, l.http_rate, l.http_burst)
     }
 }
 
@@ -973,6 +976,7 @@ pub fn start(
     opts: HttpOptions,
     peers: Peers,
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
+    let tls_resolver = peers.hooks.tls.clone();
     let state = web::Data::new(State {
         ip_buckets: Mutex::new(TokenBuckets::new(10_000)),
         reg_buckets: Mutex::new(TokenBuckets::new(10_000)),
@@ -1063,6 +1067,7 @@ pub fn start(
             .route("/v1/admin/tokens", web::post().to(ops::admin_tokens))
             .route("/v1/admin/audit", web::get().to(ops::admin_audit))
             .route("/v1/admin/backup", web::post().to(ops::admin_backup))
+            .route("/v1/admin/reload", web::post().to(ops::admin_reload))
             .route("/debug/fail/{actor}", web::post().to(debug_fail))
             .default_service(web::to(|| async { error(404, "not found") }))
     };
@@ -1074,9 +1079,21 @@ pub fn start(
     if opts.workers > 0 {
         server = server.workers(opts.workers);
     }
-    let server = match &opts.tls {
-        Some((cert, key)) => server.bind_rustls_0_23(opts.listen, tls_config(cert, key)?)?,
-        None => server.bind(opts.listen)?,
+    let server = match (&opts.tls, tls_resolver) {
+        (Some(_), Some(resolver)) => {
+            // The pair comes from a swappable resolver, so a reload changes it in place.
+            let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+            server.bind_rustls_0_23(opts.listen, cfg)?
+        }
+        (Some((cert, key)), None) => {
+            server.bind_rustls_0_23(opts.listen, tls_config(cert, key)?)?
+        }
+        (None, _) => server.bind(opts.listen)?,
     };
     let addr = server.addrs().first().copied().unwrap_or(opts.listen);
     Ok((server.run(), addr))

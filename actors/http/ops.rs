@@ -159,3 +159,27 @@ pub(super) async fn admin_backup(req: HttpRequest, st: Shared) -> HttpResponse {
         .insert_header(("X-Backup-Entries", entries.to_string()))
         .body(bytes)
 }
+
+/// `POST /v1/admin/reload`: the process re-reads its configuration and applies what can
+/// change without a restart (`node::reload`); answers with what was applied.
+pub(super) async fn admin_reload(req: HttpRequest, st: Shared) -> HttpResponse {
+    if let Err(r) = operator(&req, &st).await {
+        return r;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if st.peers.hooks.requests.send(tx).await.is_err() {
+        return error(503, "reload is not available in this process");
+    }
+    let outcome = rx.await.unwrap_or_else(|_| Err("reload abandoned".into()));
+    let fields = match &outcome {
+        Ok(summary) => json!({"ok": true, "summary": summary}),
+        Err(e) => json!({"ok": false, "error": e}),
+    };
+    if let Err(r) = audit(&st, "reload", "operator", client_ip(&req, &st), fields).await {
+        return r;
+    }
+    match outcome {
+        Ok(summary) => HttpResponse::Ok().json(json!({"reloaded": summary})),
+        Err(e) => error(400, format!("reload refused, nothing changed: {e}")),
+    }
+}

@@ -99,6 +99,9 @@ enum AdminAction {
     /// Write a consistent snapshot of the running node (records, credentials, keys, audit
     /// trail) to FILE; restore it with `dnsmesh-node restore`.
     Backup { file: PathBuf },
+    /// Make the node re-read its configuration (as SIGHUP does): TLS pair, limits,
+    /// registration allowlist, cluster peers.
+    Reload,
 }
 
 #[derive(Subcommand)]
@@ -197,16 +200,36 @@ fn main() -> ExitCode {
     };
     init_logging(&settings.log.format);
     let sys = actix_rt::System::new();
+    let config_path = cli.config.clone();
     let result: anyhow::Result<()> = sys.block_on(async move {
-        let handle = dnsmesh::node::start(&settings).await?;
+        let mut handle = dnsmesh::node::start(&settings).await?;
         // Handlers first, so a signal sent right after the ready line is not fatal.
-        let signals = Signals::new();
+        let mut signals = Signals::new();
         // One machine-readable line on stdout once every listener is bound.
         let dns: Vec<String> = handle.dns.iter().map(|a| a.to_string()).collect();
         println!("dnsmesh-node ready dns={} http={}", dns.join(","), handle.http);
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        signals.wait().await;
+        // Reloads (SIGHUP or `admin reload`) until SIGTERM/SIGINT.
+        let reload = |handle: &dnsmesh::node::NodeHandle| {
+            Settings::load(&config_path, explicit, &ov)
+                .map_err(|e| format!("bad configuration: {e}"))
+                .and_then(|s| handle.reloader.apply(&s))
+        };
+        loop {
+            tokio::select! {
+                _ = signals.term.recv() => break,
+                _ = signals.int.recv() => break,
+                _ = signals.hup.recv() => {
+                    if let Err(e) = reload(&handle) {
+                        tracing::error!(error = %e, "reload (SIGHUP) refused; nothing changed");
+                    }
+                }
+                Some(reply) = handle.reload_requests.recv() => {
+                    let _ = reply.send(reload(&handle));
+                }
+            }
+        }
         tracing::info!("shutting down: stop accepting, finish writes, flush");
         handle.stop().await;
         Ok(())
@@ -270,6 +293,7 @@ fn generate(what: &Generate) -> ExitCode {
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -278,14 +302,7 @@ impl Signals {
         Signals {
             term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
             int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
-        }
-    }
-
-    /// Until SIGTERM or SIGINT.
-    async fn wait(mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {},
-            _ = self.int.recv() => {},
+            hup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
         }
     }
 }
@@ -404,6 +421,7 @@ fn admin(node: &str, token: Option<&str>, action: AdminAction) -> ExitCode {
             issue(subject, opts, true)
         }
         AdminAction::Backup { .. } => unreachable!("handled above"),
+        AdminAction::Reload => ("POST", "/v1/admin/reload".to_string(), String::new()),
         AdminAction::Audit { event, limit } => {
             let mut p = format!("/v1/admin/audit?limit={limit}");
             if let Some(e) = event {

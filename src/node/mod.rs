@@ -15,6 +15,7 @@ pub mod limits;
 pub mod logfmt;
 pub mod metrics;
 pub mod private_dir;
+pub mod reload;
 pub mod replay;
 pub mod replication;
 pub mod seed_fetch;
@@ -40,6 +41,10 @@ pub struct NodeHandle {
     pub store: Addr<StoreActor>,
     http_server: actix_web::dev::ServerHandle,
     dns_actor: Addr<DnsActor>,
+    /// Applies a reloaded configuration (SIGHUP, `admin reload`).
+    pub reloader: reload::Reloader,
+    /// Reloads asked for over HTTP (`POST /v1/admin/reload`).
+    pub reload_requests: tokio::sync::mpsc::Receiver<reload::ReloadRequest>,
 }
 
 impl NodeHandle {
@@ -62,6 +67,25 @@ impl Handler<StopDns> for DnsActor {
         // A plain stop (not a failure): the supervisor would restart it, so stop the
         // whole system's use of it by terminating the context.
         ctx.terminate();
+    }
+}
+
+/// The auth actor's options from the settings (at start and on reload).
+pub fn auth_options(settings: &Settings) -> AuthOptions {
+    AuthOptions {
+        zone: settings.node.zone.clone(),
+        hostname: settings.node.hostname.clone(),
+        mode: settings.auth.mode.clone(),
+        operator_token: settings.auth.operator_token.clone(),
+        registration: settings.auth.registration,
+        tsig_enabled: settings.dns.update,
+        allowlist: settings.auth.registration_allowlist.clone(),
+        token_ttl_secs: settings.auth.token_ttl_secs,
+        token_rate: settings.limits.token_rate,
+        token_burst: settings.limits.token_burst,
+        mailbox_rate: settings.limits.mailbox_rate,
+        mailbox_burst: settings.limits.mailbox_burst,
+        zone_aliases: settings.auth.zone_aliases.clone(),
     }
 }
 
@@ -89,21 +113,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     let db2 = db.clone();
     let store = actix::Supervisor::start(move |_| store_actor);
 
-    let auth_opts = AuthOptions {
-        zone: settings.node.zone.clone(),
-        hostname: settings.node.hostname.clone(),
-        mode: settings.auth.mode.clone(),
-        operator_token: settings.auth.operator_token.clone(),
-        registration: settings.auth.registration,
-        tsig_enabled: settings.dns.update,
-        allowlist: settings.auth.registration_allowlist.clone(),
-        token_ttl_secs: settings.auth.token_ttl_secs,
-        token_rate: settings.limits.token_rate,
-        token_burst: settings.limits.token_burst,
-        mailbox_rate: settings.limits.mailbox_rate,
-        mailbox_burst: settings.limits.mailbox_burst,
-        zone_aliases: settings.auth.zone_aliases.clone(),
-    };
+    let auth_opts = auth_options(settings);
     let auth_actor = AuthActor::open(auth_opts, db, &data_dir.join("node.key"))?
         .with_supervisor(supervisor.clone());
     let auth = actix::Supervisor::start(move |_| auth_actor);
@@ -263,6 +273,25 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     } else {
         None
     };
+    let tls = if settings.http.tls_cert.is_empty() {
+        None
+    } else {
+        Some(reload::SwapCert::load(&settings.http.tls_cert, &settings.http.tls_key)?)
+    };
+    let (reload_tx, reload_requests) = tokio::sync::mpsc::channel(4);
+    let hooks = reload::Hooks {
+        http_limits: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(reload::http_limits(
+            settings,
+        ))),
+        tls,
+        requests: reload_tx,
+    };
+    let reloader = reload::Reloader {
+        hooks: hooks.clone(),
+        auth: auth.clone(),
+        sync: sync.clone(),
+        started_with: settings.clone(),
+    };
     let peers = Peers {
         store: store.clone(),
         auth,
@@ -270,6 +299,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         supervisor: supervisor.clone(),
         sync,
         heartbeat,
+        hooks,
         audit: std::sync::Arc::new(
             audit::AuditLog::open(data_dir)
                 .with_context(|| format!("opening the audit log in {}", data_dir.display()))?,
@@ -292,6 +322,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         store,
         http_server: server_handle,
         dns_actor: dns,
+        reloader,
+        reload_requests,
     })
 }
 
