@@ -25,6 +25,7 @@ use crate::node::limits::TokenBuckets;
 use crate::node::metrics::{escape_label as esc_label, method_label, status_label};
 
 mod ops;
+mod status;
 
 /// What the ingress needs from the configuration.
 #[derive(Debug, Clone)]
@@ -85,6 +86,8 @@ struct State {
     requests: Mutex<HashMap<(&'static str, u16), u64>>,
     writes: Mutex<HashMap<&'static str, u64>>,
     auth_fails: Mutex<FailureThrottle>,
+    /// Samples behind the status page's charts (the last hour).
+    history: Mutex<crate::node::charts::History>,
 }
 
 type Shared = web::Data<State>;
@@ -456,6 +459,7 @@ fn esc(s: &str) -> String {
 
 async fn status_page(st: Shared) -> HttpResponse {
     let d = status_data(&st).await;
+    let charts = status::charts_html(&st).await;
     let arr = |k: &str| d[k].as_array().cloned().unwrap_or_default();
     let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
     let mut actors = String::new();
@@ -495,12 +499,14 @@ async fn status_page(st: Shared) -> HttpResponse {
     }
     let dns = &d["dns"];
     let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>dnsmesh node {zone}</title>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"10\"><title>dnsmesh node {zone}</title>\
          <style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin-bottom:1.5em}}\
-         td,th{{padding:.25em 1em;text-align:left;border-bottom:1px solid #ddd}}.ok{{color:#080}}.bad{{color:#c00}}</style>\
+         td,th{{padding:.25em 1em;text-align:left;border-bottom:1px solid #ddd}}.ok{{color:#080}}.bad{{color:#c00}}\
+         #charts{{display:flex;flex-wrap:wrap;gap:12px;margin-bottom:1.5em}}</style>\
          </head><body><h1>dnsmesh node <span id=\"node\">{node}</span></h1>\
          <p>zone <b id=\"zone\">{zone}</b> · version {ver} · up {up} s · <span id=\"records\">{rec}</span> records · \
          {names} names in DNS · SOA serial {serial}</p>\
+         <h2>Last hour</h2><div id=\"charts\">{charts}</div>\
          <h2>Actors</h2><table id=\"actors\"><tr><th>actor</th><th>state</th><th>restarts</th></tr>{actors}</table>\
          <h2>Cluster peers</h2><table id=\"cluster\"><tr><th>peer</th><th>sync lag</th><th>pulled</th><th>rejected</th><th>last error</th></tr>{cluster}</table>\
          <h2>Heartbeat peers</h2><table id=\"heartbeat\"><tr><th>endpoint</th><th>zone</th><th>version</th><th>state</th><th>last seen</th></tr>{hb}</table>\
@@ -987,11 +993,13 @@ pub fn start(
             opts.auth_failure_burst,
             10_000,
         )),
+        history: Mutex::new(Default::default()),
         opts: opts.clone(),
         peers,
     });
     let body_limit = opts.max_body_bytes * 4 + 1024;
     let body_timeout = opts.body_timeout;
+    actix_rt::spawn(status::sampler(state.clone()));
     let st2 = state.clone();
     let factory = move || {
         let st3 = st2.clone();

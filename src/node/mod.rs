@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod auth_throttle;
 pub mod backup;
+pub mod charts;
 pub mod claims;
 pub mod config;
 pub mod dns_client;
