@@ -14,6 +14,7 @@ pub mod auth;
 pub mod dns;
 pub mod heartbeat;
 pub mod http;
+pub mod manifest_gossip;
 pub mod store;
 pub mod supervisor;
 pub mod sync;

@@ -483,3 +483,88 @@ fn reload_swaps_tls_without_losing_queries() {
     let audit = std::fs::read_to_string(tmp.path().join("data/audit.jsonl")).unwrap();
     assert_eq!(audit.lines().filter(|l| l.contains("\"reload\"")).count(), 2, "{audit}");
 }
+
+/// A cluster that configures itself from its signed manifest: with `[cluster] peers`
+/// empty, node A syncs with the manifest's other nodes (not itself, by `node_id`); a seq+1
+/// manifest POSTed to B reaches A by gossip, and A then syncs with the new node C too.
+#[test]
+fn cluster_peers_follow_the_signed_manifest() {
+    use dnsmesh::proto::records::cluster::{ClusterManifest, ClusterNode};
+    const SYNC: &str = "sync-token-gossip";
+    let zone = "gossip.test";
+    let op = ed25519_dalek::SigningKey::from_bytes(&[21; 32]);
+    let spk = hex::encode(op.verifying_key().to_bytes());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let ports: Vec<u16> = (0..3).map(|_| free_tcp_port("127.0.0.1")).collect();
+    let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    let manifest = |seq: u64, n: usize| {
+        ClusterManifest {
+            cluster_name: zone.into(),
+            operator_spk: op.verifying_key().to_bytes(),
+            nodes: (0..n)
+                .map(|i| ClusterNode {
+                    node_id: ["a", "b", "c"][i].into(),
+                    http_endpoint: url(i),
+                    dns_endpoint: None,
+                })
+                .collect(),
+            seq,
+            exp: now + 3600,
+        }
+        .sign(&op)
+        .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.wire");
+    std::fs::write(&file, manifest(1, 2)).unwrap();
+    let start = |i: usize, with_manifest: bool| {
+        let mut env = vec![
+            ("DNSMESH_AUTH__OPERATOR_TOKEN", OP.to_string()),
+            ("DNSMESH_CLUSTER__SYNC_TOKEN", SYNC.to_string()),
+            ("DNSMESH_CLUSTER__SYNC_INTERVAL_SECS", "1".to_string()),
+            ("DNSMESH_CLUSTER__OPERATOR_SPK", spk.clone()),
+            ("DNSMESH_CLUSTER__BASE_DOMAIN", zone.to_string()),
+            ("DNSMESH_CLUSTER__NODE_ID", ["a", "b", "c"][i].to_string()),
+        ];
+        if with_manifest {
+            env.push(("DNSMESH_CLUSTER__MANIFEST_FILE", file.to_str().unwrap().to_string()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Node::start_with(zone, &["127.0.0.1:0"], &format!("127.0.0.1:{}", ports[i]), &env)
+    };
+    let b = start(1, true);
+    let c = start(2, false);
+    let a = start(0, true);
+    let peers_of = |n: &Node| -> Vec<String> {
+        let (_, s) = http(&n.url(), "GET", "/status.json", None, "").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        v["cluster_peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["peer"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(peers_of(&a), [url(1)], "A's peers: the manifest's nodes but itself");
+    assert_eq!(publish(&b, OP, "fromb.gossip.test", "v=b", 600), 201);
+    assert_eq!(publish(&c, OP, "fromc.gossip.test", "v=c", 600), 201);
+    let has = |n: &Node, name: &str| {
+        http(&n.url(), "GET", &format!("/v1/records/{name}"), Some(OP), "").unwrap().0 == 200
+    };
+    let tick = std::time::Duration::from_millis(100);
+    assert!(eventually(100, tick, || has(&a, "fromb.gossip.test")), "A syncs from B");
+    assert!(!has(&a, "fromc.gossip.test"), "C is not in the cluster yet");
+
+    // The operator publishes seq 2 (A, B, C) on B only.
+    let wire2 = manifest(2, 3);
+    assert_eq!(publish(&b, OP, "cluster.gossip.test", &wire2, 3600), 201);
+    assert!(eventually(100, tick, || peers_of(&a) == [url(1), url(2)]), "{:?}", peers_of(&a));
+    assert!(eventually(100, tick, || has(&a, "fromc.gossip.test")), "A syncs from C");
+    let (s, body) = http(&a.url(), "GET", "/v1/sync/cluster-manifest", Some(SYNC), "").unwrap();
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["seq"], 2, "A installed and serves the newer manifest");
+    // A replayed older manifest changes nothing.
+    assert_eq!(publish(&b, OP, "cluster.gossip.test", &manifest(1, 2), 3600), 201);
+    assert_eq!(peers_of(&a), [url(1), url(2)]);
+}

@@ -6,6 +6,7 @@ pub mod auth_throttle;
 pub mod backup;
 pub mod charts;
 pub mod claims;
+pub mod cluster_peers;
 pub mod config;
 pub mod dns_client;
 pub mod docs;
@@ -200,8 +201,34 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         auth_failure_burst: settings.limits.auth_failure_burst,
     };
     publish_cluster_manifest(settings, &store).await?;
+    // With no configured peers, the peers come from the best signed manifest we hold
+    // (node.md §6.1), and gossip keeps them current (§6.5).
+    let gossip = match settings.operator_spk() {
+        Some(spk)
+            if settings.cluster.peers.is_empty() && !settings.cluster.base_domain.is_empty() =>
+        {
+            Some(crate::actors::manifest_gossip::GossipOptions {
+                operator_spk: spk,
+                base: settings.cluster.base_domain.clone(),
+                node_id: settings.cluster.node_id.clone(),
+                self_endpoint: settings.heartbeat.self_endpoint.clone(),
+                sync_token: settings.cluster.sync_token.clone(),
+                interval: Duration::from_secs(settings.cluster.sync_interval_secs),
+            })
+        }
+        _ => None,
+    };
+    let mut sync_peers = settings.cluster.peers.clone();
+    let mut manifest_seq = 0;
+    if let Some(g) = &gossip {
+        if let Some(m) = crate::actors::manifest_gossip::best_stored(g, &store).await {
+            manifest_seq = m.seq;
+            sync_peers = cluster_peers::peers_from_manifest(&m, &g.node_id, &g.self_endpoint);
+            tracing::info!(seq = m.seq, peers = ?sync_peers, "sync peers from the cluster manifest");
+        }
+    }
     let sync_opts = crate::actors::sync::SyncOptions {
-        peers: settings.cluster.peers.clone(),
+        peers: sync_peers.clone(),
         token: settings.cluster.sync_token.clone(),
         interval: Duration::from_secs(settings.cluster.sync_interval_secs),
         max_ttl: settings.limits.max_ttl,
@@ -222,6 +249,15 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     )
     .context("opening sync watermarks")?;
     let sync = actix::Supervisor::start(move |_| sync_actor);
+    if let Some(g) = gossip.clone() {
+        actix_rt::spawn(crate::actors::manifest_gossip::run(
+            g,
+            manifest_seq,
+            sync_peers.clone(),
+            store.clone(),
+            sync.clone(),
+        ));
+    }
     let heartbeat = if settings.heartbeat.enabled {
         let h = &settings.heartbeat;
         let key_path = if h.operator_key_file.is_empty() {
@@ -246,7 +282,16 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
                 h.version.clone()
             },
             claim_provider: settings.dns.claim_provider && settings.dns.update,
-            seeds: h.seeds.clone(),
+            // Configured seeds, then the sync peers' zones (node.md §7.6).
+            seeds: {
+                let mut seeds = h.seeds.clone();
+                for z in cluster_peers::seed_zones(&sync_peers, &settings.node.zone) {
+                    if !seeds.iter().any(|s| s.split('@').next() == Some(z.as_str())) {
+                        seeds.push(z);
+                    }
+                }
+                seeds
+            },
             resolvers,
             interval: Duration::from_secs(interval),
             ttl: h.ttl_secs,
@@ -292,6 +337,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         auth: auth.clone(),
         sync: sync.clone(),
         started_with: settings.clone(),
+        manifest_peers: gossip.is_some(),
     };
     let peers = Peers {
         store: store.clone(),

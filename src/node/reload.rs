@@ -93,6 +93,9 @@ pub struct Reloader {
     pub sync: actix::Addr<crate::actors::sync::SyncActor>,
     /// The settings the node started with (what cannot change is compared against them).
     pub started_with: crate::node::config::Settings,
+    /// Peers come from the cluster manifest (then a reload leaves them alone while
+    /// `[cluster] peers` stays empty).
+    pub manifest_peers: bool,
 }
 
 impl Reloader {
@@ -122,8 +125,10 @@ impl Reloader {
         applied.push("http limits");
         self.auth.do_send(crate::actors::auth::SetOptions(crate::node::auth_options(new)));
         applied.push("auth (registration allowlist, token limits)");
-        self.sync.do_send(crate::actors::sync::SetPeers(new.cluster.peers.clone()));
-        applied.push("cluster peers");
+        if !(self.manifest_peers && new.cluster.peers.is_empty()) {
+            self.sync.do_send(crate::actors::sync::SetPeers(new.cluster.peers.clone()));
+            applied.push("cluster peers");
+        }
         let summary = applied.join(", ");
         tracing::info!(applied = %summary, "configuration reloaded");
         Ok(summary)
