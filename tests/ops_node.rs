@@ -361,7 +361,14 @@ fn self_signed(dir: &std::path::Path, cn: &str) -> (String, String) {
     let (cert, key) = (dir.join(format!("{cn}.crt")), dir.join(format!("{cn}.key")));
     let out = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={cn}"), "-keyout"])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={cn}")])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
@@ -444,13 +451,17 @@ fn reload_swaps_tls_without_losing_queries() {
         (sent, lost)
     });
     let sighup = || assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    let curl_reload = || {
-        let out = Command::new("curl")
-            .args(["-sk", "-X", "POST", "-H", &format!("Authorization: Bearer {OP}")])
-            .arg(format!("https://{https}/v1/admin/reload"))
+    // `dnsmesh-node admin` over HTTPS, trusting both certificates.
+    let bundle = tmp.path().join("both.pem");
+    std::fs::write(&bundle, format!("{c1}{c2}")).unwrap();
+    let admin_reload = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_dnsmesh-node"))
+            .args(["admin", "--node", &format!("https://{https}"), "--token", OP, "--ca-file"])
+            .arg(&bundle)
+            .arg("reload")
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     };
     for round in 0..3 {
         let (c, k, want) = if round % 2 == 0 { (&c2, &k2, "two") } else { (&c1, &k1, "one") };
@@ -467,11 +478,11 @@ fn reload_swaps_tls_without_losing_queries() {
     // Over HTTP too (audited); a key that does not match is refused, the pair kept.
     std::fs::write(&cert, &c1).unwrap();
     std::fs::write(&key, &k1).unwrap();
-    let ok = curl_reload();
+    let ok = admin_reload();
     assert!(ok.contains("tls"), "{ok}");
     assert_eq!(served_cn(https), "CN=one");
     std::fs::write(&key, &k2).unwrap();
-    let refused = curl_reload();
+    let refused = admin_reload();
     assert!(refused.contains("reload refused"), "{refused}");
     sighup();
     assert_eq!(served_cn(https), "CN=one");

@@ -41,6 +41,10 @@ enum Command {
         /// Operator token (or env DNSMESH_ADMIN_TOKEN).
         #[arg(long, env = "DNSMESH_ADMIN_TOKEN")]
         token: Option<String>,
+        /// For an https:// node: trust this PEM certificate (e.g. the node's own
+        /// http.tls_cert) instead of the public roots.
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<PathBuf>,
         #[command(subcommand)]
         action: AdminAction,
     },
@@ -165,9 +169,9 @@ fn main() -> ExitCode {
     if let Some(Command::Generate { what }) = &cli.command {
         return generate(what);
     }
-    if let Some(Command::Admin { node, token, action }) = cli.command {
+    if let Some(Command::Admin { node, token, ca_file, action }) = cli.command {
         init_logging("text");
-        return admin(&node, token.as_deref(), action);
+        return admin(&node, token.as_deref(), ca_file.as_deref(), action);
     }
     if let Some(Command::Restore { data_dir, force, file }) = &cli.command {
         return match dnsmesh::node::backup::restore(file, data_dir, *force) {
@@ -320,16 +324,15 @@ fn url_escape(s: &str) -> String {
 }
 
 /// `admin backup FILE`: fetch the archive and write it to FILE (via a temporary file, 0600).
-fn backup(node: &str, token: &str, file: &std::path::Path) -> ExitCode {
+fn backup(
+    node: &str,
+    token: &str,
+    ca: Option<&std::path::Path>,
+    file: &std::path::Path,
+) -> ExitCode {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let (status, body) = match dnsmesh::node::http_client::request_bytes(
-        node,
-        "POST",
-        "/v1/admin/backup",
-        Some(token),
-        "",
-    ) {
+    let (status, body) = match call(node, "POST", "/v1/admin/backup", token, "", ca) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dnsmesh-node admin: cannot reach {node}: {e}");
@@ -388,7 +391,31 @@ fn print_admin(action: &AdminAction, text: &str) {
     }
 }
 
-fn admin(node: &str, token: Option<&str>, action: AdminAction) -> ExitCode {
+/// One admin request over HTTP or HTTPS: (status, body bytes).
+fn call(
+    node: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+    ca: Option<&std::path::Path>,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    use dnsmesh::node::http_client as hc;
+    if node.starts_with("https://") {
+        hc::request_https(node, method, path, Some(token), body, ca)
+    } else if path == "/v1/admin/backup" {
+        hc::request_bytes(node, method, path, Some(token), body)
+    } else {
+        hc::request(node, method, path, Some(token), body).map(|(s, b)| (s, b.into_bytes()))
+    }
+}
+
+fn admin(
+    node: &str,
+    token: Option<&str>,
+    ca: Option<&std::path::Path>,
+    action: AdminAction,
+) -> ExitCode {
     let Some(token) = token else {
         eprintln!(
             "dnsmesh-node admin: the operator token is needed (--token or DNSMESH_ADMIN_TOKEN)"
@@ -406,7 +433,7 @@ fn admin(node: &str, token: Option<&str>, action: AdminAction) -> ExitCode {
         ("POST", "/v1/admin/revoke".to_string(), serde_json::json!({ "what": what }).to_string())
     };
     if let AdminAction::Backup { file } = &action {
-        return backup(node, token, file);
+        return backup(node, token, ca, file);
     }
     let (method, path, body) = match &action {
         AdminAction::List | AdminAction::Token { action: TokenAction::List { .. } } => {
@@ -431,13 +458,16 @@ fn admin(node: &str, token: Option<&str>, action: AdminAction) -> ExitCode {
             ("GET", p, String::new())
         }
     };
-    match dnsmesh::node::http_client::request(node, method, &path, Some(token), &body) {
-        Ok((200, text)) => {
-            print_admin(&action, &text);
+    match call(node, method, &path, token, &body, ca) {
+        Ok((200, bytes)) => {
+            print_admin(&action, &String::from_utf8_lossy(&bytes));
             ExitCode::SUCCESS
         }
         Ok((status, text)) => {
-            eprintln!("dnsmesh-node admin: node answered {status}: {text}");
+            eprintln!(
+                "dnsmesh-node admin: node answered {status}: {}",
+                String::from_utf8_lossy(&text)
+            );
             ExitCode::from(1)
         }
         Err(e) => {

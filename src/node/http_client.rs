@@ -104,3 +104,64 @@ pub fn request_bytes(
     }
     Ok((status, body))
 }
+
+/// One request to an `https://` base, trusting the PEM certificates in `ca_file` (e.g.
+/// the node's own certificate) or, without one, the Mozilla roots: (status, body bytes).
+pub fn request_https(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+    ca_file: Option<&std::path::Path>,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+    let other = |e: String| std::io::Error::other(e);
+    let mut tls = TlsConfig::builder();
+    if let Some(ca) = ca_file {
+        let pem = std::fs::read(ca)?;
+        let certs: Vec<_> = parse_pem(&pem)
+            .filter_map(|i| match i {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err(other(format!("{}: no PEM certificate", ca.display())));
+        }
+        tls = tls.root_certs(RootCerts::Specific(std::sync::Arc::new(certs)));
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(300)))
+        .http_status_as_error(false)
+        .tls_config(tls.build())
+        .build()
+        .into();
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let resp = match method {
+        "GET" => {
+            let mut r = agent.get(&url);
+            if let Some(a) = &auth {
+                r = r.header("Authorization", a);
+            }
+            r.call()
+        }
+        _ => {
+            let mut r = agent.post(&url).header("Content-Type", "application/json");
+            if let Some(a) = &auth {
+                r = r.header("Authorization", a);
+            }
+            r.send(body)
+        }
+    };
+    let mut resp = resp.map_err(|e| other(format!("{url}: {e}")))?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .body_mut()
+        .with_config()
+        .limit(4 << 30)
+        .read_to_vec()
+        .map_err(|e| other(format!("{url}: {e}")))?;
+    Ok((status, bytes))
+}
