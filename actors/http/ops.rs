@@ -139,25 +139,41 @@ pub(super) async fn admin_backup(req: HttpRequest, st: Shared) -> HttpResponse {
         }
         Err(_) => return error(503, "store unavailable"),
     };
-    let t2 = tmp.clone();
-    let bytes = web::block(move || {
-        let b = std::fs::read(&t2);
-        let _ = std::fs::remove_file(&t2);
-        b
-    })
-    .await;
-    let Ok(Ok(bytes)) = bytes else {
-        return error(500, "reading the backup back failed");
+    // Stream the file back: opened, then unlinked (the open descriptor keeps it readable),
+    // so no copy stays in the data dir and the archive is never held in memory whole.
+    let file = match tokio::fs::File::open(&tmp).await {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return error(500, format!("reading the backup back: {e}"));
+        }
     };
-    let sha = hex::encode(crate::proto::keys::sha256(&bytes));
-    let fields = json!({"entries": entries, "bytes": bytes.len(), "sha256": sha});
+    let _ = std::fs::remove_file(&tmp);
+    let len = match file.metadata().await {
+        Ok(m) => m.len(),
+        Err(e) => return error(500, format!("reading the backup back: {e}")),
+    };
+    let fields = json!({"entries": entries, "bytes": len});
     if let Err(r) = audit(&st, "backup", "operator", client_ip(&req, &st), fields).await {
         return r;
     }
+    let stream = futures_util::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = vec![0u8; 64 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(web::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
     HttpResponse::Ok()
         .content_type("application/octet-stream")
         .insert_header(("X-Backup-Entries", entries.to_string()))
-        .body(bytes)
+        .no_chunking(len)
+        .streaming(stream)
 }
 
 /// `POST /v1/admin/reload`: the process re-reads its configuration and applies what can
