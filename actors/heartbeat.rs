@@ -541,3 +541,21 @@ impl Handler<Fail> for HeartbeatActor {
         ctx.stop();
     }
 }
+
+/// More seed zones (the zones of sync peers added by a newer cluster manifest,
+/// node.md §7.6); zones already seeded are left as they are.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddSeeds(pub Vec<String>);
+
+impl Handler<AddSeeds> for HeartbeatActor {
+    type Result = ();
+    fn handle(&mut self, msg: AddSeeds, _: &mut Context<Self>) {
+        for z in msg.0 {
+            if !self.opts.seeds.iter().any(|s| s.split('@').next() == Some(z.as_str())) {
+                tracing::info!(zone = %z, "heartbeat seed added from the cluster manifest");
+                self.opts.seeds.push(z);
+            }
+        }
+    }
+}

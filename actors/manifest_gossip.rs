@@ -54,14 +54,19 @@ async fn fetch(c: &awc::Client, peer: &str, token: &str) -> Option<String> {
     v["wire"].as_str().map(str::to_string)
 }
 
+/// Where an installed manifest goes.
+pub struct Targets {
+    pub store: Addr<StoreActor>,
+    pub sync: Addr<SyncActor>,
+    /// Gets the new peers' zones as seeds (node.md §7.6).
+    pub heartbeat: Option<Addr<super::heartbeat::HeartbeatActor>>,
+    /// Our zone (never a seed of ours).
+    pub zone: String,
+}
+
 /// Run forever: `seq` is the installed manifest's, `peers` the peers derived from it.
-pub async fn run(
-    o: GossipOptions,
-    mut seq: u64,
-    mut peers: Vec<String>,
-    store: Addr<StoreActor>,
-    sync: Addr<SyncActor>,
-) {
+pub async fn run(t: Targets, o: GossipOptions, mut seq: u64, mut peers: Vec<String>) {
+    let Targets { store, sync, heartbeat, zone } = t;
     let c = awc::Client::builder().timeout(Duration::from_secs(5)).finish();
     let mut tick = tokio::time::interval(o.interval);
     loop {
@@ -94,6 +99,10 @@ pub async fn run(
             peers = peers_from_manifest(&m, &o.node_id, &o.self_endpoint);
             tracing::info!(seq, from = %peer, peers = ?peers, "installed a newer cluster manifest");
             sync.do_send(SetPeers(peers.clone()));
+            if let Some(h) = &heartbeat {
+                let zones = crate::node::cluster_peers::seed_zones(&peers, &zone);
+                h.do_send(super::heartbeat::AddSeeds(zones));
+            }
             break;
         }
     }

@@ -249,15 +249,6 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     )
     .context("opening sync watermarks")?;
     let sync = actix::Supervisor::start(move |_| sync_actor);
-    if let Some(g) = gossip.clone() {
-        actix_rt::spawn(crate::actors::manifest_gossip::run(
-            g,
-            manifest_seq,
-            sync_peers.clone(),
-            store.clone(),
-            sync.clone(),
-        ));
-    }
     let heartbeat = if settings.heartbeat.enabled {
         let h = &settings.heartbeat;
         let key_path = if h.operator_key_file.is_empty() {
@@ -319,6 +310,19 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     } else {
         None
     };
+    if let Some(g) = gossip.clone() {
+        actix_rt::spawn(crate::actors::manifest_gossip::run(
+            crate::actors::manifest_gossip::Targets {
+                store: store.clone(),
+                sync: sync.clone(),
+                heartbeat: heartbeat.clone(),
+                zone: settings.node.zone.clone(),
+            },
+            g,
+            manifest_seq,
+            sync_peers.clone(),
+        ));
+    }
     let tls = if settings.http.tls_cert.is_empty() {
         None
     } else {
