@@ -17,7 +17,7 @@ fn now_ms() -> u64 {
 }
 
 /// Take one sample (DNS counters, writes, sync lag, heartbeat peers).
-pub(super) async fn sample(st: &State) {
+pub(super) async fn sample(st: &State, transient: bool) {
     let dns = st.peers.dns.send(super::GetStats).await.ok();
     let (queries, updates, latency) = match &dns {
         Some(d) => (
@@ -37,6 +37,7 @@ pub(super) async fn sample(st: &State) {
         latency,
         sync_lag: sync.into_iter().map(|p| (p.peer, p.lag_secs)).collect(),
         heartbeat: hb.into_iter().map(|p| (format!("{} ({})", p.endpoint, p.zone), p.up)).collect(),
+        transient,
     };
     st.history.lock().push(s);
 }
@@ -46,7 +47,7 @@ pub(super) async fn sampler(st: Shared) {
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tick.tick().await;
-        sample(&st).await;
+        sample(&st, false).await;
     }
 }
 
@@ -54,7 +55,7 @@ pub(super) async fn sampler(st: Shared) {
 pub(super) async fn charts_html(st: &State) -> String {
     let stale = st.history.lock().last_ms().is_none_or(|t| t + 1000 < now_ms());
     if stale {
-        sample(st).await;
+        sample(st, true).await;
     }
     let now = now_ms();
     let h = st.history.lock();

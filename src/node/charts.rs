@@ -25,6 +25,9 @@ pub struct Sample {
     pub sync_lag: Vec<(String, u64)>,
     /// Heartbeat peers (endpoint, up).
     pub heartbeat: Vec<(String, bool)>,
+    /// Taken for a page load rather than by the periodic sampler: the next sample replaces
+    /// it, so page loads (however many) never crowd the hour out of the ring buffer.
+    pub transient: bool,
 }
 
 /// The ring buffer.
@@ -37,6 +40,9 @@ impl History {
     pub fn push(&mut self, s: Sample) {
         if self.samples.back().is_some_and(|b| b.t_ms >= s.t_ms) {
             return;
+        }
+        if self.samples.back().is_some_and(|b| b.transient) {
+            self.samples.pop_back();
         }
         self.samples.push_back(s);
         let newest = self.samples.back().map_or(0, |b| b.t_ms);
@@ -343,7 +349,14 @@ mod tests {
         assert_eq!(h.wps(), [(1_010_000, 10.0)]);
         // 99th percentile of 1000 answers lands in the second bucket (≤ 50 µs).
         assert_eq!(h.p99_ms(&[10, 50]), [(1_010_000, 0.05)]);
-        h.push(s(1010 + WINDOW_SECS + 1, 2000, vec![]));
+        // Page-driven samples replace each other.
+        h.push(Sample { transient: true, ..s(1011, 1100, vec![]) });
+        h.push(Sample { transient: true, ..s(1012, 1200, vec![]) });
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.qps().last(), Some(&(1_012_000, 100.0)));
+        h.push(s(1020, 2000, vec![]));
+        assert_eq!(h.len(), 3, "the periodic sample replaced the page's");
+        h.push(s(1020 + WINDOW_SECS + 1, 2000, vec![]));
         assert_eq!(h.len(), 1, "samples older than the window are dropped");
         let svg = line_chart("c", "DNS <q>/s", "q/s", &[("".into(), h.qps())], 5_000_000);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>") && svg.contains("&lt;q&gt;"));
