@@ -54,3 +54,11 @@ pub fn migrate_trees(from: &sled::Db, to: &sled::Db, names: &[&str]) -> sled::Re
     from.flush()?;
     Ok(moved)
 }
+
+/// Read out every tree of the receiving actor's own database for a backup (it is the only
+/// writer of its database, so the copy is consistent with itself). Answered by `auth`,
+/// `sync` and `heartbeat`; the store writes the dumps into the archive next to its own
+/// trees (`store::ExportBackup`).
+#[derive(actix::Message)]
+#[rtype(result = "Result<Vec<crate::node::backup::TreeDump>, String>")]
+pub struct ExportTrees;

@@ -62,6 +62,9 @@ pub struct TokenRow {
     pub revoked: bool,
     pub rate_per_sec: f64,
     pub rate_burst: f64,
+    /// `self-service`, `admin` or `admin:rotate` (empty in rows of older versions).
+    #[serde(default)]
+    pub issuer: String,
 }
 
 /// A stored TSIG key; the secret sealed under the node key.
@@ -135,6 +138,24 @@ pub struct Credentials(pub serde_json::Value);
 #[derive(Message)]
 #[rtype(result = "Result<usize, AuthError>")]
 pub struct Revoke(pub String);
+
+/// `dnsmesh-node admin token issue|rotate`: mint a bearer token for `subject` (rate and
+/// burst default to `[limits] token_rate/burst`, `expires_in` 0 = never). With `rotate`,
+/// the subject's live tokens are revoked first.
+#[derive(Message)]
+#[rtype(result = "Result<serde_json::Value, AuthError>")]
+pub struct IssueToken {
+    pub subject: String,
+    pub rate: Option<f64>,
+    pub burst: Option<f64>,
+    pub expires_in: u64,
+    pub rotate: bool,
+}
+
+/// Reload: replace the options (registration allowlist, token and mailbox limits, …).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetOptions(pub AuthOptions);
 
 /// Where to push keyrings.
 #[derive(Message)]
@@ -512,6 +533,7 @@ impl AuthActor {
                 revoked: false,
                 rate_per_sec: self.opts.token_rate,
                 rate_burst: self.opts.token_burst,
+                issuer: "self-service".into(),
             };
             let v = serde_json::to_vec(&row).map_err(|e| err(500, e.to_string()))?;
             self.tokens.insert(token_hash.as_bytes(), v).map_err(|e| err(500, e.to_string()))?;
@@ -597,7 +619,8 @@ impl AuthActor {
             .filter_map(|(_, v)| serde_json::from_slice::<TokenRow>(&v).ok())
             .map(|t| {
                 serde_json::json!({"token_hash_prefix": &t.token_hash[..12], "subject": t.subject,
-                "issued_at": t.issued_at, "expires_at": t.expires_at, "revoked": t.revoked})
+                "issued_at": t.issued_at, "expires_at": t.expires_at, "revoked": t.revoked,
+                "issuer": t.issuer, "rate_per_sec": t.rate_per_sec, "rate_burst": t.rate_burst})
             })
             .collect();
         let keys: Vec<serde_json::Value> = self
@@ -646,6 +669,59 @@ impl AuthActor {
         }
         self.push_keyring();
         Ok(n)
+    }
+
+    fn issue(&mut self, m: IssueToken) -> Result<serde_json::Value, AuthError> {
+        let subject = registration::canonicalize_subject(&m.subject)
+            .map_err(|e| err(400, format!("subject invalid: {e}")))?;
+        let rate = m.rate.unwrap_or(self.opts.token_rate);
+        let burst = m.burst.unwrap_or(self.opts.token_burst);
+        if !(rate.is_finite() && rate > 0.0 && burst.is_finite() && burst >= 1.0) {
+            return Err(err(400, "rate must be > 0 and burst >= 1"));
+        }
+        let now = self.clock.now_secs();
+        let mut revoked = vec![];
+        if m.rotate {
+            for (k, v) in self.tokens.iter().filter_map(|i| i.ok()) {
+                let Ok(mut t) = serde_json::from_slice::<TokenRow>(&v) else { continue };
+                if t.subject == subject && t.live(now) {
+                    t.revoked = true;
+                    let v = serde_json::to_vec(&t).map_err(|e| err(500, e.to_string()))?;
+                    self.tokens.insert(k, v).map_err(|e| err(500, e.to_string()))?;
+                    revoked.push(t.token_hash[..12].to_string());
+                }
+            }
+            if revoked.is_empty() {
+                return Err(err(404, format!("no live token of {subject} to rotate")));
+            }
+        }
+        let token = format!("dmp_v1_{}", data_encoding::BASE32_NOPAD.encode(&keys::random_32()));
+        let token_hash = hex::encode(keys::sha256(token.as_bytes()));
+        let expires_at = if m.expires_in == 0 { 0 } else { now.saturating_add(m.expires_in) };
+        let row = TokenRow {
+            token_hash: token_hash.clone(),
+            subject: subject.clone(),
+            registered_spk: String::new(),
+            issued_at: now,
+            expires_at,
+            revoked: false,
+            rate_per_sec: rate,
+            rate_burst: burst,
+            issuer: if m.rotate { "admin:rotate" } else { "admin" }.into(),
+        };
+        let v = serde_json::to_vec(&row).map_err(|e| err(500, e.to_string()))?;
+        self.tokens.insert(token_hash.as_bytes(), v).map_err(|e| err(500, e.to_string()))?;
+        tracing::info!(subject = %subject, rotate = m.rotate, "operator issued a bearer token");
+        Ok(serde_json::json!({
+            "token": token,
+            "token_hash_prefix": &token_hash[..12],
+            "subject": subject,
+            "issued_at": now,
+            "expires_at": expires_at,
+            "rate_per_sec": rate,
+            "rate_burst": burst,
+            "revoked": revoked,
+        }))
     }
 
     fn report(&self, event: LifecycleEvent) {
@@ -726,6 +802,24 @@ impl Handler<Revoke> for AuthActor {
     fn handle(&mut self, msg: Revoke, _: &mut Context<Self>) -> Self::Result {
         let r = self.revoke(&msg.0);
         self.durable(r)
+    }
+}
+
+impl Handler<IssueToken> for AuthActor {
+    type Result = ResponseFuture<Result<serde_json::Value, AuthError>>;
+    fn handle(&mut self, msg: IssueToken, _: &mut Context<Self>) -> Self::Result {
+        // The token is handed out only once it is durable.
+        let r = self.issue(msg);
+        self.durable(r)
+    }
+}
+
+impl Handler<SetOptions> for AuthActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetOptions, _: &mut Context<Self>) {
+        self.policy = registration::SubjectPolicy::new(&msg.0.zone, &msg.0.zone_aliases);
+        self.opts = msg.0;
+        self.push_keyring();
     }
 }
 
@@ -920,5 +1014,12 @@ mod tests {
             assert_eq!(auth.send(Revoke(key_name.clone())).await.unwrap(), Ok(1));
             assert_eq!(rx.recv().await.unwrap(), Vec::<String>::new());
         });
+    }
+}
+
+impl Handler<super::actor_db::ExportTrees> for AuthActor {
+    type Result = Result<Vec<crate::node::backup::TreeDump>, String>;
+    fn handle(&mut self, _: super::actor_db::ExportTrees, _: &mut Context<Self>) -> Self::Result {
+        crate::node::backup::TreeDump::all("auth", &self.db).map_err(|e| e.to_string())
     }
 }

@@ -546,3 +546,30 @@ impl Handler<Fail> for HeartbeatActor {
         ctx.stop();
     }
 }
+
+/// More seed zones (the zones of sync peers added by a newer cluster manifest,
+/// node.md §7.6); zones already seeded are left as they are.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddSeeds(pub Vec<String>);
+
+impl Handler<AddSeeds> for HeartbeatActor {
+    type Result = ();
+    fn handle(&mut self, msg: AddSeeds, _: &mut Context<Self>) {
+        for z in msg.0 {
+            if !self.opts.seeds.iter().any(|s| s.split('@').next() == Some(z.as_str())) {
+                tracing::info!(zone = %z, "heartbeat seed added from the cluster manifest");
+                self.opts.seeds.push(z);
+            }
+        }
+    }
+}
+
+impl Handler<super::actor_db::ExportTrees> for HeartbeatActor {
+    type Result = Result<Vec<crate::node::backup::TreeDump>, String>;
+    fn handle(&mut self, _: super::actor_db::ExportTrees, _: &mut Context<Self>) -> Self::Result {
+        crate::node::backup::TreeDump::of("heartbeat", &self.tree)
+            .map(|d| vec![d])
+            .map_err(|e| e.to_string())
+    }
+}

@@ -24,6 +24,9 @@ use crate::node::auth_throttle::FailureThrottle;
 use crate::node::limits::TokenBuckets;
 use crate::node::metrics::{escape_label as esc_label, method_label, status_label};
 
+mod ops;
+mod status;
+
 /// What the ingress needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
@@ -71,6 +74,10 @@ pub struct Peers {
     pub heartbeat: Option<Addr<super::heartbeat::HeartbeatActor>>,
     /// DNS answers for `/dns-query` (DNS over HTTPS).
     pub responder: Option<dns::Responder>,
+    /// The operator audit trail (registrations, token and admin actions).
+    pub audit: Arc<crate::node::audit::AuditLog>,
+    /// What a reload changes under the running ingress (limits, TLS pair).
+    pub hooks: crate::node::reload::Hooks,
 }
 
 struct State {
@@ -81,6 +88,8 @@ struct State {
     requests: Mutex<HashMap<(&'static str, u16), u64>>,
     writes: Mutex<HashMap<&'static str, u64>>,
     auth_fails: Mutex<FailureThrottle>,
+    /// Samples behind the status page's charts (the last hour).
+    history: Mutex<crate::node::charts::History>,
 }
 
 type Shared = web::Data<State>;
@@ -120,10 +129,11 @@ fn limited(req: &HttpRequest, st: &State, registration: bool) -> bool {
     if ip.is_loopback() && !st.opts.limit_loopback {
         return false;
     }
+    let l = st.peers.hooks.http_limits.load();
     if registration {
-        !st.reg_buckets.lock().take(ip, st.opts.registration_rate, st.opts.registration_burst)
+        !st.reg_buckets.lock().take(ip, l.registration_rate, l.registration_burst)
     } else {
-        !st.ip_buckets.lock().take(ip, st.opts.http_rate, st.opts.http_burst)
+        !st.ip_buckets.lock().take(ip, l.http_rate, l.http_burst)
     }
 }
 
@@ -398,7 +408,19 @@ async fn reg_confirm(req: HttpRequest, body: web::Bytes, st: Shared, tsig: bool)
     }
     let v = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or(serde_json::Value::Null);
     match st.peers.auth.send(Register { body: v, tsig }).await {
-        Ok(Ok(v)) => HttpResponse::Ok().json(v),
+        Ok(Ok(v)) => {
+            let fields = json!({
+                "subject": v["subject"],
+                "credential": if tsig { "tsig" } else { "token" },
+                "tsig_key_name": v.get("tsig_key_name"),
+                "expires_at": v["expires_at"],
+            });
+            let remote = client_ip(&req, &st);
+            if let Err(r) = ops::audit(&st, "registered", "self-service", remote, fields).await {
+                return r;
+            }
+            HttpResponse::Ok().json(v)
+        }
         Ok(Err(e)) => error(e.status, e.message),
         Err(_) => error(503, "auth unavailable"),
     }
@@ -439,6 +461,7 @@ fn esc(s: &str) -> String {
 
 async fn status_page(st: Shared) -> HttpResponse {
     let d = status_data(&st).await;
+    let charts = status::charts_html(&st).await;
     let arr = |k: &str| d[k].as_array().cloned().unwrap_or_default();
     let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
     let mut actors = String::new();
@@ -478,12 +501,14 @@ async fn status_page(st: Shared) -> HttpResponse {
     }
     let dns = &d["dns"];
     let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>dnsmesh node {zone}</title>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"10\"><title>dnsmesh node {zone}</title>\
          <style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin-bottom:1.5em}}\
-         td,th{{padding:.25em 1em;text-align:left;border-bottom:1px solid #ddd}}.ok{{color:#080}}.bad{{color:#c00}}</style>\
+         td,th{{padding:.25em 1em;text-align:left;border-bottom:1px solid #ddd}}.ok{{color:#080}}.bad{{color:#c00}}\
+         #charts{{display:flex;flex-wrap:wrap;gap:12px;margin-bottom:1.5em}}</style>\
          </head><body><h1>dnsmesh node <span id=\"node\">{node}</span></h1>\
          <p>zone <b id=\"zone\">{zone}</b> · version {ver} · up {up} s · <span id=\"records\">{rec}</span> records · \
          {names} names in DNS · SOA serial {serial}</p>\
+         <h2>Last hour</h2><div id=\"charts\">{charts}</div>\
          <h2>Actors</h2><table id=\"actors\"><tr><th>actor</th><th>state</th><th>restarts</th></tr>{actors}</table>\
          <h2>Cluster peers</h2><table id=\"cluster\"><tr><th>peer</th><th>sync lag</th><th>pulled</th><th>rejected</th><th>last error</th></tr>{cluster}</table>\
          <h2>Heartbeat peers</h2><table id=\"heartbeat\"><tr><th>endpoint</th><th>zone</th><th>version</th><th>state</th><th>last seen</th></tr>{hb}</table>\
@@ -640,8 +665,15 @@ async fn admin_revoke(req: HttpRequest, body: web::Bytes, st: Shared) -> HttpRes
     let Some(what) = what else {
         return error(400, "body must be {\"what\": \"subject|hash prefix|key name\"}");
     };
-    match st.peers.auth.send(auth::Revoke(what)).await {
-        Ok(Ok(n)) => HttpResponse::Ok().json(json!({"revoked": n})),
+    match st.peers.auth.send(auth::Revoke(what.clone())).await {
+        Ok(Ok(n)) => {
+            let fields = json!({"what": what, "revoked": n});
+            let remote = client_ip(&req, &st);
+            if let Err(r) = ops::audit(&st, "revoked", "operator", remote, fields).await {
+                return r;
+            }
+            HttpResponse::Ok().json(json!({"revoked": n}))
+        }
         Ok(Err(e)) => error(e.status, e.message),
         Err(_) => error(503, "auth unavailable"),
     }
@@ -944,7 +976,10 @@ fn charged_here(req: &actix_web::dev::ServiceRequest) -> bool {
             | "/v1/registration/tsig-confirm",
         ) => true,
         (&Method::GET | &Method::POST | &Method::DELETE, p) => {
-            p.strip_prefix("/v1/records/").is_some_and(|n| !n.is_empty() && !n.contains('/'))
+            p.strip_prefix("/v1/records/").is_some_and(|n| {
+                let n = n.strip_suffix('/').unwrap_or(n);
+                !n.is_empty() && !n.contains('/')
+            })
         }
         _ => false,
     };
@@ -956,6 +991,7 @@ pub fn start(
     opts: HttpOptions,
     peers: Peers,
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
+    let tls_resolver = peers.hooks.tls.clone();
     let state = web::Data::new(State {
         ip_buckets: Mutex::new(TokenBuckets::new(10_000)),
         reg_buckets: Mutex::new(TokenBuckets::new(10_000)),
@@ -966,11 +1002,13 @@ pub fn start(
             opts.auth_failure_burst,
             10_000,
         )),
+        history: Mutex::new(Default::default()),
         opts: opts.clone(),
         peers,
     });
     let body_limit = opts.max_body_bytes * 4 + 1024;
     let body_timeout = opts.body_timeout;
+    actix_rt::spawn(status::sampler(state.clone()));
     let st2 = state.clone();
     let factory = move || {
         let st3 = st2.clone();
@@ -986,11 +1024,16 @@ pub fn start(
             .wrap_fn(move |req, srv| {
                 use actix_web::dev::Service;
                 let method = method_label(req.method().as_str());
+                let mut req = req;
+                // HEAD is answered as GET (node.md §2.1): same route, status and headers;
+                // the HTTP/1 encoder leaves the body out because the request was a HEAD.
+                if req.method() == actix_web::http::Method::HEAD {
+                    req.head_mut().method = actix_web::http::Method::GET;
+                }
                 let st4 = st3.clone();
                 // Every route is charged to the client's per-IP bucket, 404s and made-up
                 // methods included (see `charged_here`).
                 let denied = charged_here(&req) && limited(req.request(), &st4, false);
-                let mut req = req;
                 let body_timed_out = (!denied).then(|| with_body_deadline(&mut req, body_timeout));
                 let call = if denied {
                     Err(req.into_response(error(429, "rate limit exceeded")))
@@ -1033,6 +1076,10 @@ pub fn start(
             .route("/v1/records/{name}", web::get().to(records_get))
             .route("/v1/records/{name}", web::post().to(records_post))
             .route("/v1/records/{name}", web::delete().to(records_delete))
+            // A trailing slash is accepted, as the reference's route regex does.
+            .route("/v1/records/{name}/", web::get().to(records_get))
+            .route("/v1/records/{name}/", web::post().to(records_post))
+            .route("/v1/records/{name}/", web::delete().to(records_delete))
             .route("/v1/sync/digest", web::get().to(sync_digest))
             .route("/v1/sync/pull", web::post().to(sync_pull))
             .route("/v1/sync/tombstones", web::get().to(sync_tombstones))
@@ -1040,6 +1087,10 @@ pub fn start(
             .route("/v1/sync/cluster-manifest", web::get().to(sync_cluster_manifest))
             .route("/v1/admin/credentials", web::get().to(admin_list))
             .route("/v1/admin/revoke", web::post().to(admin_revoke))
+            .route("/v1/admin/tokens", web::post().to(ops::admin_tokens))
+            .route("/v1/admin/audit", web::get().to(ops::admin_audit))
+            .route("/v1/admin/backup", web::post().to(ops::admin_backup))
+            .route("/v1/admin/reload", web::post().to(ops::admin_reload))
             .route("/debug/fail/{actor}", web::post().to(debug_fail))
             .route("/dns-query", web::route().to(dns_query))
             .default_service(web::to(|| async { error(404, "not found") }))
@@ -1052,9 +1103,21 @@ pub fn start(
     if opts.workers > 0 {
         server = server.workers(opts.workers);
     }
-    let server = match &opts.tls {
-        Some((cert, key)) => server.bind_rustls_0_23(opts.listen, tls_config(cert, key)?)?,
-        None => server.bind(opts.listen)?,
+    let server = match (&opts.tls, tls_resolver) {
+        (Some(_), Some(resolver)) => {
+            // The pair comes from a swappable resolver, so a reload changes it in place.
+            let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+            server.bind_rustls_0_23(opts.listen, cfg)?
+        }
+        (Some((cert, key)), None) => {
+            server.bind_rustls_0_23(opts.listen, tls_config(cert, key)?)?
+        }
+        (None, _) => server.bind(opts.listen)?,
     };
     let addr = server.addrs().first().copied().unwrap_or(opts.listen);
     Ok((server.run(), addr))

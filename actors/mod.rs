@@ -17,6 +17,7 @@ pub mod dns;
 pub mod doh;
 pub mod heartbeat;
 pub mod http;
+pub mod manifest_gossip;
 pub mod store;
 pub mod supervisor;
 pub mod sync;

@@ -30,6 +30,9 @@ use tokio::sync::oneshot;
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
 use crate::clock::Clock;
 
+mod backup;
+pub use backup::ExportBackup;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum StoreError {

@@ -344,25 +344,7 @@ impl SyncActor {
         supervisor: Option<Addr<SupervisorActor>>,
     ) -> Result<Self, StoreError> {
         let tree = db.open_tree("sync")?;
-        let peers = opts
-            .peers
-            .iter()
-            .map(|url| {
-                let wm = tree
-                    .get(url.as_bytes())
-                    .ok()
-                    .flatten()
-                    .and_then(|v| serde_json::from_slice(&v).ok())
-                    .unwrap_or_default();
-                Peer {
-                    url: url.clone(),
-                    wm,
-                    running: false,
-                    again: false,
-                    stats: PeerStats { peer: url.clone(), ..Default::default() },
-                }
-            })
-            .collect();
+        let peers = opts.peers.iter().map(|url| new_peer(&tree, url)).collect();
         Ok(SyncActor {
             opts,
             store,
@@ -510,5 +492,60 @@ impl Handler<Fail> for SyncActor {
     fn handle(&mut self, _: Fail, ctx: &mut Context<Self>) {
         tracing::warn!("sync actor: injected failure, stopping for restart");
         ctx.stop();
+    }
+}
+
+/// A peer with its persisted watermark (or a fresh one).
+fn new_peer(tree: &sled::Tree, url: &str) -> Peer {
+    let wm = tree
+        .get(url.as_bytes())
+        .ok()
+        .flatten()
+        .and_then(|v| serde_json::from_slice(&v).ok())
+        .unwrap_or_default();
+    Peer {
+        url: url.to_string(),
+        wm,
+        running: false,
+        again: false,
+        stats: PeerStats { peer: url.to_string(), ..Default::default() },
+    }
+}
+
+/// Replace the peer list (reload, or a newer cluster manifest). Peers that stay keep their
+/// state; every peer's watermark is the persisted one, so none is lost. Applied between
+/// passes (a pass in flight finishes first).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct SetPeers(pub Vec<String>);
+
+impl Handler<SetPeers> for SyncActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetPeers, ctx: &mut Context<Self>) {
+        if self.peers.iter().any(|p| p.running) {
+            ctx.run_later(Duration::from_millis(100), move |act, ctx| act.handle(msg, ctx));
+            return;
+        }
+        let mut old = std::mem::take(&mut self.peers);
+        self.peers = msg
+            .0
+            .iter()
+            .map(|url| match old.iter().position(|p| &p.url == url) {
+                Some(i) => old.swap_remove(i),
+                None => new_peer(&self.tree, url),
+            })
+            .collect();
+        tracing::info!(peers = ?msg.0, "sync peers replaced");
+        self.opts.peers = msg.0;
+        self.pull_all(ctx);
+    }
+}
+
+impl Handler<super::actor_db::ExportTrees> for SyncActor {
+    type Result = Result<Vec<crate::node::backup::TreeDump>, String>;
+    fn handle(&mut self, _: super::actor_db::ExportTrees, _: &mut Context<Self>) -> Self::Result {
+        crate::node::backup::TreeDump::of("sync", &self.tree)
+            .map(|d| vec![d])
+            .map_err(|e| e.to_string())
     }
 }

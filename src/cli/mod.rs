@@ -527,6 +527,11 @@ fn prompt_passphrase() -> Result<String> {
     Ok(p)
 }
 
+/// The CLI's clap definition (for generated shell completions and man pages).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Run the CLI with the process arguments; returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {

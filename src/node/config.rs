@@ -36,6 +36,16 @@ pub struct Settings {
     pub debug: DebugSection,
     pub transfer: TransferSection,
     pub dnssec: DnssecSection,
+    pub log: LogSection,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` (human-readable lines) or `json` (one JSON object per line:
+    /// timestamp, level, target, message, fields).
+    pub format: String,
 }
 
 /// `[transfer]`
@@ -554,6 +564,12 @@ impl Settings {
             n.parse::<SocketAddr>()
                 .map_err(|_| invalid("transfer.notify", format!("{n:?} is not IP:PORT")))?;
         }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid(
+                "log.format",
+                format!("{:?}: expected \"text\" or \"json\"", self.log.format),
+            ));
+        }
         Ok(())
     }
 
@@ -671,6 +687,22 @@ mod tests {
             assert!(err.contains(key), "{toml}: {err}");
             assert!(!err.contains("c2VjcmV0"), "{err}");
         }
+    }
+
+    #[test]
+    fn log_format_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let s = Settings::load_with_env(&p, false, &Overrides::default(), false).unwrap();
+        assert_eq!(s.log.format, "text");
+        std::fs::write(&p, "[log]\nformat = \"json\"\n").unwrap();
+        let s = Settings::load_with_env(&p, true, &Overrides::default(), false).unwrap();
+        assert_eq!(s.log.format, "json");
+        std::fs::write(&p, "[log]\nformat = \"xml\"\n").unwrap();
+        let err = Settings::load_with_env(&p, true, &Overrides::default(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.format"), "{err}");
     }
 
     #[test]

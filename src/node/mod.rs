@@ -1,17 +1,24 @@
 //! The node runtime: configuration, start-up wiring of the actors, shutdown.
 
+pub mod audit;
 pub mod auth;
 pub mod auth_throttle;
+pub mod backup;
+pub mod charts;
 pub mod claims;
+pub mod cluster_peers;
 pub mod config;
 pub mod dns_client;
 pub mod dnssec_keys;
+pub mod docs;
 pub mod fdlimit;
 pub mod heartbeat_policy;
 pub mod http_client;
 pub mod limits;
+pub mod logfmt;
 pub mod metrics;
 pub mod private_dir;
+pub mod reload;
 pub mod replay;
 pub mod replication;
 pub mod seed_fetch;
@@ -41,6 +48,10 @@ pub struct NodeHandle {
     pub store: Addr<StoreActor>,
     http_server: actix_web::dev::ServerHandle,
     dns_actor: Addr<DnsActor>,
+    /// Applies a reloaded configuration (SIGHUP, `admin reload`).
+    pub reloader: reload::Reloader,
+    /// Reloads asked for over HTTP (`POST /v1/admin/reload`).
+    pub reload_requests: tokio::sync::mpsc::Receiver<reload::ReloadRequest>,
 }
 
 impl NodeHandle {
@@ -85,6 +96,25 @@ fn dnssec_setup(settings: &Settings) -> anyhow::Result<Option<crate::dnswire::Dn
     }))
 }
 
+/// The auth actor's options from the settings (at start and on reload).
+pub fn auth_options(settings: &Settings) -> AuthOptions {
+    AuthOptions {
+        zone: settings.node.zone.clone(),
+        hostname: settings.node.hostname.clone(),
+        mode: settings.auth.mode.clone(),
+        operator_token: settings.auth.operator_token.clone(),
+        registration: settings.auth.registration,
+        tsig_enabled: settings.dns.update,
+        allowlist: settings.auth.registration_allowlist.clone(),
+        token_ttl_secs: settings.auth.token_ttl_secs,
+        token_rate: settings.limits.token_rate,
+        token_burst: settings.limits.token_burst,
+        mailbox_rate: settings.limits.mailbox_rate,
+        mailbox_burst: settings.limits.mailbox_burst,
+        zone_aliases: settings.auth.zone_aliases.clone(),
+    }
+}
+
 /// Start every actor inside the current actix `System`. Must be called from within it.
 pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     fdlimit::raise_fd_limit();
@@ -127,21 +157,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     let heartbeat_db = own_db("heartbeat", &["heartbeats"])?;
     let store = actix::Supervisor::start(move |_| store_actor);
 
-    let auth_opts = AuthOptions {
-        zone: settings.node.zone.clone(),
-        hostname: settings.node.hostname.clone(),
-        mode: settings.auth.mode.clone(),
-        operator_token: settings.auth.operator_token.clone(),
-        registration: settings.auth.registration,
-        tsig_enabled: settings.dns.update,
-        allowlist: settings.auth.registration_allowlist.clone(),
-        token_ttl_secs: settings.auth.token_ttl_secs,
-        token_rate: settings.limits.token_rate,
-        token_burst: settings.limits.token_burst,
-        mailbox_rate: settings.limits.mailbox_rate,
-        mailbox_burst: settings.limits.mailbox_burst,
-        zone_aliases: settings.auth.zone_aliases.clone(),
-    };
+    let auth_opts = auth_options(settings);
     let auth_actor = AuthActor::open(auth_opts, auth_db, &data_dir.join("node.key"))?
         .with_supervisor(supervisor.clone())
         .with_clock(clock.clone());
@@ -247,8 +263,34 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         auth_failure_burst: settings.limits.auth_failure_burst,
     };
     publish_cluster_manifest(settings, &store, &clock).await?;
+    // With no configured peers, the peers come from the best signed manifest we hold
+    // (node.md §6.1), and gossip keeps them current (§6.5).
+    let gossip = match settings.operator_spk() {
+        Some(spk)
+            if settings.cluster.peers.is_empty() && !settings.cluster.base_domain.is_empty() =>
+        {
+            Some(crate::actors::manifest_gossip::GossipOptions {
+                operator_spk: spk,
+                base: settings.cluster.base_domain.clone(),
+                node_id: settings.cluster.node_id.clone(),
+                self_endpoint: settings.heartbeat.self_endpoint.clone(),
+                sync_token: settings.cluster.sync_token.clone(),
+                interval: Duration::from_secs(settings.cluster.sync_interval_secs),
+            })
+        }
+        _ => None,
+    };
+    let mut sync_peers = settings.cluster.peers.clone();
+    let mut manifest_seq = 0;
+    if let Some(g) = &gossip {
+        if let Some(m) = crate::actors::manifest_gossip::best_stored(g, &store).await {
+            manifest_seq = m.seq;
+            sync_peers = cluster_peers::peers_from_manifest(&m, &g.node_id, &g.self_endpoint);
+            tracing::info!(seq = m.seq, peers = ?sync_peers, "sync peers from the cluster manifest");
+        }
+    }
     let sync_opts = crate::actors::sync::SyncOptions {
-        peers: settings.cluster.peers.clone(),
+        peers: sync_peers.clone(),
         token: settings.cluster.sync_token.clone(),
         interval: Duration::from_secs(settings.cluster.sync_interval_secs),
         max_ttl: settings.limits.max_ttl,
@@ -294,7 +336,16 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
                 h.version.clone()
             },
             claim_provider: settings.dns.claim_provider && settings.dns.update,
-            seeds: h.seeds.clone(),
+            // Configured seeds, then the sync peers' zones (node.md §7.6).
+            seeds: {
+                let mut seeds = h.seeds.clone();
+                for z in cluster_peers::seed_zones(&sync_peers, &settings.node.zone) {
+                    if !seeds.iter().any(|s| s.split('@').next() == Some(z.as_str())) {
+                        seeds.push(z);
+                    }
+                }
+                seeds
+            },
             resolvers,
             interval: Duration::from_secs(interval),
             ttl: h.ttl_secs,
@@ -323,6 +374,39 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     } else {
         None
     };
+    if let Some(g) = gossip.clone() {
+        actix_rt::spawn(crate::actors::manifest_gossip::run(
+            crate::actors::manifest_gossip::Targets {
+                store: store.clone(),
+                sync: sync.clone(),
+                heartbeat: heartbeat.clone(),
+                zone: settings.node.zone.clone(),
+            },
+            g,
+            manifest_seq,
+            sync_peers.clone(),
+        ));
+    }
+    let tls = if settings.http.tls_cert.is_empty() {
+        None
+    } else {
+        Some(reload::SwapCert::load(&settings.http.tls_cert, &settings.http.tls_key)?)
+    };
+    let (reload_tx, reload_requests) = tokio::sync::mpsc::channel(4);
+    let hooks = reload::Hooks {
+        http_limits: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(reload::http_limits(
+            settings,
+        ))),
+        tls,
+        requests: reload_tx,
+    };
+    let reloader = reload::Reloader {
+        hooks: hooks.clone(),
+        auth: auth.clone(),
+        sync: sync.clone(),
+        started_with: settings.clone(),
+        manifest_peers: gossip.is_some(),
+    };
     let peers = Peers {
         store: store.clone(),
         auth,
@@ -331,6 +415,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         sync,
         heartbeat,
         responder: Some(responder),
+        hooks,
+        audit: std::sync::Arc::new(
+            audit::AuditLog::open(data_dir)
+                .with_context(|| format!("opening the audit log in {}", data_dir.display()))?,
+        ),
     };
     let (http_server, http_addr) = http::start(http_opts, peers)
         .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
@@ -355,6 +444,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         store,
         http_server: server_handle,
         dns_actor: dns,
+        reloader,
+        reload_requests,
     })
 }
 
