@@ -839,6 +839,13 @@ impl Handler<Fail> for AuthActor {
     }
 }
 
+impl Handler<super::actor_db::ExportTrees> for AuthActor {
+    type Result = Result<Vec<crate::node::backup::TreeDump>, String>;
+    fn handle(&mut self, _: super::actor_db::ExportTrees, _: &mut Context<Self>) -> Self::Result {
+        crate::node::backup::TreeDump::all("auth", &self.db).map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The auth actor driven by its messages alone, in process, with a manual clock.
@@ -1014,12 +1021,5 @@ mod tests {
             assert_eq!(auth.send(Revoke(key_name.clone())).await.unwrap(), Ok(1));
             assert_eq!(rx.recv().await.unwrap(), Vec::<String>::new());
         });
-    }
-}
-
-impl Handler<super::actor_db::ExportTrees> for AuthActor {
-    type Result = Result<Vec<crate::node::backup::TreeDump>, String>;
-    fn handle(&mut self, _: super::actor_db::ExportTrees, _: &mut Context<Self>) -> Self::Result {
-        crate::node::backup::TreeDump::all("auth", &self.db).map_err(|e| e.to_string())
     }
 }
