@@ -978,17 +978,13 @@ fn tls_acceptor(cert: &str, key: &str) -> std::io::Result<tokio_rustls::TlsAccep
 
 /// The background re-signing / key-roll pass of a signed view, on its own thread (a
 /// full re-sign of a large zone must not stall the actors); it ends with the view.
-fn spawn_dnssec_pass(view: &Arc<ZoneView>) {
+fn spawn_dnssec_pass(view: &Arc<ZoneView>, clock: crate::clock::Clock) {
     let Some(every) = view.dnssec_pass_interval() else { return };
     let weak = Arc::downgrade(view);
     let spawned = std::thread::Builder::new().name("dnssec".into()).spawn(move || loop {
         std::thread::sleep(every);
         let Some(view) = weak.upgrade() else { return };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let n = view.dnssec_pass(now);
+        let n = view.dnssec_pass(clock.now_secs());
         if n > 0 {
             tracing::debug!(resigned = n, "DNSSEC background pass");
         }
@@ -1050,7 +1046,8 @@ impl DnsActor {
             Arc::new(view.map_err(|e| {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
             })?);
-        spawn_dnssec_pass(&view);
+        // The background pass keeps wall time (key rolls are tested in real time).
+        spawn_dnssec_pass(&view, crate::clock::Clock::system());
         let origin = Name::from_str(&format!("{}.", opts.zone))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let mut tls_listeners = Vec::new();

@@ -23,13 +23,8 @@ pub struct GossipOptions {
     pub self_endpoint: String,
     pub sync_token: String,
     pub interval: Duration,
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    /// The node's clock (manifest validity windows).
+    pub clock: crate::clock::Clock,
 }
 
 /// The highest-seq manifest in the store that verifies (for our base), if any.
@@ -38,7 +33,12 @@ pub async fn best_stored(o: &GossipOptions, store: &Addr<StoreActor>) -> Option<
     let vals = store.send(Get { name }).await.ok()?.ok()?;
     vals.into_iter()
         .filter_map(|(wire, _)| {
-            ClusterManifest::parse_and_verify(&wire, &o.operator_spk, Some(&o.base), now_secs())
+            ClusterManifest::parse_and_verify(
+                &wire,
+                &o.operator_spk,
+                Some(&o.base),
+                o.clock.now_secs(),
+            )
         })
         .max_by_key(|m| m.seq)
 }
@@ -73,7 +73,7 @@ pub async fn run(t: Targets, o: GossipOptions, mut seq: u64, mut peers: Vec<Stri
         tick.tick().await;
         for peer in peers.clone() {
             let Some(wire) = fetch(&c, &peer, &o.sync_token).await else { continue };
-            let now = now_secs();
+            let now = o.clock.now_secs();
             let Some(m) =
                 ClusterManifest::parse_and_verify(&wire, &o.operator_spk, Some(&o.base), now)
             else {

@@ -10,10 +10,7 @@ use crate::node::charts::{self, Sample};
 const EVERY: Duration = Duration::from_secs(10);
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::Clock::system().now_ms()
 }
 
 /// Take one sample (DNS counters, writes, sync lag, heartbeat peers).

@@ -78,15 +78,15 @@ impl Handler<StopDns> for DnsActor {
 }
 
 /// The `[dnssec]` keys and policy, when signing is on.
-fn dnssec_setup(settings: &Settings) -> anyhow::Result<Option<crate::dnswire::DnssecSetup>> {
+fn dnssec_setup(
+    settings: &Settings,
+    clock: &crate::clock::Clock,
+) -> anyhow::Result<Option<crate::dnswire::DnssecSetup>> {
     let d = &settings.dnssec;
     if !d.enabled {
         return Ok(None);
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.as_secs())
-        .unwrap_or(0);
+    let now = clock.now_secs();
     let (keys, persist) = dnssec_keys::load_or_create(&settings.node.data_dir, d.algorithm, now)?;
     Ok(Some(crate::dnswire::DnssecSetup {
         keys,
@@ -218,7 +218,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             journal_max_changes: settings.transfer.journal_max_changes,
             state_path: data_dir.join("transfer.serial"),
         },
-        dnssec: dnssec_setup(settings)?,
+        dnssec: dnssec_setup(settings, &clock)?,
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?
@@ -276,6 +276,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
                 self_endpoint: settings.heartbeat.self_endpoint.clone(),
                 sync_token: settings.cluster.sync_token.clone(),
                 interval: Duration::from_secs(settings.cluster.sync_interval_secs),
+                clock: clock.clone(),
             })
         }
         _ => None,
