@@ -1,21 +1,15 @@
 //! The node runtime: configuration, start-up wiring of the actors, shutdown.
 
-pub mod auth;
-pub mod auth_throttle;
-pub mod claims;
 pub mod config;
-pub mod dns_client;
 pub mod fdlimit;
-pub mod heartbeat_policy;
-pub mod http_client;
-pub mod limits;
-pub mod metrics;
 pub mod private_dir;
-pub mod replay;
-pub mod replication;
-pub mod seed_fetch;
-pub mod tcp_conns;
-pub mod transfer;
+
+// Moved below the actors (`crate::policy`, `crate::client`); re-exported for one commit.
+pub use crate::client::{dns_client, http_client, seed_fetch};
+pub use crate::policy::{
+    auth, auth_throttle, claims, heartbeat_policy, limits, metrics, replay, replication, tcp_conns,
+    transfer,
+};
 
 use std::net::SocketAddr;
 use std::time::Duration;

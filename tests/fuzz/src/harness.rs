@@ -824,9 +824,9 @@ pub fn http_json(data: &[u8]) {
 /// What the sync actor (`actors/sync.rs`) reads from a peer: digest pages
 /// `{"records":[{"ts","name","hash"}],"next_cursor"}`, pull answers
 /// `{"records":[{"name","value","ttl"}]}` and `{"tombstones":[{"stamp","name",…}]}`,
-/// judged by `src/node/replication.rs` (included by path).
+/// judged by `dnsmesh::policy::replication`.
 fn sync_response(v: &Value) {
-    use crate::replication::{parse_cursor, valid_sync_name, verify_record};
+    use dnsmesh::policy::replication::{parse_cursor, valid_sync_name, verify_record};
     let rows = |key: &str| v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
     let a = alice().ed25519_public();
     for r in rows("records").iter().chain(rows("tombstones").iter()).take(64) {
