@@ -35,7 +35,7 @@ use super::store::{Apply, Op, Origin, StoreActor, StoreError, Subscribe, ZoneDel
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
 use crate::dnswire::udp::{UdpServer, UdpStats, Verdict};
 use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
-use crate::node::limits::TokenBuckets;
+use crate::policy::limits::TokenBuckets;
 
 mod tcp;
 mod xfr;
@@ -147,7 +147,7 @@ pub struct DnsOptions {
     /// Unsigned claims only for recipients registered here.
     pub receiver_claims: bool,
     /// Budgets of live unsigned claims.
-    pub claim_limits: crate::node::claims::ClaimLimits,
+    pub claim_limits: crate::policy::claims::ClaimLimits,
     /// Per-TSIG-key delete budget (refilled over `max_ttl`).
     pub tombstones_per_key: usize,
     /// DNS-over-TLS listen addresses.
@@ -190,12 +190,12 @@ struct SlowInner {
     mailbox_buckets: parking_lot::Mutex<TokenBuckets<(String, String)>>,
     counters: SlowCounters,
     /// Live claims, for the unsigned-claim budgets (fed from `ZoneDelta`).
-    claims: parking_lot::Mutex<crate::node::claims::ClaimBook>,
+    claims: parking_lot::Mutex<crate::policy::claims::ClaimBook>,
     /// Mailbox hashes of recipients registered here (from the keyring) → the latest
     /// expiry of a key holding it (`u64::MAX` = never).
     registered: ArcSwap<HashMap<String, u64>>,
     /// MACs of recent signed UPDATEs (replay protection).
-    replay: parking_lot::Mutex<crate::node::replay::ReplayCache>,
+    replay: parking_lot::Mutex<crate::policy::replay::ReplayCache>,
     /// Per-key delete budget (tombstones).
     delete_buckets: parking_lot::Mutex<TokenBuckets<String>>,
     /// The wall clock (TSIG time, claim expiry); manual in tests.
@@ -455,9 +455,9 @@ impl SlowPath {
         if let (Some(_), Some(sig)) = (&scope, request.signature.as_ref()) {
             let key = sig.name.to_lowercase().to_string();
             let verdict = self.inner.replay.lock().check(&key, &sig.data.mac, now);
-            if verdict != crate::node::replay::ReplayVerdict::Fresh {
+            if verdict != crate::policy::replay::ReplayVerdict::Fresh {
                 self.inner.counters.bump(
-                    if verdict == crate::node::replay::ReplayVerdict::Replay {
+                    if verdict == crate::policy::replay::ReplayVerdict::Replay {
                         "tsig_replay"
                     } else {
                         "rate_limited"
@@ -591,12 +591,12 @@ impl SlowPath {
                         Op::Add { name, .. } => (name, false),
                         Op::DeleteValue { name, .. } | Op::DeleteName { name } => (name, true),
                     };
-                    if !crate::node::auth::scope_allows(scope, name, delete) {
+                    if !crate::policy::auth::scope_allows(scope, name, delete) {
                         return Err(ResponseCode::Refused);
                     }
                     // One registrant cannot fill another's mailbox slots.
                     if let (false, Some(mb), Some(key)) =
-                        (delete, crate::node::limits::mailbox_of(name), key_name.as_ref())
+                        (delete, crate::policy::limits::mailbox_of(name), key_name.as_ref())
                     {
                         let k = (key.clone(), mb.to_string());
                         if !self.inner.mailbox_buckets.lock().take(
@@ -674,7 +674,8 @@ impl SlowPath {
         }
         *ttl = (*ttl).min(o.claim_max_ttl);
         let ip = request.src().ip();
-        let net = (!ip.is_loopback() || o.limit_loopback).then(|| crate::node::claims::net_of(ip));
+        let net =
+            (!ip.is_loopback() || o.limit_loopback).then(|| crate::policy::claims::net_of(ip));
         let admitted = self
             .inner
             .claims
@@ -718,7 +719,7 @@ impl SlowPath {
         let mut reg: HashMap<String, u64> = HashMap::new();
         for e in ring.values() {
             let exp = if e.expires_at == 0 { u64::MAX } else { e.expires_at };
-            for h in crate::node::claims::registered_mailboxes(&e.scope, &self.inner.opts.zone) {
+            for h in crate::policy::claims::registered_mailboxes(&e.scope, &self.inner.opts.zone) {
                 let cur = reg.entry(h).or_insert(0);
                 *cur = (*cur).max(exp);
             }
@@ -1051,9 +1052,9 @@ impl DnsActor {
                 key_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 mailbox_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 counters: SlowCounters::default(),
-                claims: parking_lot::Mutex::new(crate::node::claims::ClaimBook::new()),
+                claims: parking_lot::Mutex::new(crate::policy::claims::ClaimBook::new()),
                 registered: ArcSwap::from_pointee(Default::default()),
-                replay: parking_lot::Mutex::new(crate::node::replay::ReplayCache::new(
+                replay: parking_lot::Mutex::new(crate::policy::replay::ReplayCache::new(
                     TSIG_FUDGE,
                     ((opts.key_burst + opts.key_rate * (2 * TSIG_FUDGE) as f64).ceil() as usize)
                         .saturating_add(64)
@@ -1161,10 +1162,10 @@ impl DnsActor {
         let tcp_cfg = tcp::TcpConfig {
             idle: opts.tcp_timeout,
             lifetime: opts.tcp_lifetime,
-            limits: crate::node::tcp_conns::ConnLimits {
+            limits: crate::policy::tcp_conns::ConnLimits {
                 max_total: match opts.tcp_max_connections {
-                    0 => crate::node::tcp_conns::default_max_total(
-                        crate::node::tcp_conns::soft_fd_limit(),
+                    0 => crate::policy::tcp_conns::default_max_total(
+                        crate::policy::tcp_conns::soft_fd_limit(),
                     ),
                     n => n,
                 },

@@ -20,9 +20,9 @@ use super::auth::{self, AuthActor, AuthorizeWrite, IsOperator, NewChallenge, Reg
 use super::dns::{self, DnsActor, GetStats};
 use super::store::{self, Apply, Count, Get, Op, Origin, StoreActor, StoreError};
 use super::supervisor::{GetHealth, SupervisorActor};
-use crate::node::auth_throttle::FailureThrottle;
-use crate::node::limits::TokenBuckets;
-use crate::node::metrics::{escape_label as esc_label, method_label, status_label};
+use crate::policy::auth_throttle::FailureThrottle;
+use crate::policy::limits::TokenBuckets;
+use crate::policy::metrics::{escape_label as esc_label, method_label, status_label};
 
 /// What the ingress needs from the configuration.
 #[derive(Debug, Clone)]
@@ -679,7 +679,7 @@ async fn sync_digest(req: HttpRequest, st: Shared) -> HttpResponse {
     }
     let q = query_map(&req);
     let cursor = if let Some(c) = q.get("cursor") {
-        match crate::node::replication::parse_cursor(c) {
+        match crate::policy::replication::parse_cursor(c) {
             Some(c) => c,
             None => return error(400, "cursor must be '<ts>:<name>:<value_hash>'"),
         }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::store::{Apply, LocalHashes, Op, Origin, StoreActor, StoreError, Subscribe, ZoneDelta};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
 use crate::clock::Clock;
-use crate::node::replication::{valid_sync_name, verify_record};
+use crate::policy::replication::{valid_sync_name, verify_record};
 
 /// What the sync actor needs from the configuration.
 #[derive(Debug, Clone)]

@@ -133,7 +133,7 @@ fn admin(node: &str, token: Option<&str>, action: AdminAction) -> ExitCode {
             serde_json::json!({ "what": what }).to_string(),
         ),
     };
-    match dnsmesh::node::http_client::request(node, method, &path, Some(token), &body) {
+    match dnsmesh::client::http_client::request(node, method, &path, Some(token), &body) {
         Ok((200, text)) => {
             println!("{text}");
             ExitCode::SUCCESS
