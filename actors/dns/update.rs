@@ -1,8 +1,10 @@
 //! DNS UPDATE (RFC 2136) on the slow path: TSIG and replay check, write limits,
 //! prerequisites against the view, the update section to store ops, TSIG scope or the
-//! unsigned-claim rules, then one all-or-nothing `Apply` to the store.
+//! unsigned-claim rules (planned by the pure `policy::update::plan`), then the write
+//! limits and claim budgets charged and one all-or-nothing `Apply` to the store.
 
 use super::*;
+use crate::policy::update::{self, claim_owner_hash};
 
 impl SlowPath {
     pub(super) async fn handle_update<R: ResponseHandler>(
@@ -68,7 +70,23 @@ impl SlowPath {
         self.respond(request, rh, meta, vec![], vec![], ctx).await
     }
 
-    /// Check and apply an UPDATE; `scope` is the verified key's scope (None = unsigned).
+    /// The UPDATE settings the pure planner needs.
+    fn update_rules(&self) -> update::Rules {
+        let o = &self.inner.opts;
+        update::Rules {
+            zone: o.zone.clone(),
+            origin: self.inner.origin.clone(),
+            enabled: o.update,
+            max_value_bytes: o.max_value_bytes,
+            max_ttl: o.max_ttl,
+            claim_provider: o.claim_provider,
+            receiver_claims: o.receiver_claims,
+            claim_max_ttl: o.claim_max_ttl,
+        }
+    }
+
+    /// Plan an UPDATE (`policy::update::plan`, pure), charge its limits and apply it;
+    /// `scope` is the verified key's scope (None = unsigned).
     async fn plan_update(
         &self,
         request: &Request,
@@ -76,74 +94,32 @@ impl SlowPath {
         now: u64,
     ) -> Result<(), ResponseCode> {
         let o = &self.inner.opts;
-        if !o.update {
-            return Err(ResponseCode::Refused);
-        }
-        let zones = request.queries.queries();
-        let Some(zone) = zones.first() else {
-            return Err(ResponseCode::FormErr);
+        let registered = self.inner.registered.load();
+        let sender = match scope {
+            Some(scope) => update::Sender::Signed { scope },
+            None => update::Sender::Unsigned { registered: &registered },
         };
-        let zname = zone.name().to_string().to_ascii_lowercase();
-        if zname.trim_end_matches('.') != o.zone {
-            return Err(ResponseCode::NotAuth);
-        }
-        // RFC 2136 §3.2 prerequisites, evaluated against the view.
-        for pr in &request.answers {
-            self.check_prerequisite(pr)?;
-        }
+        let zone = request.queries.queries().first().map(|q| q.name().to_string());
+        let plan = update::plan(
+            &self.inner.view,
+            &self.update_rules(),
+            zone.as_deref(),
+            &request.answers,
+            &request.authorities,
+            sender,
+            now,
+        )
+        .map_err(|r| {
+            if let Some(c) = r.counter {
+                self.inner.counters.bump(c);
+            }
+            r.rcode
+        })?;
+        let ops = plan.ops;
         let key_name = request.signature.as_ref().map(|s| s.name.to_lowercase().to_string());
         let mut admitted = None;
-        let mut ops = Vec::new();
-        for rr in &request.authorities {
-            let owner = rr.name.to_lowercase().to_string();
-            let owner = owner.trim_end_matches('.').to_string();
-            if !self.inner.origin.zone_of(&rr.name.to_lowercase()) {
-                return Err(ResponseCode::NotZone);
-            }
-            if !owner
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-            {
-                return Err(ResponseCode::Refused);
-            }
-            let rtype = rr.record_type();
-            match rr.dns_class {
-                DNSClass::IN => {
-                    if rtype != RecordType::TXT {
-                        continue;
-                    }
-                    let RData::TXT(txt) = &rr.data else {
-                        return Err(ResponseCode::FormErr);
-                    };
-                    let joined = crate::proto::txt::join(&txt.txt_data);
-                    let value = String::from_utf8(joined).map_err(|_| ResponseCode::FormErr)?;
-                    let ttl = if rr.ttl == 0 { 60 } else { rr.ttl as u64 };
-                    if value.len() > o.max_value_bytes || ttl > o.max_ttl {
-                        return Err(ResponseCode::Refused);
-                    }
-                    ops.push(Op::Add { name: owner, value, ttl });
-                }
-                DNSClass::NONE => {
-                    if rtype != RecordType::TXT {
-                        continue;
-                    }
-                    let RData::TXT(txt) = &rr.data else {
-                        return Err(ResponseCode::FormErr);
-                    };
-                    let value = String::from_utf8(crate::proto::txt::join(&txt.txt_data))
-                        .map_err(|_| ResponseCode::FormErr)?;
-                    ops.push(Op::DeleteValue { name: owner, value });
-                }
-                DNSClass::ANY => {
-                    if rtype == RecordType::TXT || rtype == RecordType::ANY {
-                        ops.push(Op::DeleteName { name: owner });
-                    }
-                }
-                _ => return Err(ResponseCode::FormErr),
-            }
-        }
-        match scope {
-            Some(scope) => {
+        match &plan.claim {
+            None => {
                 // Deletes leave tombstones: each key has a budget of them.
                 let deletes = ops.iter().filter(|op| !matches!(op, Op::Add { .. })).count();
                 if let (true, Some(key)) = (deletes > 0, key_name.as_ref()) {
@@ -159,17 +135,11 @@ impl SlowPath {
                     }
                 }
                 for op in &ops {
-                    let (name, delete) = match op {
-                        Op::Add { name, .. } => (name, false),
-                        Op::DeleteValue { name, .. } | Op::DeleteName { name } => (name, true),
-                    };
-                    if !crate::policy::auth::scope_allows(scope, name, delete) {
-                        return Err(ResponseCode::Refused);
-                    }
                     // One registrant cannot fill another's mailbox slots.
-                    if let (false, Some(mb), Some(key)) =
-                        (delete, crate::policy::limits::mailbox_of(name), key_name.as_ref())
-                    {
+                    if let (Op::Add { name, .. }, Some(key)) = (op, key_name.as_ref()) {
+                        let Some(mb) = crate::policy::limits::mailbox_of(name) else {
+                            continue;
+                        };
                         let k = (key.clone(), mb.to_string());
                         if !self.inner.mailbox_buckets.lock().take(
                             k,
@@ -181,8 +151,8 @@ impl SlowPath {
                     }
                 }
             }
-            None => {
-                admitted = Some(self.check_unsigned_claim(request, &mut ops, now)?);
+            Some(claim) => {
+                admitted = Some(self.charge_unsigned_claim(request, &ops, claim, now)?);
             }
         }
         if ops.is_empty() {
@@ -209,42 +179,20 @@ impl SlowPath {
         res
     }
 
-    /// The unsigned-claim rules (node.md §4.6, plus budgets): exactly one add, of a valid
-    /// claim at `claim-<n>.mb-<H12>.<zone>` (for a recipient registered here in
-    /// receiver-only mode), living at most `claim_max_ttl`, within the per-recipient rate
-    /// and the live-claim budgets. `Ok(true)` when the claim took a new budget slot.
-    fn check_unsigned_claim(
+    /// An unsigned claim the planner admitted, against the live-claim budgets and the
+    /// per-recipient rate. `Ok(true)` when the claim took a new budget slot.
+    fn charge_unsigned_claim(
         &self,
         request: &Request,
-        ops: &mut [Op],
+        ops: &[Op],
+        claim: &update::Claim,
         now: u64,
     ) -> Result<bool, ResponseCode> {
         let o = &self.inner.opts;
-        if !(o.claim_provider || o.receiver_claims) {
-            return Err(ResponseCode::Refused);
-        }
-        // One claim per unsigned UPDATE: each costs a signature check and a budget slot.
-        let [Op::Add { name, value, ttl }] = ops else {
-            self.inner.counters.bump("claim_refused");
+        let [Op::Add { name, value, .. }] = ops else {
             return Err(ResponseCode::Refused);
         };
-        let Some(hash) = claim_owner_hash(name, &o.zone) else {
-            return Err(ResponseCode::Refused);
-        };
-        if o.receiver_claims {
-            let registered = self.inner.registered.load();
-            if registered.get(hash).is_none_or(|exp| *exp <= now) {
-                self.inner.counters.bump("claim_refused");
-                return Err(ResponseCode::Refused);
-            }
-        }
-        let claim = crate::proto::records::claim::ClaimRecord::parse_and_verify(value, now)
-            .ok_or(ResponseCode::Refused)?;
-        if claim.exp.saturating_sub(now) > o.claim_max_ttl {
-            self.inner.counters.bump("claim_refused");
-            return Err(ResponseCode::Refused);
-        }
-        *ttl = (*ttl).min(o.claim_max_ttl);
+        let hash = &claim.hash;
         let ip = request.src().ip();
         let net =
             (!ip.is_loopback() || o.limit_loopback).then(|| crate::policy::claims::net_of(ip));
@@ -298,57 +246,4 @@ impl SlowPath {
         }
         self.inner.registered.store(Arc::new(reg));
     }
-
-    fn check_prerequisite(&self, pr: &Record) -> Result<(), ResponseCode> {
-        let name = pr.name.to_lowercase().to_string();
-        let name = name.trim_end_matches('.');
-        if !self.inner.origin.zone_of(&pr.name.to_lowercase()) {
-            return Err(ResponseCode::NotZone);
-        }
-        let state = self.inner.view.txt(name);
-        let is_apex = name == self.inner.opts.zone;
-        let name_in_use = is_apex || matches!(state, NameState::Txt(_));
-        let rtype = pr.record_type();
-        let rrset_exists = |t: RecordType| match t {
-            RecordType::TXT => matches!(state, NameState::Txt(_)),
-            RecordType::SOA | RecordType::NS => is_apex,
-            _ => false,
-        };
-        match (pr.dns_class, rtype) {
-            (DNSClass::ANY, RecordType::ANY) => {
-                name_in_use.then_some(()).ok_or(ResponseCode::NXDomain)
-            }
-            (DNSClass::ANY, t) => rrset_exists(t).then_some(()).ok_or(ResponseCode::NXRRSet),
-            (DNSClass::NONE, RecordType::ANY) => {
-                (!name_in_use).then_some(()).ok_or(ResponseCode::YXDomain)
-            }
-            (DNSClass::NONE, t) => (!rrset_exists(t)).then_some(()).ok_or(ResponseCode::YXRRSet),
-            (DNSClass::IN, RecordType::TXT) => {
-                let RData::TXT(txt) = &pr.data else {
-                    return Err(ResponseCode::FormErr);
-                };
-                let want = crate::proto::txt::join(&txt.txt_data);
-                match state {
-                    NameState::Txt(values) if values.contains(&want) => Ok(()),
-                    _ => Err(ResponseCode::NXRRSet),
-                }
-            }
-            // Value-dependent prerequisites on other types cannot hold here.
-            (DNSClass::IN, _) => Err(ResponseCode::NXRRSet),
-            _ => Err(ResponseCode::FormErr),
-        }
-    }
-}
-
-/// `claim-<digits>.mb-<12 lowercase hex>.<zone>` → the 12-hex recipient hash.
-fn claim_owner_hash<'a>(name: &'a str, zone: &str) -> Option<&'a str> {
-    let rest = name.strip_suffix(zone)?.strip_suffix('.')?;
-    let (first, second) = rest.split_once('.')?;
-    let digits = first.strip_prefix("claim-")?;
-    let hash = second.strip_prefix("mb-")?;
-    let ok = !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && hash.len() == 12
-        && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    ok.then_some(hash)
 }

@@ -11,7 +11,10 @@ pub mod claims;
 pub mod heartbeat_policy;
 pub mod limits;
 pub mod metrics;
+pub mod ops;
 pub mod replay;
 pub mod replication;
 pub mod tcp_conns;
 pub mod transfer;
+#[cfg(feature = "hickory")]
+pub mod update;
