@@ -9,6 +9,7 @@ pub mod auth;
 pub mod auth_throttle;
 pub mod claims;
 pub mod heartbeat_policy;
+pub mod http_input;
 pub mod limits;
 pub mod metrics;
 pub mod ops;
