@@ -247,3 +247,142 @@ pub fn claim_owner_hash<'a>(name: &'a str, zone: &str) -> Option<&'a str> {
         && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     ok.then_some(hash)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use hickory_proto::rr::rdata::TXT;
+
+    use super::*;
+    use crate::dnswire::ZoneConfig;
+    use crate::proto::keys::Identity;
+    use crate::proto::records::claim::ClaimRecord;
+    use crate::proto::registration::{self as reg, ScopeMode};
+
+    const NOW: u64 = 1_800_000_000;
+    const ZONE: &str = "mesh.test";
+
+    fn view() -> ZoneView {
+        let cfg =
+            ZoneConfig::new(ZONE, "ns1.mesh.test", "hostmaster@mesh.test", &["ns1.mesh.test"]);
+        let v = ZoneView::new(&cfg).expect("zone");
+        v.set_txt_at("a.mesh.test", &[b"hello"], NOW);
+        v
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            zone: ZONE.into(),
+            origin: Name::from_str("mesh.test.").expect("name"),
+            enabled: true,
+            max_value_bytes: 1000,
+            max_ttl: 86_400,
+            claim_provider: true,
+            receiver_claims: false,
+            claim_max_ttl: 600,
+        }
+    }
+
+    fn txt(name: &str, class: DNSClass, value: &str, ttl: u32) -> Record {
+        let mut r = Record::from_rdata(
+            Name::from_str(name).expect("name"),
+            ttl,
+            RData::TXT(TXT::new(vec![value.to_string()])),
+        );
+        r.dns_class = class;
+        r
+    }
+
+    fn alice_scope() -> Vec<String> {
+        reg::default_scope("alice@mesh.test", &[7; 32], Some(&[8; 32]), ZONE, ScopeMode::Default)
+    }
+
+    fn plan_signed(prereqs: &[Record], updates: &[Record]) -> Result<Plan, Refusal> {
+        let scope = alice_scope();
+        let sender = Sender::Signed { scope: &scope };
+        plan(&view(), &rules(), Some("Mesh.Test."), prereqs, updates, sender, NOW)
+    }
+
+    /// A name alice's default scope covers (her mailbox slots), lower-cased by the plan.
+    fn alice_owned() -> String {
+        let scope = alice_scope();
+        let owned = scope.iter().find(|s| s.starts_with("slot-")).expect("a slot pattern");
+        owned.replace('*', "1")
+    }
+
+    #[test]
+    fn zone_section_and_switch() {
+        let v = view();
+        let reg = HashMap::new();
+        let s = Sender::Unsigned { registered: &reg };
+        let r = |z: Option<&str>, o: &Rules| plan(&v, o, z, &[], &[], s, NOW).map_err(|e| e.rcode);
+        assert_eq!(r(None, &rules()), Err(ResponseCode::FormErr));
+        assert_eq!(r(Some("other.test."), &rules()), Err(ResponseCode::NotAuth));
+        let off = Rules { enabled: false, ..rules() };
+        assert_eq!(r(Some("mesh.test."), &off), Err(ResponseCode::Refused));
+    }
+
+    #[test]
+    fn signed_ops_follow_the_scope() {
+        let owned = alice_owned();
+        let add = txt(&format!("{}.", owned.to_ascii_uppercase()), DNSClass::IN, "v", 0);
+        let p = plan_signed(&[], &[add]).expect("in scope");
+        assert_eq!(p.ops, vec![Op::Add { name: owned.clone(), value: "v".into(), ttl: 60 }]);
+        assert_eq!(p.claim, None);
+        // Someone else's name, a name outside the zone, a value over the cap: refused.
+        let other = txt("id-bob.mesh.test.", DNSClass::IN, "v", 60);
+        assert_eq!(plan_signed(&[], &[other]).map_err(|e| e.rcode), Err(ResponseCode::Refused));
+        let outside = txt("a.other.test.", DNSClass::IN, "v", 60);
+        assert_eq!(plan_signed(&[], &[outside]).map_err(|e| e.rcode), Err(ResponseCode::NotZone));
+        let big = txt(&format!("{owned}."), DNSClass::IN, &"x".repeat(1001), 60);
+        assert_eq!(plan_signed(&[], &[big]).map_err(|e| e.rcode), Err(ResponseCode::Refused));
+    }
+
+    #[test]
+    fn prerequisites_are_checked_against_the_view() {
+        let owned = alice_owned();
+        let add = txt(&format!("{owned}."), DNSClass::IN, "v", 60);
+        let holds = txt("a.mesh.test.", DNSClass::IN, "hello", 0);
+        assert!(plan_signed(&[holds], std::slice::from_ref(&add)).is_ok());
+        let fails = txt("a.mesh.test.", DNSClass::IN, "other", 0);
+        let r = plan_signed(&[fails], std::slice::from_ref(&add)).map_err(|e| e.rcode);
+        assert_eq!(r, Err(ResponseCode::NXRRSet));
+    }
+
+    #[test]
+    fn unsigned_is_one_verified_claim_with_its_ttl_clamped() {
+        let id = Identity::from_private_bytes([5; 32]);
+        let claim = ClaimRecord {
+            msg_id: [1; 16],
+            sender_spk: id.ed25519_public(),
+            sender_mailbox_domain: "b.test".into(),
+            slot: 0,
+            ts: NOW,
+            exp: NOW + 300,
+        };
+        let value = claim.sign(&id).expect("sign");
+        let name = "claim-1.mb-0123456789ab.mesh.test.";
+        let reg = HashMap::new();
+        let s = Sender::Unsigned { registered: &reg };
+        let one = [txt(name, DNSClass::IN, &value, 3600)];
+        let p = plan(&view(), &rules(), Some("mesh.test."), &[], &one, s, NOW).expect("claim");
+        let Op::Add { ttl, .. } = &p.ops[0] else { panic!("{:?}", p.ops) };
+        assert_eq!((p.ops.len(), *ttl), (1, 600));
+        let c = p.claim.expect("claim");
+        assert_eq!((c.hash.as_str(), c.sender_spk), ("0123456789ab", id.ed25519_public()));
+        // Two adds, a forged value, or a recipient not registered here in receiver-only mode.
+        let two = [one[0].clone(), one[0].clone()];
+        let r = plan(&view(), &rules(), Some("mesh.test."), &[], &two, s, NOW);
+        assert_eq!(
+            r,
+            Err(Refusal { rcode: ResponseCode::Refused, counter: Some("claim_refused") })
+        );
+        let forged = [txt(name, DNSClass::IN, &value.replace('A', "B"), 60)];
+        let r = plan(&view(), &rules(), Some("mesh.test."), &[], &forged, s, NOW);
+        assert_eq!(r.map_err(|e| e.rcode), Err(ResponseCode::Refused));
+        let recv = Rules { claim_provider: false, receiver_claims: true, ..rules() };
+        let r = plan(&view(), &recv, Some("mesh.test."), &[], &one, s, NOW);
+        assert_eq!(r.map_err(|e| e.counter), Err(Some("claim_refused")));
+    }
+}
