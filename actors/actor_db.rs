@@ -60,5 +60,5 @@ pub fn migrate_trees(from: &sled::Db, to: &sled::Db, names: &[&str]) -> sled::Re
 /// `sync` and `heartbeat`; the store writes the dumps into the archive next to its own
 /// trees (`store::ExportBackup`).
 #[derive(actix::Message)]
-#[rtype(result = "Result<Vec<crate::node::backup::TreeDump>, String>")]
+#[rtype(result = "Result<Vec<crate::files::backup::TreeDump>, String>")]
 pub struct ExportTrees;

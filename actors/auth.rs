@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::dns::{KeyEntry, Keyring, KeyringChanged};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
 use crate::clock::Clock;
-use crate::node::limits::TokenBuckets;
+use crate::policy::limits::TokenBuckets;
 use crate::proto::{keys, registration, seal};
 
 /// A refusal with the HTTP status it maps to and a message a user can act on.
@@ -596,7 +596,7 @@ impl AuthActor {
             }
             return Err(err(401, "unauthorized"));
         }
-        if let Some(mb) = crate::node::limits::mailbox_of(name) {
+        if let Some(mb) = crate::policy::limits::mailbox_of(name) {
             let key = (hash.clone(), mb.to_string());
             if !self.mailbox_buckets.take(key, self.opts.mailbox_rate, self.opts.mailbox_burst) {
                 return Err(err(
@@ -840,9 +840,9 @@ impl Handler<Fail> for AuthActor {
 }
 
 impl Handler<super::actor_db::ExportTrees> for AuthActor {
-    type Result = Result<Vec<crate::node::backup::TreeDump>, String>;
+    type Result = Result<Vec<crate::files::backup::TreeDump>, String>;
     fn handle(&mut self, _: super::actor_db::ExportTrees, _: &mut Context<Self>) -> Self::Result {
-        crate::node::backup::TreeDump::all("auth", &self.db).map_err(|e| e.to_string())
+        crate::files::backup::TreeDump::all("auth", &self.db).map_err(|e| e.to_string())
     }
 }
 

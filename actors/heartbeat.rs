@@ -204,7 +204,7 @@ impl HeartbeatActor {
         if self.seen.len() <= max {
             return;
         }
-        let victims = crate::node::heartbeat_policy::evict(
+        let victims = crate::policy::heartbeat_policy::evict(
             self.seen.iter().map(|(k, r)| (k.clone(), r.source.as_str(), r.ts)),
             self.seen.len() - max,
         );
@@ -269,7 +269,7 @@ impl HeartbeatActor {
         // Learned zones round-robin over the seeds they came from, so one seed's peers
         // cannot take every slot of `max_zones`.
         let rows: Vec<&SeenRow> = self.seen.values().collect();
-        let order = crate::node::heartbeat_policy::diverse(
+        let order = crate::policy::heartbeat_policy::diverse(
             rows.iter().map(|r| (r.source.as_str(), r.ts)),
             rows.len(),
         );
@@ -375,8 +375,9 @@ impl HeartbeatActor {
                     None => resolvers.clone(),
                 };
                 let t = Duration::from_secs(3);
-                let own = crate::node::dns_client::txt(&servers, &names::heartbeat(&zone), t).await;
-                let seen = crate::node::dns_client::txt(&servers, &names::seen(&zone), t).await;
+                let own =
+                    crate::client::dns_client::txt(&servers, &names::heartbeat(&zone), t).await;
+                let seen = crate::client::dns_client::txt(&servers, &names::seen(&zone), t).await;
                 harvested.push((zone, own.unwrap_or_default(), seen.unwrap_or_default()));
             }
             (existing, harvested)
@@ -433,7 +434,7 @@ impl HeartbeatActor {
             }
             // Republish the seen graph: 50 wires taken round-robin over the seed zones they
             // came from (newest first within each), replacing what we published before.
-            let picked = crate::node::heartbeat_policy::diverse(
+            let picked = crate::policy::heartbeat_policy::diverse(
                 act.seen.values().map(|r| (r.source.as_str(), r.ts)),
                 50,
             );
@@ -461,7 +462,7 @@ impl HeartbeatActor {
             let mut zones = Vec::new();
             let mut any_ok = false;
             for u in urls {
-                match crate::node::seed_fetch::fetch(&u, allow).await {
+                match crate::client::seed_fetch::fetch(&u, allow).await {
                     Ok(z) => {
                         any_ok = true;
                         zones.extend(z);
@@ -566,9 +567,9 @@ impl Handler<AddSeeds> for HeartbeatActor {
 }
 
 impl Handler<super::actor_db::ExportTrees> for HeartbeatActor {
-    type Result = Result<Vec<crate::node::backup::TreeDump>, String>;
+    type Result = Result<Vec<crate::files::backup::TreeDump>, String>;
     fn handle(&mut self, _: super::actor_db::ExportTrees, _: &mut Context<Self>) -> Self::Result {
-        crate::node::backup::TreeDump::of("heartbeat", &self.tree)
+        crate::files::backup::TreeDump::of("heartbeat", &self.tree)
             .map(|d| vec![d])
             .map_err(|e| e.to_string())
     }

@@ -20,10 +20,14 @@ use super::auth::{self, AuthActor, AuthorizeWrite, IsOperator, NewChallenge, Reg
 use super::dns::{self, DnsActor, GetStats};
 use super::store::{self, Apply, Count, Get, Op, Origin, StoreActor, StoreError};
 use super::supervisor::{GetHealth, SupervisorActor};
-use crate::node::auth_throttle::FailureThrottle;
-use crate::node::limits::TokenBuckets;
-use crate::node::metrics::{escape_label as esc_label, method_label, status_label};
+use crate::policy::auth_throttle::FailureThrottle;
+use crate::policy::http_input::{
+    clean_name, delete_body, in_zone, publish_body, valid_record_name, valid_record_value,
+};
+use crate::policy::limits::TokenBuckets;
+use crate::policy::metrics::{escape_label as esc_label, method_label, status_label};
 
+pub mod hooks;
 mod ops;
 mod status;
 
@@ -75,9 +79,9 @@ pub struct Peers {
     /// DNS answers for `/dns-query` (DNS over HTTPS).
     pub responder: Option<dns::Responder>,
     /// The operator audit trail (registrations, token and admin actions).
-    pub audit: Arc<crate::node::audit::AuditLog>,
+    pub audit: Arc<crate::files::audit::AuditLog>,
     /// What a reload changes under the running ingress (limits, TLS pair).
-    pub hooks: crate::node::reload::Hooks,
+    pub hooks: crate::actors::http::hooks::Hooks,
 }
 
 struct State {
@@ -89,7 +93,7 @@ struct State {
     writes: Mutex<HashMap<&'static str, u64>>,
     auth_fails: Mutex<FailureThrottle>,
     /// Samples behind the status page's charts (the last hour).
-    history: Mutex<crate::node::charts::History>,
+    history: Mutex<crate::policy::charts::History>,
 }
 
 type Shared = web::Data<State>;
@@ -163,36 +167,6 @@ fn auth_header(req: &HttpRequest) -> Option<String> {
     req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-/// Path segment → stored name: URL-decoded (by actix), trimmed, trailing dot removed.
-fn clean_name(raw: &str) -> String {
-    raw.trim().trim_end_matches('.').to_string()
-}
-
-/// Reference name rule: labels `_?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?`, ≤ 253.
-pub fn valid_record_name(name: &str) -> bool {
-    if name.is_empty() || name.len() > 253 {
-        return false;
-    }
-    name.split('.').all(|label| {
-        let l = label.strip_prefix('_').unwrap_or(label).as_bytes();
-        !l.is_empty()
-            && l.len() <= 63
-            && l[0].is_ascii_alphanumeric()
-            && l[l.len() - 1].is_ascii_alphanumeric()
-            && l.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-    })
-}
-
-/// True when `name` (lower-cased) is the served zone or a name under it.
-fn in_zone(name: &str, zone: &str) -> bool {
-    name == zone || name.strip_suffix(zone).is_some_and(|head| head.ends_with('.'))
-}
-
-/// Reference value rule: no `"`, no control characters, no DEL.
-pub fn valid_record_value(v: &str) -> bool {
-    !v.chars().any(|c| c == '"' || (c as u32) < 0x20 || c as u32 == 0x7f)
-}
-
 async fn health(st: Shared) -> HttpResponse {
     match tokio::time::timeout(
         Duration::from_secs(2),
@@ -261,19 +235,11 @@ async fn records_post(
     if body.len() > st.opts.max_body_bytes {
         return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
     }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return error(400, "invalid body");
+    let (value, ttl) = match publish_body(&body) {
+        Ok(vt) => vt,
+        Err(msg) => return error(400, msg),
     };
-    let value = v.get("value").and_then(|x| x.as_str());
-    let ttl = match v.get("ttl") {
-        None => Some(300),
-        Some(t) => {
-            t.as_u64().filter(|t| *t > 0 && !t.to_string().is_empty()).filter(|_| t.is_u64())
-        }
-    };
-    let (Some(value), Some(ttl)) = (value, ttl) else {
-        return error(400, "value (str) and ttl (int > 0) required");
-    };
+    let value = value.as_str();
     if ttl > st.opts.max_ttl {
         return error(400, format!("ttl exceeds cap of {}s", st.opts.max_ttl));
     }
@@ -339,17 +305,9 @@ async fn records_delete(
     if body.len() > st.opts.max_body_bytes {
         return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
     }
-    let value = if body.iter().all(|b| b.is_ascii_whitespace()) {
-        None
-    } else {
-        match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(v) => match v.get("value") {
-                None | Some(serde_json::Value::Null) => None,
-                Some(serde_json::Value::String(s)) => Some(s.clone()),
-                Some(_) => return error(400, "value must be a string"),
-            },
-            Err(_) => return error(400, "invalid body"),
-        }
+    let value = match delete_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return error(400, msg),
     };
     if let Some(v) = &value {
         if !valid_record_value(v) {
@@ -711,7 +669,7 @@ async fn sync_digest(req: HttpRequest, st: Shared) -> HttpResponse {
     }
     let q = query_map(&req);
     let cursor = if let Some(c) = q.get("cursor") {
-        match crate::node::replication::parse_cursor(c) {
+        match crate::policy::replication::parse_cursor(c) {
             Some(c) => c,
             None => return error(400, "cursor must be '<ts>:<name>:<value_hash>'"),
         }

@@ -11,7 +11,7 @@ use actix::Addr;
 
 use super::store::{Apply, Get, Op, Origin, StoreActor};
 use super::sync::{SetPeers, SyncActor};
-use crate::node::cluster_peers::peers_from_manifest;
+use crate::policy::cluster_peers::peers_from_manifest;
 use crate::proto::records::cluster::ClusterManifest;
 
 /// What the gossip task needs.
@@ -100,7 +100,7 @@ pub async fn run(t: Targets, o: GossipOptions, mut seq: u64, mut peers: Vec<Stri
             tracing::info!(seq, from = %peer, peers = ?peers, "installed a newer cluster manifest");
             sync.do_send(SetPeers(peers.clone()));
             if let Some(h) = &heartbeat {
-                let zones = crate::node::cluster_peers::seed_zones(&peers, &zone);
+                let zones = crate::policy::cluster_peers::seed_zones(&peers, &zone);
                 h.do_send(super::heartbeat::AddSeeds(zones));
             }
             break;

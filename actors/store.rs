@@ -53,16 +53,7 @@ impl From<sled::Error> for StoreError {
     }
 }
 
-/// One change to apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// Add `value` at `name` (or refresh its expiry) for `ttl` seconds.
-    Add { name: String, value: String, ttl: u64 },
-    /// Remove one exact value; absent is not an error.
-    DeleteValue { name: String, value: String },
-    /// Remove every value at `name`.
-    DeleteName { name: String },
-}
+pub use crate::policy::ops::Op;
 
 /// Apply `ops` all-or-nothing, then wait until durable. `max_values` caps live values
 /// per name after the batch (values already present do not count twice).

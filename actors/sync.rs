@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::store::{Apply, LocalHashes, Op, Origin, StoreActor, StoreError, Subscribe, ZoneDelta};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
 use crate::clock::Clock;
-use crate::node::replication::{valid_sync_name, verify_record};
+use crate::policy::replication::{valid_sync_name, verify_record};
 
 /// What the sync actor needs from the configuration.
 #[derive(Debug, Clone)]
@@ -542,9 +542,9 @@ impl Handler<SetPeers> for SyncActor {
 }
 
 impl Handler<super::actor_db::ExportTrees> for SyncActor {
-    type Result = Result<Vec<crate::node::backup::TreeDump>, String>;
+    type Result = Result<Vec<crate::files::backup::TreeDump>, String>;
     fn handle(&mut self, _: super::actor_db::ExportTrees, _: &mut Context<Self>) -> Self::Result {
-        crate::node::backup::TreeDump::of("sync", &self.tree)
+        crate::files::backup::TreeDump::of("sync", &self.tree)
             .map(|d| vec![d])
             .map_err(|e| e.to_string())
     }

@@ -52,7 +52,7 @@ fn opts() -> DnsOptions {
         tcp_lifetime: Duration::from_secs(30),
         claim_max_ttl: 600,
         receiver_claims: false,
-        claim_limits: dnsmesh::node::claims::ClaimLimits {
+        claim_limits: dnsmesh::policy::claims::ClaimLimits {
             max_total: 100,
             per_net: 100,
             share_per_sender: 10,

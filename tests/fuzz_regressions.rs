@@ -11,14 +11,6 @@ use std::path::{Path, PathBuf};
 #[path = "fuzz/src/harness.rs"]
 mod harness;
 
-/// `src/node/replication.rs` (used by the harness) is `net`-only in the crate; it is
-/// included by path here, with the core under the name it expects.
-mod proto {
-    pub use dnsmesh::proto::*;
-}
-#[path = "../src/node/replication.rs"]
-mod replication;
-
 #[cfg(feature = "net")]
 #[allow(dead_code)]
 #[path = "fuzz/src/dns_slow.rs"]

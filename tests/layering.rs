@@ -3,7 +3,11 @@
 //!   commands);
 //! - the protocol core and the DNS answer path (outside the UDP loop) reach neither the
 //!   node, the actors nor the CLI;
-//! - actors read time from the injected clock, never from `SystemTime` themselves.
+//! - actors read time from the injected clock, never from `SystemTime` themselves;
+//! - no import cycle between the actors and the node: `actors/` never imports
+//!   `crate::node` (the node wires the actors), and the pure policy (`src/policy`) and the
+//!   clients (`src/client`) below the actors reach neither the actors, the node nor the CLI;
+//!   `src/policy` opens no sockets.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -138,4 +142,58 @@ fn actors_take_time_from_the_injected_clock() {
             "{path} reads the wall clock itself; take a crate::clock::Clock instead"
         );
     }
+}
+
+/// Every `crate::<top>` module a file names (in `use` lines and inline paths), with the
+/// file's own `use crate::{a, b}` groups expanded.
+fn crate_refs(src: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in src.match_indices("crate::") {
+        let rest = &src[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(0)];
+            for item in group.split(',') {
+                out.insert(item.trim().split("::").next().unwrap_or("").trim().to_string());
+            }
+        } else {
+            let id: String =
+                rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            out.insert(id);
+        }
+    }
+    out
+}
+
+#[test]
+fn actors_policy_and_clients_never_reach_the_node() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (dir, forbidden) in [
+        ("actors", &["node", "cli"][..]),
+        ("src/policy", &["node", "actors", "cli", "client"][..]),
+        ("src/client", &["node", "actors", "cli"][..]),
+        ("src/files", &["node", "actors", "cli", "client"][..]),
+    ] {
+        let files = read_tree(&root.join(dir));
+        assert!(!files.is_empty(), "{dir} has no sources");
+        for (path, text) in files {
+            let refs = crate_refs(&text);
+            for f in forbidden {
+                assert!(!refs.contains(*f), "{path} imports crate::{f} ({dir} sits below it)");
+            }
+        }
+    }
+    // The pure policy does no I/O of its own.
+    for (path, text) in read_tree(&root.join("src/policy")) {
+        for bad in ["std::net::UdpSocket", "std::net::TcpStream", "std::fs::", "tokio::", "sled::"]
+        {
+            assert!(!text.contains(bad), "{path} uses {bad}");
+        }
+    }
+}
+
+#[test]
+fn the_crate_refs_parser_sees_paths_and_groups() {
+    let refs = crate_refs("use crate::{node::x, policy};\nfn f() { crate::actors::y(); }");
+    let want: BTreeSet<String> = ["node", "policy", "actors"].map(String::from).into();
+    assert_eq!(refs, want);
 }

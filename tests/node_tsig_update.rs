@@ -205,7 +205,7 @@ fn tsig_updates_scopes_errors_and_revocation() {
     assert!(!txt_at(n.dns[0], &a_id).contains(&"pre".to_string()));
 
     // Revocation takes effect on the next UPDATE, without a restart.
-    let (s, out) = dnsmesh::node::http_client::request(
+    let (s, out) = dnsmesh::client::http_client::request(
         &n.url(),
         "POST",
         "/v1/admin/revoke",

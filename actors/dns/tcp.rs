@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 use super::xfr::{self, XfrShared};
 use super::{formerr, truncated_stub, SlowPath};
 use crate::dnswire::{rcode, Disposition, ZoneView};
-use crate::node::tcp_conns::{Admit, ConnLimits, ConnTable};
+use crate::policy::tcp_conns::{Admit, ConnLimits, ConnTable};
 
 /// Pause after `accept` fails for lack of file descriptors or memory.
 pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

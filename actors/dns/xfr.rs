@@ -34,7 +34,7 @@ use tokio::io::AsyncWrite;
 
 use crate::dnswire::xfr::{self, Journal, Packer, Plan};
 use crate::dnswire::ZoneView;
-use crate::node::transfer::{restart_serial, Cidr, SerialState, TransferKey};
+use crate::policy::transfer::{restart_serial, Cidr, SerialState, TransferKey};
 
 /// Shortest time between two published versions (and so between two NOTIFYs).
 pub(super) const SEAL_INTERVAL: Duration = Duration::from_millis(200);

@@ -97,7 +97,7 @@ pub(super) async fn admin_audit(req: HttpRequest, st: Shared) -> HttpResponse {
     let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).min(100_000);
     let event = q.get("event").cloned();
     let path = st.peers.audit.path().to_path_buf();
-    match web::block(move || crate::node::audit::tail(&path, limit, event.as_deref())).await {
+    match web::block(move || crate::files::audit::tail(&path, limit, event.as_deref())).await {
         Ok(Ok(entries)) => HttpResponse::Ok().json(json!({ "entries": entries })),
         Ok(Err(e)) => error(500, format!("reading the audit log: {e}")),
         Err(_) => error(500, "audit log reader unavailable"),
@@ -106,7 +106,7 @@ pub(super) async fn admin_audit(req: HttpRequest, st: Shared) -> HttpResponse {
 
 /// Files of the data dir that a backup carries besides the database trees (the node key
 /// unseals the stored TSIG secrets; the operator key signs heartbeats).
-const BACKUP_FILES: [&str; 3] = ["node.key", "operator.key", crate::node::audit::FILE_NAME];
+const BACKUP_FILES: [&str; 3] = ["node.key", "operator.key", crate::files::audit::FILE_NAME];
 
 /// `POST /v1/admin/backup` → the backup archive (`application/octet-stream`): a consistent
 /// snapshot written by the store actor (see `store::ExportBackup`).

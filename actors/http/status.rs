@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{Shared, State};
-use crate::node::charts::{self, Sample};
+use crate::policy::charts::{self, Sample};
 
 /// Seconds between background samples.
 const EVERY: Duration = Duration::from_secs(10);

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use actix::prelude::*;
 
 use super::StoreActor;
-use crate::node::backup::{BackupError, Writer};
+use crate::files::backup::{BackupError, Writer};
 
 /// Write the archive to `path` (created 0600, synced), with the `files` (name, content)
 /// appended. Replies with the number of tree entries written.
@@ -20,7 +20,7 @@ pub struct ExportBackup {
     pub path: PathBuf,
     pub files: Vec<(String, Vec<u8>)>,
     /// The other actors' trees (auth, sync, heartbeat).
-    pub trees: Vec<crate::node::backup::TreeDump>,
+    pub trees: Vec<crate::files::backup::TreeDump>,
 }
 
 impl Handler<ExportBackup> for StoreActor {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use dnsmesh::node::http_client::request;
+use dnsmesh::client::http_client::request;
 use dnsmesh::proto::{keys::Identity, registration};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

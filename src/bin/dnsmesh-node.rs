@@ -452,7 +452,7 @@ fn call(
     body: &str,
     ca: Option<&std::path::Path>,
 ) -> std::io::Result<(u16, Vec<u8>)> {
-    use dnsmesh::node::http_client as hc;
+    use dnsmesh::client::http_client as hc;
     if node.starts_with("https://") {
         hc::request_https(node, method, path, Some(token), body, ca)
     } else if path == "/v1/admin/backup" {

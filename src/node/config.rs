@@ -556,9 +556,9 @@ impl Settings {
                 "DNS-over-TLS needs a certificate: set http.tls_cert and http.tls_key",
             ));
         }
-        crate::node::transfer::parse_allow(&self.transfer.allow)
+        crate::policy::transfer::parse_allow(&self.transfer.allow)
             .map_err(|e| invalid("transfer.allow", e))?;
-        crate::node::transfer::parse_keys(&self.transfer.tsig_keys)
+        crate::policy::transfer::parse_keys(&self.transfer.tsig_keys)
             .map_err(|e| invalid("transfer.tsig_keys", e))?;
         for n in &self.transfer.notify {
             n.parse::<SocketAddr>()

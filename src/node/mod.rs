@@ -1,29 +1,17 @@
-//! The node runtime: configuration, start-up wiring of the actors, shutdown.
+//! The node runtime: configuration, start-up wiring of the actors, shutdown. Nothing
+//! below imports it: the actors build on `crate::policy` and `crate::client`
+//! (`layering::actors_policy_and_clients_never_reach_the_node`).
 
-pub mod audit;
-pub mod auth;
-pub mod auth_throttle;
-pub mod backup;
-pub mod charts;
-pub mod claims;
-pub mod cluster_peers;
 pub mod config;
-pub mod dns_client;
 pub mod dnssec_keys;
 pub mod docs;
 pub mod fdlimit;
-pub mod heartbeat_policy;
-pub mod http_client;
-pub mod limits;
-pub mod logfmt;
-pub mod metrics;
-pub mod private_dir;
 pub mod reload;
-pub mod replay;
-pub mod replication;
-pub mod seed_fetch;
-pub mod tcp_conns;
-pub mod transfer;
+pub use crate::files::{audit, backup, logfmt, private_dir};
+pub use crate::policy::{
+    auth, auth_throttle, charts, claims, cluster_peers, heartbeat_policy, limits, metrics, replay,
+    replication, tcp_conns, transfer,
+};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -197,7 +185,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         tcp_lifetime: Duration::from_secs(settings.dns.tcp_lifetime_secs),
         claim_max_ttl: settings.dns.claim_max_ttl,
         receiver_claims: settings.dns.receiver_claim_notifications,
-        claim_limits: crate::node::claims::ClaimLimits {
+        claim_limits: crate::policy::claims::ClaimLimits {
             max_total: settings.limits.unsigned_claims_max,
             per_net: settings.limits.unsigned_claims_per_net,
             share_per_sender: settings.limits.claim_share_per_sender,
@@ -210,9 +198,9 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             Some((settings.http.tls_cert.clone(), settings.http.tls_key.clone()))
         },
         transfer: crate::actors::dns::TransferOptions {
-            allow: transfer::parse_allow(&settings.transfer.allow)
+            allow: crate::policy::transfer::parse_allow(&settings.transfer.allow)
                 .map_err(|e| anyhow::anyhow!("transfer.allow: {e}"))?,
-            keys: transfer::parse_keys(&settings.transfer.tsig_keys)
+            keys: crate::policy::transfer::parse_keys(&settings.transfer.tsig_keys)
                 .map_err(|e| anyhow::anyhow!("transfer.tsig_keys: {e}"))?,
             notify: settings.transfer.notify.iter().filter_map(|n| n.parse().ok()).collect(),
             journal_max_changes: settings.transfer.journal_max_changes,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-pub use dnsmesh::node::http_client::request as http;
+pub use dnsmesh::client::http_client::request as http;
 
 /// A node process.
 pub struct Node {

@@ -8,8 +8,7 @@ use ed25519_dalek::SigningKey;
 
 use super::cluster::{checked_domain, ensure_signer, same_name};
 use super::{
-    beyond_cap, decode_strict_wire, encode_strict_wire, split_sig, Reader, CAP_5_YEARS,
-    PREFIX_BOOTSTRAP,
+    encode_strict_wire, pinned_and_current, verify_pinned, Reader, CAP_5_YEARS, PREFIX_BOOTSTRAP,
 };
 use crate::proto::{dnsname, keys, ProtoError};
 
@@ -137,13 +136,9 @@ impl BootstrapRecord {
         expected_user_domain: Option<&str>,
         now: u64,
     ) -> Option<Self> {
-        let blob = decode_strict_wire(txt, PREFIX_BOOTSTRAP)?;
-        let (body, sig) = split_sig(&blob, MIN_BLOB_LEN)?;
-        if !keys::verify(signer_spk, body, sig) {
-            return None;
-        }
-        let rec = Self::from_body(body)?;
-        if rec.signer_spk != *signer_spk || rec.exp < now || beyond_cap(rec.exp, now, CAP_5_YEARS) {
+        let body = verify_pinned(txt, PREFIX_BOOTSTRAP, MIN_BLOB_LEN, signer_spk)?;
+        let rec = Self::from_body(&body)?;
+        if !pinned_and_current(&rec.signer_spk, signer_spk, rec.exp, now, CAP_5_YEARS) {
             return None;
         }
         if let Some(expected) = expected_user_domain {

@@ -8,8 +8,7 @@
 use ed25519_dalek::SigningKey;
 
 use super::{
-    beyond_cap, decode_strict_wire, encode_strict_wire, split_sig, Reader, CAP_5_YEARS,
-    PREFIX_CLUSTER,
+    encode_strict_wire, pinned_and_current, verify_pinned, Reader, CAP_5_YEARS, PREFIX_CLUSTER,
 };
 use crate::proto::{dnsname, keys, ProtoError};
 
@@ -205,13 +204,9 @@ impl ClusterManifest {
         expected_cluster_name: Option<&str>,
         now: u64,
     ) -> Option<Self> {
-        let blob = decode_strict_wire(txt, PREFIX_CLUSTER)?;
-        let (body, sig) = split_sig(&blob, MIN_BLOB_LEN)?;
-        if !keys::verify(operator_spk, body, sig) {
-            return None;
-        }
-        let m = Self::from_body(body)?;
-        if m.operator_spk != *operator_spk || m.exp < now || beyond_cap(m.exp, now, CAP_5_YEARS) {
+        let body = verify_pinned(txt, PREFIX_CLUSTER, MIN_BLOB_LEN, operator_spk)?;
+        let m = Self::from_body(&body)?;
+        if !pinned_and_current(&m.operator_spk, operator_spk, m.exp, now, CAP_5_YEARS) {
             return None;
         }
         if let Some(expected) = expected_cluster_name {

@@ -156,6 +156,37 @@ pub(crate) fn split_sig(blob: &[u8], min_len: usize) -> Option<(&[u8], &[u8])> {
     Some(blob.split_at(blob.len() - 64))
 }
 
+/// The pinned-key routine of the records an operator signs (cluster manifest, bootstrap):
+/// prefix, length and strict base64 ([`decode_strict_wire`]), then the signature over the
+/// body verified under the caller's `pinned` key BEFORE the body is parsed (§4.6). Returns
+/// the verified body (the blob without its signature).
+pub(crate) fn verify_pinned(
+    txt: &str,
+    prefix: &str,
+    min_len: usize,
+    pinned: &[u8; 32],
+) -> Option<Vec<u8>> {
+    let mut blob = decode_strict_wire(txt, prefix)?;
+    let (body, sig) = split_sig(&blob, min_len)?;
+    if !super::keys::verify(pinned, body, sig) {
+        return None;
+    }
+    blob.truncate(blob.len() - 64);
+    Some(blob)
+}
+
+/// The checks after parsing a pinned-key record: the embedded key is the pinned one, it
+/// has not expired (`exp < now` fails), and `exp` is within `cap` of `now`.
+pub(crate) fn pinned_and_current(
+    embedded: &[u8; 32],
+    pinned: &[u8; 32],
+    exp: u64,
+    now: u64,
+    cap: u64,
+) -> bool {
+    embedded == pinned && exp >= now && !beyond_cap(exp, now, cap)
+}
+
 /// The far-future check shared by signed records: reject when `exp − now > cap`.
 /// Callers check expiry first, so `exp < now` is already excluded or allowed as they need.
 pub(crate) fn beyond_cap(exp: u64, now: u64, cap: u64) -> bool {
@@ -165,6 +196,28 @@ pub(crate) fn beyond_cap(exp: u64, now: u64, cap: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pinned_key_routine() {
+        use ed25519_dalek::{Signer, SigningKey};
+        let key = SigningKey::from_bytes(&[3u8; 32]);
+        let pk = key.verifying_key().to_bytes();
+        let body = vec![7u8; 40];
+        let mut blob = body.clone();
+        blob.extend_from_slice(&key.sign(&body).to_bytes());
+        let txt = encode_strict_wire(PREFIX_CLUSTER, &blob).expect("small");
+        assert_eq!(verify_pinned(&txt, PREFIX_CLUSTER, 64, &pk), Some(body));
+        // Another pinned key, another prefix, a body shorter than the minimum: refused.
+        let other = SigningKey::from_bytes(&[4u8; 32]).verifying_key().to_bytes();
+        assert_eq!(verify_pinned(&txt, PREFIX_CLUSTER, 64, &other), None);
+        assert_eq!(verify_pinned(&txt, PREFIX_BOOTSTRAP, 64, &pk), None);
+        assert_eq!(verify_pinned(&txt, PREFIX_CLUSTER, 200, &pk), None);
+        // After parsing: the embedded key must be the pinned one, unexpired, within the cap.
+        assert!(pinned_and_current(&pk, &pk, 100, 100, 10));
+        assert!(!pinned_and_current(&other, &pk, 100, 100, 10));
+        assert!(!pinned_and_current(&pk, &pk, 99, 100, 10));
+        assert!(!pinned_and_current(&pk, &pk, 111, 100, 10));
+    }
 
     #[test]
     fn classify_on_full_prefix() {

@@ -1,22 +1,23 @@
-//! Fuzz harness for the DNS slow path. The slow path itself (`actors/dns.rs`,
-//! `SlowPath::handle_query` / `plan_update`) is async actor code behind the `net`
-//! feature; what is pure is hickory-server's request decoder and the core functions the
-//! slow path calls on the decoded message. This harness decodes with the same
-//! `hickory_server::server::Request::from_bytes` the node's listeners use, then runs
-//! those steps: name lower-casing and zone check, `ZoneView::txt`, TXT RDATA joining,
-//! unsigned-claim verification and TSIG scope coverage. It also checks the fast path
+//! Fuzz harness for the DNS slow path. This harness decodes with the same
+//! `hickory_server::server::Request::from_bytes` the node's listeners use; an UPDATE then
+//! goes through the node's own planner, `dnsmesh::policy::update::plan` (zone and
+//! prerequisites against the view, the update section to ops, TSIG scope coverage, the
+//! unsigned-claim rules), the function `actors/dns/update.rs` calls; queries run the
+//! slow path's pure steps (lower-casing and zone check, `ZoneView::txt`, TXT joining). It also checks the fast path
 //! against hickory: every fast-path reply must decode, and for plain LDH queries the
 //! fast and slow paths must agree on the rcode.
 
 use std::str::FromStr;
 
 use hickory_proto::op::{Message, OpCode};
-use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_proto::rr::{DNSClass, Name};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 
 use crate::harness::{zone, NOW, ZONE};
 use dnsmesh::dnswire::{rcode, Disposition, NameState};
+use dnsmesh::policy::ops::Op;
+use dnsmesh::policy::update;
 use dnsmesh::proto::records::claim::ClaimRecord;
 use dnsmesh::proto::registration::{self as reg, ScopeMode};
 use dnsmesh::proto::txt;
@@ -100,45 +101,63 @@ fn query(req: &Request, origin: &Name, fast: Disposition) {
     assert_eq!(fast_rcode, slow_rcode, "fast and slow path disagree on {lname:?}");
 }
 
+/// UPDATE: the node's own planner (`dnsmesh::policy::update::plan`, the function the DNS
+/// actor calls), signed under a user's scope and unsigned, plus what must hold of a plan.
 fn update(req: &Request, origin: &Name) {
-    let Some(zone_q) = req.queries.queries().first() else {
-        return;
+    let zone_name = req.queries.queries().first().map(|q| q.name().to_string());
+    let rules = update::Rules {
+        zone: ZONE.to_string(),
+        origin: origin.clone(),
+        enabled: true,
+        max_value_bytes: 4096,
+        max_ttl: 86_400,
+        claim_provider: true,
+        receiver_claims: false,
+        claim_max_ttl: 3600,
     };
-    let _ = zone_q.name().to_string().to_ascii_lowercase();
-    for pr in &req.answers {
-        let name = pr.name.to_lowercase().to_string();
-        let name = name.trim_end_matches('.');
-        let _ = origin.zone_of(&pr.name.to_lowercase());
-        let state = zone().txt(name);
-        if let (DNSClass::IN, RData::TXT(t)) = (pr.dns_class, &pr.data) {
-            let want = txt::join(&t.txt_data);
-            let _ = matches!(state, NameState::Txt(vals) if vals.contains(&want));
-        }
-    }
     let scope =
         reg::default_scope("alice@mesh.test", &[7; 32], Some(&[8; 32]), ZONE, ScopeMode::Default);
-    for rr in &req.authorities {
-        let owner = rr.name.to_lowercase().to_string();
-        let owner = owner.trim_end_matches('.');
-        if !origin.zone_of(&rr.name.to_lowercase()) || !plain_name(owner) {
+    let registered = std::collections::HashMap::new();
+    for sender in [
+        update::Sender::Signed { scope: scope.as_slice() },
+        update::Sender::Unsigned { registered: &registered },
+    ] {
+        let Ok(plan) = update::plan(
+            zone(),
+            &rules,
+            zone_name.as_deref(),
+            &req.answers,
+            &req.authorities,
+            sender,
+            NOW,
+        ) else {
             continue;
-        }
-        let delete = match rr.dns_class {
-            DNSClass::IN => false,
-            DNSClass::NONE | DNSClass::ANY => true,
-            _ => continue,
         };
-        let _ = reg::coverage(scope.as_slice(), owner).allows(delete);
-        if rr.record_type() != RecordType::TXT {
-            continue;
-        }
-        if let RData::TXT(t) = &rr.data {
-            if let Ok(value) = String::from_utf8(txt::join(&t.txt_data)) {
-                if let Some(claim) = ClaimRecord::parse_and_verify(&value, NOW) {
-                    assert!(claim.exp > NOW);
+        for op in &plan.ops {
+            let (name, delete) = match op {
+                Op::Add { name, value, ttl } => {
+                    assert!(value.len() <= rules.max_value_bytes && *ttl <= rules.max_ttl);
+                    crate::harness::parse_txt(value, NOW);
+                    (name, false)
                 }
-                crate::harness::parse_txt(&value, NOW);
+                Op::DeleteValue { name, .. } | Op::DeleteName { name } => (name, true),
+            };
+            assert_eq!(*name, name.to_ascii_lowercase(), "planned names are lower-case");
+            assert!(plain_name(name), "planned name {name:?}");
+            assert!(name == ZONE || name.ends_with(&format!(".{ZONE}")), "{name:?} in zone");
+            if let update::Sender::Signed { scope } = sender {
+                assert!(reg::coverage(scope, name).allows(delete), "{name:?} outside the scope");
             }
+        }
+        if let update::Sender::Unsigned { .. } = sender {
+            // An unsigned UPDATE stores exactly one verified claim, its TTL clamped.
+            let claim = plan.claim.expect("unsigned plans carry their claim");
+            let [Op::Add { value, ttl, .. }] = plan.ops.as_slice() else {
+                panic!("unsigned plan with other than one add: {:?}", plan.ops);
+            };
+            let rec = ClaimRecord::parse_and_verify(value, NOW).expect("planned claim verifies");
+            assert_eq!(rec.sender_spk, claim.sender_spk);
+            assert!(*ttl <= rules.claim_max_ttl && rec.exp > NOW);
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use dnsmesh::dnswire::{Disposition, HostAddrs, ZoneConfig, ZoneView};
+use dnsmesh::policy::http_input;
 use dnsmesh::proto::keys::{self, sha256, Identity};
 use dnsmesh::proto::message::{
     self, Assembler, Composed, Header, OuterMessage, Outgoing, ReplayGuard, SendRandomness,
@@ -780,26 +781,38 @@ fn hexfield<const N: usize>(v: &Value, field: &str) -> Option<[u8; N]> {
 }
 
 /// A JSON body through `serde_json` into the shapes the node reads, then into the
-/// validation functions of the core those fields reach. The HTTP handlers themselves
-/// (`actors/http.rs`, `actors/auth.rs`) need the `net` feature and are mirrored here:
-/// records `{"value","ttl"}` (and a `"name"` standing in for the URL path), DELETE
-/// `{"value": str|null}`, registration `{"subject","ed25519_spk","challenge",
+/// validation functions of the core those fields reach. Records `{"value","ttl"}` (and a
+/// `"name"` standing in for the URL path) and DELETE `{"value": str|null}` go through the
+/// handlers' own parsers and rules (`dnsmesh::policy::http_input`); the rest of the
+/// handlers (`actors/http.rs`, `actors/auth.rs`) need the `net` feature and are mirrored:
+/// registration `{"subject","ed25519_spk","challenge",
 /// "signature","x25519_pub","x25519_pop"}`, admin revoke `{"what"}`, the sync pull
 /// `{"names": […]}` (whose names get the lookups the store does), and the sync answers a
 /// node reads from its peers (see [`sync_response`]).
 pub fn http_json(data: &[u8]) {
+    // The write routes' own body parsers and input rules (`dnsmesh::policy::http_input`,
+    // what `actors/http.rs` calls).
+    if let Ok((value, ttl)) = http_input::publish_body(data) {
+        assert!(ttl > 0);
+        if http_input::valid_record_value(&value) {
+            assert!(!value.contains('"') && !value.chars().any(char::is_control));
+            record_value(&value);
+        }
+    }
+    if let Ok(Some(value)) = http_input::delete_body(data) {
+        let _ = http_input::valid_record_value(&value);
+    }
     let Ok(v) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    let value = v.get("value").and_then(Value::as_str);
-    let ttl = match v.get("ttl") {
-        None => Some(300),
-        Some(t) => t.as_u64().filter(|t| *t > 0),
-    };
-    if let (Some(value), Some(_)) = (value, ttl) {
-        record_value(value);
-    }
     if let Some(name) = v.get("name").and_then(Value::as_str) {
+        let clean = http_input::clean_name(name);
+        if http_input::valid_record_name(&clean) {
+            assert!(clean.len() <= 253 && clean.split('.').all(|l| !l.is_empty() && l.len() <= 64));
+            let lower = clean.to_ascii_lowercase();
+            assert!(http_input::in_zone(ZONE, ZONE));
+            let _ = http_input::in_zone(&lower, ZONE);
+        }
         record_name(name);
     }
     if let Some(what) = v.get("what").and_then(Value::as_str) {
@@ -824,9 +837,9 @@ pub fn http_json(data: &[u8]) {
 /// What the sync actor (`actors/sync.rs`) reads from a peer: digest pages
 /// `{"records":[{"ts","name","hash"}],"next_cursor"}`, pull answers
 /// `{"records":[{"name","value","ttl"}]}` and `{"tombstones":[{"stamp","name",…}]}`,
-/// judged by `src/node/replication.rs` (included by path).
+/// judged by `dnsmesh::policy::replication`.
 fn sync_response(v: &Value) {
-    use crate::replication::{parse_cursor, valid_sync_name, verify_record};
+    use dnsmesh::policy::replication::{parse_cursor, valid_sync_name, verify_record};
     let rows = |key: &str| v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
     let a = alice().ed25519_public();
     for r in rows("records").iter().chain(rows("tombstones").iter()).take(64) {

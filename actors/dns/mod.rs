@@ -11,6 +11,11 @@
 //! Write path: UPDATE ops are checked here (zone, TSIG, scope, caps, claim signatures)
 //! and applied all-or-nothing by the store actor; the change then reaches the view as
 //! a `ZoneDelta` like any other write.
+//!
+//! Files by concern: this one holds the actor, its messages, sockets and stats and the
+//! slow path's query side; `tsig` (verifying a request's TSIG), `update` (DNS UPDATE),
+//! `udp_reply` (slow-path replies on the fast path's UDP socket), `tcp` (DNS over
+//! TCP/TLS), `xfr` (zone transfers and NOTIFY).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -35,10 +40,16 @@ use super::store::{Apply, Op, Origin, StoreActor, StoreError, Subscribe, ZoneDel
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
 use crate::dnswire::udp::{UdpServer, UdpStats, Verdict};
 use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
-use crate::node::limits::TokenBuckets;
+use crate::policy::limits::TokenBuckets;
 
 mod tcp;
+mod tsig;
+mod udp_reply;
+mod update;
 mod xfr;
+
+use tsig::TsigCheck;
+use udp_reply::{truncated_stub, UdpReply};
 
 pub use xfr::TransferOptions;
 
@@ -147,7 +158,7 @@ pub struct DnsOptions {
     /// Unsigned claims only for recipients registered here.
     pub receiver_claims: bool,
     /// Budgets of live unsigned claims.
-    pub claim_limits: crate::node::claims::ClaimLimits,
+    pub claim_limits: crate::policy::claims::ClaimLimits,
     /// Per-TSIG-key delete budget (refilled over `max_ttl`).
     pub tombstones_per_key: usize,
     /// DNS-over-TLS listen addresses.
@@ -192,12 +203,12 @@ struct SlowInner {
     mailbox_buckets: parking_lot::Mutex<TokenBuckets<(String, String)>>,
     counters: SlowCounters,
     /// Live claims, for the unsigned-claim budgets (fed from `ZoneDelta`).
-    claims: parking_lot::Mutex<crate::node::claims::ClaimBook>,
+    claims: parking_lot::Mutex<crate::policy::claims::ClaimBook>,
     /// Mailbox hashes of recipients registered here (from the keyring) → the latest
     /// expiry of a key holding it (`u64::MAX` = never).
     registered: ArcSwap<HashMap<String, u64>>,
     /// MACs of recent signed UPDATEs (replay protection).
-    replay: parking_lot::Mutex<crate::node::replay::ReplayCache>,
+    replay: parking_lot::Mutex<crate::policy::replay::ReplayCache>,
     /// Per-key delete budget (tombstones).
     delete_buckets: parking_lot::Mutex<TokenBuckets<String>>,
     /// The wall clock (TSIG time, claim expiry); manual in tests.
@@ -220,16 +231,6 @@ fn rcode_name(r: ResponseCode) -> &'static str {
     }
 }
 
-/// Outcome of checking a request's TSIG.
-enum TsigCheck {
-    /// No TSIG on the request.
-    Unsigned,
-    /// Verified: the key's scope and a context to sign the response with.
-    Verified { scope: Vec<String>, ctx: TSigResponseContext },
-    /// Failed: answer NOTAUTH with this context (signed or unsigned per RFC 8945).
-    Failed(TSigResponseContext),
-}
-
 impl SlowPath {
     fn soa_record(&self) -> Record {
         let o = &self.inner.opts;
@@ -239,56 +240,6 @@ impl SlowPath {
             .unwrap_or_else(|_| self.inner.origin.clone());
         let soa = SOA::new(mname, rname, self.inner.view.serial(), 3600, 600, 604800, o.ttl);
         Record::from_rdata(self.inner.origin.clone(), o.ttl, RData::SOA(soa))
-    }
-
-    fn check_tsig(&self, request: &Request, now: u64) -> TsigCheck {
-        let Some(sig) = request.signature.as_ref() else {
-            return TsigCheck::Unsigned;
-        };
-        let key_name = sig.name.to_lowercase().to_string();
-        let ring = self.inner.keyring.load();
-        // Users' keys first, then the operator's transfer keys (which secondaries use to
-        // sign their SOA queries; their scope is empty: they can write nothing).
-        let entry = match ring.get(&key_name) {
-            Some(e) if e.expires_at == 0 || e.expires_at > now => e,
-            _ => match self.inner.transfer_keys.get(&key_name) {
-                Some(e) => e,
-                None => {
-                    return TsigCheck::Failed(TSigResponseContext::unknown_key(
-                        request.metadata.id,
-                        now,
-                        sig.name.clone(),
-                    ))
-                }
-            },
-        };
-        let Ok((_, _, range)) = entry.signer.verify_message_byte(request.as_slice(), None, true)
-        else {
-            return TsigCheck::Failed(TSigResponseContext::bad_signature(
-                request.metadata.id,
-                now,
-                entry.signer.clone(),
-            ));
-        };
-        if !range.contains(&now) {
-            return TsigCheck::Failed(TSigResponseContext::new(
-                request.metadata.id,
-                now,
-                entry.signer.clone(),
-                sig.data.mac.clone(),
-                Some(TsigError::BadTime),
-            ));
-        }
-        TsigCheck::Verified {
-            scope: entry.scope.clone(),
-            ctx: TSigResponseContext::new(
-                request.metadata.id,
-                now,
-                entry.signer.clone(),
-                sig.data.mac.clone(),
-                None,
-            ),
-        }
     }
 
     /// Send a response with the given sections, TSIG-signed when `ctx` is given.
@@ -438,374 +389,6 @@ impl SlowPath {
         };
         self.respond(request, rh, meta, answers, authority, ctx).await
     }
-
-    async fn handle_update<R: ResponseHandler>(&self, request: &Request, rh: R) -> ResponseInfo {
-        let now = self.inner.clock.now_secs();
-        let mut meta = Metadata::new(request.metadata.id, MessageType::Response, OpCode::Update);
-        let tsig = self.check_tsig(request, now);
-        let (scope, ctx) = match tsig {
-            TsigCheck::Failed(ctx) => {
-                meta.response_code = ResponseCode::NotAuth;
-                self.inner.counters.bump("tsig_failed");
-                return self.respond(request, rh, meta, vec![], vec![], Some(ctx)).await;
-            }
-            TsigCheck::Verified { scope, ctx } => (Some(scope), Some(ctx)),
-            TsigCheck::Unsigned => (None, None),
-        };
-        // A signed UPDATE is applied once: a captured copy sent again within the fudge
-        // window is refused (REFUSED, signed: the MAC is valid, the policy says no).
-        if let (Some(_), Some(sig)) = (&scope, request.signature.as_ref()) {
-            let key = sig.name.to_lowercase().to_string();
-            let verdict = self.inner.replay.lock().check(&key, &sig.data.mac, now);
-            if verdict != crate::node::replay::ReplayVerdict::Fresh {
-                self.inner.counters.bump(
-                    if verdict == crate::node::replay::ReplayVerdict::Replay {
-                        "tsig_replay"
-                    } else {
-                        "rate_limited"
-                    },
-                );
-                meta.response_code = ResponseCode::Refused;
-                return self.respond(request, rh, meta, vec![], vec![], ctx).await;
-            }
-        }
-        // Per-client and per-key write limits, charged per record of the update section:
-        // REFUSED (the client may retry later).
-        let o = &self.inner.opts;
-        let records = u32::try_from(request.authorities.len()).unwrap_or(u32::MAX);
-        let ip = request.src().ip();
-        let ip_ok = (ip.is_loopback() && !o.limit_loopback)
-            || self.inner.ip_buckets.lock().take_n(ip, records, o.update_rate, o.update_burst);
-        let key_ok = match (&scope, request.signature.as_ref()) {
-            (Some(_), Some(sig)) => self.inner.key_buckets.lock().take_n(
-                sig.name.to_lowercase().to_string(),
-                records,
-                o.key_rate,
-                o.key_burst,
-            ),
-            _ => true,
-        };
-        if !ip_ok || !key_ok {
-            self.inner.counters.bump("rate_limited");
-            meta.response_code = ResponseCode::Refused;
-            return self.respond(request, rh, meta, vec![], vec![], ctx).await;
-        }
-        let rcode = match self.plan_update(request, scope.as_deref(), now).await {
-            Ok(()) => ResponseCode::NoError,
-            Err(code) => code,
-        };
-        meta.response_code = rcode;
-        self.respond(request, rh, meta, vec![], vec![], ctx).await
-    }
-
-    /// Check and apply an UPDATE; `scope` is the verified key's scope (None = unsigned).
-    async fn plan_update(
-        &self,
-        request: &Request,
-        scope: Option<&[String]>,
-        now: u64,
-    ) -> Result<(), ResponseCode> {
-        let o = &self.inner.opts;
-        if !o.update {
-            return Err(ResponseCode::Refused);
-        }
-        let zones = request.queries.queries();
-        let Some(zone) = zones.first() else {
-            return Err(ResponseCode::FormErr);
-        };
-        let zname = zone.name().to_string().to_ascii_lowercase();
-        if zname.trim_end_matches('.') != o.zone {
-            return Err(ResponseCode::NotAuth);
-        }
-        // RFC 2136 §3.2 prerequisites, evaluated against the view.
-        for pr in &request.answers {
-            self.check_prerequisite(pr)?;
-        }
-        let key_name = request.signature.as_ref().map(|s| s.name.to_lowercase().to_string());
-        let mut admitted = None;
-        let mut ops = Vec::new();
-        for rr in &request.authorities {
-            let owner = rr.name.to_lowercase().to_string();
-            let owner = owner.trim_end_matches('.').to_string();
-            if !self.inner.origin.zone_of(&rr.name.to_lowercase()) {
-                return Err(ResponseCode::NotZone);
-            }
-            if !owner
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-            {
-                return Err(ResponseCode::Refused);
-            }
-            let rtype = rr.record_type();
-            match rr.dns_class {
-                DNSClass::IN => {
-                    if rtype != RecordType::TXT {
-                        continue;
-                    }
-                    let RData::TXT(txt) = &rr.data else {
-                        return Err(ResponseCode::FormErr);
-                    };
-                    let joined = crate::proto::txt::join(&txt.txt_data);
-                    let value = String::from_utf8(joined).map_err(|_| ResponseCode::FormErr)?;
-                    let ttl = if rr.ttl == 0 { 60 } else { rr.ttl as u64 };
-                    if value.len() > o.max_value_bytes || ttl > o.max_ttl {
-                        return Err(ResponseCode::Refused);
-                    }
-                    ops.push(Op::Add { name: owner, value, ttl });
-                }
-                DNSClass::NONE => {
-                    if rtype != RecordType::TXT {
-                        continue;
-                    }
-                    let RData::TXT(txt) = &rr.data else {
-                        return Err(ResponseCode::FormErr);
-                    };
-                    let value = String::from_utf8(crate::proto::txt::join(&txt.txt_data))
-                        .map_err(|_| ResponseCode::FormErr)?;
-                    ops.push(Op::DeleteValue { name: owner, value });
-                }
-                DNSClass::ANY => {
-                    if rtype == RecordType::TXT || rtype == RecordType::ANY {
-                        ops.push(Op::DeleteName { name: owner });
-                    }
-                }
-                _ => return Err(ResponseCode::FormErr),
-            }
-        }
-        match scope {
-            Some(scope) => {
-                // Deletes leave tombstones: each key has a budget of them.
-                let deletes = ops.iter().filter(|op| !matches!(op, Op::Add { .. })).count();
-                if let (true, Some(key)) = (deletes > 0, key_name.as_ref()) {
-                    let burst = o.tombstones_per_key as f64;
-                    if !self.inner.delete_buckets.lock().take_n(
-                        key.clone(),
-                        u32::try_from(deletes).unwrap_or(u32::MAX),
-                        burst / o.max_ttl.max(1) as f64,
-                        burst,
-                    ) {
-                        self.inner.counters.bump("rate_limited");
-                        return Err(ResponseCode::Refused);
-                    }
-                }
-                for op in &ops {
-                    let (name, delete) = match op {
-                        Op::Add { name, .. } => (name, false),
-                        Op::DeleteValue { name, .. } | Op::DeleteName { name } => (name, true),
-                    };
-                    if !crate::node::auth::scope_allows(scope, name, delete) {
-                        return Err(ResponseCode::Refused);
-                    }
-                    // One registrant cannot fill another's mailbox slots.
-                    if let (false, Some(mb), Some(key)) =
-                        (delete, crate::node::limits::mailbox_of(name), key_name.as_ref())
-                    {
-                        let k = (key.clone(), mb.to_string());
-                        if !self.inner.mailbox_buckets.lock().take(
-                            k,
-                            o.mailbox_rate,
-                            o.mailbox_burst,
-                        ) {
-                            return Err(ResponseCode::Refused);
-                        }
-                    }
-                }
-            }
-            None => {
-                admitted = Some(self.check_unsigned_claim(request, &mut ops, now)?);
-            }
-        }
-        if ops.is_empty() {
-            return Ok(());
-        }
-        // An admitted claim counts against its budgets only if it is stored.
-        let release = match (&admitted, ops.first()) {
-            (Some(true), Some(Op::Add { name, value, .. })) => Some((name.clone(), value.clone())),
-            _ => None,
-        };
-        let res = match self
-            .inner
-            .store
-            .send(Apply { ops, max_values: o.max_values_per_name, origin: Origin::Local })
-            .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(StoreError::TooManyValues { .. })) => Err(ResponseCode::Refused),
-            _ => Err(ResponseCode::ServFail),
-        };
-        if let (Err(_), Some((name, value))) = (&res, release) {
-            self.inner.claims.lock().release(&name, &value);
-        }
-        res
-    }
-
-    /// The unsigned-claim rules (node.md §4.6, plus budgets): exactly one add, of a valid
-    /// claim at `claim-<n>.mb-<H12>.<zone>` (for a recipient registered here in
-    /// receiver-only mode), living at most `claim_max_ttl`, within the per-recipient rate
-    /// and the live-claim budgets. `Ok(true)` when the claim took a new budget slot.
-    fn check_unsigned_claim(
-        &self,
-        request: &Request,
-        ops: &mut [Op],
-        now: u64,
-    ) -> Result<bool, ResponseCode> {
-        let o = &self.inner.opts;
-        if !(o.claim_provider || o.receiver_claims) {
-            return Err(ResponseCode::Refused);
-        }
-        // One claim per unsigned UPDATE: each costs a signature check and a budget slot.
-        let [Op::Add { name, value, ttl }] = ops else {
-            self.inner.counters.bump("claim_refused");
-            return Err(ResponseCode::Refused);
-        };
-        let Some(hash) = claim_owner_hash(name, &o.zone) else {
-            return Err(ResponseCode::Refused);
-        };
-        if o.receiver_claims {
-            let registered = self.inner.registered.load();
-            if registered.get(hash).is_none_or(|exp| *exp <= now) {
-                self.inner.counters.bump("claim_refused");
-                return Err(ResponseCode::Refused);
-            }
-        }
-        let claim = crate::proto::records::claim::ClaimRecord::parse_and_verify(value, now)
-            .ok_or(ResponseCode::Refused)?;
-        if claim.exp.saturating_sub(now) > o.claim_max_ttl {
-            self.inner.counters.bump("claim_refused");
-            return Err(ResponseCode::Refused);
-        }
-        *ttl = (*ttl).min(o.claim_max_ttl);
-        let ip = request.src().ip();
-        let net = (!ip.is_loopback() || o.limit_loopback).then(|| crate::node::claims::net_of(ip));
-        let admitted = self
-            .inner
-            .claims
-            .lock()
-            .admit(name, value, claim.sender_spk, net, now, &o.claim_limits)
-            .map_err(|why| {
-                tracing::debug!(%why, name = %name, "unsigned claim refused");
-                self.inner.counters.bump("claim_budget");
-                ResponseCode::Refused
-            })?;
-        // The reference's per-recipient bucket (SERVFAIL = retry later), charged only for
-        // claims within the budgets and kept per client network, so a sender refused by
-        // its budgets cannot drain it for everyone else.
-        let bucket = match net {
-            Some(n) => format!("{hash}/{n:?}"),
-            None => hash.to_string(),
-        };
-        if !self.inner.claim_buckets.lock().take(bucket, o.claim_rate, o.claim_burst) {
-            if admitted {
-                self.inner.claims.lock().release(name, value);
-            }
-            return Err(ResponseCode::ServFail);
-        }
-        Ok(admitted)
-    }
-
-    /// Keep the claim book in step with the zone (every change of a claim name).
-    fn note_claims(&self, changes: &[(String, Vec<String>)]) {
-        let zone = &self.inner.opts.zone;
-        let mut book = None;
-        let now = self.inner.clock.now_secs();
-        for (name, values) in changes {
-            if claim_owner_hash(name, zone).is_some() {
-                book.get_or_insert_with(|| self.inner.claims.lock()).sync_name(name, values, now);
-            }
-        }
-    }
-
-    /// Mailbox hashes of recipients registered here, from the keyring's scopes.
-    fn note_keyring(&self, ring: &Keyring) {
-        let mut reg: HashMap<String, u64> = HashMap::new();
-        for e in ring.values() {
-            let exp = if e.expires_at == 0 { u64::MAX } else { e.expires_at };
-            for h in crate::node::claims::registered_mailboxes(&e.scope, &self.inner.opts.zone) {
-                let cur = reg.entry(h).or_insert(0);
-                *cur = (*cur).max(exp);
-            }
-        }
-        self.inner.registered.store(Arc::new(reg));
-    }
-
-    fn check_prerequisite(&self, pr: &Record) -> Result<(), ResponseCode> {
-        let name = pr.name.to_lowercase().to_string();
-        let name = name.trim_end_matches('.');
-        if !self.inner.origin.zone_of(&pr.name.to_lowercase()) {
-            return Err(ResponseCode::NotZone);
-        }
-        let state = self.inner.view.txt(name);
-        let is_apex = name == self.inner.opts.zone;
-        let name_in_use = is_apex || matches!(state, NameState::Txt(_));
-        let rtype = pr.record_type();
-        let rrset_exists = |t: RecordType| match t {
-            RecordType::TXT => matches!(state, NameState::Txt(_)),
-            RecordType::SOA | RecordType::NS => is_apex,
-            _ => false,
-        };
-        match (pr.dns_class, rtype) {
-            (DNSClass::ANY, RecordType::ANY) => {
-                name_in_use.then_some(()).ok_or(ResponseCode::NXDomain)
-            }
-            (DNSClass::ANY, t) => rrset_exists(t).then_some(()).ok_or(ResponseCode::NXRRSet),
-            (DNSClass::NONE, RecordType::ANY) => {
-                (!name_in_use).then_some(()).ok_or(ResponseCode::YXDomain)
-            }
-            (DNSClass::NONE, t) => (!rrset_exists(t)).then_some(()).ok_or(ResponseCode::YXRRSet),
-            (DNSClass::IN, RecordType::TXT) => {
-                let RData::TXT(txt) = &pr.data else {
-                    return Err(ResponseCode::FormErr);
-                };
-                let want = crate::proto::txt::join(&txt.txt_data);
-                match state {
-                    NameState::Txt(values) if values.contains(&want) => Ok(()),
-                    _ => Err(ResponseCode::NXRRSet),
-                }
-            }
-            // Value-dependent prerequisites on other types cannot hold here.
-            (DNSClass::IN, _) => Err(ResponseCode::NXRRSet),
-            _ => Err(ResponseCode::FormErr),
-        }
-    }
-}
-
-/// `claim-<digits>.mb-<12 lowercase hex>.<zone>` → the 12-hex recipient hash.
-fn claim_owner_hash<'a>(name: &'a str, zone: &str) -> Option<&'a str> {
-    let rest = name.strip_suffix(zone)?.strip_suffix('.')?;
-    let (first, second) = rest.split_once('.')?;
-    let digits = first.strip_prefix("claim-")?;
-    let hash = second.strip_prefix("mb-")?;
-    let ok = !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && hash.len() == 12
-        && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    ok.then_some(hash)
-}
-
-/// Header + question of an encoded response, with TC=1 and no records.
-fn truncated_stub(resp: &[u8]) -> Option<Vec<u8>> {
-    if resp.len() < 12 || u16::from_be_bytes([resp[4], resp[5]]) != 1 {
-        return None;
-    }
-    // Walk the question name (no compression in a question we just encoded).
-    let mut i = 12;
-    loop {
-        let len = *resp.get(i)? as usize;
-        if len == 0 {
-            i += 1;
-            break;
-        }
-        if len & 0xC0 != 0 {
-            i += 2;
-            break;
-        }
-        i += 1 + len;
-    }
-    let end = i + 4;
-    let mut out = resp.get(..end)?.to_vec();
-    out[2] |= 0x02; // TC
-    out[6..12].fill(0);
-    Some(out)
 }
 
 /// A FORMERR reply to an unparseable message that at least has a header.
@@ -856,50 +439,6 @@ impl SlowPath {
                 self.respond(request, rh, meta, vec![], vec![], None).await
             }
         }
-    }
-}
-
-/// A hickory `ResponseHandler` that encodes a response and sends it on a UDP socket
-/// shared with the fast path (for the packets the fast path hands over).
-#[derive(Clone)]
-struct UdpReply {
-    socket: Arc<UdpSocket>,
-    dst: SocketAddr,
-    limit: usize,
-    /// The UDP thread's RRL verdict for this reply.
-    verdict: Verdict,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for UdpReply {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
-        let mut buf = Vec::with_capacity(512);
-        let info = response
-            .destructive_emit(&mut BinEncoder::new(&mut buf))
-            .map_err(|e| hickory_server::net::NetError::from(e.to_string()))?;
-        if self.verdict == Verdict::Drop {
-            return Ok(info);
-        }
-        if buf.len() > self.limit || self.verdict == Verdict::Slip {
-            // Too big for UDP (or rate-limited): header + question with TC=1, the client
-            // retries over TCP. Nothing larger than the limit ever goes out.
-            match truncated_stub(&buf) {
-                Some(stub) if stub.len() <= self.limit => buf = stub,
-                _ => return Ok(info),
-            }
-        }
-        let _ = self.socket.send_to(&buf, self.dst);
-        Ok(info)
     }
 }
 
@@ -1077,9 +616,9 @@ impl DnsActor {
                 key_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 mailbox_buckets: parking_lot::Mutex::new(TokenBuckets::new(100_000)),
                 counters: SlowCounters::default(),
-                claims: parking_lot::Mutex::new(crate::node::claims::ClaimBook::new()),
+                claims: parking_lot::Mutex::new(crate::policy::claims::ClaimBook::new()),
                 registered: ArcSwap::from_pointee(Default::default()),
-                replay: parking_lot::Mutex::new(crate::node::replay::ReplayCache::new(
+                replay: parking_lot::Mutex::new(crate::policy::replay::ReplayCache::new(
                     TSIG_FUDGE,
                     ((opts.key_burst + opts.key_rate * (2 * TSIG_FUDGE) as f64).ceil() as usize)
                         .saturating_add(64)
@@ -1187,10 +726,10 @@ impl DnsActor {
         let tcp_cfg = tcp::TcpConfig {
             idle: opts.tcp_timeout,
             lifetime: opts.tcp_lifetime,
-            limits: crate::node::tcp_conns::ConnLimits {
+            limits: crate::policy::tcp_conns::ConnLimits {
                 max_total: match opts.tcp_max_connections {
-                    0 => crate::node::tcp_conns::default_max_total(
-                        crate::node::tcp_conns::soft_fd_limit(),
+                    0 => crate::policy::tcp_conns::default_max_total(
+                        crate::policy::tcp_conns::soft_fd_limit(),
                     ),
                     n => n,
                 },

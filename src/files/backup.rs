@@ -282,7 +282,7 @@ pub fn restore(
         }
     }
     std::fs::create_dir_all(data_dir)?;
-    crate::node::private_dir::make_private(data_dir)?;
+    crate::files::private_dir::make_private(data_dir)?;
     let (mut trees, mut rows, mut files) = (0, 0u64, 0);
     let mut dbs: std::collections::BTreeMap<String, sled::Db> = Default::default();
     for s in sections {

@@ -25,7 +25,9 @@ pub fn default_max_total(soft_fd_limit: u64) -> usize {
     usize::try_from(soft_fd_limit / 4).unwrap_or(usize::MAX).clamp(16, 1024)
 }
 
-/// The process's current soft `RLIMIT_NOFILE` (1024 when it cannot be read).
+/// The process's current soft `RLIMIT_NOFILE` (1024 when it cannot be read). The one
+/// system call in `policy` (feature `net`).
+#[cfg(feature = "net")]
 pub fn soft_fd_limit() -> u64 {
     // `None` is RLIM_INFINITY.
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)

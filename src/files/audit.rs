@@ -49,7 +49,7 @@ impl AuditLog {
         entry.insert("ts".into(), now.as_secs().into());
         entry.insert(
             "time".into(),
-            crate::node::logfmt::rfc3339(now.as_secs(), now.subsec_millis()).into(),
+            crate::files::logfmt::rfc3339(now.as_secs(), now.subsec_millis()).into(),
         );
         entry.insert("event".into(), event.into());
         entry.insert("actor".into(), actor.into());
