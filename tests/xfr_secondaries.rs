@@ -42,6 +42,15 @@ impl Daemon {
     }
 }
 
+/// The tests of this file start real daemons and load the node hard (a 100k-record
+/// zone); run them one at a time so that one's load does not stretch another's
+/// write-to-secondary delays.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn run_as_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -253,6 +262,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 #[test]
 fn knot_and_nsd_follow_writes_deletes_and_restarts() {
+    let _serial = serial();
     // Ports first: the node NOTIFYs the secondaries, the secondaries pull from the node.
     let knot_port = daemon_port();
     let nsd_port = daemon_port();
@@ -489,6 +499,7 @@ fn axfr_txt_count(server: SocketAddr, from: &str) -> usize {
 
 #[test]
 fn a_large_zone_transfers_completely_to_knot_and_nsd() {
+    let _serial = serial();
     let count: usize =
         std::env::var("XFR_BIG_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let knot_port = daemon_port();
@@ -552,6 +563,7 @@ fn lines_with(text: &str, what: &str) -> usize {
 /// longer reaches back, the SOA alone when the client is current.
 #[test]
 fn ixfr_from_the_journal_and_fallback_to_axfr() {
+    let _serial = serial();
     let n = Node::start(
         "mesh.test",
         &[
@@ -696,6 +708,7 @@ fn axfr_once(server: SocketAddr) -> usize {
 #[test]
 #[ignore]
 fn udp_during_axfr() {
+    let _serial = serial();
     let count: usize =
         std::env::var("XFR_BIG_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let secs: f64 =
@@ -746,6 +759,7 @@ fn udp_during_axfr() {
 /// AXFR and then IXFRs, every message signed and checked by the secondary.
 #[test]
 fn knot_and_nsd_transfer_with_the_operator_tsig_key() {
+    let _serial = serial();
     let knot_port = daemon_port();
     let nsd_port = daemon_port();
     let knot_addr: SocketAddr = format!("127.0.0.1:{knot_port}").parse().unwrap();
@@ -833,6 +847,7 @@ fn ack(sock: &std::net::UdpSocket, b: &[u8], to: SocketAddr) {
 /// NOTIFY per 200 ms, the last one carrying the final serial.
 #[test]
 fn notify_is_retried_until_acknowledged_and_coalesced() {
+    let _serial = serial();
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let target = sock.local_addr().unwrap();
     let n = node_allowing(&[target], None);
@@ -936,6 +951,7 @@ fn signed_xfr(server: SocketAddr, zone: &str) -> Vec<hickory_proto::op::Message>
 /// and the stalled connections are cut at the idle timeout, freeing the slots.
 #[test]
 fn stalled_transfers_are_capped_and_cut() {
+    let _serial = serial();
     use std::io::{Read, Write};
     let n = Node::start(
         "mesh.test",
@@ -998,6 +1014,7 @@ fn stalled_transfers_are_capped_and_cut() {
 /// versions behind when the node went down still gets an incremental transfer after.
 #[test]
 fn ixfr_history_survives_restarts() {
+    let _serial = serial();
     let mut n = Node::start(
         "mesh.test",
         &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP), ("DNSMESH_TRANSFER__ALLOW", "127.0.0.0/8")],

@@ -374,10 +374,11 @@ fn try_start_unbound(stubs: &[(&str, std::net::SocketAddr)], anchors: &[&str]) -
     q[n - 1] = 3; // class CH
     for _ in 0..300 {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "unbound exited ({status}): {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Address already in use") {
+                return None; // the port was taken between picking and binding: retry
+            }
+            panic!("unbound exited ({status}): {text}");
         }
         let _ = sock.send_to(&q, addr);
         let mut buf = [0u8; 1500];
