@@ -15,6 +15,7 @@
 //! - `z` expires_at u64 BE ‖ stamp u64 BE → ()   (tombstone expiry index: the sweep
 //!   touches only what expires, and evicts the soonest-expiring past `max_tombstones`)
 //! - `m:rows` → the row count, written in the same atomic batch as the rows
+//! - `m:bytes` → the live bytes (names + values of those rows), likewise
 //! - `m:zidx` → present once the `z` index covers every tombstone
 //!
 //! `stored_ms` is a per-node strictly increasing millisecond stamp (max(now, last + 1)),
@@ -188,6 +189,35 @@ pub struct SweepNow;
 #[rtype(result = "u64")]
 pub struct CommitCount;
 
+/// On-disk size of the data dir (every actor's database, walked at most every
+/// [`DISK_WALK_EVERY`]) and live bytes (names + values of the rows held, kept
+/// incrementally), for `/metrics`.
+#[derive(Message)]
+#[rtype(result = "StoreSizes")]
+pub struct StoreSize;
+
+/// The answer to [`StoreSize`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreSizes {
+    pub disk_bytes: u64,
+    pub live_bytes: u64,
+}
+
+/// How often the store walks the data dir for its size.
+pub const DISK_WALK_EVERY: Duration = Duration::from_secs(5);
+
+/// Bytes of the files under `dir` (recursively; unreadable entries count 0).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Flush and report: used at shutdown.
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
@@ -221,12 +251,21 @@ pub struct StoreActor {
     clock: Clock,
     /// Group commits started (one sled batch + flush each).
     commits: u64,
+    /// The data dir (parent of `sled` and the other actors' databases).
+    dir: std::path::PathBuf,
+    /// Names + values of the rows counted in `rows` (kept like `rows`).
+    live_bytes: u64,
+    /// Size of the data dir at the last walk, and when that was.
+    disk_bytes: u64,
+    disk_walked: Option<std::time::Instant>,
 }
 
 /// Where the row count lives (`m` sorts apart from every record prefix).
 const ROWS_KEY: &[u8] = b"m:rows";
 /// Marker: the `z` tombstone expiry index is complete.
 const ZIDX_KEY: &[u8] = b"m:zidx";
+/// Where the live byte count lives.
+const BYTES_KEY: &[u8] = b"m:bytes";
 /// Most index entries one sweep handles (the rest wait for the next sweep).
 const SWEEP_BATCH: usize = 100_000;
 
@@ -349,6 +388,18 @@ impl StoreActor {
             tree.apply_batch(batch)?;
         }
         let tombstones = tree.scan_prefix(b"z").keys().count();
+        // Live bytes are stored with every batch; count once for a store without them.
+        let live_bytes = match tree.get(BYTES_KEY)? {
+            Some(v) if v.len() == 8 => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])),
+            _ => {
+                let mut n = 0u64;
+                for item in tree.scan_prefix(b"r") {
+                    let (k, _) = item?;
+                    n += k.len().saturating_sub(2) as u64;
+                }
+                n
+            }
+        };
         Ok(StoreActor {
             db,
             tree,
@@ -366,6 +417,10 @@ impl StoreActor {
             max_tombstones: usize::MAX,
             clock: Clock::system(),
             commits: 0,
+            dir: dir.to_path_buf(),
+            live_bytes,
+            disk_bytes: 0,
+            disk_walked: None,
         })
     }
 
@@ -445,6 +500,7 @@ impl StoreActor {
         }
         // `rows` already counts the pending writes: store it atomically with them.
         batch.insert(ROWS_KEY, &(self.rows as u64).to_be_bytes()[..]);
+        batch.insert(BYTES_KEY, &self.live_bytes.to_be_bytes()[..]);
         self.tree.apply_batch(batch)?;
         Ok(())
     }
@@ -550,6 +606,7 @@ impl StoreActor {
         let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut changed = Vec::new();
         let mut row_delta = 0i64;
+        let mut byte_delta = 0i64;
         let mut tomb_delta = 0i64;
         for (name, cur) in &names {
             let orig = &original[name];
@@ -560,7 +617,9 @@ impl StoreActor {
                     continue;
                 }
                 touched = true;
-                row_delta += new.is_some() as i64 - old.is_some() as i64;
+                let d = new.is_some() as i64 - old.is_some() as i64;
+                row_delta += d;
+                byte_delta += d * (name.len() + value.len()) as i64;
                 if let Some((oe, os)) = old {
                     batch.push((tkey(os).to_vec(), None));
                     batch.push((xkey(oe, os).to_vec(), None));
@@ -615,6 +674,7 @@ impl StoreActor {
             self.overlay.insert(k, v);
         }
         self.rows = self.rows.saturating_add_signed(row_delta as isize);
+        self.live_bytes = self.live_bytes.saturating_add_signed(byte_delta);
         self.tombstones = self.tombstones.saturating_add_signed(tomb_delta as isize);
         Ok((changed, deleted))
     }
@@ -689,6 +749,7 @@ impl StoreActor {
         let mut batch = sled::Batch::default();
         let mut changed = std::collections::BTreeSet::new();
         let mut removed_rows = 0usize;
+        let mut removed_bytes = 0u64;
         let mut n = 0;
         for item in self.tree.range(&b"x"[..]..&end[..]) {
             let (xk, _) = item?;
@@ -707,6 +768,7 @@ impl StoreActor {
                     if parse_meta(&m).map(|(_, s)| s) == Some(stored) {
                         batch.remove(rk);
                         removed_rows += 1;
+                        removed_bytes += rk_tail.len().saturating_sub(1) as u64;
                         if let Some((name, _)) = split_name_value(&rk_tail) {
                             changed.insert(name.to_string());
                         }
@@ -753,9 +815,12 @@ impl StoreActor {
         }
         if n > 0 {
             let rows = self.rows.saturating_sub(removed_rows);
+            let bytes = self.live_bytes.saturating_sub(removed_bytes);
             batch.insert(ROWS_KEY, &(rows as u64).to_be_bytes()[..]);
+            batch.insert(BYTES_KEY, &bytes.to_be_bytes()[..]);
             self.tree.apply_batch(batch)?;
             self.rows = rows;
+            self.live_bytes = bytes;
             self.tombstones = self.tombstones.saturating_sub(removed_tombs);
         }
         Ok(changed.into_iter().collect())
@@ -894,6 +959,20 @@ impl Handler<Fail> for StoreActor {
     fn handle(&mut self, _: Fail, ctx: &mut Context<Self>) {
         tracing::warn!("store actor: injected failure, stopping for restart");
         ctx.stop();
+    }
+}
+
+impl Handler<StoreSize> for StoreActor {
+    type Result = MessageResult<StoreSize>;
+
+    fn handle(&mut self, _: StoreSize, _: &mut Context<Self>) -> Self::Result {
+        // The walk is a few directory reads; done at most every DISK_WALK_EVERY, so a
+        // scraper polling faster costs nothing more.
+        if self.disk_walked.map(|t| t.elapsed() >= DISK_WALK_EVERY).unwrap_or(true) {
+            self.disk_bytes = dir_bytes(&self.dir);
+            self.disk_walked = Some(std::time::Instant::now());
+        }
+        MessageResult(StoreSizes { disk_bytes: self.disk_bytes, live_bytes: self.live_bytes })
     }
 }
 
