@@ -71,6 +71,8 @@ pub struct Peers {
     pub heartbeat: Option<Addr<super::heartbeat::HeartbeatActor>>,
     /// DNS answers for `/dns-query` (DNS over HTTPS).
     pub responder: Option<dns::Responder>,
+    /// `/v1/watch/*` streams (None: the route answers 404).
+    pub watch: Option<Addr<super::watch::WatchActor>>,
 }
 
 struct State {
@@ -956,6 +958,28 @@ fn charged_here(req: &actix_web::dev::ServiceRequest) -> bool {
     !handled
 }
 
+/// `GET /v1/watch/mb-<hash12>`: Server-Sent Events naming the mailbox's slot and claim
+/// records as they are created or removed (module `watch`). Public, like the names.
+async fn watch(req: HttpRequest, path: web::Path<String>, st: Shared) -> HttpResponse {
+    use super::watch::{valid_mailbox, WatchOpen, WatchRefused};
+    let Some(w) = st.peers.watch.clone() else {
+        return error(404, "not found");
+    };
+    let mailbox = path.into_inner().to_ascii_lowercase();
+    if !valid_mailbox(&mailbox) {
+        return error(400, "expected /v1/watch/mb-<12 hex digits>");
+    }
+    match w.send(WatchOpen { mailbox, ip: client_ip(&req, &st) }).await {
+        Ok(Ok(stream)) => HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .insert_header(("cache-control", "no-cache"))
+            .streaming(stream),
+        Ok(Err(e @ WatchRefused::PerClient)) => error(429, e.to_string()),
+        Ok(Err(e @ WatchRefused::Total)) => error(503, e.to_string()),
+        Err(_) => error(503, "watch unavailable"),
+    }
+}
+
 /// Bind and start the ingress. Returns the server (to stop it) and the bound address.
 pub fn start(
     opts: HttpOptions,
@@ -1047,6 +1071,7 @@ pub fn start(
             .route("/v1/admin/revoke", web::post().to(admin_revoke))
             .route("/debug/fail/{actor}", web::post().to(debug_fail))
             .route("/dns-query", web::route().to(dns_query))
+            .route("/v1/watch/{mailbox}", web::get().to(watch))
             .default_service(web::to(|| async { error(404, "not found") }))
     };
     let mut server = HttpServer::new(factory)

@@ -162,6 +162,12 @@ pub struct HttpSection {
     /// Seconds a client has to send a request's body once its head is in (slow bodies
     /// are answered 408 and the connection closed).
     pub body_timeout_secs: u64,
+    /// Most `/v1/watch/*` streams open at once from one client address.
+    pub watch_max_per_ip: usize,
+    /// Most `/v1/watch/*` streams open at once in all (0 = the route is off: 404).
+    pub watch_max_total: usize,
+    /// A watch stream with no event for this many seconds is closed.
+    pub watch_idle_secs: u64,
 }
 
 /// `[auth]`
@@ -458,6 +464,12 @@ impl Settings {
         }
         if self.http.body_timeout_secs == 0 {
             return Err(invalid("http.body_timeout_secs", "must be > 0"));
+        }
+        if self.http.watch_max_per_ip == 0 {
+            return Err(invalid("http.watch_max_per_ip", "must be > 0"));
+        }
+        if self.http.watch_idle_secs == 0 {
+            return Err(invalid("http.watch_idle_secs", "must be > 0"));
         }
         let r = self.limits.auth_failure_rate;
         if !r.is_finite() || r <= 0.0 {

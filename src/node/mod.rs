@@ -302,6 +302,17 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     } else {
         None
     };
+    let watch = (settings.http.watch_max_total > 0).then(|| {
+        let opts = crate::actors::watch::WatchOptions {
+            zone: settings.node.zone.clone(),
+            max_per_ip: settings.http.watch_max_per_ip,
+            max_total: settings.http.watch_max_total,
+            idle: Duration::from_secs(settings.http.watch_idle_secs),
+            limit_loopback: settings.limits.limit_loopback,
+        };
+        let st = store.clone();
+        actix::Supervisor::start(move |_| crate::actors::watch::WatchActor::new(opts, st))
+    });
     let peers = Peers {
         store: store.clone(),
         auth,
@@ -310,6 +321,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         sync,
         heartbeat,
         responder: Some(responder),
+        watch,
     };
     let (http_server, http_addr) = http::start(http_opts, peers)
         .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
