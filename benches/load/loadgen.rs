@@ -443,6 +443,8 @@ async fn exchange(
     let len = head.lines().find_map(|l| {
         l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok())
     });
+    // 204/304 and 1xx carry no body whatever the headers say (RFC 9112 §6.3).
+    let len = if status == 204 || status == 304 || status < 200 { Some(0) } else { len };
     match len {
         Some(len) => {
             while buf.len() < head_end + len {

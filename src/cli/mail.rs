@@ -1019,6 +1019,7 @@ pub fn recv(
         // Until the next poll is due, a change named by the stream starts a pass at once.
         let deadline = std::time::Instant::now() + wait;
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let before = stream_state.clone();
             match rx.recv_timeout(left) {
                 Ok(StreamNews::Changed) => {
                     // Several names often change together (a message's chunks, its
@@ -1041,6 +1042,10 @@ pub fn recv(
                     std::thread::sleep(left);
                     break;
                 }
+            }
+            if stream_state != before {
+                eprint!("\r\x1b[2Kwatching {} ({stream_state})", ctx.cfg.address());
+                let _ = std::io::stderr().flush();
             }
         }
     }
