@@ -596,6 +596,10 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
         "# HELP dmp_store_disk_bytes Bytes on disk under the data dir (every actor's database).\n# TYPE dmp_store_disk_bytes gauge\ndmp_store_disk_bytes {}\n# HELP dmp_store_live_bytes Names plus values of the records held.\n# TYPE dmp_store_live_bytes gauge\ndmp_store_live_bytes {}\n",
         sz.disk_bytes, sz.live_bytes
     ));
+    out.push_str(&format!(
+        "# HELP dmp_store_compactions_total Online compactions of the records database.\n# TYPE dmp_store_compactions_total counter\ndmp_store_compactions_total {}\n",
+        sz.compactions
+    ));
     if let Ok(h) = st.peers.supervisor.send(GetHealth).await {
         out.push_str("# HELP dmp_actor_restarts_total Actor restarts.\n# TYPE dmp_actor_restarts_total counter\n");
         for a in &h.actors {

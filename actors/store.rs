@@ -18,6 +18,15 @@
 //! - `m:bytes` → the live bytes (names + values of those rows), likewise
 //! - `m:zidx` → present once the `z` index covers every tombstone
 //!
+//! Online compaction: sled 0.34 reclaims log space slowly under churn, so when the
+//! database directory grows past `compact_ratio` × the live bytes the store copies every
+//! tree into a fresh database (`sled.compact`), marks the copy complete
+//! (`sled.compact.done`), swaps the directories (`sled` → `sled.old`, `sled.compact` →
+//! `sled`) and reopens, all on its own thread just before a group commit (no flush in
+//! flight, nothing acknowledged that is not already in the copy; the writes of the commit
+//! go to the new database). A crash at any step is finished or undone by
+//! [`recover_compaction`] at the next open.
+//!
 //! `stored_ms` is a per-node strictly increasing millisecond stamp (max(now, last + 1)),
 //! so it orders rows even when the wall clock steps back.
 
@@ -201,10 +210,57 @@ pub struct StoreSize;
 pub struct StoreSizes {
     pub disk_bytes: u64,
     pub live_bytes: u64,
+    /// Online compactions since start.
+    pub compactions: u64,
 }
 
 /// How often the store walks the data dir for its size.
 pub const DISK_WALK_EVERY: Duration = Duration::from_secs(5);
+
+const SLED_DIR: &str = "sled";
+const COMPACT_DIR: &str = "sled.compact";
+const OLD_DIR: &str = "sled.old";
+const COMPACT_DONE: &str = "sled.compact.done";
+
+fn sled_config(path: &Path) -> sled::Config {
+    sled::Config::new().path(path).cache_capacity(64 * 1024 * 1024).mode(sled::Mode::HighThroughput)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn io_err(what: &str, p: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Storage(format!("{what} {}: {e}", p.display()))
+}
+
+/// Finish or undo a compaction that a crash interrupted, before the database is opened:
+/// a complete copy (`sled.compact.done`) whose swap did not finish becomes `sled`; an
+/// incomplete one is discarded, the old database kept (or put back).
+pub fn recover_compaction(dir: &Path) -> Result<(), StoreError> {
+    let (live, new, old, done) =
+        (dir.join(SLED_DIR), dir.join(COMPACT_DIR), dir.join(OLD_DIR), dir.join(COMPACT_DONE));
+    if !live.exists() {
+        if done.exists() && new.exists() {
+            std::fs::rename(&new, &live).map_err(|e| io_err("adopting", &new, e))?;
+        } else if old.exists() {
+            std::fs::rename(&old, &live).map_err(|e| io_err("restoring", &old, e))?;
+        }
+    }
+    if new.exists() {
+        std::fs::remove_dir_all(&new).map_err(|e| io_err("removing", &new, e))?;
+    }
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| io_err("removing", &old, e))?;
+    }
+    if done.exists() {
+        std::fs::remove_file(&done).map_err(|e| io_err("removing", &done, e))?;
+    }
+    if dir.exists() {
+        sync_dir(dir).map_err(|e| io_err("syncing", dir, e))?;
+    }
+    Ok(())
+}
 
 /// Bytes of the files under `dir` (recursively; unreadable entries count 0).
 pub fn dir_bytes(dir: &Path) -> u64 {
@@ -258,6 +314,16 @@ pub struct StoreActor {
     /// Size of the data dir at the last walk, and when that was.
     disk_bytes: u64,
     disk_walked: Option<std::time::Instant>,
+    /// Compact when the database directory exceeds this many times the live bytes
+    /// (0 = never), and is at least `compact_min_bytes`.
+    compact_ratio: f64,
+    compact_min_bytes: u64,
+    /// Size of the database directory right after the last compaction (a fresh copy
+    /// is not compacted again before it has doubled).
+    compacted_size: u64,
+    compact_checked: Option<std::time::Instant>,
+    compact_due: bool,
+    compactions: u64,
 }
 
 /// Where the row count lives (`m` sorts apart from every record prefix).
@@ -355,11 +421,8 @@ impl StoreActor {
     pub fn open(dir: &Path, sweep_every: Duration) -> Result<StoreActor, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir.join("sled"))
-            .cache_capacity(64 * 1024 * 1024)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        recover_compaction(dir)?;
+        let db = sled_config(&dir.join(SLED_DIR)).open()?;
         let tree = db.open_tree("records")?;
         let last_ms = match tree.scan_prefix(b"t").next_back() {
             Some(Ok((k, _))) if k.len() == 9 => {
@@ -421,7 +484,125 @@ impl StoreActor {
             live_bytes,
             disk_bytes: 0,
             disk_walked: None,
+            compact_ratio: 0.0,
+            compact_min_bytes: 0,
+            compacted_size: 0,
+            compact_checked: None,
+            compact_due: false,
+            compactions: 0,
         })
+    }
+
+    /// Compact online when the database directory exceeds `ratio` × the live bytes and
+    /// `min_bytes` (ratio 0 = never).
+    pub fn with_compaction(mut self, ratio: f64, min_bytes: u64) -> Self {
+        self.compact_ratio = ratio;
+        self.compact_min_bytes = min_bytes;
+        self
+    }
+
+    /// Decide (at most every [`DISK_WALK_EVERY`]) whether a compaction is due; run it now
+    /// when no group commit is pending, else the next group commit runs it first.
+    fn check_compaction(&mut self, ctx: &mut Context<Self>) {
+        if self.compact_ratio <= 0.0 || self.compact_due {
+            return;
+        }
+        if self.compact_checked.is_some_and(|t| t.elapsed() < DISK_WALK_EVERY) {
+            return;
+        }
+        self.compact_checked = Some(std::time::Instant::now());
+        let size = dir_bytes(&self.dir.join(SLED_DIR));
+        if size < self.compact_min_bytes
+            || (size as f64) <= self.compact_ratio * self.live_bytes as f64
+            || size <= self.compacted_size.saturating_mul(2)
+        {
+            return;
+        }
+        self.compact_due = true;
+        if !self.flushing && !self.flush_scheduled && self.waiting.is_empty() {
+            // Nothing pending: a group commit of no writes runs the compaction.
+            self.start_flush(ctx);
+        }
+    }
+
+    /// Copy every tree into a fresh database and switch to it (see the module doc).
+    /// Called only with no flush in flight: everything acknowledged is in `self.db`;
+    /// pending writes stay in the overlay and go to the new database.
+    fn compact(&mut self) -> Result<(), StoreError> {
+        let t = std::time::Instant::now();
+        let before = dir_bytes(&self.dir.join(SLED_DIR));
+        let (live, new, old, done) = (
+            self.dir.join(SLED_DIR),
+            self.dir.join(COMPACT_DIR),
+            self.dir.join(OLD_DIR),
+            self.dir.join(COMPACT_DONE),
+        );
+        let _ = std::fs::remove_file(&done);
+        if new.exists() {
+            std::fs::remove_dir_all(&new).map_err(|e| io_err("removing", &new, e))?;
+        }
+        {
+            let ndb = sled_config(&new).open()?;
+            for name in self.db.tree_names() {
+                let src = self.db.open_tree(&name)?;
+                let dst = ndb.open_tree(&name)?;
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for item in src.iter() {
+                    let (k, v) = item?;
+                    batch.insert(k, v);
+                    n += 1;
+                    if n == 10_000 {
+                        dst.apply_batch(std::mem::take(&mut batch))?;
+                        n = 0;
+                    }
+                }
+                dst.apply_batch(batch)?;
+            }
+            ndb.flush()?;
+        }
+        // The copy is complete and durable: from here a crash finishes the swap.
+        std::fs::File::create(&done)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_err("writing", &done, e))?;
+        sync_dir(&self.dir).map_err(|e| io_err("syncing", &self.dir, e))?;
+        std::fs::rename(&live, &old).map_err(|e| io_err("moving", &live, e))?;
+        if let Err(e) = std::fs::rename(&new, &live) {
+            // Put the old one back; we keep writing to it (its files are open).
+            let _ = std::fs::rename(&old, &live);
+            return Err(io_err("moving", &new, e));
+        }
+        sync_dir(&self.dir).map_err(|e| io_err("syncing", &self.dir, e))?;
+        let db = match sled_config(&live).open() {
+            Ok(db) => db,
+            Err(e) => {
+                // The handle still writes to the old files: put the old directory back
+                // so that what we acknowledge next is where the next start looks.
+                let undo = std::fs::rename(&live, &new)
+                    .and_then(|_| std::fs::rename(&old, &live))
+                    .and_then(|_| std::fs::remove_file(&done))
+                    .and_then(|_| sync_dir(&self.dir));
+                if let Err(u) = undo {
+                    tracing::error!(error = %u, "cannot undo a failed compaction; stopping");
+                    std::process::abort();
+                }
+                return Err(e.into());
+            }
+        };
+        let _ = std::fs::remove_file(&done);
+        self.tree = db.open_tree("records")?;
+        self.db = db;
+        let _ = std::fs::remove_dir_all(&old);
+        self.compacted_size = dir_bytes(&live);
+        self.compactions += 1;
+        tracing::info!(
+            before,
+            after = self.compacted_size,
+            live = self.live_bytes,
+            ms = t.elapsed().as_millis() as u64,
+            "store compacted"
+        );
+        Ok(())
     }
 
     /// Keep at most `n` tombstones (the soonest-expiring go first, at the next sweep).
@@ -720,6 +901,12 @@ impl StoreActor {
     }
 
     fn start_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.compact_due {
+            self.compact_due = false;
+            if let Err(e) = self.compact() {
+                tracing::error!(error = %e, "store compaction failed; continuing on the old database");
+            }
+        }
         self.flushing = true;
         self.commits += 1;
         let batch = std::mem::take(&mut self.waiting);
@@ -883,9 +1070,12 @@ impl Actor for StoreActor {
         if !self.waiting.is_empty() || !self.overlay.is_empty() {
             self.start_flush(ctx);
         }
-        ctx.run_interval(self.sweep_every, |act, _| match act.sweep() {
-            Ok(changed) => act.notify(changed, false),
-            Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+        ctx.run_interval(self.sweep_every, |act, ctx| {
+            match act.sweep() {
+                Ok(changed) => act.notify(changed, false),
+                Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+            }
+            act.check_compaction(ctx);
         });
     }
 }
@@ -972,7 +1162,11 @@ impl Handler<StoreSize> for StoreActor {
             self.disk_bytes = dir_bytes(&self.dir);
             self.disk_walked = Some(std::time::Instant::now());
         }
-        MessageResult(StoreSizes { disk_bytes: self.disk_bytes, live_bytes: self.live_bytes })
+        MessageResult(StoreSizes {
+            disk_bytes: self.disk_bytes,
+            live_bytes: self.live_bytes,
+            compactions: self.compactions,
+        })
     }
 }
 
@@ -1223,6 +1417,101 @@ mod tests {
         // Every acknowledged write is on disk.
         let s = open(dir.path(), &clock);
         assert_eq!(s.rows, 50);
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let t = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &t);
+            } else {
+                std::fs::copy(e.path(), t).unwrap();
+            }
+        }
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        [COMPACT_DIR, OLD_DIR, COMPACT_DONE]
+            .iter()
+            .filter(|n| dir.join(n).exists())
+            .map(|n| n.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn compaction_keeps_every_row_and_writes_after_it_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        let (live_before, rows_before) = actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).with_compaction(1.5, 0).start();
+            for i in 0..200 {
+                apply(&store, vec![add(&format!("n{i}.z"), &format!("value {i}"), 600)]).await;
+            }
+            apply(&store, vec![del("n0.z", "value 0")]).await;
+            let before = store.send(StoreSize).await.unwrap();
+            assert_eq!(before.compactions, 0);
+            (before.live_bytes, 199)
+        });
+        // Force one: the next group commit compacts first, then commits its write.
+        actix::System::new().block_on(async {
+            let mut s = open(dir.path(), &clock).with_compaction(1.5, 0);
+            s.compact_due = true;
+            let store = s.start();
+            apply(&store, vec![add("after.z", "v", 600)]).await;
+            let sz = store.send(StoreSize).await.unwrap();
+            assert_eq!(sz.compactions, 1);
+            assert_eq!(sz.live_bytes, live_before + 8);
+            assert_eq!(values(&store, "n5.z").await.len(), 1);
+            assert_eq!(values(&store, "n0.z").await.len(), 0);
+            apply(&store, vec![add("after2.z", "v", 600)]).await;
+        });
+        assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+        let s = open(dir.path(), &clock);
+        assert_eq!(s.rows, rows_before + 2);
+        assert_eq!(s.live_bytes, live_before + 8 + 9);
+        // The tombstone of the delete came along.
+        assert_eq!(s.tombstones, 1);
+    }
+
+    #[test]
+    fn a_crash_at_any_step_of_a_compaction_is_finished_or_undone_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let store = open(d, &clock).start();
+            for i in 0..50 {
+                apply(&store, vec![add(&format!("n{i}.z"), "v", 600)]).await;
+            }
+        });
+        let check = |what: &str| {
+            let s = open(d, &clock);
+            assert_eq!(s.rows, 50, "{what}");
+            drop(s);
+            assert!(leftovers(d).is_empty(), "{what}: {:?}", leftovers(d));
+            assert!(d.join(SLED_DIR).exists(), "{what}");
+        };
+        // Killed while copying: a partial copy, no marker.
+        std::fs::create_dir_all(d.join(COMPACT_DIR)).unwrap();
+        std::fs::write(d.join(COMPACT_DIR).join("db"), b"partial").unwrap();
+        check("partial copy");
+        // Killed after the marker, before the swap.
+        copy_dir(&d.join(SLED_DIR), &d.join(COMPACT_DIR));
+        std::fs::write(d.join(COMPACT_DONE), b"").unwrap();
+        check("complete copy, not swapped");
+        // Killed between the two renames (sled is gone): the complete copy is adopted.
+        copy_dir(&d.join(SLED_DIR), &d.join(COMPACT_DIR));
+        std::fs::write(d.join(COMPACT_DONE), b"").unwrap();
+        std::fs::rename(d.join(SLED_DIR), d.join(OLD_DIR)).unwrap();
+        check("between the renames");
+        // Killed after the swap, before the clean-up.
+        copy_dir(&d.join(SLED_DIR), &d.join(OLD_DIR));
+        std::fs::write(d.join(COMPACT_DONE), b"").unwrap();
+        check("swapped, not cleaned up");
+        // An undo that stopped half way (old moved away, no marker): the old is put back.
+        std::fs::rename(d.join(SLED_DIR), d.join(OLD_DIR)).unwrap();
+        check("old moved away without a complete copy");
     }
 
     #[test]

@@ -365,7 +365,7 @@ async fn worker(
                     if status == 201 {
                         t.lat_us.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
                         t.raw_bytes += (name.len() + value.len()) as u64;
-                        if del_every > 0 && i % del_every == 0 && keep {
+                        if del_every > 0 && i.is_multiple_of(del_every) && keep {
                             let body = serde_json::json!({"value": value}).to_string();
                             let del = format!(
                                 "DELETE /v1/records/{name} HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",

@@ -97,6 +97,11 @@ pub struct NodeSection {
     pub sweep_interval_secs: u64,
     /// Group-commit window in microseconds: writes arriving within it share one flush.
     pub commit_delay_us: u64,
+    /// Compact the records database online when its directory exceeds this many times
+    /// the live bytes (names + values); 0 = never.
+    pub compact_ratio: f64,
+    /// No compaction while the records database directory is smaller than this (bytes).
+    pub compact_min_bytes: u64,
 }
 
 /// `[dns]`
@@ -464,6 +469,10 @@ impl Settings {
         }
         if self.http.body_timeout_secs == 0 {
             return Err(invalid("http.body_timeout_secs", "must be > 0"));
+        }
+        let r = self.node.compact_ratio;
+        if !r.is_finite() || !(r == 0.0 || r >= 1.5) {
+            return Err(invalid("node.compact_ratio", "must be 0 (off) or at least 1.5"));
         }
         if self.http.watch_max_per_ip == 0 {
             return Err(invalid("http.watch_max_per_ip", "must be > 0"));

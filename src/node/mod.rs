@@ -87,6 +87,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             .with_supervisor(supervisor.clone())
             .with_commit_delay(Duration::from_micros(settings.node.commit_delay_us))
             .with_max_tombstones(settings.limits.max_tombstones)
+            .with_compaction(settings.node.compact_ratio, settings.node.compact_min_bytes)
             .with_clock(clock.clone());
     // Each of auth, sync and heartbeat owns its own database; data dirs of older versions
     // kept their trees in the store's, moved out here once, before any actor runs.
