@@ -82,6 +82,8 @@ pub struct Peers {
     pub audit: Arc<crate::files::audit::AuditLog>,
     /// What a reload changes under the running ingress (limits, TLS pair).
     pub hooks: crate::actors::http::hooks::Hooks,
+    /// `/v1/watch/*` streams (None: the route answers 404).
+    pub watch: Option<Addr<super::watch::WatchActor>>,
 }
 
 struct State {
@@ -572,6 +574,15 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
     out.push_str(&format!(
         "# HELP dmp_records Live records.\n# TYPE dmp_records gauge\ndmp_records {records}\n"
     ));
+    let sz = st.peers.store.send(store::StoreSize).await.unwrap_or_default();
+    out.push_str(&format!(
+        "# HELP dmp_store_disk_bytes Bytes on disk under the data dir (every actor's database).\n# TYPE dmp_store_disk_bytes gauge\ndmp_store_disk_bytes {}\n# HELP dmp_store_live_bytes Names plus values of the records held.\n# TYPE dmp_store_live_bytes gauge\ndmp_store_live_bytes {}\n",
+        sz.disk_bytes, sz.live_bytes
+    ));
+    out.push_str(&format!(
+        "# HELP dmp_store_compactions_total Online compactions of the records database.\n# TYPE dmp_store_compactions_total counter\ndmp_store_compactions_total {}\n",
+        sz.compactions
+    ));
     if let Ok(h) = st.peers.supervisor.send(GetHealth).await {
         out.push_str("# HELP dmp_actor_restarts_total Actor restarts.\n# TYPE dmp_actor_restarts_total counter\n");
         for a in &h.actors {
@@ -944,6 +955,28 @@ fn charged_here(req: &actix_web::dev::ServiceRequest) -> bool {
     !handled
 }
 
+/// `GET /v1/watch/mb-<hash12>`: Server-Sent Events naming the mailbox's slot and claim
+/// records as they are created or removed (module `watch`). Public, like the names.
+async fn watch(req: HttpRequest, path: web::Path<String>, st: Shared) -> HttpResponse {
+    use super::watch::{valid_mailbox, WatchOpen, WatchRefused};
+    let Some(w) = st.peers.watch.clone() else {
+        return error(404, "not found");
+    };
+    let mailbox = path.into_inner().to_ascii_lowercase();
+    if !valid_mailbox(&mailbox) {
+        return error(400, "expected /v1/watch/mb-<12 hex digits>");
+    }
+    match w.send(WatchOpen { mailbox, ip: client_ip(&req, &st) }).await {
+        Ok(Ok(stream)) => HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .insert_header(("cache-control", "no-cache"))
+            .streaming(stream),
+        Ok(Err(e @ WatchRefused::PerClient)) => error(429, e.to_string()),
+        Ok(Err(e @ WatchRefused::Total)) => error(503, e.to_string()),
+        Err(_) => error(503, "watch unavailable"),
+    }
+}
+
 /// Bind and start the ingress. Returns the server (to stop it) and the bound address.
 pub fn start(
     opts: HttpOptions,
@@ -1051,6 +1084,7 @@ pub fn start(
             .route("/v1/admin/reload", web::post().to(ops::admin_reload))
             .route("/debug/fail/{actor}", web::post().to(debug_fail))
             .route("/dns-query", web::route().to(dns_query))
+            .route("/v1/watch/{mailbox}", web::get().to(watch))
             .default_service(web::to(|| async { error(404, "not found") }))
     };
     let mut server = HttpServer::new(factory)

@@ -9,6 +9,7 @@
 //! - [`auth`]: credentials (bearer tokens, sealed TSIG keys) and registration.
 //! - [`heartbeat`]: discovery through signed heartbeat records (publish, harvest, seen set).
 //! - [`sync`]: anti-entropy with peers (digest/pull, tombstones, notify).
+//! - [`watch`]: `GET /v1/watch/mb-<hash>` streams (names of changed mailbox records).
 //! - [`supervisor`]: the health board; actix supervisors restart failed actors.
 
 pub mod actor_db;
@@ -21,3 +22,4 @@ pub mod manifest_gossip;
 pub mod store;
 pub mod supervisor;
 pub mod sync;
+pub mod watch;

@@ -15,7 +15,17 @@
 //! - `z` expires_at u64 BE ‖ stamp u64 BE → ()   (tombstone expiry index: the sweep
 //!   touches only what expires, and evicts the soonest-expiring past `max_tombstones`)
 //! - `m:rows` → the row count, written in the same atomic batch as the rows
+//! - `m:bytes` → the live bytes (names + values of those rows), likewise
 //! - `m:zidx` → present once the `z` index covers every tombstone
+//!
+//! Online compaction: sled 0.34 reclaims log space slowly under churn, so when the
+//! database directory grows past `compact_ratio` × the live bytes the store copies every
+//! tree into a fresh database (`sled.compact`), marks the copy complete
+//! (`sled.compact.done`), swaps the directories (`sled` → `sled.old`, `sled.compact` →
+//! `sled`) and reopens, all on its own thread just before a group commit (no flush in
+//! flight, nothing acknowledged that is not already in the copy; the writes of the commit
+//! go to the new database). A crash at any step is finished or undone by
+//! [`recover_compaction`] at the next open.
 //!
 //! `stored_ms` is a per-node strictly increasing millisecond stamp (max(now, last + 1)),
 //! so it orders rows even when the wall clock steps back.
@@ -182,6 +192,82 @@ pub struct SweepNow;
 #[rtype(result = "u64")]
 pub struct CommitCount;
 
+/// On-disk size of the data dir (every actor's database, walked at most every
+/// [`DISK_WALK_EVERY`]) and live bytes (names + values of the rows held, kept
+/// incrementally), for `/metrics`.
+#[derive(Message)]
+#[rtype(result = "StoreSizes")]
+pub struct StoreSize;
+
+/// The answer to [`StoreSize`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreSizes {
+    pub disk_bytes: u64,
+    pub live_bytes: u64,
+    /// Online compactions since start.
+    pub compactions: u64,
+}
+
+/// How often the store walks the data dir for its size.
+pub const DISK_WALK_EVERY: Duration = Duration::from_secs(5);
+
+const SLED_DIR: &str = "sled";
+const COMPACT_DIR: &str = "sled.compact";
+const OLD_DIR: &str = "sled.old";
+const COMPACT_DONE: &str = "sled.compact.done";
+
+fn sled_config(path: &Path) -> sled::Config {
+    sled::Config::new().path(path).cache_capacity(64 * 1024 * 1024).mode(sled::Mode::HighThroughput)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn io_err(what: &str, p: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Storage(format!("{what} {}: {e}", p.display()))
+}
+
+/// Finish or undo a compaction that a crash interrupted, before the database is opened:
+/// a complete copy (`sled.compact.done`) whose swap did not finish becomes `sled`; an
+/// incomplete one is discarded, the old database kept (or put back).
+pub fn recover_compaction(dir: &Path) -> Result<(), StoreError> {
+    let (live, new, old, done) =
+        (dir.join(SLED_DIR), dir.join(COMPACT_DIR), dir.join(OLD_DIR), dir.join(COMPACT_DONE));
+    if !live.exists() {
+        if done.exists() && new.exists() {
+            std::fs::rename(&new, &live).map_err(|e| io_err("adopting", &new, e))?;
+        } else if old.exists() {
+            std::fs::rename(&old, &live).map_err(|e| io_err("restoring", &old, e))?;
+        }
+    }
+    if new.exists() {
+        std::fs::remove_dir_all(&new).map_err(|e| io_err("removing", &new, e))?;
+    }
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| io_err("removing", &old, e))?;
+    }
+    if done.exists() {
+        std::fs::remove_file(&done).map_err(|e| io_err("removing", &done, e))?;
+    }
+    if dir.exists() {
+        sync_dir(dir).map_err(|e| io_err("syncing", dir, e))?;
+    }
+    Ok(())
+}
+
+/// Bytes of the files under `dir` (recursively; unreadable entries count 0).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Flush and report: used at shutdown.
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
@@ -215,12 +301,31 @@ pub struct StoreActor {
     clock: Clock,
     /// Group commits started (one sled batch + flush each).
     commits: u64,
+    /// The data dir (parent of `sled` and the other actors' databases).
+    dir: std::path::PathBuf,
+    /// Names + values of the rows counted in `rows` (kept like `rows`).
+    live_bytes: u64,
+    /// Size of the data dir at the last walk, and when that was.
+    disk_bytes: u64,
+    disk_walked: Option<std::time::Instant>,
+    /// Compact when the database directory exceeds this many times the live bytes
+    /// (0 = never), and is at least `compact_min_bytes`.
+    compact_ratio: f64,
+    compact_min_bytes: u64,
+    /// Size of the database directory right after the last compaction (a fresh copy
+    /// is not compacted again before it has doubled).
+    compacted_size: u64,
+    compact_checked: Option<std::time::Instant>,
+    compact_due: bool,
+    compactions: u64,
 }
 
 /// Where the row count lives (`m` sorts apart from every record prefix).
 const ROWS_KEY: &[u8] = b"m:rows";
 /// Marker: the `z` tombstone expiry index is complete.
 const ZIDX_KEY: &[u8] = b"m:zidx";
+/// Where the live byte count lives.
+const BYTES_KEY: &[u8] = b"m:bytes";
 /// Most index entries one sweep handles (the rest wait for the next sweep).
 const SWEEP_BATCH: usize = 100_000;
 
@@ -310,11 +415,8 @@ impl StoreActor {
     pub fn open(dir: &Path, sweep_every: Duration) -> Result<StoreActor, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir.join("sled"))
-            .cache_capacity(64 * 1024 * 1024)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        recover_compaction(dir)?;
+        let db = sled_config(&dir.join(SLED_DIR)).open()?;
         let tree = db.open_tree("records")?;
         let last_ms = match tree.scan_prefix(b"t").next_back() {
             Some(Ok((k, _))) if k.len() == 9 => {
@@ -343,6 +445,18 @@ impl StoreActor {
             tree.apply_batch(batch)?;
         }
         let tombstones = tree.scan_prefix(b"z").keys().count();
+        // Live bytes are stored with every batch; count once for a store without them.
+        let live_bytes = match tree.get(BYTES_KEY)? {
+            Some(v) if v.len() == 8 => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])),
+            _ => {
+                let mut n = 0u64;
+                for item in tree.scan_prefix(b"r") {
+                    let (k, _) = item?;
+                    n += k.len().saturating_sub(2) as u64;
+                }
+                n
+            }
+        };
         Ok(StoreActor {
             db,
             tree,
@@ -360,7 +474,129 @@ impl StoreActor {
             max_tombstones: usize::MAX,
             clock: Clock::system(),
             commits: 0,
+            dir: dir.to_path_buf(),
+            live_bytes,
+            disk_bytes: 0,
+            disk_walked: None,
+            compact_ratio: 0.0,
+            compact_min_bytes: 0,
+            compacted_size: 0,
+            compact_checked: None,
+            compact_due: false,
+            compactions: 0,
         })
+    }
+
+    /// Compact online when the database directory exceeds `ratio` × the live bytes and
+    /// `min_bytes` (ratio 0 = never).
+    pub fn with_compaction(mut self, ratio: f64, min_bytes: u64) -> Self {
+        self.compact_ratio = ratio;
+        self.compact_min_bytes = min_bytes;
+        self
+    }
+
+    /// Decide (at most every [`DISK_WALK_EVERY`]) whether a compaction is due; run it now
+    /// when no group commit is pending, else the next group commit runs it first.
+    fn check_compaction(&mut self, ctx: &mut Context<Self>) {
+        if self.compact_ratio <= 0.0 || self.compact_due {
+            return;
+        }
+        if self.compact_checked.is_some_and(|t| t.elapsed() < DISK_WALK_EVERY) {
+            return;
+        }
+        self.compact_checked = Some(std::time::Instant::now());
+        let size = dir_bytes(&self.dir.join(SLED_DIR));
+        if size < self.compact_min_bytes
+            || (size as f64) <= self.compact_ratio * self.live_bytes as f64
+            || size <= self.compacted_size.saturating_mul(2)
+        {
+            return;
+        }
+        self.compact_due = true;
+        if !self.flushing && !self.flush_scheduled && self.waiting.is_empty() {
+            // Nothing pending: a group commit of no writes runs the compaction.
+            self.start_flush(ctx);
+        }
+    }
+
+    /// Copy every tree into a fresh database and switch to it (see the module doc).
+    /// Called only with no flush in flight: everything acknowledged is in `self.db`;
+    /// pending writes stay in the overlay and go to the new database.
+    fn compact(&mut self) -> Result<(), StoreError> {
+        let t = std::time::Instant::now();
+        let before = dir_bytes(&self.dir.join(SLED_DIR));
+        let (live, new, old, done) = (
+            self.dir.join(SLED_DIR),
+            self.dir.join(COMPACT_DIR),
+            self.dir.join(OLD_DIR),
+            self.dir.join(COMPACT_DONE),
+        );
+        let _ = std::fs::remove_file(&done);
+        if new.exists() {
+            std::fs::remove_dir_all(&new).map_err(|e| io_err("removing", &new, e))?;
+        }
+        {
+            let ndb = sled_config(&new).open()?;
+            for name in self.db.tree_names() {
+                let src = self.db.open_tree(&name)?;
+                let dst = ndb.open_tree(&name)?;
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for item in src.iter() {
+                    let (k, v) = item?;
+                    batch.insert(k, v);
+                    n += 1;
+                    if n == 10_000 {
+                        dst.apply_batch(std::mem::take(&mut batch))?;
+                        n = 0;
+                    }
+                }
+                dst.apply_batch(batch)?;
+            }
+            ndb.flush()?;
+        }
+        // The copy is complete and durable: from here a crash finishes the swap.
+        std::fs::File::create(&done)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_err("writing", &done, e))?;
+        sync_dir(&self.dir).map_err(|e| io_err("syncing", &self.dir, e))?;
+        std::fs::rename(&live, &old).map_err(|e| io_err("moving", &live, e))?;
+        if let Err(e) = std::fs::rename(&new, &live) {
+            // Put the old one back; we keep writing to it (its files are open).
+            let _ = std::fs::rename(&old, &live);
+            return Err(io_err("moving", &new, e));
+        }
+        sync_dir(&self.dir).map_err(|e| io_err("syncing", &self.dir, e))?;
+        let db = match sled_config(&live).open() {
+            Ok(db) => db,
+            Err(e) => {
+                // The handle still writes to the old files: put the old directory back
+                // so that what we acknowledge next is where the next start looks.
+                let undo = std::fs::rename(&live, &new)
+                    .and_then(|_| std::fs::rename(&old, &live))
+                    .and_then(|_| std::fs::remove_file(&done))
+                    .and_then(|_| sync_dir(&self.dir));
+                if let Err(u) = undo {
+                    tracing::error!(error = %u, "cannot undo a failed compaction; stopping");
+                    std::process::abort();
+                }
+                return Err(e.into());
+            }
+        };
+        let _ = std::fs::remove_file(&done);
+        self.tree = db.open_tree("records")?;
+        self.db = db;
+        let _ = std::fs::remove_dir_all(&old);
+        self.compacted_size = dir_bytes(&live);
+        self.compactions += 1;
+        tracing::info!(
+            before,
+            after = self.compacted_size,
+            live = self.live_bytes,
+            ms = t.elapsed().as_millis() as u64,
+            "store compacted"
+        );
+        Ok(())
     }
 
     /// Keep at most `n` tombstones (the soonest-expiring go first, at the next sweep).
@@ -439,6 +675,7 @@ impl StoreActor {
         }
         // `rows` already counts the pending writes: store it atomically with them.
         batch.insert(ROWS_KEY, &(self.rows as u64).to_be_bytes()[..]);
+        batch.insert(BYTES_KEY, &self.live_bytes.to_be_bytes()[..]);
         self.tree.apply_batch(batch)?;
         Ok(())
     }
@@ -544,6 +781,7 @@ impl StoreActor {
         let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut changed = Vec::new();
         let mut row_delta = 0i64;
+        let mut byte_delta = 0i64;
         let mut tomb_delta = 0i64;
         for (name, cur) in &names {
             let orig = &original[name];
@@ -554,7 +792,9 @@ impl StoreActor {
                     continue;
                 }
                 touched = true;
-                row_delta += new.is_some() as i64 - old.is_some() as i64;
+                let d = new.is_some() as i64 - old.is_some() as i64;
+                row_delta += d;
+                byte_delta += d * (name.len() + value.len()) as i64;
                 if let Some((oe, os)) = old {
                     batch.push((tkey(os).to_vec(), None));
                     batch.push((xkey(oe, os).to_vec(), None));
@@ -609,6 +849,7 @@ impl StoreActor {
             self.overlay.insert(k, v);
         }
         self.rows = self.rows.saturating_add_signed(row_delta as isize);
+        self.live_bytes = self.live_bytes.saturating_add_signed(byte_delta);
         self.tombstones = self.tombstones.saturating_add_signed(tomb_delta as isize);
         Ok((changed, deleted))
     }
@@ -654,6 +895,12 @@ impl StoreActor {
     }
 
     fn start_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.compact_due {
+            self.compact_due = false;
+            if let Err(e) = self.compact() {
+                tracing::error!(error = %e, "store compaction failed; continuing on the old database");
+            }
+        }
         self.flushing = true;
         self.commits += 1;
         let batch = std::mem::take(&mut self.waiting);
@@ -683,6 +930,7 @@ impl StoreActor {
         let mut batch = sled::Batch::default();
         let mut changed = std::collections::BTreeSet::new();
         let mut removed_rows = 0usize;
+        let mut removed_bytes = 0u64;
         let mut n = 0;
         for item in self.tree.range(&b"x"[..]..&end[..]) {
             let (xk, _) = item?;
@@ -701,6 +949,7 @@ impl StoreActor {
                     if parse_meta(&m).map(|(_, s)| s) == Some(stored) {
                         batch.remove(rk);
                         removed_rows += 1;
+                        removed_bytes += rk_tail.len().saturating_sub(1) as u64;
                         if let Some((name, _)) = split_name_value(&rk_tail) {
                             changed.insert(name.to_string());
                         }
@@ -747,9 +996,12 @@ impl StoreActor {
         }
         if n > 0 {
             let rows = self.rows.saturating_sub(removed_rows);
+            let bytes = self.live_bytes.saturating_sub(removed_bytes);
             batch.insert(ROWS_KEY, &(rows as u64).to_be_bytes()[..]);
+            batch.insert(BYTES_KEY, &bytes.to_be_bytes()[..]);
             self.tree.apply_batch(batch)?;
             self.rows = rows;
+            self.live_bytes = bytes;
             self.tombstones = self.tombstones.saturating_sub(removed_tombs);
         }
         Ok(changed.into_iter().collect())
@@ -812,9 +1064,12 @@ impl Actor for StoreActor {
         if !self.waiting.is_empty() || !self.overlay.is_empty() {
             self.start_flush(ctx);
         }
-        ctx.run_interval(self.sweep_every, |act, _| match act.sweep() {
-            Ok(changed) => act.notify(changed, false),
-            Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+        ctx.run_interval(self.sweep_every, |act, ctx| {
+            match act.sweep() {
+                Ok(changed) => act.notify(changed, false),
+                Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+            }
+            act.check_compaction(ctx);
         });
     }
 }
@@ -888,6 +1143,24 @@ impl Handler<Fail> for StoreActor {
     fn handle(&mut self, _: Fail, ctx: &mut Context<Self>) {
         tracing::warn!("store actor: injected failure, stopping for restart");
         ctx.stop();
+    }
+}
+
+impl Handler<StoreSize> for StoreActor {
+    type Result = MessageResult<StoreSize>;
+
+    fn handle(&mut self, _: StoreSize, _: &mut Context<Self>) -> Self::Result {
+        // The walk is a few directory reads; done at most every DISK_WALK_EVERY, so a
+        // scraper polling faster costs nothing more.
+        if self.disk_walked.map(|t| t.elapsed() >= DISK_WALK_EVERY).unwrap_or(true) {
+            self.disk_bytes = dir_bytes(&self.dir);
+            self.disk_walked = Some(std::time::Instant::now());
+        }
+        MessageResult(StoreSizes {
+            disk_bytes: self.disk_bytes,
+            live_bytes: self.live_bytes,
+            compactions: self.compactions,
+        })
     }
 }
 
@@ -1138,6 +1411,101 @@ mod tests {
         // Every acknowledged write is on disk.
         let s = open(dir.path(), &clock);
         assert_eq!(s.rows, 50);
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let t = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &t);
+            } else {
+                std::fs::copy(e.path(), t).unwrap();
+            }
+        }
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        [COMPACT_DIR, OLD_DIR, COMPACT_DONE]
+            .iter()
+            .filter(|n| dir.join(n).exists())
+            .map(|n| n.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn compaction_keeps_every_row_and_writes_after_it_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        let (live_before, rows_before) = actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).with_compaction(1.5, 0).start();
+            for i in 0..200 {
+                apply(&store, vec![add(&format!("n{i}.z"), &format!("value {i}"), 600)]).await;
+            }
+            apply(&store, vec![del("n0.z", "value 0")]).await;
+            let before = store.send(StoreSize).await.unwrap();
+            assert_eq!(before.compactions, 0);
+            (before.live_bytes, 199)
+        });
+        // Force one: the next group commit compacts first, then commits its write.
+        actix::System::new().block_on(async {
+            let mut s = open(dir.path(), &clock).with_compaction(1.5, 0);
+            s.compact_due = true;
+            let store = s.start();
+            apply(&store, vec![add("after.z", "v", 600)]).await;
+            let sz = store.send(StoreSize).await.unwrap();
+            assert_eq!(sz.compactions, 1);
+            assert_eq!(sz.live_bytes, live_before + 8);
+            assert_eq!(values(&store, "n5.z").await.len(), 1);
+            assert_eq!(values(&store, "n0.z").await.len(), 0);
+            apply(&store, vec![add("after2.z", "v", 600)]).await;
+        });
+        assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+        let s = open(dir.path(), &clock);
+        assert_eq!(s.rows, rows_before + 2);
+        assert_eq!(s.live_bytes, live_before + 8 + 9);
+        // The tombstone of the delete came along.
+        assert_eq!(s.tombstones, 1);
+    }
+
+    #[test]
+    fn a_crash_at_any_step_of_a_compaction_is_finished_or_undone_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let store = open(d, &clock).start();
+            for i in 0..50 {
+                apply(&store, vec![add(&format!("n{i}.z"), "v", 600)]).await;
+            }
+        });
+        let check = |what: &str| {
+            let s = open(d, &clock);
+            assert_eq!(s.rows, 50, "{what}");
+            drop(s);
+            assert!(leftovers(d).is_empty(), "{what}: {:?}", leftovers(d));
+            assert!(d.join(SLED_DIR).exists(), "{what}");
+        };
+        // Killed while copying: a partial copy, no marker.
+        std::fs::create_dir_all(d.join(COMPACT_DIR)).unwrap();
+        std::fs::write(d.join(COMPACT_DIR).join("db"), b"partial").unwrap();
+        check("partial copy");
+        // Killed after the marker, before the swap.
+        copy_dir(&d.join(SLED_DIR), &d.join(COMPACT_DIR));
+        std::fs::write(d.join(COMPACT_DONE), b"").unwrap();
+        check("complete copy, not swapped");
+        // Killed between the two renames (sled is gone): the complete copy is adopted.
+        copy_dir(&d.join(SLED_DIR), &d.join(COMPACT_DIR));
+        std::fs::write(d.join(COMPACT_DONE), b"").unwrap();
+        std::fs::rename(d.join(SLED_DIR), d.join(OLD_DIR)).unwrap();
+        check("between the renames");
+        // Killed after the swap, before the clean-up.
+        copy_dir(&d.join(SLED_DIR), &d.join(OLD_DIR));
+        std::fs::write(d.join(COMPACT_DONE), b"").unwrap();
+        check("swapped, not cleaned up");
+        // An undo that stopped half way (old moved away, no marker): the old is put back.
+        std::fs::rename(d.join(SLED_DIR), d.join(OLD_DIR)).unwrap();
+        check("old moved away without a complete copy");
     }
 
     #[test]

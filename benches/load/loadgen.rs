@@ -13,6 +13,9 @@
 //!   POSTs `{"value","ttl"}` to `/v1/records/<name>` from C concurrent connections
 //!   (HTTP/1.1 keep-alive; reconnects when the server closes, as an HTTP/1.0 server does),
 //!   until the records run out or S seconds pass. Prints one `key=value` summary line.
+//!   Options: `--ttl SECS`; `--rate R` paces the whole run to R writes/s (0 = as fast as
+//!   acknowledged); `--delete-every K` deletes every K-th record (by value) right after
+//!   its add is acknowledged (counted as `deleted`).
 //! - `gen-update N PREFIX ZONE` — prints a `dnsperf -u` input file of N single-record
 //!   UPDATE messages in the scope a TSIG key gets by default (`slot-*.mb-*`).
 //! - `gen-tsv N PREFIX ZONE` — prints the first N records `--gen N --prefix PREFIX` would
@@ -205,6 +208,7 @@ struct Tally {
     io_errors: u64,
     connects: u64,
     raw_bytes: u64,
+    deleted: u64,
 }
 
 fn http_load(args: &[String]) -> Res<()> {
@@ -215,6 +219,8 @@ fn http_load(args: &[String]) -> Res<()> {
     let conns = num(args, "--conns", 64)? as usize;
     let secs = num(args, "--secs", 10)?;
     let ttl = num(args, "--ttl", 86400)?;
+    let rate = num(args, "--rate", 0)? as f64;
+    let del_every = num(args, "--delete-every", 0)?;
     let source = if let Some(f) = flag(args, "--records") {
         let file = std::fs::File::open(f).map_err(|e| format!("{f}: {e}"))?;
         let mut v = Vec::new();
@@ -245,7 +251,8 @@ fn http_load(args: &[String]) -> Res<()> {
         for _ in 0..conns {
             let (hp, tok, src, nx) =
                 (hostport.clone(), token.clone(), source.clone(), next.clone());
-            set.spawn(worker(hp, tok, src, nx, deadline, ttl));
+            let pace = (rate > 0.0).then_some((start, rate));
+            set.spawn(worker(hp, tok, src, nx, deadline, ttl, pace, del_every));
         }
         let mut all = Vec::new();
         while let Some(t) = set.join_next().await {
@@ -263,6 +270,7 @@ fn http_load(args: &[String]) -> Res<()> {
         t.io_errors += x.io_errors;
         t.connects += x.connects;
         t.raw_bytes += x.raw_bytes;
+        t.deleted += x.deleted;
     }
     t.lat_us.sort_unstable();
     let pct = |p: f64| -> f64 {
@@ -275,7 +283,7 @@ fn http_load(args: &[String]) -> Res<()> {
     let ok = t.lat_us.len();
     let others: Vec<String> = t.other.iter().map(|(k, v)| format!("{k}:{v}")).collect();
     println!(
-        "acked={ok} secs={elapsed:.2} rate={:.0} p50_ms={:.2} p99_ms={:.2} raw_bytes={} connects={} io_errors={} other={} offered={}",
+        "acked={ok} secs={elapsed:.2} rate={:.0} p50_ms={:.2} p99_ms={:.2} raw_bytes={} connects={} io_errors={} other={} offered={} deleted={}",
         ok as f64 / elapsed,
         pct(0.50),
         pct(0.99),
@@ -284,11 +292,14 @@ fn http_load(args: &[String]) -> Res<()> {
         t.io_errors,
         if others.is_empty() { "-".into() } else { others.join(",") },
         source.len(),
+        t.deleted,
     );
     Ok(())
 }
 
 /// One client connection: take the next record, POST it, wait for the answer, repeat.
+/// With `pace` = (start, rate), record i is not sent before start + i / rate.
+#[allow(clippy::too_many_arguments)]
 async fn worker(
     hostport: String,
     token: String,
@@ -296,6 +307,8 @@ async fn worker(
     next: Arc<AtomicUsize>,
     deadline: Instant,
     ttl: u64,
+    pace: Option<(Instant, f64)>,
+    del_every: u64,
 ) -> Tally {
     let mut t = Tally::default();
     let mut conn: Option<TcpStream> = None;
@@ -307,6 +320,13 @@ async fn worker(
         let i = next.fetch_add(1, Ordering::Relaxed) as u64;
         if i >= src.len() {
             break;
+        }
+        if let Some((start, rate)) = pace {
+            let at = start + Duration::from_secs_f64(i as f64 / rate);
+            if at >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(at.into()).await;
         }
         let (name, value) = src.get(i);
         let body = serde_json::json!({"value": value, "ttl": ttl}).to_string();
@@ -345,6 +365,33 @@ async fn worker(
                     if status == 201 {
                         t.lat_us.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
                         t.raw_bytes += (name.len() + value.len()) as u64;
+                        if del_every > 0 && i.is_multiple_of(del_every) && keep {
+                            let body = serde_json::json!({"value": value}).to_string();
+                            let del = format!(
+                                "DELETE /v1/records/{name} HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            match tokio::time::timeout(
+                                Duration::from_secs(30),
+                                exchange(s, del.as_bytes(), &mut buf),
+                            )
+                            .await
+                            {
+                                Ok(Ok((204, k))) => {
+                                    t.deleted += 1;
+                                    if !k {
+                                        conn = None;
+                                    }
+                                    done = true;
+                                    break;
+                                }
+                                Ok(Ok((st, _))) => *t.other.entry(st).or_default() += 1,
+                                _ => t.io_errors += 1,
+                            }
+                            conn = None;
+                            done = true;
+                            break;
+                        }
                     } else {
                         *t.other.entry(status).or_default() += 1;
                     }
@@ -396,6 +443,8 @@ async fn exchange(
     let len = head.lines().find_map(|l| {
         l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok())
     });
+    // 204/304 and 1xx carry no body whatever the headers say (RFC 9112 §6.3).
+    let len = if status == 204 || status == 304 || status < 200 { Some(0) } else { len };
     match len {
         Some(len) => {
             while buf.len() < head_end + len {

@@ -102,6 +102,11 @@ pub struct Config {
     /// Follow pinned contacts' key rotations (`rotate.*` records); on by default.
     #[serde(default = "default_true")]
     pub rotation_chain_enabled: bool,
+    /// `recv --watch` subscribes to the home node's `/v1/watch/mb-<hash>` stream and reads
+    /// at once when it names a change (polling stays the fallback); `false` = poll only.
+    /// Unset = on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_stream: Option<bool>,
     /// Keys this version does not know, kept as they were.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_norway::Value>,

@@ -76,6 +76,53 @@ pub fn delete_json(
     finish(r.send_json(body), &format!("DELETE {url}"))
 }
 
+/// How a Server-Sent Events stream ([`sse`]) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SseEnd {
+    /// The server answered this status instead of a stream (404: it has none).
+    Refused(u16),
+    /// The stream ended (server closed it, connection lost, or the callback said stop).
+    Closed,
+}
+
+/// `GET url` as Server-Sent Events: `on_line(Some(data))` for each `data:` line and
+/// `on_line(None)` for each comment (the opening one and keep-alives); returns when the
+/// stream ends or the callback returns false. No whole-request timeout (the stream is
+/// long-lived): connecting and the response head have 5 and 10 seconds.
+pub fn sse(url: &str, mut on_line: impl FnMut(Option<&str>) -> bool) -> Result<SseEnd> {
+    use std::io::BufRead;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_recv_response(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .get(url)
+        .header("Accept", "text/event-stream")
+        .call()
+        .with_context(|| format!("GET {url}: cannot reach the node"))?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Ok(SseEnd::Refused(status));
+    }
+    let reader = std::io::BufReader::new(resp.into_body().into_reader());
+    for line in reader.lines() {
+        let Ok(line) = line else { break };
+        let go = if let Some(d) = line.strip_prefix("data:") {
+            on_line(Some(d.trim()))
+        } else if line.starts_with(':') {
+            on_line(None)
+        } else {
+            true
+        };
+        if !go {
+            break;
+        }
+    }
+    Ok(SseEnd::Closed)
+}
+
 /// RFC 8484 DNS-over-HTTPS: POST the wire query, return the wire reply.
 pub fn doh(url: &str, query: &[u8]) -> Result<Vec<u8>> {
     let mut resp = agent()

@@ -108,6 +108,11 @@ pub struct NodeSection {
     pub sweep_interval_secs: u64,
     /// Group-commit window in microseconds: writes arriving within it share one flush.
     pub commit_delay_us: u64,
+    /// Compact the records database online when its directory exceeds this many times
+    /// the live bytes (names + values); 0 = never.
+    pub compact_ratio: f64,
+    /// No compaction while the records database directory is smaller than this (bytes).
+    pub compact_min_bytes: u64,
 }
 
 /// `[dns]`
@@ -173,6 +178,12 @@ pub struct HttpSection {
     /// Seconds a client has to send a request's body once its head is in (slow bodies
     /// are answered 408 and the connection closed).
     pub body_timeout_secs: u64,
+    /// Most `/v1/watch/*` streams open at once from one client address.
+    pub watch_max_per_ip: usize,
+    /// Most `/v1/watch/*` streams open at once in all (0 = the route is off: 404).
+    pub watch_max_total: usize,
+    /// A watch stream with no event for this many seconds is closed.
+    pub watch_idle_secs: u64,
 }
 
 /// `[auth]`
@@ -511,6 +522,16 @@ impl Settings {
         }
         if self.http.body_timeout_secs == 0 {
             return Err(invalid("http.body_timeout_secs", "must be > 0"));
+        }
+        let r = self.node.compact_ratio;
+        if !r.is_finite() || !(r == 0.0 || r >= 1.5) {
+            return Err(invalid("node.compact_ratio", "must be 0 (off) or at least 1.5"));
+        }
+        if self.http.watch_max_per_ip == 0 {
+            return Err(invalid("http.watch_max_per_ip", "must be > 0"));
+        }
+        if self.http.watch_idle_secs == 0 {
+            return Err(invalid("http.watch_idle_secs", "must be > 0"));
         }
         let r = self.limits.auth_failure_rate;
         if !r.is_finite() || r <= 0.0 {

@@ -125,6 +125,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             .with_supervisor(supervisor.clone())
             .with_commit_delay(Duration::from_micros(settings.node.commit_delay_us))
             .with_max_tombstones(settings.limits.max_tombstones)
+            .with_compaction(settings.node.compact_ratio, settings.node.compact_min_bytes)
             .with_clock(clock.clone());
     // Each of auth, sync and heartbeat owns its own database; data dirs of older versions
     // kept their trees in the store's, moved out here once, before any actor runs.
@@ -396,6 +397,17 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         started_with: settings.clone(),
         manifest_peers: gossip.is_some(),
     };
+    let watch = (settings.http.watch_max_total > 0).then(|| {
+        let opts = crate::actors::watch::WatchOptions {
+            zone: settings.node.zone.clone(),
+            max_per_ip: settings.http.watch_max_per_ip,
+            max_total: settings.http.watch_max_total,
+            idle: Duration::from_secs(settings.http.watch_idle_secs),
+            limit_loopback: settings.limits.limit_loopback,
+        };
+        let st = store.clone();
+        actix::Supervisor::start(move |_| crate::actors::watch::WatchActor::new(opts, st))
+    });
     let peers = Peers {
         store: store.clone(),
         auth,
@@ -409,6 +421,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             audit::AuditLog::open(data_dir)
                 .with_context(|| format!("opening the audit log in {}", data_dir.display()))?,
         ),
+        watch,
     };
     let (http_server, http_addr) = http::start(http_opts, peers)
         .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
