@@ -11,6 +11,7 @@ pub mod auth;
 pub mod auth_throttle;
 pub mod charts;
 pub mod claims;
+#[cfg(feature = "net")] // host names parsed with `url`
 pub mod cluster_peers;
 pub mod heartbeat_policy;
 pub mod http_input;
