@@ -204,20 +204,7 @@ pub fn load_or_create_node_key(path: &std::path::Path) -> std::io::Result<[u8; 3
         });
     }
     let key = keys::random_32();
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&key)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
+    crate::files::private_dir::write_private_atomic(path, &key)?;
     Ok(key)
 }
 

@@ -382,8 +382,6 @@ fn backup(
     ca: Option<&std::path::Path>,
     file: &std::path::Path,
 ) -> ExitCode {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let (status, body) = match call(node, "POST", "/v1/admin/backup", token, "", ca) {
         Ok(r) => r,
         Err(e) => {
@@ -399,19 +397,7 @@ fn backup(
         eprintln!("dnsmesh-node admin backup: the node sent a bad archive: {e}");
         return ExitCode::from(1);
     }
-    let tmp = file.with_extension("partial");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, file)
-    };
-    match write() {
+    match dnsmesh::files::private_dir::write_private_atomic(file, &body) {
         Ok(()) => {
             println!("backup written to {} ({} bytes)", file.display(), body.len());
             ExitCode::SUCCESS

@@ -28,3 +28,22 @@ fn restrict(path: &Path, depth: u32) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Write `bytes` to `path` owner-only (0600), durably and atomically: a temporary file
+/// beside it, fsync, rename. A crash leaves the old file or the new one, never a mix.
+pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}

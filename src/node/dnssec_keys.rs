@@ -19,21 +19,8 @@ pub fn keys_path(data_dir: &Path) -> PathBuf {
 
 /// Write `keys` sealed under `node_key` (tmp file, fsync, rename; mode 0600).
 pub fn store(path: &Path, node_key: &[u8; 32], keys: &KeySet) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let sealed = seal::seal(node_key, &keys.to_bytes(), AAD);
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&sealed)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
+    crate::files::private_dir::write_private_atomic(path, &sealed)
 }
 
 /// Read and unseal the key set; `Ok(None)` when the file does not exist.
