@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
@@ -302,10 +301,7 @@ impl ResponseHandler for TcpReply {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, hickory_server::net::NetError> {
-        let mut buf = Vec::with_capacity(512);
-        let info = response
-            .destructive_emit(&mut BinEncoder::new(&mut buf))
-            .map_err(|e| hickory_server::net::NetError::from(e.to_string()))?;
+        let (info, mut buf) = super::udp_reply::emit(response)?;
         if buf.len() > usize::from(u16::MAX) {
             match truncated_stub(&buf) {
                 Some(stub) => buf = stub,

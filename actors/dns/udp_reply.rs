@@ -27,10 +27,7 @@ impl ResponseHandler for UdpReply {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, hickory_server::net::NetError> {
-        let mut buf = Vec::with_capacity(512);
-        let info = response
-            .destructive_emit(&mut BinEncoder::new(&mut buf))
-            .map_err(|e| hickory_server::net::NetError::from(e.to_string()))?;
+        let (info, mut buf) = emit(response)?;
         if self.verdict == Verdict::Drop {
             return Ok(info);
         }
@@ -45,6 +42,24 @@ impl ResponseHandler for UdpReply {
         let _ = self.socket.send_to(&buf, self.dst);
         Ok(info)
     }
+}
+
+/// Encode a slow-path response (shared by the UDP and TCP reply handlers).
+pub(super) fn emit<'a>(
+    response: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+) -> Result<(ResponseInfo, Vec<u8>), hickory_server::net::NetError> {
+    let mut buf = Vec::with_capacity(512);
+    let info = response
+        .destructive_emit(&mut BinEncoder::new(&mut buf))
+        .map_err(|e| hickory_server::net::NetError::from(e.to_string()))?;
+    Ok((info, buf))
 }
 
 /// Header + question of an encoded response, with TC=1 and no records.
