@@ -886,55 +886,6 @@ pub(super) fn print_intro(i: &Intro, json: bool) {
     }
 }
 
-/// What the watch-stream thread of `recv --watch` tells the receive loop.
-enum StreamNews {
-    /// The stream is in place (its opening comment arrived).
-    Up,
-    /// A mailbox record changed: read now.
-    Changed,
-    /// The stream is gone for now (reconnecting with backoff); polling carries on.
-    Down(String),
-    /// The node has no stream (404 and the like, e.g. a reference node): polling only.
-    Unsupported(u16),
-}
-
-/// Keep a watch stream open to `url` (reconnecting with backoff up to a minute) and pass
-/// its news to the receive loop until the loop goes away or the node has no stream.
-fn watch_stream(url: String, tx: std::sync::mpsc::Sender<StreamNews>) {
-    let mut backoff = 1u64;
-    loop {
-        let mut up = false;
-        let end = super::net::sse(&url, |line| {
-            let news = match line {
-                Some(_) => StreamNews::Changed,
-                None if !up => StreamNews::Up,
-                None => return true, // keep-alive
-            };
-            if matches!(news, StreamNews::Up) {
-                up = true;
-            }
-            tx.send(news).is_ok()
-        });
-        let news = match end {
-            Ok(super::net::SseEnd::Refused(s)) if !matches!(s, 429 | 503) && s < 500 => {
-                let _ = tx.send(StreamNews::Unsupported(s));
-                return;
-            }
-            Ok(super::net::SseEnd::Refused(s)) => format!("watch stream refused: HTTP {s}"),
-            Ok(super::net::SseEnd::Closed) => "watch stream closed".to_string(),
-            Err(e) => format!("{e:#}"),
-        };
-        if up {
-            backoff = 1;
-        }
-        if tx.send(StreamNews::Down(news)).is_err() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(backoff));
-        backoff = (backoff * 2).min(60);
-    }
-}
-
 /// `recv [--watch] [--json]`.
 pub fn recv(
     home: &Path,
@@ -947,22 +898,25 @@ pub fn recv(
     let ctx = Ctx::open_with(home, false)?;
     let mut polls = 0u64;
     let mut total = 0usize;
-    // With --watch, the home node's stream of changed mailbox names wakes the loop at once;
-    // the poll every `interval` seconds stays as the fallback (reference nodes have no
-    // stream, a stream can drop). `watch_stream: false` in config.yaml turns it off.
-    let stream = (watch && ctx.cfg.watch_stream != Some(false) && !ctx.cfg.endpoint.is_empty())
-        .then(|| {
-            let url = format!(
-                "{}/v1/watch/mb-{}",
-                ctx.cfg.endpoint.trim_end_matches('/'),
-                names::mailbox_hash(&ctx.id.user_id())
-            );
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || watch_stream(url, tx));
-            rx
-        });
+    // With --watch, the streams of changed mailbox names (the home node's, and each claim
+    // provider's, where senders' claims arrive) wake the loop at once; the poll every
+    // `interval` seconds stays as the fallback (reference nodes have no stream, a stream
+    // can drop). `watch_stream: false` in config.yaml turns them off.
+    let mut streams = (watch && ctx.cfg.watch_stream != Some(false)).then(|| {
+        let mailbox = names::mailbox_hash(&ctx.id.user_id());
+        let mut bases: Vec<String> = Vec::new();
+        if !ctx.cfg.endpoint.is_empty() {
+            bases.push(ctx.cfg.endpoint.clone());
+        }
+        bases.extend(super::providers::claim_providers(&ctx).into_iter().map(|(_, url)| url));
+        let urls = bases
+            .iter()
+            .map(|b| format!("{}/v1/watch/mb-{mailbox}", b.trim_end_matches('/')))
+            .collect();
+        super::watch::Watches::start(urls)
+    });
     let mut stream_state =
-        if stream.is_some() { "stream: connecting" } else { "polling" }.to_string();
+        streams.as_ref().map(|w| w.describe()).unwrap_or_else(|| "polling".to_string());
     loop {
         polls += 1;
         let (delivered, intros, pending_intros, warnings, outbox_left) = {
@@ -1012,41 +966,15 @@ pub fn recv(
             return Ok(());
         }
         let wait = std::time::Duration::from_secs(interval.max(1));
-        let Some(rx) = &stream else {
+        let Some(w) = streams.as_mut() else {
             std::thread::sleep(wait);
             continue;
         };
-        // Until the next poll is due, a change named by the stream starts a pass at once.
-        let deadline = std::time::Instant::now() + wait;
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            let before = stream_state.clone();
-            match rx.recv_timeout(left) {
-                Ok(StreamNews::Changed) => {
-                    // Several names often change together (a message's chunks, its
-                    // claim): take them all in one pass.
-                    while rx.try_recv().is_ok() {}
-                    break;
-                }
-                Ok(StreamNews::Up) => stream_state = "stream: live".into(),
-                Ok(StreamNews::Down(why)) => {
-                    stream_state = format!(
-                        "stream down, polling: {}",
-                        why.chars().take(40).collect::<String>()
-                    )
-                }
-                Ok(StreamNews::Unsupported(s)) => {
-                    stream_state = format!("no stream (HTTP {s}), polling")
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(left);
-                    break;
-                }
-            }
-            if stream_state != before {
-                eprint!("\r\x1b[2Kwatching {} ({stream_state})", ctx.cfg.address());
-                let _ = std::io::stderr().flush();
-            }
-        }
+        // Until the next poll is due, a change named by a stream starts a pass at once.
+        w.wait(wait, |state| {
+            stream_state = state.to_string();
+            eprint!("\r\x1b[2Kwatching {} ({stream_state})", ctx.cfg.address());
+            let _ = std::io::stderr().flush();
+        });
     }
 }

@@ -22,6 +22,7 @@ mod providers;
 mod rotate;
 mod state;
 mod store;
+mod watch;
 mod writer;
 
 use std::io::IsTerminal;

@@ -87,13 +87,19 @@ pub enum SseEnd {
 
 /// `GET url` as Server-Sent Events: `on_line(Some(data))` for each `data:` line and
 /// `on_line(None)` for each comment (the opening one and keep-alives); returns when the
-/// stream ends or the callback returns false. No whole-request timeout (the stream is
-/// long-lived): connecting and the response head have 5 and 10 seconds.
-pub fn sse(url: &str, mut on_line: impl FnMut(Option<&str>) -> bool) -> Result<SseEnd> {
+/// stream ends or the callback returns false. Connecting and the response head have 5 and
+/// 10 seconds; the body (the long-lived stream) is read for at most `backstop`, so a
+/// connection that stalls without being closed ends too.
+pub fn sse(
+    url: &str,
+    backstop: Duration,
+    mut on_line: impl FnMut(Option<&str>) -> bool,
+) -> Result<SseEnd> {
     use std::io::BufRead;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(5)))
         .timeout_recv_response(Some(Duration::from_secs(10)))
+        .timeout_recv_body(Some(backstop))
         .http_status_as_error(false)
         .build()
         .into();
