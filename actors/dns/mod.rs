@@ -516,16 +516,26 @@ fn tls_acceptor(cert: &str, key: &str) -> std::io::Result<tokio_rustls::TlsAccep
 }
 
 /// The background re-signing / key-roll pass of a signed view, on its own thread (a
-/// full re-sign of a large zone must not stall the actors); it ends with the view.
-fn spawn_dnssec_pass(view: &Arc<ZoneView>, clock: crate::clock::Clock) {
+/// full re-sign of a large zone must not stall the actors); it ends with the view. With
+/// transfers on, what it re-signed gets a new serial (secondaries must fetch it).
+fn spawn_dnssec_pass(
+    view: &Arc<ZoneView>,
+    clock: crate::clock::Clock,
+    xfr: Option<&Arc<xfr::XfrShared>>,
+) {
     let Some(every) = view.dnssec_pass_interval() else { return };
     let weak = Arc::downgrade(view);
+    let xfr = xfr.map(Arc::downgrade);
     let spawned = std::thread::Builder::new().name("dnssec".into()).spawn(move || loop {
         std::thread::sleep(every);
         let Some(view) = weak.upgrade() else { return };
-        let n = view.dnssec_pass(clock.now_secs());
+        let now = clock.now_secs();
+        let n = view.dnssec_pass(now);
         if n > 0 {
             tracing::debug!(resigned = n, "DNSSEC background pass");
+        }
+        if let Some(x) = xfr.as_ref().and_then(std::sync::Weak::upgrade) {
+            x.after_dnssec_pass(n, now);
         }
     });
     if let Err(e) = spawned {
@@ -585,8 +595,6 @@ impl DnsActor {
             Arc::new(view.map_err(|e| {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
             })?);
-        // The background pass keeps wall time (key rolls are tested in real time).
-        spawn_dnssec_pass(&view, crate::clock::Clock::system());
         let origin = Name::from_str(&format!("{}.", opts.zone))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let mut tls_listeners = Vec::new();
@@ -604,6 +612,8 @@ impl DnsActor {
             .transfer
             .enabled()
             .then(|| xfr::XfrShared::new(view.clone(), origin.clone(), opts.transfer.clone()));
+        // The background pass keeps wall time (key rolls are tested in real time).
+        spawn_dnssec_pass(&view, crate::clock::Clock::system(), xfr.as_ref());
         let slow = SlowPath {
             inner: Arc::new(SlowInner {
                 opts: opts.clone(),
@@ -973,6 +983,8 @@ impl Handler<GetStats> for DnsActor {
                 ("xfr_current", &c.current),
                 ("xfr_refused", &c.refused),
                 ("xfr_published", &c.published),
+                ("xfr_nsec_signed", &c.nsec_signed),
+                ("xfr_resign_bumps", &c.resign_bumps),
                 ("notify_sent", &c.notify_sent),
                 ("notify_acked", &c.notify_acked),
             ] {
