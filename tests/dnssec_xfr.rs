@@ -377,6 +377,115 @@ fn nsd_and_knot_serve_the_signed_zone_and_unbound_validates_through_them() {
     }
 }
 
+/// Key tags of the RRSIGs covering `rtype` at `name` on `server` (DO=1, TCP).
+fn sig_tags(server: SocketAddr, name: &str, rtype: RecordType) -> Vec<u16> {
+    ask_do(server, name, rtype)
+        .answers
+        .iter()
+        .filter_map(|a| match &a.data {
+            RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::RRSIG(s))
+                if s.input().type_covered == rtype =>
+            {
+                Some(s.input().key_tag)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Signatures renewed by the background pass (here: a ZSK roll, 6 s lifetime) reach
+/// the secondary without any write: the pass gives the zone a new serial, NOTIFY goes
+/// out, NSD transfers the re-signed zone and keeps validating across the roll.
+#[test]
+fn renewed_signatures_reach_the_secondary_without_writes() {
+    let _serial = serial();
+    let nsd_port = daemon_port();
+    let nsd_addr: SocketAddr = format!("127.0.0.1:{nsd_port}").parse().unwrap();
+    let notify = nsd_addr.to_string();
+    let n = Node::start(
+        ZONE,
+        &[
+            ("DNSMESH_AUTH__OPERATOR_TOKEN", OP),
+            ("DNSMESH_DNSSEC__ENABLED", "true"),
+            ("DNSMESH_DNSSEC__ZSK_LIFETIME_SECS", "6"),
+            ("DNSMESH_DNS__TTL", "1"),
+            ("DNSMESH_TRANSFER__ALLOW", "127.0.0.1/32"),
+            ("DNSMESH_TRANSFER__NOTIFY", notify.as_str()),
+        ],
+    );
+    let anchor = trust_anchor(n.data_dir());
+    assert_eq!(publish(&n, OP, "alice.mesh.test", "v=dmp1;t=identity;d=AAAA", 3600), 201);
+    let nsd = start_nsd(n.dns[0], nsd_port);
+    let t0 = Instant::now();
+    // (The serial first: NSD's TCP port opens only once it is up.)
+    while soa_serial(nsd_addr) != soa_serial(n.dns[0])
+        || sig_tags(n.dns[0], "alice.mesh.test.", RecordType::TXT)
+            != sig_tags(nsd_addr, "alice.mesh.test.", RecordType::TXT)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "first transfer\n{}", nsd.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first = sig_tags(nsd_addr, "alice.mesh.test.", RecordType::TXT);
+    let serial0 = soa_serial(nsd_addr).unwrap();
+    let bumps0 = metric(&n, "xfr_resign_bumps");
+    // No writes from here on. The TXT signature at NSD changes key within the roll.
+    let t0 = Instant::now();
+    loop {
+        let now = sig_tags(nsd_addr, "alice.mesh.test.", RecordType::TXT);
+        if !now.is_empty() && now != first {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "re-signed zone never reached NSD (serial {:?} vs node {:?})\n{}",
+            soa_serial(nsd_addr),
+            soa_serial(n.dns[0]),
+            nsd.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let serial1 = soa_serial(nsd_addr).unwrap();
+    assert!(dnsmesh::dnswire::xfr::serial_gt(serial1, serial0), "{serial0} -> {serial1}");
+    assert!(metric(&n, "xfr_resign_bumps") > bumps0);
+    // Still secure through the secondary after the roll (new ZSK, NSECs re-signed).
+    let ub = start_unbound_validating(&[(ZONE, nsd_addr)], &[&anchor]);
+    assert_secure(ub.addr, "alice.mesh.test.", RecordType::TXT, ResponseCode::NoError, true);
+    assert_secure(ub.addr, "nobody.mesh.test.", RecordType::TXT, ResponseCode::NXDomain, false);
+    assert_secure(ub.addr, "alice.mesh.test.", RecordType::AAAA, ResponseCode::NoError, false);
+}
+
+/// Signatures are not persisted, so a restarted signed node publishes its re-signed
+/// zone under a new serial (secondaries transfer it), while an unsigned node keeps its
+/// serial (tested in `xfr_secondaries`).
+#[test]
+fn a_restarted_signed_node_publishes_a_new_serial() {
+    let _serial = serial();
+    let mut n = Node::start(
+        ZONE,
+        &[
+            ("DNSMESH_AUTH__OPERATOR_TOKEN", OP),
+            ("DNSMESH_DNSSEC__ENABLED", "true"),
+            ("DNSMESH_TRANSFER__ALLOW", "127.0.0.1/32"),
+        ],
+    );
+    assert_eq!(publish(&n, OP, "alice.mesh.test", "v", 3600), 201);
+    let t0 = Instant::now();
+    let before = loop {
+        let s = soa_serial(n.dns[0]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        if soa_serial(n.dns[0]) == Some(s) {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    };
+    n.term();
+    n.restart();
+    let after = soa_serial(n.dns[0]).unwrap();
+    assert!(dnsmesh::dnswire::xfr::serial_gt(after, before), "{before} -> {after}");
+    let (rrs, _, _) = axfr(n.dns[0]);
+    assert!(rrs.iter().any(|r| matches!(&r.data, RData::SOA(s) if s.serial == after)));
+}
+
 /// An AXFR of the node, every RR (TCP, read to the final SOA): (RRs, bytes, elapsed).
 fn axfr(server: SocketAddr) -> (Vec<hickory_proto::rr::Record>, usize, Duration) {
     use std::io::{Read, Write};
