@@ -107,6 +107,11 @@ pub(crate) fn canonical_cmp(a: &[u8], b: &[u8]) -> Ordering {
     na.cmp(&nb)
 }
 
+/// A name's (key, TXT answer RRs, RRSIG RDATA) as captured.
+type NodeCopy = (Box<[u8]>, Box<[u8]>, Box<[u8]>);
+/// An NSEC's RDATA and its RRSIG RDATA.
+type NsecPair = (Box<[u8]>, Box<[u8]>);
+
 /// The signed zone at one serial, captured under the lock that keeps writers out.
 pub struct SignedCapture {
     serial: u32,
@@ -114,7 +119,7 @@ pub struct SignedCapture {
     apex: Arc<ApexSigs>,
     keys: Arc<KeySet>,
     /// (key, TXT answer RRs, their RRSIG RDATA) of every name with TXT.
-    nodes: Vec<(Box<[u8]>, Box<[u8]>, Box<[u8]>)>,
+    nodes: Vec<NodeCopy>,
 }
 
 impl SignedCapture {
@@ -194,7 +199,8 @@ impl ZoneView {
         }
         for (h, seen) in host_seen.iter().enumerate() {
             let addrs = &cfg.hosts[h].addrs;
-            if !seen && !(addrs.a.is_empty() && addrs.aaaa.is_empty()) {
+            let has_addrs = !addrs.a.is_empty() || !addrs.aaaa.is_empty();
+            if !seen && has_addrs {
                 entries.push(Entry {
                     node: None,
                     host: Some(h as u16),
@@ -230,7 +236,7 @@ impl ZoneView {
         let mut owner = Vec::with_capacity(256);
         let mut sig = Vec::with_capacity(SIG_HEAD + origin.len() + SIG_BYTES);
         let n = entries.len();
-        let mut nsecs: Vec<(Box<[u8]>, Box<[u8]>)> = Vec::with_capacity(n);
+        let mut nsecs: Vec<NsecPair> = Vec::with_capacity(n);
         for i in 0..n {
             let e = &entries[i];
             let key = key_of(e);
