@@ -694,16 +694,18 @@ impl XfrShared {
                 let t0 = Instant::now();
                 let built = tokio::task::spawn_blocking(move || {
                     let mut c = cache.lock();
-                    view.sign_chain(cap, c.get_or_insert_with(NsecSigCache::default), now)
+                    let c = c.get_or_insert_with(NsecSigCache::default);
+                    (view.sign_chain(cap, c, now), c.approx_bytes())
                 })
                 .await;
-                let Ok(zone) = built else { return false };
+                let Ok((zone, cache_bytes)) = built else { return false };
                 self.stale_bumped.store(false, Ordering::Relaxed);
                 self.counters.nsec_signed.fetch_add(zone.signed as u64, Ordering::Relaxed);
                 tracing::debug!(
                     names = zone.chain_len(),
                     signed = zone.signed,
                     reused = zone.reused,
+                    cache_bytes,
                     took_ms = t0.elapsed().as_millis() as u64,
                     "signed zone transfer: NSEC chain ready"
                 );

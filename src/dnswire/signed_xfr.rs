@@ -13,15 +13,15 @@
 //! NSEC RDATA), so a transfer after one write signs only the NSECs that changed (the new
 //! name's and its predecessor's; one for a delete) and re-signs those past half their
 //! validity or made by a retired ZSK. The cache holds exactly the last chain (entries
-//! not used by a transfer are dropped), a fixed 90 bytes of payload per name, and exists
+//! not used by a transfer are dropped), 90 bytes per name in one sorted array, and exists
 //! only once a signed transfer happened.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use super::answer::{put_addrs, put_rr_head, TYPE_A, TYPE_AAAA, TYPE_NS, TYPE_SOA, TYPE_TXT};
+use super::config::Compiled;
 use super::dnssec::{
     bitmap, needs_resign, sig_expiry_and_tag, sign_rrset, window, KeySet, TYPE_CDNSKEY, TYPE_CDS,
     TYPE_DNSKEY, TYPE_NSEC, TYPE_RRSIG,
@@ -43,7 +43,9 @@ type CompactSig = [u8; SIG_HEAD + SIG_BYTES];
 #[derive(Default)]
 pub struct NsecSigCache {
     hasher: RandomState,
-    map: HashMap<u64, CompactSig>,
+    /// (keyed hash of owner and NSEC RDATA, signature), sorted by hash: 90 bytes a name,
+    /// no table slack.
+    sigs: Vec<(u64, CompactSig)>,
     /// Earliest expiration among the chain's signatures (`None`: empty chain).
     min_expiry: Option<u32>,
 }
@@ -51,17 +53,22 @@ pub struct NsecSigCache {
 impl NsecSigCache {
     /// Signatures held.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.sigs.len()
     }
 
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.sigs.is_empty()
     }
 
-    /// Approximate heap bytes (hash table slots with their load-factor slack).
+    /// Heap bytes held.
     pub fn approx_bytes(&self) -> usize {
-        self.map.capacity() * (8 + std::mem::size_of::<CompactSig>() + 1)
+        self.sigs.capacity() * std::mem::size_of::<(u64, CompactSig)>()
+    }
+
+    fn get(&self, h: u64) -> Option<&CompactSig> {
+        let i = self.sigs.binary_search_by_key(&h, |e| e.0).ok()?;
+        self.sigs.get(i).map(|e| &e.1)
     }
 
     /// True when some chain signature is past half its validity at `now`: the zone
@@ -109,8 +116,6 @@ pub(crate) fn canonical_cmp(a: &[u8], b: &[u8]) -> Ordering {
 
 /// A name's (key, TXT answer RRs, RRSIG RDATA) as captured.
 type NodeCopy = (Box<[u8]>, Box<[u8]>, Box<[u8]>);
-/// An NSEC's RDATA and its RRSIG RDATA.
-type NsecPair = (Box<[u8]>, Box<[u8]>);
 
 /// The signed zone at one serial, captured under the lock that keeps writers out.
 pub struct SignedCapture {
@@ -135,8 +140,61 @@ struct Entry {
     node: Option<u32>,
     /// Index into the configured hosts (the name has A/AAAA).
     host: Option<u16>,
-    nsec: Box<[u8]>,
-    nsec_sig: Box<[u8]>,
+    /// The NSEC's RRSIG without its signer name (`None`: signing failed). The NSEC
+    /// RDATA itself is rebuilt while streaming (next owner + bitmap), so a transfer
+    /// holds about 90 bytes per name beyond its copy of the zone.
+    sig: Option<CompactSig>,
+}
+
+/// The relative key of a chain entry.
+fn entry_key<'a>(cap: &'a SignedCapture, cfg: &'a Compiled, e: &Entry) -> &'a [u8] {
+    match (e.node, e.host) {
+        (Some(i), _) => &cap.nodes[i as usize].0,
+        (None, Some(h)) => &cfg.hosts[h as usize].key,
+        (None, None) => &[],
+    }
+}
+
+/// The NSEC RDATA of `e` (owner `key`) pointing at `next`: next name in full, then the
+/// bitmap of the types the name owns plus RRSIG and NSEC.
+fn nsec_rdata(cfg: &Compiled, e: &Entry, key: &[u8], next: &[u8], out: &mut Vec<u8>) {
+    let mut types = [0u16; 16];
+    let mut nt = 0usize;
+    let mut add = |t: u16| {
+        types[nt] = t;
+        nt += 1;
+    };
+    if key.is_empty() {
+        if !cfg.apex.a.is_empty() {
+            add(TYPE_A);
+        }
+        add(TYPE_NS);
+        add(TYPE_SOA);
+        if !cfg.apex.aaaa.is_empty() {
+            add(TYPE_AAAA);
+        }
+        add(TYPE_DNSKEY);
+        add(TYPE_CDS);
+        add(TYPE_CDNSKEY);
+    }
+    if let Some(h) = e.host.map(|h| &cfg.hosts[h as usize]) {
+        if !h.addrs.a.is_empty() {
+            add(TYPE_A);
+        }
+        if !h.addrs.aaaa.is_empty() {
+            add(TYPE_AAAA);
+        }
+    }
+    if e.node.is_some() {
+        add(TYPE_TXT);
+    }
+    add(TYPE_RRSIG);
+    add(TYPE_NSEC);
+    out.clear();
+    out.extend_from_slice(next);
+    out.extend_from_slice(&cfg.origin);
+    let (bm, bl) = bitmap(&types[..nt]);
+    out.extend_from_slice(&bm[..bl]);
 }
 
 /// A signed zone ready to stream: the capture plus its signed NSEC chain.
@@ -190,45 +248,24 @@ impl ZoneView {
                 host_seen[h] = true;
             }
             apex_seen |= key.is_empty();
-            entries.push(Entry {
-                node: Some(i as u32),
-                host: host.map(|h| h as u16),
-                nsec: Box::default(),
-                nsec_sig: Box::default(),
-            });
+            entries.push(Entry { node: Some(i as u32), host: host.map(|h| h as u16), sig: None });
         }
         for (h, seen) in host_seen.iter().enumerate() {
             let addrs = &cfg.hosts[h].addrs;
             let has_addrs = !addrs.a.is_empty() || !addrs.aaaa.is_empty();
             if !seen && has_addrs {
-                entries.push(Entry {
-                    node: None,
-                    host: Some(h as u16),
-                    nsec: Box::default(),
-                    nsec_sig: Box::default(),
-                });
+                entries.push(Entry { node: None, host: Some(h as u16), sig: None });
             }
         }
         if !apex_seen {
-            entries.push(Entry {
-                node: None,
-                host: None,
-                nsec: Box::default(),
-                nsec_sig: Box::default(),
-            });
+            entries.push(Entry { node: None, host: None, sig: None });
         }
-        let key_of = |e: &Entry| -> &[u8] {
-            match (e.node, e.host) {
-                (Some(i), _) => &cap.nodes[i as usize].0,
-                (None, Some(h)) => &cfg.hosts[h as usize].key,
-                (None, None) => &[],
-            }
-        };
+        let key_of = |e: &Entry| entry_key(&cap, cfg, e);
         entries.sort_unstable_by(|a, b| canonical_cmp(key_of(a), key_of(b)));
         let zsk = cap.keys.active_zsk(now).clone();
         let w = window(now, validity);
         let origin = &cfg.origin[..];
-        let mut fresh: HashMap<u64, CompactSig> = HashMap::with_capacity(entries.len());
+        let mut fresh: Vec<(u64, CompactSig)> = Vec::with_capacity(entries.len());
         let (mut signed, mut reused) = (0usize, 0usize);
         let mut min_expiry: Option<u32> = None;
         let mut scratch = Vec::with_capacity(512);
@@ -236,52 +273,15 @@ impl ZoneView {
         let mut owner = Vec::with_capacity(256);
         let mut sig = Vec::with_capacity(SIG_HEAD + origin.len() + SIG_BYTES);
         let n = entries.len();
-        let mut nsecs: Vec<NsecPair> = Vec::with_capacity(n);
+        let mut sigs: Vec<Option<CompactSig>> = Vec::with_capacity(n);
         for i in 0..n {
             let e = &entries[i];
             let key = key_of(e);
             let next = key_of(&entries[(i + 1) % n]);
-            let mut types = [0u16; 16];
-            let mut nt = 0usize;
-            let mut add = |t: u16| {
-                types[nt] = t;
-                nt += 1;
-            };
-            let has_txt = e.node.is_some();
-            if key.is_empty() {
-                if !cfg.apex.a.is_empty() {
-                    add(TYPE_A);
-                }
-                add(TYPE_NS);
-                add(TYPE_SOA);
-                if !cfg.apex.aaaa.is_empty() {
-                    add(TYPE_AAAA);
-                }
-                add(TYPE_DNSKEY);
-                add(TYPE_CDS);
-                add(TYPE_CDNSKEY);
-            }
-            if let Some(h) = e.host.map(|h| &cfg.hosts[h as usize]) {
-                if !h.addrs.a.is_empty() {
-                    add(TYPE_A);
-                }
-                if !h.addrs.aaaa.is_empty() {
-                    add(TYPE_AAAA);
-                }
-            }
-            if has_txt {
-                add(TYPE_TXT);
-            }
-            add(TYPE_RRSIG);
-            add(TYPE_NSEC);
-            rdata.clear();
-            rdata.extend_from_slice(next);
-            rdata.extend_from_slice(origin);
-            let (bm, bl) = bitmap(&types[..nt]);
-            rdata.extend_from_slice(&bm[..bl]);
+            nsec_rdata(cfg, e, key, next, &mut rdata);
             let h = cache.hasher.hash_one((key, &rdata[..]));
             sig.clear();
-            match cache.map.get(&h) {
+            match cache.get(h) {
                 Some(c) if !needs_resign(c, now, validity, zsk.tag) => {
                     sig.extend_from_slice(&c[..SIG_HEAD]);
                     sig.extend_from_slice(origin);
@@ -310,11 +310,13 @@ impl ZoneView {
                     signed += 1;
                 }
             }
+            let mut compact = None;
             if sig.len() == SIG_HEAD + origin.len() + SIG_BYTES {
                 let mut c: CompactSig = [0; SIG_HEAD + SIG_BYTES];
                 c[..SIG_HEAD].copy_from_slice(&sig[..SIG_HEAD]);
                 c[SIG_HEAD..].copy_from_slice(&sig[SIG_HEAD + origin.len()..]);
-                fresh.insert(h, c);
+                fresh.push((h, c));
+                compact = Some(c);
                 if let Some((exp, _)) = sig_expiry_and_tag(&sig) {
                     min_expiry = Some(match min_expiry {
                         Some(m) if (exp.wrapping_sub(m) as i32) > 0 => m,
@@ -322,13 +324,13 @@ impl ZoneView {
                     });
                 }
             }
-            nsecs.push((rdata.as_slice().into(), sig.as_slice().into()));
+            sigs.push(compact);
         }
-        for (e, (nsec, s)) in entries.iter_mut().zip(nsecs) {
-            e.nsec = nsec;
-            e.nsec_sig = s;
+        for (e, s) in entries.iter_mut().zip(sigs) {
+            e.sig = s;
         }
-        cache.map = fresh;
+        fresh.sort_unstable_by_key(|e| e.0);
+        cache.sigs = fresh;
         cache.min_expiry = min_expiry;
         SignedZone { cap, entries, neg_ttl, signed, reused }
     }
@@ -411,13 +413,11 @@ impl SignedZone {
         sig_rr(&[], ttl, &apex.cds_sig, &mut head);
         head.push(rr(&[], TYPE_CDNSKEY, ttl, &self.cap.keys.ksk.dnskey));
         sig_rr(&[], ttl, &apex.cdnskey_sig, &mut head);
-        let body = self.entries.iter().flat_map(move |e| {
+        let n = self.entries.len();
+        let body = (0..n).flat_map(move |i| {
             let mut out = Vec::new();
-            let key: &[u8] = match (e.node, e.host) {
-                (Some(i), _) => &self.cap.nodes[i as usize].0,
-                (None, Some(h)) => &cfg.hosts[h as usize].key,
-                (None, None) => &[],
-            };
+            let e = &self.entries[i];
+            let key = entry_key(&self.cap, cfg, e);
             if let Some(h) = e.host {
                 let host = &cfg.hosts[h as usize];
                 let (sa, saaaa) =
@@ -429,8 +429,17 @@ impl SignedZone {
                 split_rrs(key, rrs, &mut out);
                 sig_rr(key, ttl, sig, &mut out);
             }
-            out.push(rr(key, TYPE_NSEC, self.neg_ttl, &e.nsec));
-            sig_rr(key, self.neg_ttl, &e.nsec_sig, &mut out);
+            let next = entry_key(&self.cap, cfg, &self.entries[(i + 1) % n]);
+            let mut rdata = Vec::with_capacity(next.len() + cfg.origin.len() + 34);
+            nsec_rdata(cfg, e, key, next, &mut rdata);
+            out.push(rr(key, TYPE_NSEC, self.neg_ttl, &rdata));
+            if let Some(c) = &e.sig {
+                let mut sig = Vec::with_capacity(c.len() + cfg.origin.len());
+                sig.extend_from_slice(&c[..SIG_HEAD]);
+                sig.extend_from_slice(&cfg.origin);
+                sig.extend_from_slice(&c[SIG_HEAD..]);
+                sig_rr(key, self.neg_ttl, &sig, &mut out);
+            }
             out
         });
         head.into_iter().chain(body).chain(std::iter::once(soa_rr(view, serial)))
