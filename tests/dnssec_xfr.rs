@@ -486,6 +486,106 @@ fn a_restarted_signed_node_publishes_a_new_serial() {
     assert!(rrs.iter().any(|r| matches!(&r.data, RData::SOA(s) if s.serial == after)));
 }
 
+/// A process killed (and reaped) on drop, also when a test fails.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A node on `data_dir` with `dnssec` on or off (transfers allowed from 127.0.0.1):
+/// the child (kill it) and its DNS address, once it printed its ready line.
+fn node_on(data_dir: &Path, dnssec: bool) -> (Proc, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dnsmesh-node"))
+        .arg("--config")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dnsmesh.toml"))
+        .args(["--zone", ZONE, "--data-dir"])
+        .arg(data_dir)
+        .args(["--dns-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .env("DNSMESH_AUTH__OPERATOR_TOKEN", OP)
+        .env("DNSMESH_DNSSEC__ENABLED", if dnssec { "true" } else { "false" })
+        .env("DNSMESH_TRANSFER__ALLOW", "127.0.0.1/32")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = loop {
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with("dnsmesh-node ready") => break l,
+            Some(Ok(_)) => continue,
+            _ => panic!("node exited before it was ready: {:?}", child.wait()),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let child = Proc(child);
+    let dns = line
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix("dns="))
+        .and_then(|d| d.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    (child, dns)
+}
+
+/// `kdig IXFR=serial` answer lines.
+fn ixfr_lines(server: SocketAddr, serial: u32) -> String {
+    let out = Command::new("kdig")
+        .args(["@127.0.0.1", "-p", &server.port().to_string(), "mesh.test"])
+        .args([&format!("IXFR={serial}"), "+noall", "+answer", "+timeout=10"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Switching `[dnssec] enabled` across a restart publishes a new serial with no
+/// history, so a secondary holding the other zone (signed or not) transfers the whole
+/// new one instead of being told it is current.
+#[test]
+fn switching_dnssec_on_or_off_does_not_continue_the_serial() {
+    let _serial = serial();
+    let n = Node::start(
+        ZONE,
+        &[("DNSMESH_AUTH__OPERATOR_TOKEN", OP), ("DNSMESH_TRANSFER__ALLOW", "127.0.0.1/32")],
+    );
+    assert_eq!(publish(&n, OP, "alice.mesh.test", "v", 3600), 201);
+    let t0 = Instant::now();
+    let plain = loop {
+        let s = soa_serial(n.dns[0]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        if soa_serial(n.dns[0]) == Some(s) {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    };
+    let mut n = n;
+    n.term();
+    let data = n.data_dir().to_path_buf();
+    // Signed now: a new serial, and an IXFR from the unsigned one gets the signed zone.
+    let (child, dns) = node_on(&data, true);
+    let signed = soa_serial(dns).unwrap();
+    assert!(dnsmesh::dnswire::xfr::serial_gt(signed, plain), "{plain} -> {signed}");
+    let out = ixfr_lines(dns, plain);
+    assert_eq!(out.lines().filter(|l| l.contains("\tSOA\t")).count(), 2, "{out}");
+    assert!(out.contains("\tRRSIG\t") && out.contains("alice.mesh.test."), "{out}");
+    drop(child);
+    // Unsigned again: a secondary holding the signed zone at its serial is not told it is
+    // current (it would keep serving RRSIGs and NSECs); it gets the whole unsigned zone.
+    let (child, dns) = node_on(&data, false);
+    let unsigned = soa_serial(dns).unwrap();
+    assert!(dnsmesh::dnswire::xfr::serial_gt(unsigned, signed), "{signed} -> {unsigned}");
+    let out = ixfr_lines(dns, signed);
+    assert_eq!(out.lines().filter(|l| l.contains("\tSOA\t")).count(), 2, "{out}");
+    assert!(!out.contains("\tRRSIG\t") && out.contains("alice.mesh.test."), "{out}");
+    drop(child);
+}
+
 /// An AXFR of the node, every RR (TCP, read to the final SOA): (RRs, bytes, elapsed).
 fn axfr(server: SocketAddr) -> (Vec<hickory_proto::rr::Record>, usize, Duration) {
     use std::io::{Read, Write};

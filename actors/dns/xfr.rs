@@ -45,6 +45,8 @@ const MESSAGE_TARGET: usize = 16 * 1024;
 const MAX_CONCURRENT: usize = 4;
 /// Messages encoded between two writes of a transfer.
 const BATCH: usize = 8;
+/// Added to the zone digest of a signed zone (see [`XfrShared::start`]).
+const SIGNED_DIGEST_SALT: u64 = 0x5349_474e_4544_7a6e;
 
 /// What the transfer side needs from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -167,7 +169,13 @@ impl XfrShared {
         if g.is_some() {
             return;
         }
-        let digest = xfr::zone_digest(&self.view);
+        let mut digest = xfr::zone_digest(&self.view);
+        if self.view.is_signed() {
+            // The same records signed and unsigned are different zones to a secondary
+            // (RRSIGs, NSEC chain): switching `[dnssec] enabled` must not continue the
+            // serial and history (a secondary would keep the other zone's records).
+            digest = digest.wrapping_add(SIGNED_DIGEST_SALT);
+        }
         let saved = std::fs::read_to_string(&self.opts.state_path)
             .ok()
             .and_then(|t| SerialState::decode(&t));
