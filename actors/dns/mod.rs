@@ -467,7 +467,13 @@ pub struct DnsActor {
     tls_listeners: Vec<std::net::TcpListener>,
     tls_bound: Vec<SocketAddr>,
     tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// Tells the DNSSEC pass where transfers are (set once the actor starts).
+    xfr_hook: XfrHook,
 }
+
+/// The transfer side, for the DNSSEC background pass (set once the actor has started,
+/// so `with_clock` can still reach the transfer state alone before).
+type XfrHook = Arc<std::sync::OnceLock<std::sync::Weak<xfr::XfrShared>>>;
 
 /// Answers one DNS message as the TCP listener does (plain queries from the view with no
 /// size truncation, the rest by the slow path); DNS over HTTPS uses it.
@@ -516,16 +522,21 @@ fn tls_acceptor(cert: &str, key: &str) -> std::io::Result<tokio_rustls::TlsAccep
 }
 
 /// The background re-signing / key-roll pass of a signed view, on its own thread (a
-/// full re-sign of a large zone must not stall the actors); it ends with the view.
-fn spawn_dnssec_pass(view: &Arc<ZoneView>, clock: crate::clock::Clock) {
+/// full re-sign of a large zone must not stall the actors); it ends with the view. With
+/// transfers on, what it re-signed gets a new serial (secondaries must fetch it).
+fn spawn_dnssec_pass(view: &Arc<ZoneView>, clock: crate::clock::Clock, xfr: XfrHook) {
     let Some(every) = view.dnssec_pass_interval() else { return };
     let weak = Arc::downgrade(view);
     let spawned = std::thread::Builder::new().name("dnssec".into()).spawn(move || loop {
         std::thread::sleep(every);
         let Some(view) = weak.upgrade() else { return };
-        let n = view.dnssec_pass(clock.now_secs());
+        let now = clock.now_secs();
+        let n = view.dnssec_pass(now);
         if n > 0 {
             tracing::debug!(resigned = n, "DNSSEC background pass");
+        }
+        if let Some(x) = xfr.get().and_then(std::sync::Weak::upgrade) {
+            x.after_dnssec_pass(n, now);
         }
     });
     if let Err(e) = spawned {
@@ -585,8 +596,6 @@ impl DnsActor {
             Arc::new(view.map_err(|e| {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
             })?);
-        // The background pass keeps wall time (key rolls are tested in real time).
-        spawn_dnssec_pass(&view, crate::clock::Clock::system());
         let origin = Name::from_str(&format!("{}.", opts.zone))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let mut tls_listeners = Vec::new();
@@ -604,6 +613,9 @@ impl DnsActor {
             .transfer
             .enabled()
             .then(|| xfr::XfrShared::new(view.clone(), origin.clone(), opts.transfer.clone()));
+        // The background pass keeps wall time (key rolls are tested in real time).
+        let xfr_hook = XfrHook::default();
+        spawn_dnssec_pass(&view, crate::clock::Clock::system(), xfr_hook.clone());
         let slow = SlowPath {
             inner: Arc::new(SlowInner {
                 opts: opts.clone(),
@@ -660,6 +672,7 @@ impl DnsActor {
             tls_listeners,
             tls_bound,
             tls_acceptor,
+            xfr_hook,
         })
     }
 
@@ -838,6 +851,9 @@ impl Actor for DnsActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(65536);
+        if let Some(x) = &self.xfr {
+            let _ = self.xfr_hook.set(Arc::downgrade(x));
+        }
         self.start_listeners();
         // (Re)subscribe: the store replaces our previous subscription and sends a
         // fresh snapshot, so a restarted actor rebuilds nothing it has not been told.
@@ -973,6 +989,8 @@ impl Handler<GetStats> for DnsActor {
                 ("xfr_current", &c.current),
                 ("xfr_refused", &c.refused),
                 ("xfr_published", &c.published),
+                ("xfr_nsec_signed", &c.nsec_signed),
+                ("xfr_resign_bumps", &c.resign_bumps),
                 ("notify_sent", &c.notify_sent),
                 ("notify_acked", &c.notify_acked),
             ] {

@@ -32,6 +32,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::server::Request;
 use tokio::io::AsyncWrite;
 
+use crate::dnswire::signed_xfr::{NsecSigCache, SignedCapture};
 use crate::dnswire::xfr::{self, Journal, Packer, Plan};
 use crate::dnswire::ZoneView;
 use crate::policy::transfer::{restart_serial, Cidr, SerialState, TransferKey};
@@ -44,6 +45,8 @@ const MESSAGE_TARGET: usize = 16 * 1024;
 const MAX_CONCURRENT: usize = 4;
 /// Messages encoded between two writes of a transfer.
 const BATCH: usize = 8;
+/// Added to the zone digest of a signed zone (see [`XfrShared::start`]).
+const SIGNED_DIGEST_SALT: u64 = 0x5349_474e_4544_7a6e;
 
 /// What the transfer side needs from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -73,6 +76,11 @@ pub(super) struct XfrCounters {
     pub notify_sent: AtomicU64,
     pub notify_acked: AtomicU64,
     pub published: AtomicU64,
+    /// NSEC signatures made for signed transfers (the rest come from the cache).
+    pub nsec_signed: AtomicU64,
+    /// Versions published only because the signed zone changed (re-signing, key rolls,
+    /// restarts).
+    pub resign_bumps: AtomicU64,
 }
 
 #[derive(Default)]
@@ -99,6 +107,12 @@ pub(super) struct XfrShared {
     pub counters: XfrCounters,
     /// Wall time for serials and TSIG (the DNS actor's clock; manual in tests).
     pub(super) clock: crate::clock::Clock,
+    /// NSEC signatures of the last signed transfer's chain; created by the first
+    /// transfer of a signed zone (never for an unsigned one).
+    nsec_cache: Arc<parking_lot::Mutex<Option<NsecSigCache>>>,
+    /// A version was published because chain signatures grew old and no transfer has
+    /// re-signed them since (one such bump until a secondary transfers).
+    stale_bumped: std::sync::atomic::AtomicBool,
 }
 
 /// The TSIG signer of an operator transfer key.
@@ -129,6 +143,8 @@ impl XfrShared {
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT)),
             counters: XfrCounters::default(),
             clock: crate::clock::Clock::system(),
+            nsec_cache: Arc::new(parking_lot::Mutex::new(None)),
+            stale_bumped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -153,7 +169,13 @@ impl XfrShared {
         if g.is_some() {
             return;
         }
-        let digest = xfr::zone_digest(&self.view);
+        let mut digest = xfr::zone_digest(&self.view);
+        if self.view.is_signed() {
+            // The same records signed and unsigned are different zones to a secondary
+            // (RRSIGs, NSEC chain): switching `[dnssec] enabled` must not continue the
+            // serial and history (a secondary would keep the other zone's records).
+            digest = digest.wrapping_add(SIGNED_DIGEST_SALT);
+        }
         let saved = std::fs::read_to_string(&self.opts.state_path)
             .ok()
             .and_then(|t| SerialState::decode(&t));
@@ -182,6 +204,35 @@ impl XfrShared {
         self.persist(SerialState { serial, digest });
         *g = Some(journal);
         let _ = self.serial_tx.send(serial);
+        // Signatures are not persisted: the signed zone of this run differs from the one
+        // published under the kept serial, so it gets a serial of its own.
+        if continued && self.view.is_signed() {
+            if let Some(j) = g.as_mut() {
+                j.bump(self.clock.now_secs() as u32);
+                self.counters.resign_bumps.fetch_add(1, Ordering::Relaxed);
+                self.published(j);
+            }
+        }
+    }
+
+    /// After a background DNSSEC pass that re-signed `resigned` RRsets (or rolled keys)
+    /// at `now`: publish a new serial so secondaries fetch the new signatures; also when
+    /// NSEC signatures sent to secondaries are past half their validity.
+    pub(super) fn after_dnssec_pass(&self, resigned: usize, now: u64) {
+        let stale = {
+            let c = self.nsec_cache.lock();
+            let validity = self.view.signer().map(|s| s.validity()).unwrap_or(u64::MAX);
+            c.as_ref().is_some_and(|c| c.stale(now, validity))
+        };
+        let stale = stale && !self.stale_bumped.swap(true, Ordering::Relaxed);
+        if resigned == 0 && !stale {
+            return;
+        }
+        let mut g = self.journal.lock();
+        let Some(j) = g.as_mut() else { return };
+        j.bump(now as u32);
+        self.counters.resign_bumps.fetch_add(1, Ordering::Relaxed);
+        self.published(j);
     }
 
     fn journal_path(&self) -> PathBuf {
@@ -451,9 +502,17 @@ pub(super) enum Answer {
     Stream(Box<Transfer>),
 }
 
+/// What a transfer sends.
+enum Body {
+    /// An unsigned zone (or any IXFR/SOA-only answer).
+    Plan(Plan),
+    /// A signed zone, AXFR-style: its NSEC chain is signed when streaming starts.
+    Signed(SignedCapture),
+}
+
 /// A transfer ready to stream.
 pub(super) struct Transfer {
-    plan: Plan,
+    body: Body,
     id: u16,
     rd: bool,
     question: Vec<u8>,
@@ -571,7 +630,21 @@ impl XfrShared {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             return refuse(2, signer);
         };
-        let plan = {
+        let body = if self.view.is_signed() {
+            // A signed zone goes whole (AXFR, or IXFR answered AXFR-style as RFC 1995 §4
+            // allows): its RRSIGs and NSEC chain change with every version.
+            let mut g = self.journal.lock();
+            let Some(j) = g.as_mut() else { return refuse(2, signer) };
+            if j.seal(&self.view, now as u32).is_some() {
+                self.published(j);
+            }
+            let serial = j.serial();
+            let current = ixfr_from.is_some_and(|f| f == serial || xfr::serial_gt(f, serial));
+            match self.view.signed_capture(serial, now) {
+                Some(cap) if stream && !current => Body::Signed(cap),
+                _ => Body::Plan(Plan::UpToDate { serial }),
+            }
+        } else {
             let mut g = self.journal.lock();
             let Some(j) = g.as_mut() else { return refuse(2, signer) };
             let (mut plan, sealed) = j.plan(&self.view, ixfr_from, now as u32);
@@ -582,17 +655,21 @@ impl XfrShared {
                 // RFC 1995 §2: over UDP, the current SOA tells the client to use TCP.
                 plan = Plan::UpToDate { serial: plan.serial() };
             }
-            plan
+            Body::Plan(plan)
         };
-        match &plan {
-            Plan::UpToDate { .. } => &self.counters.current,
-            Plan::Incremental { .. } => &self.counters.ixfr,
-            Plan::Full { .. } => &self.counters.axfr,
+        let (kind, serial) = match &body {
+            Body::Plan(p) => (p.kind(), p.serial()),
+            Body::Signed(c) => ("axfr", c.serial()),
+        };
+        match kind {
+            "current" => &self.counters.current,
+            "ixfr" => &self.counters.ixfr,
+            _ => &self.counters.axfr,
         }
         .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(%peer, kind = plan.kind(), serial = plan.serial(), "zone transfer");
+        tracing::debug!(%peer, kind, serial, signed = self.view.is_signed(), "zone transfer");
         Answer::Stream(Box::new(Transfer {
-            plan,
+            body,
             id: req.metadata.id,
             rd: req.metadata.recursion_desired,
             question: raw.get(12..qend).unwrap_or_default().to_vec(),
@@ -613,9 +690,41 @@ impl XfrShared {
         end: Instant,
     ) -> bool {
         use tokio::io::AsyncWriteExt;
-        let Transfer { plan, id, rd, question, mut signer, _slot } = t;
+        let Transfer { body, id, rd, question, mut signer, _slot } = t;
         let mut packer = Packer::new(id, rd, &question, MESSAGE_TARGET);
-        let mut rrs = plan.rrs(&self.view);
+        let (plan, zone) = match body {
+            Body::Plan(p) => (Some(p), None),
+            Body::Signed(cap) => {
+                // Sorting the names and signing the changed NSECs is CPU work: off the
+                // runtime's thread.
+                let (view, cache) = (self.view.clone(), self.nsec_cache.clone());
+                let now = self.clock.now_secs();
+                let t0 = Instant::now();
+                let built = tokio::task::spawn_blocking(move || {
+                    let mut c = cache.lock();
+                    let c = c.get_or_insert_with(NsecSigCache::default);
+                    (view.sign_chain(cap, c, now), c.approx_bytes())
+                })
+                .await;
+                let Ok((zone, cache_bytes)) = built else { return false };
+                self.stale_bumped.store(false, Ordering::Relaxed);
+                self.counters.nsec_signed.fetch_add(zone.signed as u64, Ordering::Relaxed);
+                tracing::debug!(
+                    names = zone.chain_len(),
+                    signed = zone.signed,
+                    reused = zone.reused,
+                    cache_bytes,
+                    took_ms = t0.elapsed().as_millis() as u64,
+                    "signed zone transfer: NSEC chain ready"
+                );
+                (None, Some(zone))
+            }
+        };
+        let mut rrs: Box<dyn Iterator<Item = Vec<u8>> + Send + '_> = match (&plan, &zone) {
+            (Some(p), _) => p.rrs(&self.view),
+            (None, Some(z)) => Box::new(z.rrs(&self.view)),
+            (None, None) => return false,
+        };
         let mut frame = Vec::with_capacity(MESSAGE_TARGET + 256);
         loop {
             let mut done = true;

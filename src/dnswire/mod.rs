@@ -29,6 +29,7 @@ mod config;
 pub mod dnssec;
 pub mod rrl;
 pub mod signed;
+pub mod signed_xfr;
 pub mod ttl;
 #[cfg(feature = "net")]
 pub mod udp;

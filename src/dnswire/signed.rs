@@ -60,18 +60,18 @@ type Sig = Box<[u8]>;
 #[derive(Clone, Default)]
 pub(crate) struct ApexSigs {
     /// The serial the SOA signature covers (answers use it, not the live counter).
-    serial: u32,
-    soa: Box<[u8]>,
-    ns: Box<[u8]>,
-    a: Box<[u8]>,
-    aaaa: Box<[u8]>,
-    dnskeys: Vec<Box<[u8]>>,
-    dnskey_sig: Box<[u8]>,
-    cds: Vec<Box<[u8]>>,
-    cds_sig: Box<[u8]>,
-    cdnskey_sig: Box<[u8]>,
+    pub(crate) serial: u32,
+    pub(crate) soa: Box<[u8]>,
+    pub(crate) ns: Box<[u8]>,
+    pub(crate) a: Box<[u8]>,
+    pub(crate) aaaa: Box<[u8]>,
+    pub(crate) dnskeys: Vec<Box<[u8]>>,
+    pub(crate) dnskey_sig: Box<[u8]>,
+    pub(crate) cds: Vec<Box<[u8]>>,
+    pub(crate) cds_sig: Box<[u8]>,
+    pub(crate) cdnskey_sig: Box<[u8]>,
     /// (A, AAAA) signatures per `Compiled::hosts` entry.
-    hosts: Vec<(Sig, Sig)>,
+    pub(crate) hosts: Vec<(Sig, Sig)>,
 }
 
 /// The signing state of a view.
@@ -108,7 +108,7 @@ thread_local! {
 }
 
 /// A configured name in full canonical wire form.
-fn full_name(tpl: &NameTpl, origin: &[u8]) -> Vec<u8> {
+pub(crate) fn full_name(tpl: &NameTpl, origin: &[u8]) -> Vec<u8> {
     let mut v = tpl.bytes.to_vec();
     if tpl.in_zone {
         v.extend_from_slice(origin);
@@ -118,7 +118,7 @@ fn full_name(tpl: &NameTpl, origin: &[u8]) -> Vec<u8> {
 
 /// Sign one RRset into a boxed RRSIG RDATA; a failure is logged and gives an empty
 /// signature (that RRset is then served unsigned and will not validate).
-fn sign_boxed(
+pub(crate) fn sign_boxed(
     key: &ZoneKey,
     cfg: &Compiled,
     owner: &[u8],
@@ -179,7 +179,7 @@ impl ZoneSigner {
         std::time::Duration::from_millis(ms)
     }
 
-    fn soa_rdata(cfg: &Compiled, serial: u32) -> Vec<u8> {
+    pub(crate) fn soa_rdata(cfg: &Compiled, serial: u32) -> Vec<u8> {
         let mut rd = full_name(&cfg.mname, &cfg.origin);
         rd.extend_from_slice(&full_name(&cfg.rname, &cfg.origin));
         for v in [serial, cfg.refresh, cfg.retry, cfg.expire, cfg.minimum] {
@@ -234,9 +234,31 @@ impl ZoneSigner {
     }
 }
 
+impl ZoneSigner {
+    /// The key set now.
+    pub(crate) fn keys_now(&self) -> Arc<KeySet> {
+        self.keys.load_full()
+    }
+
+    /// The apex signatures now.
+    pub(crate) fn apex_now(&self) -> Arc<ApexSigs> {
+        self.apex.load_full()
+    }
+
+    /// Validity of every signature, seconds.
+    pub(crate) fn validity(&self) -> u64 {
+        self.validity
+    }
+}
+
 impl ZoneView {
-    fn signer(&self) -> Option<&ZoneSigner> {
+    pub(crate) fn signer(&self) -> Option<&ZoneSigner> {
         self.sec.as_ref()
+    }
+
+    /// True when the zone is signed (`[dnssec] enabled`).
+    pub fn is_signed(&self) -> bool {
+        self.sec.is_some()
     }
 
     /// The RRSIG RDATA for a name's TXT answer RRs (empty when unsigned).

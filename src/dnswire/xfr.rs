@@ -93,8 +93,9 @@ pub struct Version {
 }
 
 impl Version {
+    /// RR changes, for the journal's cap (a version without TXT changes counts one).
     fn changes(&self) -> usize {
-        self.deleted.len() + self.added.len()
+        (self.deleted.len() + self.added.len()).max(1)
     }
 
     /// Append the version's journal-file record: `J1`, from, to, counts, entries
@@ -308,6 +309,28 @@ impl Journal {
             }
         }
         Some(to)
+    }
+
+    /// Publish a version without TXT changes (a new serial for the same records): the
+    /// signed zone changed (signatures renewed, keys rolled, or re-made after a
+    /// restart), so secondaries must transfer it again. Returns the new serial.
+    pub fn bump(&mut self, now: u32) -> u32 {
+        let to = next_serial(self.serial, now);
+        self.versions.push_back(Version {
+            from: self.serial,
+            to,
+            deleted: Vec::new(),
+            added: Vec::new(),
+        });
+        self.changes += 1;
+        self.serial = to;
+        while self.changes > self.max_changes {
+            match self.versions.pop_front() {
+                Some(v) => self.changes -= v.changes(),
+                None => break,
+            }
+        }
+        to
     }
 
     /// The versions leading from `from` to the current serial: `Some(empty)` when `from`
