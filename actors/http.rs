@@ -529,6 +529,14 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
             stats.latency_sum_secs
         ));
         out.push_str(&format!("# HELP dmp_dns_names Names in the DNS read view.\n# TYPE dmp_dns_names gauge\ndmp_dns_names {}\n", stats.names));
+        out.push_str(&format!(
+            "# HELP dmp_dns_udp_threads UDP receive threads (all listen addresses).\n# TYPE dmp_dns_udp_threads gauge\ndmp_dns_udp_threads {}\n",
+            stats.udp_thread_queries.len()
+        ));
+        out.push_str("# HELP dmp_dns_udp_thread_queries_total Datagrams received per UDP thread.\n# TYPE dmp_dns_udp_thread_queries_total counter\n");
+        for (i, q) in stats.udp_thread_queries.iter().enumerate() {
+            out.push_str(&format!("dmp_dns_udp_thread_queries_total{{thread=\"{i}\"}} {q}\n"));
+        }
     }
     out.push_str(
         "# HELP dmp_writes_total Acknowledged writes by path.\n# TYPE dmp_writes_total counter\n",

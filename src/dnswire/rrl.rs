@@ -24,6 +24,19 @@ pub struct RrlConfig {
     pub exempt_loopback: bool,
 }
 
+impl RrlConfig {
+    /// The share of one of `n` threads that each keep their own table (no state shared
+    /// between them, so no lock and no contended cache line per response): `rate / n` and
+    /// `burst / n` (at least 1 token, so a burst smaller than `n` is rounded up to `n` in
+    /// total). Whatever threads a client prefix's queries reach, it gets at most `rate`
+    /// responses a second plus `max(burst, n)` at once, in total; a client whose queries
+    /// all reach one thread (one source port) gets `rate / n`.
+    pub fn per_thread(self, n: usize) -> RrlConfig {
+        let n = n.max(1) as f64;
+        RrlConfig { rate: self.rate / n, burst: (self.burst / n).max(1.0), ..self }
+    }
+}
+
 /// What to do with one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -128,6 +141,22 @@ mod tests {
         assert_eq!(r.check(ip, t), Send);
         assert_eq!(r.check(ip, t), Drop);
         assert_eq!(r.check(ip, t + Duration::from_millis(150)), Send);
+    }
+
+    #[test]
+    fn per_thread_shares_add_up_to_the_limit() {
+        let cfg = RrlConfig { rate: 10.0, burst: 40.0, slip: 0, exempt_loopback: false };
+        let (ip, t) = ("192.0.2.7".parse().unwrap(), Instant::now());
+        let mut threads: Vec<Rrl> = (0..4).map(|_| Rrl::new(cfg.per_thread(4))).collect();
+        // A flood spread over the threads is limited in total to the burst, then the rate.
+        let sent = |threads: &mut Vec<Rrl>, t| {
+            (0..400).filter(|i| threads[i % 4].check(ip, t) == Verdict::Send).count()
+        };
+        assert_eq!(sent(&mut threads, t), 40);
+        assert_eq!(sent(&mut threads, t + Duration::from_secs(2)), 20);
+        // A burst below the thread count is rounded up to one token per thread.
+        let c = RrlConfig { burst: 1.0, ..cfg }.per_thread(4);
+        assert_eq!((c.rate, c.burst), (2.5, 1.0));
     }
 
     #[test]
