@@ -942,6 +942,42 @@ mod tests {
         ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
     }
 
+    /// The HTTP write path's one hop: the auth actor applies what the credential allows
+    /// and hands nothing to the store for a refused write.
+    #[test]
+    fn authorize_apply_forwards_only_allowed_writes_to_the_store() {
+        use crate::actors::store::{Get, Op, Origin};
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let auth = start(dir.path(), &clock);
+            let store = StoreActor::open(&dir.path().join("store"), Duration::from_secs(3600))
+                .unwrap()
+                .with_clock(clock.clone())
+                .start();
+            let r = register(&auth, &signing_key(1), &format!("alice@{ZONE}"), false).await;
+            let token = r.unwrap()["token"].as_str().unwrap().to_string();
+            let write = |name: &str| AuthorizeApply {
+                authorization: Some(format!("Bearer {token}")),
+                name: name.into(),
+                delete: false,
+                apply: Apply {
+                    ops: vec![Op::Add { name: name.into(), value: "v".into(), ttl: 60 }],
+                    max_values: 0,
+                    origin: Origin::Local,
+                },
+                store: store.clone(),
+            };
+            let (own, other) = (format!("dmp.alice.{ZONE}"), format!("dmp.bob.{ZONE}"));
+            let applied = auth.send(write(&own)).await.unwrap().unwrap();
+            assert!(matches!(applied, Some(Ok(_))), "allowed write applied: {applied:?}");
+            let refused = auth.send(write(&other)).await.unwrap();
+            assert_eq!(refused.unwrap_err().status, 401);
+            assert_eq!(store.send(Get { name: own }).await.unwrap().unwrap().len(), 1);
+            assert!(store.send(Get { name: other }).await.unwrap().unwrap().is_empty());
+        });
+    }
+
     #[test]
     fn register_authorize_revoke_and_expire() {
         let dir = tempfile::tempdir().unwrap();
