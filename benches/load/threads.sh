@@ -50,9 +50,17 @@ for t in 1 2; do
   [ "$n" = "$t" ] || die "udp_threads=$t node reports $n UDP threads"
 done
 
-declare -A ANS CPU
+udp_ticks() { # PID -> utime+stime of its dns-udp threads
+  local t sum=0
+  for t in /proc/"$1"/task/*; do
+    [ "$(cat "$t/comm" 2>/dev/null)" = dns-udp ] || continue
+    sum=$(( sum + $(sed 's/^.*) //' "$t/stat" | awk '{print $12 + $13}') ))
+  done
+  echo "$sum"
+}
+declare -A ANS CPU UCPU
 phase() { # PLACEMENT T ROUND
-  local place="$1" t="$2" pid="${PID[$2]}" port="${PORT[$2]}" c0 c1 s m0 m1 run
+  local place="$1" t="$2" pid="${PID[$2]}" port="${PORT[$2]}" c0 c1 u0 u1 s m0 m1 run
   if [ "$place" = pinned ]; then
     pin0 "$pid"; run=(on1)
   else
@@ -62,17 +70,18 @@ phase() { # PLACEMENT T ROUND
   fi
   sleep 0.5
   m0="$(threads_metric "${HTTP[$t]}")"
-  c0="$(cpu_ticks "$pid")"
+  c0="$(cpu_ticks "$pid")"; u0="$(udp_ticks "$pid")"
   "${run[@]}" dnsperf -s 127.0.0.1 -p "$port" -d "$Q" -l "$PHASE" -c 16 -q 500 -t 2 \
     > "$WORK/$place.$t.$3" 2>&1 || true
-  c1="$(cpu_ticks "$pid")"
+  c1="$(cpu_ticks "$pid")"; u1="$(udp_ticks "$pid")"
   m1="$(threads_metric "${HTTP[$t]}")"
   s="$(python3 "$LOAD_DIR/dnsperf_stats.py" "$WORK/$place.$t.$3")"
   ANS[$place.$t]=$(( ${ANS[$place.$t]:-0} + $(kv completed "$s") ))
   CPU[$place.$t]=$(( ${CPU[$place.$t]:-0} + c1 - c0 ))
+  UCPU[$place.$t]=$(( ${UCPU[$place.$t]:-0} + u1 - u0 ))
   local share
   share="$(python3 -c "a='$m0'.split(); b='$m1'.split(); print('/'.join(str(int(y)-int(x)) for x, y in zip(a, b)))")"
-  log "$place udp_threads=$t round $3: $s cpu_s=$(python3 -c "print(($c1-$c0)/$CLK_TCK)") per-thread datagrams $share"
+  log "$place udp_threads=$t round $3: $s cpu_s=$(python3 -c "print(($c1-$c0)/$CLK_TCK)") udp_threads_cpu_s=$(python3 -c "print(($u1-$u0)/$CLK_TCK)") per-thread datagrams $share"
 }
 for place in spread pinned; do
   for r in $(seq 1 "$ROUNDS"); do
@@ -82,18 +91,19 @@ for place in spread pinned; do
 done
 
 echo
-echo "## UDP threads, $N records, $(date -u +%Y-%m-%d), $(nproc) CPUs, dnsperf -c 16 -q 500, $ROUNDS x $PHASE s per cell"
-printf '%-7s | %11s | %9s | %13s\n' placement udp_threads "answers/s" "answers/CPU-s"
-declare -A APC
+echo "## UDP threads, $N records, $(date -u +%Y-%m-%d), $(nproc) CPUs, dnsperf -c 16 -q 500, $ROUNDS x $PHASE s per cell, load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-9s | %11s | %9s | %13s | %21s\n' placement udp_threads "answers/s" "answers/CPU-s" "answers/UDP-thread-CPU-s"
+declare -A APC UAPC
 for place in spread pinned; do
   for t in 1 2; do
     APC[$place.$t]="$(python3 -c "c=${CPU[$place.$t]}/$CLK_TCK; print(round(${ANS[$place.$t]}/c) if c else 0)")"
-    printf '%-7s | %11s | %9.0f | %13s\n' "$place" "$t" \
-      "$(python3 -c "print(${ANS[$place.$t]}/($ROUNDS*$PHASE))")" "${APC[$place.$t]}"
+    UAPC[$place.$t]="$(python3 -c "c=${UCPU[$place.$t]}/$CLK_TCK; print(round(${ANS[$place.$t]}/c) if c else 0)")"
+    printf '%-9s | %11s | %9.0f | %13s | %21s\n' "$place" "$t" \
+      "$(python3 -c "print(${ANS[$place.$t]}/($ROUNDS*$PHASE))")" "${APC[$place.$t]}" "${UAPC[$place.$t]}"
   done
 done
 echo
 for place in spread pinned; do
-  echo "$place: answers/CPU-s 2 threads / 1 thread = $(ratio "${APC[$place.2]}" "${APC[$place.1]}")x (target >= 0.95), answers/s $(ratio "${ANS[$place.2]}" "${ANS[$place.1]}")x"
+  echo "$place: answers/CPU-s 2 threads / 1 thread = $(ratio "${APC[$place.2]}" "${APC[$place.1]}")x (target >= 0.95), per UDP-thread CPU-s $(ratio "${UAPC[$place.2]}" "${UAPC[$place.1]}")x, answers/s $(ratio "${ANS[$place.2]}" "${ANS[$place.1]}")x"
 done
 echo "wall time: $(( $(date +%s) - T0 )) s"
