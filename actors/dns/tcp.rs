@@ -201,27 +201,53 @@ pub(super) const PIPELINE: usize = 32;
 /// A slow-path message being handled: resolves to its reply (`None`: no reply).
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>;
 
-/// Write one reply with its length prefix; false when the connection must close.
-async fn send_reply<S: AsyncWrite + Unpin>(
+/// Append one reply with its length prefix to `wbuf`; false when it cannot be framed.
+fn push_reply(wbuf: &mut Vec<u8>, reply: &[u8]) -> bool {
+    let Ok(rlen) = u16::try_from(reply.len()) else { return false };
+    wbuf.extend_from_slice(&rlen.to_be_bytes());
+    wbuf.extend_from_slice(reply);
+    true
+}
+
+/// Write out `wbuf` (every reply gathered since the last write, in one syscall where the
+/// socket takes it); false when the connection must close.
+async fn flush<S: AsyncWrite + Unpin>(
     stream: &mut S,
-    frame: &mut Vec<u8>,
-    reply: &[u8],
+    wbuf: &mut Vec<u8>,
     kill: &Notify,
     deadline: Instant,
 ) -> bool {
-    let Ok(rlen) = u16::try_from(reply.len()) else { return false };
-    frame.clear();
-    frame.extend_from_slice(&rlen.to_be_bytes());
-    frame.extend_from_slice(reply);
-    bounded(kill, deadline, stream.write_all(frame)).await.is_some()
+    if wbuf.is_empty() {
+        return true;
+    }
+    let ok = bounded(kill, deadline, stream.write_all(wbuf)).await.is_some();
+    wbuf.clear();
+    ok
+}
+
+/// Wait for every reply in flight and gather it into `wbuf`; false when one cannot be framed.
+async fn drain(
+    inflight: &mut futures_util::stream::FuturesUnordered<Pending>,
+    wbuf: &mut Vec<u8>,
+) -> bool {
+    use futures_util::StreamExt as _;
+    while let Some(r) = inflight.next().await {
+        if let Some(r) = r {
+            if !push_reply(wbuf, &r) {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Serve one connection. Messages are read as they come (RFC 7766 §6.2.1.1 pipelining):
 /// plain queries are answered at once from the view, in order; slow-path messages
 /// (UPDATE above all, which waits for its group commit) are handled concurrently, up to
 /// [`PIPELINE`] per connection, and each reply is sent when it is ready, so replies may
-/// come out of order (matched by ID, as RFC 7766 §7 allows). A transfer request first
-/// waits for the replies in flight, then streams alone.
+/// come out of order (matched by ID, as RFC 7766 §7 allows). Replies ready together
+/// (a group commit answers many UPDATEs at once) go out in one write. A transfer request
+/// first waits for the replies in flight, then streams alone.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     mut stream: S,
     peer: SocketAddr,
@@ -230,13 +256,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     kill: &Notify,
     end: Instant,
 ) {
-    use futures_util::StreamExt as _;
+    use futures_util::{FutureExt as _, StreamExt as _};
     let idle = shared.cfg.idle;
     let deadline = || (Instant::now() + idle).min(end);
     // Bytes read and not yet taken as whole frames.
     let mut rbuf: Vec<u8> = Vec::with_capacity(1024);
     let mut out: Vec<u8> = Vec::with_capacity(512);
-    let mut frame: Vec<u8> = Vec::with_capacity(514);
+    // Replies not yet written.
+    let mut wbuf: Vec<u8> = Vec::with_capacity(1024);
     let mut inflight: futures_util::stream::FuturesUnordered<Pending> = Default::default();
     let mut eof = false;
     // When the connection last moved (read or wrote): the idle timeout counts from it.
@@ -261,11 +288,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
             match shared.view.answer(msg, &mut out, true) {
                 Disposition::Reply { rcode } => {
                     shared.bump(rcode_outcome(rcode));
-                    if !send_reply(&mut stream, &mut frame, &out, kill, deadline()).await {
+                    if !push_reply(&mut wbuf, &out) {
                         return;
                     }
-                    last = Instant::now();
-                    clock.store(shared.now_ms(), Ordering::Relaxed);
                 }
                 Disposition::Drop => return,
                 Disposition::Slow => {
@@ -274,26 +299,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
                         Ok(req) if xfr::is_transfer(&req) && shared.xfr.is_some() => {
                             let Some(x) = shared.xfr.as_ref() else { return };
                             // The replies in flight go first; the transfer streams alone.
-                            while let Some(r) = inflight.next().await {
-                                if let Some(r) = r {
-                                    if !send_reply(&mut stream, &mut frame, &r, kill, deadline())
-                                        .await
-                                    {
-                                        return;
-                                    }
-                                }
+                            if !drain(&mut inflight, &mut wbuf).await
+                                || !flush(&mut stream, &mut wbuf, kill, deadline()).await
+                            {
+                                return;
                             }
                             match x.request(&raw, &req, peer, true) {
                                 xfr::Answer::One(reply) => {
-                                    if !send_reply(
-                                        &mut stream,
-                                        &mut frame,
-                                        &reply,
-                                        kill,
-                                        deadline(),
-                                    )
-                                    .await
-                                    {
+                                    if !push_reply(&mut wbuf, &reply) {
                                         return;
                                     }
                                 }
@@ -322,19 +335,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
                         Err(_) => {
                             shared.bump("malformed");
                             // The replies in flight, then a FORMERR, then close.
-                            while let Some(r) = inflight.next().await {
-                                if let Some(r) = r {
-                                    if !send_reply(&mut stream, &mut frame, &r, kill, deadline())
-                                        .await
-                                    {
-                                        return;
-                                    }
+                            if drain(&mut inflight, &mut wbuf).await {
+                                if let Some(r) = formerr(&raw) {
+                                    push_reply(&mut wbuf, &r);
                                 }
                             }
-                            if let Some(r) = formerr(&raw) {
-                                let _ =
-                                    send_reply(&mut stream, &mut frame, &r, kill, deadline()).await;
-                            }
+                            let _ = flush(&mut stream, &mut wbuf, kill, deadline()).await;
                             return;
                         }
                     }
@@ -342,6 +348,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
             }
         }
         rbuf.drain(..used);
+        if !wbuf.is_empty() {
+            if !flush(&mut stream, &mut wbuf, kill, deadline()).await {
+                return;
+            }
+            last = Instant::now();
+            clock.store(shared.now_ms(), Ordering::Relaxed);
+        }
         if eof && inflight.is_empty() {
             return;
         }
@@ -364,12 +377,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 Err(_) => return,
             },
             Some(reply) = inflight.next(), if !inflight.is_empty() => {
-                if let Some(reply) = reply {
-                    if !send_reply(&mut stream, &mut frame, &reply, kill, deadline()).await {
-                        return;
+                // This reply and every other one already done, written together above.
+                let mut next = Some(reply);
+                while let Some(reply) = next {
+                    if let Some(reply) = reply {
+                        if !push_reply(&mut wbuf, &reply) {
+                            return;
+                        }
                     }
-                    last = Instant::now();
-                    clock.store(shared.now_ms(), Ordering::Relaxed);
+                    next = inflight.next().now_or_never().flatten();
                 }
             }
         }
