@@ -210,7 +210,11 @@ async fn records_get(req: HttpRequest, path: web::Path<String>, st: Shared) -> H
 /// The reference's first checks of a write, in its order: per-IP limit (429), then
 /// authorisation for this name and operation (401/429). Returns (name as sent, lower-cased).
 /// The per-IP bucket, then the name as written and lower-cased.
-fn admit_write(req: &HttpRequest, st: &State, raw: &str) -> Result<(String, String), HttpResponse> {
+async fn admit_write(
+    req: &HttpRequest,
+    st: &State,
+    raw: &str,
+) -> Result<(String, String), HttpResponse> {
     if limited(req, st, false) {
         return Err(error(429, "rate limit exceeded"));
     }
@@ -228,14 +232,14 @@ async fn authorize_apply(
     st: &State,
     lname: &str,
     delete: bool,
-    op: Result<Op, HttpResponse>,
+    op: Result<Op, Refusal>,
     max_values: usize,
 ) -> Result<Option<Result<usize, StoreError>>, HttpResponse> {
     let op = match op {
         Ok(op) => op,
-        Err(resp) => {
+        Err((status, message)) => {
             authorize(req, st, lname, delete).await.map_err(|e| error(e.status, e.message))?;
-            return Err(resp);
+            return Err(error(status, message));
         }
     };
     let apply = Apply { ops: vec![op], max_values, origin: Origin::Local };
@@ -255,23 +259,26 @@ async fn authorize_apply(
         .map_err(|e| error(e.status, e.message))
 }
 
-/// The `Add` a publish request asks for, or the response refusing it.
-fn publish_op(st: &State, name: &str, lname: &str, body: &[u8]) -> Result<Op, HttpResponse> {
+/// A request refused before it reaches the store: status and message.
+type Refusal = (u16, String);
+
+/// The `Add` a publish request asks for, or why it is refused.
+fn publish_op(st: &State, name: &str, lname: &str, body: &[u8]) -> Result<Op, Refusal> {
     if body.len() > st.opts.max_body_bytes {
-        return Err(error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes)));
+        return Err((413, format!("body exceeds {} bytes", st.opts.max_body_bytes)));
     }
-    let (value, ttl) = publish_body(body).map_err(|msg| error(400, msg))?;
+    let (value, ttl) = publish_body(body).map_err(|msg| (400, msg.to_string()))?;
     if ttl > st.opts.max_ttl {
-        return Err(error(400, format!("ttl exceeds cap of {}s", st.opts.max_ttl)));
+        return Err((400, format!("ttl exceeds cap of {}s", st.opts.max_ttl)));
     }
     if value.len() > st.opts.max_value_bytes {
-        return Err(error(400, format!("value exceeds cap of {} bytes", st.opts.max_value_bytes)));
+        return Err((400, format!("value exceeds cap of {} bytes", st.opts.max_value_bytes)));
     }
     if !valid_record_name(name) {
-        return Err(error(400, "invalid record name"));
+        return Err((400, "invalid record name".into()));
     }
     if !in_zone(lname, &st.opts.zone) {
-        return Err(error(
+        return Err((
             400,
             format!(
                 "{name} is outside the zone {} this node serves: it would never be answered",
@@ -280,7 +287,7 @@ fn publish_op(st: &State, name: &str, lname: &str, body: &[u8]) -> Result<Op, Ht
         ));
     }
     if !valid_record_value(&value) {
-        return Err(error(400, "invalid record value"));
+        return Err((400, "invalid record value".into()));
     }
     Ok(Op::Add { name: lname.to_string(), value, ttl })
 }
@@ -291,7 +298,7 @@ async fn records_post(
     body: web::Bytes,
     st: Shared,
 ) -> HttpResponse {
-    let (name, lname) = match admit_write(&req, &st, &path) {
+    let (name, lname) = match admit_write(&req, &st, &path).await {
         Ok(n) => n,
         Err(resp) => return resp,
     };
@@ -316,18 +323,18 @@ async fn records_post(
     }
 }
 
-/// The delete a request asks for, or the response refusing it.
-fn delete_op(st: &State, name: &str, lname: &str, body: &[u8]) -> Result<Op, HttpResponse> {
+/// The delete a request asks for, or why it is refused.
+fn delete_op(st: &State, name: &str, lname: &str, body: &[u8]) -> Result<Op, Refusal> {
     if !valid_record_name(name) {
-        return Err(error(400, "invalid record name"));
+        return Err((400, "invalid record name".into()));
     }
     if body.len() > st.opts.max_body_bytes {
-        return Err(error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes)));
+        return Err((413, format!("body exceeds {} bytes", st.opts.max_body_bytes)));
     }
-    let value = delete_body(body).map_err(|msg| error(400, msg))?;
+    let value = delete_body(body).map_err(|msg| (400, msg.to_string()))?;
     if let Some(v) = &value {
         if !valid_record_value(v) {
-            return Err(error(400, "invalid record value"));
+            return Err((400, "invalid record value".into()));
         }
     }
     Ok(match value {
@@ -342,7 +349,7 @@ async fn records_delete(
     body: web::Bytes,
     st: Shared,
 ) -> HttpResponse {
-    let (name, lname) = match admit_write(&req, &st, &path) {
+    let (name, lname) = match admit_write(&req, &st, &path).await {
         Ok(n) => n,
         Err(resp) => return resp,
     };
