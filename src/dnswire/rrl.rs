@@ -26,14 +26,15 @@ pub struct RrlConfig {
 
 impl RrlConfig {
     /// The share of one of `n` threads that each keep their own table (no state shared
-    /// between them, so no lock and no contended cache line per response): `rate / n` and
-    /// `burst / n` (at least 1 token, so a burst smaller than `n` is rounded up to `n` in
-    /// total). Whatever threads a client prefix's queries reach, it gets at most `rate`
-    /// responses a second plus `max(burst, n)` at once, in total; a client whose queries
-    /// all reach one thread (one source port) gets `rate / n`.
+    /// between them, so no lock and no contended cache line per response): `rate / n`,
+    /// and the whole `burst`. Whatever threads a client prefix's queries reach (the kernel
+    /// picks a thread by source address and port), it gets at most `rate` responses a
+    /// second in total once its burst is spent, and at most `n × burst` at once. A client
+    /// sending from one fixed port always reaches the same thread: it keeps the whole
+    /// burst but `rate / n` a second (resolvers randomise their source ports and are not
+    /// affected).
     pub fn per_thread(self, n: usize) -> RrlConfig {
-        let n = n.max(1) as f64;
-        RrlConfig { rate: self.rate / n, burst: (self.burst / n).max(1.0), ..self }
+        RrlConfig { rate: self.rate / n.max(1) as f64, ..self }
     }
 }
 
@@ -144,19 +145,20 @@ mod tests {
     }
 
     #[test]
-    fn per_thread_shares_add_up_to_the_limit() {
+    fn per_thread_shares_add_up_to_the_rate() {
         let cfg = RrlConfig { rate: 10.0, burst: 40.0, slip: 0, exempt_loopback: false };
         let (ip, t) = ("192.0.2.7".parse().unwrap(), Instant::now());
         let mut threads: Vec<Rrl> = (0..4).map(|_| Rrl::new(cfg.per_thread(4))).collect();
-        // A flood spread over the threads is limited in total to the burst, then the rate.
         let sent = |threads: &mut Vec<Rrl>, t| {
             (0..400).filter(|i| threads[i % 4].check(ip, t) == Verdict::Send).count()
         };
-        assert_eq!(sent(&mut threads, t), 40);
+        // A flood spread over the threads: each thread's burst at once...
+        assert_eq!(sent(&mut threads, t), 4 * 40);
+        // ...then the configured rate in total, not four times it.
         assert_eq!(sent(&mut threads, t + Duration::from_secs(2)), 20);
-        // A burst below the thread count is rounded up to one token per thread.
-        let c = RrlConfig { burst: 1.0, ..cfg }.per_thread(4);
-        assert_eq!((c.rate, c.burst), (2.5, 1.0));
+        // One thread alone keeps the whole burst.
+        let mut one = Rrl::new(cfg.per_thread(4));
+        assert_eq!((0..100).filter(|_| one.check(ip, t) == Verdict::Send).count(), 40);
     }
 
     #[test]
