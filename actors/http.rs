@@ -16,7 +16,9 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use parking_lot::Mutex;
 use serde_json::json;
 
-use super::auth::{self, AuthActor, AuthorizeWrite, IsOperator, NewChallenge, Register};
+use super::auth::{
+    self, AuthActor, AuthorizeApply, AuthorizeWrite, IsOperator, NewChallenge, Register,
+};
 use super::dns::{self, DnsActor, GetStats};
 use super::store::{self, Apply, Count, Get, Op, Origin, StoreActor, StoreError};
 use super::supervisor::{GetHealth, SupervisorActor};
@@ -207,21 +209,87 @@ async fn records_get(req: HttpRequest, path: web::Path<String>, st: Shared) -> H
 
 /// The reference's first checks of a write, in its order: per-IP limit (429), then
 /// authorisation for this name and operation (401/429). Returns (name as sent, lower-cased).
+/// The per-IP bucket, then the name as written and lower-cased.
 async fn admit_write(
     req: &HttpRequest,
     st: &State,
     raw: &str,
-    delete: bool,
 ) -> Result<(String, String), HttpResponse> {
     if limited(req, st, false) {
         return Err(error(429, "rate limit exceeded"));
     }
     let name = clean_name(raw);
     let lname = name.to_ascii_lowercase();
-    if let Err(e) = authorize(req, st, &lname, delete).await {
-        return Err(error(e.status, e.message));
-    }
     Ok((name, lname))
+}
+
+/// Authorise a write of `lname` and apply `op` in one hop: the auth actor forwards the
+/// batch to the store when the credential allows it. When the request itself is invalid
+/// (`op` is the error response) it is only authorised, so a refusal (401/403/429) still
+/// comes before a 400/413, as it always did.
+async fn authorize_apply(
+    req: &HttpRequest,
+    st: &State,
+    lname: &str,
+    delete: bool,
+    op: Result<Op, Refusal>,
+    max_values: usize,
+) -> Result<Option<Result<usize, StoreError>>, HttpResponse> {
+    let op = match op {
+        Ok(op) => op,
+        Err((status, message)) => {
+            authorize(req, st, lname, delete).await.map_err(|e| error(e.status, e.message))?;
+            return Err(error(status, message));
+        }
+    };
+    let apply = Apply { ops: vec![op], max_values, origin: Origin::Local };
+    st.peers
+        .auth
+        .send(AuthorizeApply {
+            authorization: auth_header(req),
+            name: lname.to_string(),
+            delete,
+            apply,
+            store: st.peers.store.clone(),
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(auth::AuthError { status: 503, message: "auth unavailable".into() })
+        })
+        .map_err(|e| error(e.status, e.message))
+}
+
+/// A request refused before it reaches the store: status and message.
+type Refusal = (u16, String);
+
+/// The `Add` a publish request asks for, or why it is refused.
+fn publish_op(st: &State, name: &str, lname: &str, body: &[u8]) -> Result<Op, Refusal> {
+    if body.len() > st.opts.max_body_bytes {
+        return Err((413, format!("body exceeds {} bytes", st.opts.max_body_bytes)));
+    }
+    let (value, ttl) = publish_body(body).map_err(|msg| (400, msg.to_string()))?;
+    if ttl > st.opts.max_ttl {
+        return Err((400, format!("ttl exceeds cap of {}s", st.opts.max_ttl)));
+    }
+    if value.len() > st.opts.max_value_bytes {
+        return Err((400, format!("value exceeds cap of {} bytes", st.opts.max_value_bytes)));
+    }
+    if !valid_record_name(name) {
+        return Err((400, "invalid record name".into()));
+    }
+    if !in_zone(lname, &st.opts.zone) {
+        return Err((
+            400,
+            format!(
+                "{name} is outside the zone {} this node serves: it would never be answered",
+                st.opts.zone
+            ),
+        ));
+    }
+    if !valid_record_value(&value) {
+        return Err((400, "invalid record value".into()));
+    }
+    Ok(Op::Add { name: lname.to_string(), value, ttl })
 }
 
 async fn records_post(
@@ -230,65 +298,49 @@ async fn records_post(
     body: web::Bytes,
     st: Shared,
 ) -> HttpResponse {
-    let (name, lname) = match admit_write(&req, &st, &path, false).await {
+    let (name, lname) = match admit_write(&req, &st, &path).await {
         Ok(n) => n,
         Err(resp) => return resp,
     };
-    if body.len() > st.opts.max_body_bytes {
-        return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
-    }
-    let (value, ttl) = match publish_body(&body) {
-        Ok(vt) => vt,
-        Err(msg) => return error(400, msg),
-    };
-    let value = value.as_str();
-    if ttl > st.opts.max_ttl {
-        return error(400, format!("ttl exceeds cap of {}s", st.opts.max_ttl));
-    }
-    if value.len() > st.opts.max_value_bytes {
-        return error(400, format!("value exceeds cap of {} bytes", st.opts.max_value_bytes));
-    }
-    if !valid_record_name(&name) {
-        return error(400, "invalid record name");
-    }
-    if !in_zone(&lname, &st.opts.zone) {
-        return error(
-            400,
-            format!(
-                "{name} is outside the zone {} this node serves: it would never be answered",
-                st.opts.zone
-            ),
-        );
-    }
-    if !valid_record_value(value) {
-        return error(400, "invalid record value");
-    }
-    let op = Op::Add { name: lname, value: value.to_string(), ttl };
-    match st
-        .peers
-        .store
-        .send(Apply {
-            ops: vec![op],
-            max_values: st.opts.max_values_per_name,
-            origin: Origin::Local,
-        })
-        .await
-    {
-        Ok(Ok(_)) => {
+    let op = publish_op(&st, &name, &lname, &body);
+    let max_values = st.opts.max_values_per_name;
+    match authorize_apply(&req, &st, &lname, false, op, max_values).await {
+        Err(resp) => resp,
+        Ok(Some(Ok(_))) => {
             *st.writes.lock().entry("http_publish").or_insert(0) += 1;
             HttpResponse::Created().json(json!({"ok": true}))
         }
-        Ok(Err(StoreError::TooManyValues { name, max })) => {
+        Ok(Some(Err(StoreError::TooManyValues { name, max }))) => {
             error(413, format!("RRset at {name} already holds {max} values"))
         }
-        Ok(Err(e)) => {
+        Ok(Some(Err(e))) => {
             tracing::error!(error = %e, "publish failed");
             HttpResponse::BadGateway().json(json!({"ok": false, "error": e.to_string()}))
         }
-        Err(_) => {
+        Ok(None) => {
             HttpResponse::BadGateway().json(json!({"ok": false, "error": "store unavailable"}))
         }
     }
+}
+
+/// The delete a request asks for, or why it is refused.
+fn delete_op(st: &State, name: &str, lname: &str, body: &[u8]) -> Result<Op, Refusal> {
+    if !valid_record_name(name) {
+        return Err((400, "invalid record name".into()));
+    }
+    if body.len() > st.opts.max_body_bytes {
+        return Err((413, format!("body exceeds {} bytes", st.opts.max_body_bytes)));
+    }
+    let value = delete_body(body).map_err(|msg| (400, msg.to_string()))?;
+    if let Some(v) = &value {
+        if !valid_record_value(v) {
+            return Err((400, "invalid record value".into()));
+        }
+    }
+    Ok(match value {
+        Some(value) => Op::DeleteValue { name: lname.to_string(), value },
+        None => Op::DeleteName { name: lname.to_string() },
+    })
 }
 
 async fn records_delete(
@@ -297,35 +349,18 @@ async fn records_delete(
     body: web::Bytes,
     st: Shared,
 ) -> HttpResponse {
-    let (name, lname) = match admit_write(&req, &st, &path, true).await {
+    let (name, lname) = match admit_write(&req, &st, &path).await {
         Ok(n) => n,
         Err(resp) => return resp,
     };
-    if !valid_record_name(&name) {
-        return error(400, "invalid record name");
-    }
-    if body.len() > st.opts.max_body_bytes {
-        return error(413, format!("body exceeds {} bytes", st.opts.max_body_bytes));
-    }
-    let value = match delete_body(&body) {
-        Ok(v) => v,
-        Err(msg) => return error(400, msg),
-    };
-    if let Some(v) = &value {
-        if !valid_record_value(v) {
-            return error(400, "invalid record value");
-        }
-    }
-    let op = match value {
-        Some(value) => Op::DeleteValue { name: lname, value },
-        None => Op::DeleteName { name: lname },
-    };
-    match st.peers.store.send(Apply { ops: vec![op], max_values: 0, origin: Origin::Local }).await {
-        Ok(Ok(n)) if n > 0 => {
+    let op = delete_op(&st, &name, &lname, &body);
+    match authorize_apply(&req, &st, &lname, true, op, 0).await {
+        Err(resp) => resp,
+        Ok(Some(Ok(n))) if n > 0 => {
             *st.writes.lock().entry("http_delete").or_insert(0) += 1;
             HttpResponse::NoContent().finish()
         }
-        Ok(Ok(_)) => HttpResponse::NotFound().finish(),
+        Ok(Some(Ok(_))) => HttpResponse::NotFound().finish(),
         _ => HttpResponse::BadGateway().json(json!({"ok": false})),
     }
 }
@@ -529,6 +564,14 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
             stats.latency_sum_secs
         ));
         out.push_str(&format!("# HELP dmp_dns_names Names in the DNS read view.\n# TYPE dmp_dns_names gauge\ndmp_dns_names {}\n", stats.names));
+        out.push_str(&format!(
+            "# HELP dmp_dns_udp_threads UDP receive threads (all listen addresses).\n# TYPE dmp_dns_udp_threads gauge\ndmp_dns_udp_threads {}\n",
+            stats.udp_thread_queries.len()
+        ));
+        out.push_str("# HELP dmp_dns_udp_thread_queries_total Datagrams received per UDP thread.\n# TYPE dmp_dns_udp_thread_queries_total counter\n");
+        for (i, q) in stats.udp_thread_queries.iter().enumerate() {
+            out.push_str(&format!("dmp_dns_udp_thread_queries_total{{thread=\"{i}\"}} {q}\n"));
+        }
     }
     out.push_str(
         "# HELP dmp_writes_total Acknowledged writes by path.\n# TYPE dmp_writes_total counter\n",

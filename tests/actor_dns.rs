@@ -62,6 +62,7 @@ fn opts() -> DnsOptions {
         tls: None,
         transfer: Default::default(),
         dnssec: None,
+        udp_threads: 1,
     }
 }
 

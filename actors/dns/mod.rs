@@ -112,6 +112,9 @@ pub struct DnsStats {
     pub latency_buckets: Vec<u64>,
     /// Sum of response times, seconds.
     pub latency_sum_secs: f64,
+    /// Datagrams received by each running UDP thread (every listen address's threads, in
+    /// order; its length is the number of UDP threads).
+    pub udp_thread_queries: Vec<u64>,
 }
 
 /// What the DNS actor needs from the configuration.
@@ -169,6 +172,8 @@ pub struct DnsOptions {
     pub transfer: TransferOptions,
     /// `[dnssec]`: sign the zone with these keys (`None` = unsigned).
     pub dnssec: Option<crate::dnswire::DnssecSetup>,
+    /// UDP receive threads per listen address (`[dns] udp_threads`; 0 = one per core).
+    pub udp_threads: usize,
 }
 
 /// Slow-path counters by outcome.
@@ -447,7 +452,8 @@ pub struct DnsActor {
     rrl: Option<crate::dnswire::rrl::RrlConfig>,
     view: Arc<ZoneView>,
     slow: SlowPath,
-    udp: Vec<UdpSocket>,
+    /// Per listen address, one UDP socket per receive thread (`SO_REUSEPORT` group).
+    udp: Vec<Vec<UdpSocket>>,
     tcp: Vec<std::net::TcpListener>,
     bound: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
@@ -544,11 +550,15 @@ fn spawn_dnssec_pass(view: &Arc<ZoneView>, clock: crate::clock::Clock, xfr: XfrH
     }
 }
 
-fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, std::net::TcpListener)> {
+fn bind_pair(
+    addr: SocketAddr,
+    threads: usize,
+) -> std::io::Result<(Vec<UdpSocket>, std::net::TcpListener)> {
     // Port 0: take the UDP port the kernel picks and bind TCP on the same number.
     for _ in 0..20 {
-        let udp = UdpSocket::bind(addr)?;
-        let port = udp.local_addr()?.port();
+        let udp = crate::dnswire::udp::bind_group(addr, threads)?;
+        let Some(first) = udp.first() else { break };
+        let port = first.local_addr()?.port();
         let mut taddr = addr;
         taddr.set_port(port);
         match std::net::TcpListener::bind(taddr) {
@@ -570,9 +580,14 @@ impl DnsActor {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         let mut bound = Vec::new();
+        let threads = match opts.udp_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         for a in &opts.listen {
-            let (u, t) = bind_pair(*a)?;
-            bound.push(u.local_addr()?);
+            let (u, t) = bind_pair(*a, threads)?;
+            bound.push(t.local_addr()?);
+            tracing::info!(listen = %t.local_addr()?, threads = u.len(), "dns: UDP receive threads");
             udp.push(u);
             tcp.push(t);
         }
@@ -712,27 +727,35 @@ impl DnsActor {
     fn start_listeners(&mut self) {
         let (tx, mut rx) =
             tokio::sync::mpsc::channel::<(Vec<u8>, SocketAddr, usize, Verdict)>(4096);
+        // Slow-path replies go out on a clone of the receiving thread's socket (any
+        // socket of a SO_REUSEPORT group sends from the same address and port).
         let mut sockets = Vec::new();
-        for (i, u) in self.udp.iter().enumerate() {
-            let Ok(clone) = u.try_clone() else { continue };
-            let Ok(reply) = u.try_clone() else { continue };
-            sockets.push(Arc::new(reply));
-            let tx = tx.clone();
-            let dropped = self.slow_queue_dropped.clone();
-            let slow = Box::new(move |bytes: Vec<u8>, src: SocketAddr, verdict: Verdict| {
-                if tx.try_send((bytes, src, i, verdict)).is_err() {
-                    dropped.fetch_add(1, Ordering::Relaxed);
+        for group in &self.udp {
+            // Each thread keeps its own RRL table with its share of the limit: no state
+            // shared between threads (`RrlConfig::per_thread` states the bound).
+            let rrl = self.rrl.map(|r| r.per_thread(group.len()));
+            for u in group {
+                let i = sockets.len();
+                let Ok(clone) = u.try_clone() else { continue };
+                let Ok(reply) = u.try_clone() else { continue };
+                sockets.push(Arc::new(reply));
+                let tx = tx.clone();
+                let dropped = self.slow_queue_dropped.clone();
+                let slow = Box::new(move |bytes: Vec<u8>, src: SocketAddr, verdict: Verdict| {
+                    if tx.try_send((bytes, src, i, verdict)).is_err() {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                match crate::dnswire::udp::spawn_with_rrl(
+                    clone,
+                    self.view.clone(),
+                    slow,
+                    self.stop.clone(),
+                    rrl,
+                ) {
+                    Ok(h) => self.threads.push(h),
+                    Err(e) => tracing::error!(error = %e, "dns: cannot start UDP thread"),
                 }
-            });
-            match crate::dnswire::udp::spawn_with_rrl(
-                clone,
-                self.view.clone(),
-                slow,
-                self.stop.clone(),
-                self.rrl,
-            ) {
-                Ok(h) => self.threads.push(h),
-                Err(e) => tracing::error!(error = %e, "dns: cannot start UDP thread"),
             }
         }
         let opts = &self.slow.inner.opts;
@@ -1020,6 +1043,11 @@ impl Handler<GetStats> for DnsActor {
             serial: self.view.serial(),
             latency_buckets: buckets,
             latency_sum_secs: sum_ns as f64 / 1e9,
+            udp_thread_queries: self
+                .threads
+                .iter()
+                .map(|t| t.stats().queries.load(Ordering::Relaxed))
+                .collect(),
         }
     }
 }

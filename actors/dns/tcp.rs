@@ -12,7 +12,9 @@
 //!   last, when it has a header).
 //! - Plain queries are answered by [`ZoneView::answer`] with the TCP size limit, so UDP and
 //!   TCP give the same bytes; everything else (UPDATE, TSIG, odd shapes) goes to the
-//!   [`SlowPath`] handler, one message at a time per connection, in order.
+//!   [`SlowPath`] handler, up to [`PIPELINE`] messages of a connection at once, each reply
+//!   sent when ready (pipelined UPDATEs share group commits; replies may be out of order,
+//!   RFC 7766 §7).
 //! - `accept` failing for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) backs off
 //!   for [`ACCEPT_BACKOFF`] instead of spinning.
 //! - DNS over TLS (RFC 7858) is the same handler behind a TLS handshake (bounded by the
@@ -192,6 +194,60 @@ fn rcode_outcome(code: u16) -> &'static str {
     }
 }
 
+/// Most messages of one connection in the slow path at once (UPDATEs waiting for their
+/// group commit): past it the connection is not read until one is answered.
+pub(super) const PIPELINE: usize = 32;
+
+/// A slow-path message being handled: resolves to its reply (`None`: no reply).
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>;
+
+/// Append one reply with its length prefix to `wbuf`; false when it cannot be framed.
+fn push_reply(wbuf: &mut Vec<u8>, reply: &[u8]) -> bool {
+    let Ok(rlen) = u16::try_from(reply.len()) else { return false };
+    wbuf.extend_from_slice(&rlen.to_be_bytes());
+    wbuf.extend_from_slice(reply);
+    true
+}
+
+/// Write out `wbuf` (every reply gathered since the last write, in one syscall where the
+/// socket takes it); false when the connection must close.
+async fn flush<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    wbuf: &mut Vec<u8>,
+    kill: &Notify,
+    deadline: Instant,
+) -> bool {
+    if wbuf.is_empty() {
+        return true;
+    }
+    let ok = bounded(kill, deadline, stream.write_all(wbuf)).await.is_some();
+    wbuf.clear();
+    ok
+}
+
+/// Wait for every reply in flight and gather it into `wbuf`; false when one cannot be framed.
+async fn drain(
+    inflight: &mut futures_util::stream::FuturesUnordered<Pending>,
+    wbuf: &mut Vec<u8>,
+) -> bool {
+    use futures_util::StreamExt as _;
+    while let Some(r) = inflight.next().await {
+        if let Some(r) = r {
+            if !push_reply(wbuf, &r) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Serve one connection. Messages are read as they come (RFC 7766 §6.2.1.1 pipelining):
+/// plain queries are answered at once from the view, in order; slow-path messages
+/// (UPDATE above all, which waits for its group commit) are handled concurrently, up to
+/// [`PIPELINE`] per connection, and each reply is sent when it is ready, so replies may
+/// come out of order (matched by ID, as RFC 7766 §7 allows). Replies ready together
+/// (a group commit answers many UPDATEs at once) go out in one write. A transfer request
+/// first waits for the replies in flight, then streams alone.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     mut stream: S,
     peer: SocketAddr,
@@ -200,84 +256,139 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     kill: &Notify,
     end: Instant,
 ) {
+    use futures_util::{FutureExt as _, StreamExt as _};
     let idle = shared.cfg.idle;
     let deadline = || (Instant::now() + idle).min(end);
-    let mut msg: Vec<u8> = Vec::new();
+    // Bytes read and not yet taken as whole frames.
+    let mut rbuf: Vec<u8> = Vec::with_capacity(1024);
     let mut out: Vec<u8> = Vec::with_capacity(512);
-    let mut frame: Vec<u8> = Vec::with_capacity(514);
+    // Replies not yet written.
+    let mut wbuf: Vec<u8> = Vec::with_capacity(1024);
+    let mut inflight: futures_util::stream::FuturesUnordered<Pending> = Default::default();
+    let mut eof = false;
+    // When the connection last moved (read or wrote): the idle timeout counts from it.
+    let mut last = Instant::now();
     loop {
-        let mut len = [0u8; 2];
-        if bounded(kill, deadline(), stream.read_exact(&mut len)).await.is_none() {
-            return;
-        }
-        let n = u16::from_be_bytes(len) as usize;
-        if n < HEADER {
-            // Length 0 or 1 (or anything shorter than a header) is no DNS message.
-            shared.bump("tcp_malformed");
-            return;
-        }
-        msg.resize(n, 0);
-        if bounded(kill, deadline(), stream.read_exact(&mut msg)).await.is_none() {
-            return;
-        }
-        clock.store(shared.now_ms(), Ordering::Relaxed);
-        if msg[2] & 0x80 != 0 {
-            shared.bump("tcp_malformed");
-            return;
-        }
-        match shared.view.answer(&msg, &mut out, true) {
-            Disposition::Reply { rcode } => shared.bump(rcode_outcome(rcode)),
-            Disposition::Drop => return,
-            Disposition::Slow => {
-                let raw = std::mem::take(&mut msg);
-                match Request::from_bytes(raw.clone(), peer, Protocol::Tcp) {
-                    Ok(req) if xfr::is_transfer(&req) && shared.xfr.is_some() => {
-                        let Some(x) = shared.xfr.as_ref() else { return };
-                        match x.request(&raw, &req, peer, true) {
-                            xfr::Answer::One(reply) => out = reply,
-                            xfr::Answer::Stream(t) => {
-                                if !x.stream(*t, &mut stream, kill, idle, end).await {
-                                    return;
-                                }
-                                clock.store(shared.now_ms(), Ordering::Relaxed);
-                                continue;
-                            }
-                        }
-                    }
-                    Ok(req) => {
-                        let rh = TcpReply::default();
-                        shared
-                            .slow
-                            .handle_request::<_, hickory_server::net::runtime::TokioTime>(
-                                &req,
-                                rh.clone(),
-                            )
-                            .await;
-                        let Some(resp) = rh.slot.lock().take() else {
-                            continue;
-                        };
-                        out = resp;
-                    }
-                    Err(_) => {
-                        shared.bump("malformed");
-                        if let Some(r) = formerr(&raw) {
-                            let mut f = (r.len() as u16).to_be_bytes().to_vec();
-                            f.extend_from_slice(&r);
-                            let _ = bounded(kill, deadline(), stream.write_all(&f)).await;
-                        }
+        // Every whole frame already read, while there is room in the pipeline.
+        let mut used = 0;
+        while inflight.len() < PIPELINE {
+            let Some(head) = rbuf.get(used..used + 2) else { break };
+            let n = u16::from_be_bytes([head[0], head[1]]) as usize;
+            if n < HEADER {
+                // Length 0 or 1 (or anything shorter than a header) is no DNS message.
+                shared.bump("tcp_malformed");
+                return;
+            }
+            let Some(msg) = rbuf.get(used + 2..used + 2 + n) else { break };
+            used += 2 + n;
+            if msg[2] & 0x80 != 0 {
+                shared.bump("tcp_malformed");
+                return;
+            }
+            match shared.view.answer(msg, &mut out, true) {
+                Disposition::Reply { rcode } => {
+                    shared.bump(rcode_outcome(rcode));
+                    if !push_reply(&mut wbuf, &out) {
                         return;
+                    }
+                }
+                Disposition::Drop => return,
+                Disposition::Slow => {
+                    let raw = msg.to_vec();
+                    match Request::from_bytes(raw.clone(), peer, Protocol::Tcp) {
+                        Ok(req) if xfr::is_transfer(&req) && shared.xfr.is_some() => {
+                            let Some(x) = shared.xfr.as_ref() else { return };
+                            // The replies in flight go first; the transfer streams alone.
+                            if !drain(&mut inflight, &mut wbuf).await
+                                || !flush(&mut stream, &mut wbuf, kill, deadline()).await
+                            {
+                                return;
+                            }
+                            match x.request(&raw, &req, peer, true) {
+                                xfr::Answer::One(reply) => {
+                                    if !push_reply(&mut wbuf, &reply) {
+                                        return;
+                                    }
+                                }
+                                xfr::Answer::Stream(t) => {
+                                    if !x.stream(*t, &mut stream, kill, idle, end).await {
+                                        return;
+                                    }
+                                }
+                            }
+                            last = Instant::now();
+                            clock.store(shared.now_ms(), Ordering::Relaxed);
+                        }
+                        Ok(req) => {
+                            let slow = shared.slow.clone();
+                            inflight.push(Box::pin(async move {
+                                let rh = TcpReply::default();
+                                slow.handle_request::<_, hickory_server::net::runtime::TokioTime>(
+                                    &req,
+                                    rh.clone(),
+                                )
+                                .await;
+                                let reply = rh.slot.lock().take();
+                                reply
+                            }));
+                        }
+                        Err(_) => {
+                            shared.bump("malformed");
+                            // The replies in flight, then a FORMERR, then close.
+                            if drain(&mut inflight, &mut wbuf).await {
+                                if let Some(r) = formerr(&raw) {
+                                    push_reply(&mut wbuf, &r);
+                                }
+                            }
+                            let _ = flush(&mut stream, &mut wbuf, kill, deadline()).await;
+                            return;
+                        }
                     }
                 }
             }
         }
-        let Ok(rlen) = u16::try_from(out.len()) else { return };
-        frame.clear();
-        frame.extend_from_slice(&rlen.to_be_bytes());
-        frame.extend_from_slice(&out);
-        if bounded(kill, deadline(), stream.write_all(&frame)).await.is_none() {
+        rbuf.drain(..used);
+        if !wbuf.is_empty() {
+            if !flush(&mut stream, &mut wbuf, kill, deadline()).await {
+                return;
+            }
+            last = Instant::now();
+            clock.store(shared.now_ms(), Ordering::Relaxed);
+        }
+        if eof && inflight.is_empty() {
             return;
         }
-        clock.store(shared.now_ms(), Ordering::Relaxed);
+        // Room to read a frame (a whole one when the client sends a large message).
+        if rbuf.capacity() - rbuf.len() < 1024 {
+            rbuf.reserve(4096);
+        }
+        let at = (last + idle).min(end);
+        let can_read = !eof && inflight.len() < PIPELINE;
+        tokio::select! {
+            _ = kill.notified() => return,
+            _ = tokio::time::sleep_until(at.into()) => return,
+            r = stream.read_buf(&mut rbuf), if can_read => match r {
+                // The client is done sending: answer what is in flight, then close.
+                Ok(0) => eof = true,
+                Ok(_) => {
+                    last = Instant::now();
+                    clock.store(shared.now_ms(), Ordering::Relaxed);
+                }
+                Err(_) => return,
+            },
+            Some(reply) = inflight.next(), if !inflight.is_empty() => {
+                // This reply and every other one already done, written together above.
+                let mut next = Some(reply);
+                while let Some(reply) = next {
+                    if let Some(reply) = reply {
+                        if !push_reply(&mut wbuf, &reply) {
+                            return;
+                        }
+                    }
+                    next = inflight.next().now_or_never().flatten();
+                }
+            }
+        }
     }
 }
 

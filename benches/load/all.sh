@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# all.sh — run the three load benchmarks in a row (reads, writes, memory/start-up), printing
+# all.sh — run the load benchmarks in a row (reads, writes, UDP threads, memory/start-up), printing
 # the machine's load average before each (this is a shared 2-CPU machine: read the figures
 # with it in mind). Progress lines go to stderr; the tables to stdout. Its output is what
 # the README's "Performance" section quotes.
@@ -12,4 +12,5 @@ echo "# $(nproc) CPUs, kernel $(uname -r), $(dnsperf -h 2>&1 | sed -n 's/^Versio
 section() { echo; echo "# benches/load/$*   (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"; }
 section "run.sh ${1:-10000}";    bash "$HERE/run.sh" "${1:-10000}"
 section "write.sh";              bash "$HERE/write.sh"
+section "threads.sh ${1:-10000}"; bash "$HERE/threads.sh" "${1:-10000}"
 section "memory.sh ${2:-1000000}"; bash "$HERE/memory.sh" "${2:-1000000}"

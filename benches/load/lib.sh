@@ -143,7 +143,8 @@ EOF
   wait_dns "$KNOT_PORT" || { cat "$d/knot.log" >&2; die "knotd did not answer"; }
 }
 
-# start_ours DATADIR [ENV=VAL ...] -> sets OURS_PID OURS_DNS_PORT OURS_HTTP OURS_READY_S
+# start_ours DATADIR [ENV=VAL ...] -> (the binary $NODE_BIN, the config $NODE_CONFIG or
+# dnsmesh.toml) sets OURS_PID OURS_DNS_PORT OURS_HTTP OURS_READY_S
 # (seconds from exec to the ready line).
 start_ours() {
   local data="$1"; shift
@@ -152,7 +153,7 @@ start_ours() {
   : > "$out"
   t0="$(date +%s.%N)"
   nice -n "$NICE" env RUST_LOG=warn DNSMESH_AUTH__OPERATOR_TOKEN="$OP_TOKEN" "$@" \
-    "$NODE_BIN" --config "$ROOT/dnsmesh.toml" --zone "$ZONE" --data-dir "$data" \
+    "$NODE_BIN" --config "${NODE_CONFIG:-$ROOT/dnsmesh.toml}" --zone "$ZONE" --data-dir "$data" \
       --dns-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$out" 2>"$data.err" &
   OURS_PID=$!
   STARTED_PIDS+=("$OURS_PID")

@@ -46,7 +46,9 @@ Q="$WORK/z/queries.txt"
 
 log "starting knotd, our node, the reference node"
 start_knot "$WORK/z"
-start_ours "$WORK/ours"
+# One UDP thread, as Knot runs one UDP worker: the server is pinned to one CPU
+# (threads.sh measures udp_threads = 2).
+start_ours "$WORK/ours" DNSMESH_DNS__UDP_THREADS=1
 start_ref "$WORK/ref"
 log "knot pid=$KNOT_PID dns=$KNOT_PORT | ours pid=$OURS_PID dns=$OURS_DNS_PORT $OURS_HTTP | ref pid=$REF_PID dns=$REF_DNS_PORT $REF_HTTP"
 

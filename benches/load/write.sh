@@ -20,7 +20,8 @@
 # Environment: PHASE (default 8), CONNS (default 128), REF_CONNS (default 4: the
 # reference's best — it closes every connection and its listen backlog is small, so at 32
 # or 64 connections SYN retries cut its rate to 671 and 287 writes/s, against 2042 at 4),
-# UPD_Q (default 128), KEEP=1.
+# UPD_Q (default 128), BASE_BIN (another dnsmesh-node binary, e.g. main's, measured in the
+# same run as row "base", with this dnsmesh.toml minus the keys it does not know), KEEP=1.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -80,6 +81,20 @@ print(round($n/float(m.group(1))) if m else 0)")"
   R[$label.records]="$(curl -s "$url/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["records"])')"
 }
 bench ours "$OURS_PID" "$OURS_HTTP" "$OURS_DNS_PORT" "$OP_TOKEN" "$CONNS"
+ROWS="ours"
+if [ -n "${BASE_BIN:-}" ]; then
+  stop_pid "$OURS_PID"
+  # Keys added since (issue 18) are left out for the older binary.
+  grep -v '^udp_threads' "$ROOT/dnsmesh.toml" > "$WORK/base.toml"
+  SAVED_BIN="$NODE_BIN"; NODE_BIN="$BASE_BIN"
+  NODE_CONFIG="$WORK/base.toml" start_ours "$WORK/base" DNSMESH_LIMITS__TOKEN_RATE=1000000 \
+    DNSMESH_LIMITS__TOKEN_BURST=1000000 DNSMESH_LIMITS__UPDATE_KEY_RATE=1000000 \
+    DNSMESH_LIMITS__UPDATE_KEY_BURST=1000000
+  NODE_BIN="$SAVED_BIN"
+  log "base ($BASE_BIN) pid=$OURS_PID dns=$OURS_DNS_PORT $OURS_HTTP"
+  bench base "$OURS_PID" "$OURS_HTTP" "$OURS_DNS_PORT" "$OP_TOKEN" "$CONNS"
+  ROWS="ours base"
+fi
 bench ref "$REF_PID" "$REF_HTTP" "$REF_DNS_PORT" "$REF_TOKEN" "$REF_CONNS"
 
 echo
@@ -87,11 +102,13 @@ echo "## Acknowledged durable writes, $(date -u +%Y-%m-%d), $(nproc) CPUs, serve
 echo "HTTP: loadgen, $CONNS connections (reference: $REF_CONNS); UPDATE: dnsperf -u, -q $UPD_Q, one TSIG-signed add per message"
 printf '%-5s | %9s | %8s | %8s | %11s | %11s | %9s | %11s | %9s | %s\n' \
   server "HTTP w/s" "p50 ms" "p99 ms" "HTTP w/CPU-s" "UPD/UDP w/s" "avg ms" "UPD/TCP w/s" "avg ms" "records after"
-for s in ours ref; do
+for s in $ROWS ref; do
   printf '%-5s | %9s | %8s | %8s | %11s | %11s | %9s | %11s | %9s | %s\n' "$s" \
     "${R[$s.http]}" "${R[$s.http_p50]}" "${R[$s.http_p99]}" "${R[$s.http_cpu]}" \
     "${R[$s.udp]}" "${R[$s.udp_avg]}" "${R[$s.tcp]}" "${R[$s.tcp_avg]}" "${R[$s.records]}"
 done
 echo
 echo "ours/ref: HTTP writes/s $(ratio "${R[ours.http]}" "${R[ref.http]}")x, per CPU-s $(ratio "${R[ours.http_cpu]}" "${R[ref.http_cpu]}")x; UPDATE/UDP $(ratio "${R[ours.udp]}" "${R[ref.udp]}")x; UPDATE/TCP $(ratio "${R[ours.tcp]}" "${R[ref.tcp]}")x"
+[ -n "${BASE_BIN:-}" ] && echo "ours/base: HTTP writes/s $(ratio "${R[ours.http]}" "${R[base.http]}")x, per CPU-s $(ratio "${R[ours.http_cpu]}" "${R[base.http_cpu]}")x; UPDATE/UDP $(ratio "${R[ours.udp]}" "${R[base.udp]}")x; UPDATE/TCP $(ratio "${R[ours.tcp]}" "${R[base.tcp]}")x"
+echo "ours: UPDATE/TCP / UPDATE/UDP $(ratio "${R[ours.tcp]}" "${R[ours.udp]}")x (target >= 1); HTTP writes/s ${R[ours.http]} (target >= 20000)"
 echo "wall time: $(( $(date +%s) - T0 )) s"

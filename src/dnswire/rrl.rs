@@ -24,6 +24,20 @@ pub struct RrlConfig {
     pub exempt_loopback: bool,
 }
 
+impl RrlConfig {
+    /// The share of one of `n` threads that each keep their own table (no state shared
+    /// between them, so no lock and no contended cache line per response): `rate / n`,
+    /// and the whole `burst`. Whatever threads a client prefix's queries reach (the kernel
+    /// picks a thread by source address and port), it gets at most `rate` responses a
+    /// second in total once its burst is spent, and at most `n × burst` at once. A client
+    /// sending from one fixed port always reaches the same thread: it keeps the whole
+    /// burst but `rate / n` a second (resolvers randomise their source ports and are not
+    /// affected).
+    pub fn per_thread(self, n: usize) -> RrlConfig {
+        RrlConfig { rate: self.rate / n.max(1) as f64, ..self }
+    }
+}
+
 /// What to do with one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -128,6 +142,23 @@ mod tests {
         assert_eq!(r.check(ip, t), Send);
         assert_eq!(r.check(ip, t), Drop);
         assert_eq!(r.check(ip, t + Duration::from_millis(150)), Send);
+    }
+
+    #[test]
+    fn per_thread_shares_add_up_to_the_rate() {
+        let cfg = RrlConfig { rate: 10.0, burst: 40.0, slip: 0, exempt_loopback: false };
+        let (ip, t) = ("192.0.2.7".parse().unwrap(), Instant::now());
+        let mut threads: Vec<Rrl> = (0..4).map(|_| Rrl::new(cfg.per_thread(4))).collect();
+        let sent = |threads: &mut Vec<Rrl>, t| {
+            (0..400).filter(|i| threads[i % 4].check(ip, t) == Verdict::Send).count()
+        };
+        // A flood spread over the threads: each thread's burst at once...
+        assert_eq!(sent(&mut threads, t), 4 * 40);
+        // ...then the configured rate in total, not four times it.
+        assert_eq!(sent(&mut threads, t + Duration::from_secs(2)), 20);
+        // One thread alone keeps the whole burst.
+        let mut one = Rrl::new(cfg.per_thread(4));
+        assert_eq!((0..100).filter(|_| one.check(ip, t) == Verdict::Send).count(), 40);
     }
 
     #[test]

@@ -31,8 +31,10 @@ pub const READ_TIMEOUT: Duration = Duration::from_millis(200);
 /// Receive buffer requested from the kernel (silently capped by `net.core.rmem_max`).
 const RCVBUF: usize = 4 << 20;
 
-/// Counters for metrics, updated with relaxed atomics by the UDP thread.
+/// Counters for metrics, updated with relaxed atomics by the UDP thread. Each thread has
+/// its own, aligned so that no two threads' counters share a cache line.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct UdpStats {
     /// Datagrams received.
     pub queries: AtomicU64,
@@ -143,6 +145,33 @@ pub fn spawn_with_rrl(
         .name("dns-udp".into())
         .spawn(move || run(&socket, &view, &*slow, &stop, &thread_stats, rrl.map(Rrl::new)))?;
     Ok(UdpServer { thread, stats, local })
+}
+
+/// Bind `n` UDP sockets to `addr` for `n` receive threads: one plain socket when `n` is 1,
+/// otherwise `n` sockets with `SO_REUSEPORT` on the same port (the first one's, when
+/// `addr` has port 0), among which the kernel spreads datagrams by a hash of the source
+/// and destination address and port, so each thread reads its own queue (no shared
+/// receive queue, no lock between the threads). IPv6 sockets stay dual-stack as the
+/// system default says, as `UdpSocket::bind` leaves them.
+pub fn bind_group(addr: SocketAddr, n: usize) -> io::Result<Vec<UdpSocket>> {
+    if n <= 1 {
+        return Ok(vec![UdpSocket::bind(addr)?]);
+    }
+    let mut out: Vec<UdpSocket> = Vec::with_capacity(n);
+    let mut at = addr;
+    for _ in 0..n {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(at),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        s.set_reuse_port(true)?;
+        s.bind(&at.into())?;
+        let u: UdpSocket = s.into();
+        at.set_port(u.local_addr()?.port());
+        out.push(u);
+    }
+    Ok(out)
 }
 
 fn empty_iov() -> libc::iovec {

@@ -156,6 +156,9 @@ pub struct DnsSection {
     pub receiver_claim_notifications: bool,
     /// DNS-over-TLS listen addresses (certificate: `[http] tls_cert` / `tls_key`).
     pub tls_listen: Vec<String>,
+    /// UDP receive threads per listen address (0 = one per core), each on its own
+    /// `SO_REUSEPORT` socket.
+    pub udp_threads: usize,
 }
 
 /// `[http]`
@@ -307,6 +310,9 @@ impl DnssecSection {
     }
 }
 
+/// Most UDP receive threads per listen address (`[dns] udp_threads`).
+pub const MAX_UDP_THREADS: usize = 256;
+
 /// The defaults: exactly the shipped `dnsmesh.toml`, which is embedded in the binary.
 pub const DEFAULT_TOML: &str = include_str!("../../dnsmesh.toml");
 
@@ -443,6 +449,12 @@ impl Settings {
         }
         if self.dns.ttl == 0 {
             return Err(invalid("dns.ttl", "must be > 0"));
+        }
+        if self.dns.udp_threads > MAX_UDP_THREADS {
+            return Err(invalid(
+                "dns.udp_threads",
+                format!("must be 0 (one per core) ..= {MAX_UDP_THREADS}"),
+            ));
         }
         if self.http.tls_cert.is_empty() != self.http.tls_key.is_empty() {
             return Err(invalid("http.tls_key", "tls_cert and tls_key go together"));
@@ -740,5 +752,21 @@ mod tests {
                 .to_string();
             assert!(err.contains("auth.zone_aliases"), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn udp_threads_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let s = Settings::load_with_env(&p, false, &Overrides::default(), false).unwrap();
+        assert_eq!(s.dns.udp_threads, 0, "default: one per core");
+        std::fs::write(&p, "[dns]\nudp_threads = 2\n").unwrap();
+        let s = Settings::load_with_env(&p, true, &Overrides::default(), false).unwrap();
+        assert_eq!(s.dns.udp_threads, 2);
+        std::fs::write(&p, "[dns]\nudp_threads = 100000\n").unwrap();
+        let err = Settings::load_with_env(&p, true, &Overrides::default(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dns.udp_threads"), "{err}");
     }
 }

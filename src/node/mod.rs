@@ -208,6 +208,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
             state_path: data_dir.join("transfer.serial"),
         },
         dnssec: dnssec_setup(settings, &clock)?,
+        udp_threads: settings.dns.udp_threads,
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?
