@@ -36,7 +36,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 
-use super::store::{Apply, Op, Origin, StoreActor, StoreError, Subscribe, ZoneDelta};
+use super::store::{Apply, LiveSnapshot, Op, Origin, StoreActor, StoreError, SubscribeLive, ZoneDelta};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
 use crate::dnswire::udp::{UdpServer, UdpStats, Verdict};
 use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
@@ -467,6 +467,40 @@ pub struct DnsActor {
     tls_listeners: Vec<std::net::TcpListener>,
     tls_bound: Vec<SocketAddr>,
     tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// The store's records are being loaded into the view on the loader thread; changes
+    /// arriving meanwhile wait in `pending` and are applied after it, in order.
+    loading: bool,
+    pending: Vec<ZoneDelta>,
+}
+
+/// The loader thread is done: every record of the store's [`LiveSnapshot`] is in the view.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Loaded {
+    /// The claim names met (with their values), for the unsigned-claim budgets.
+    claims: Vec<(String, Vec<String>)>,
+    last_stored_ms: u64,
+}
+
+/// Load every record of `snap` into `view` (on the loader thread): values go from
+/// sled's buffers straight into the view's answer bytes, no `String` in between.
+/// Returns the claim names met, with their values.
+fn load_view(
+    view: &ZoneView,
+    snap: &LiveSnapshot,
+    now: u64,
+    zone: &str,
+) -> Vec<(String, Vec<String>)> {
+    let mut claims = Vec::new();
+    view.reserve(snap.rows);
+    snap.for_each(|name, values| {
+        view.set_txt_at(name, values, now);
+        if crate::policy::update::claim_owner_hash(name, zone).is_some() {
+            let values = values.iter().map(|v| String::from_utf8_lossy(v).into_owned());
+            claims.push((name.to_string(), values.collect()));
+        }
+    });
+    claims
 }
 
 /// Answers one DNS message as the TCP listener does (plain queries from the view with no
@@ -660,6 +694,8 @@ impl DnsActor {
             tls_listeners,
             tls_bound,
             tls_acceptor,
+            loading: false,
+            pending: Vec::new(),
         })
     }
 
@@ -839,13 +875,34 @@ impl Actor for DnsActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(65536);
         self.start_listeners();
-        // (Re)subscribe: the store replaces our previous subscription and sends a
-        // fresh snapshot, so a restarted actor rebuilds nothing it has not been told.
-        self.store.do_send(Subscribe {
-            name: "dns",
-            to: ctx.address().recipient(),
-            snapshot: true,
-        });
+        // (Re)subscribe: the store replaces our previous subscription and hands over its
+        // records, which the loader thread puts into the view (a restarted actor
+        // rebuilds nothing it has not been told). Changes meanwhile wait in `pending`.
+        self.loading = true;
+        let sub = SubscribeLive { name: "dns", to: ctx.address().recipient() };
+        let me = ctx.address();
+        let view = self.view.clone();
+        let clock = self.slow.inner.clock.clone();
+        let zone = self.slow.inner.opts.zone.clone();
+        let store = self.store.clone();
+        ctx.spawn(
+            async move {
+                let Ok(snap) = store.send(sub).await else {
+                    tracing::error!("dns: the store did not answer the subscription");
+                    return;
+                };
+                let spawned = std::thread::Builder::new().name("dns-load".into()).spawn(move || {
+                    let t0 = Instant::now();
+                    let claims = load_view(&view, &snap, clock.now_secs(), &zone);
+                    tracing::info!(names = view.len(), ms = t0.elapsed().as_millis() as u64, "zone view loaded");
+                    me.do_send(Loaded { claims, last_stored_ms: snap.last_stored_ms });
+                });
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "dns: cannot start the loader thread");
+                }
+            }
+            .into_actor(self),
+        );
         self.report(LifecycleEvent::Started);
     }
 
@@ -857,6 +914,33 @@ impl Actor for DnsActor {
 impl Supervised for DnsActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.report(LifecycleEvent::Restarting);
+        self.pending.clear();
+    }
+}
+
+impl Handler<Loaded> for DnsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Loaded, ctx: &mut Context<Self>) {
+        if !self.seeded_serial {
+            self.view.set_serial_floor((msg.last_stored_ms / 1000) as u32);
+            self.seeded_serial = true;
+        }
+        self.slow.note_claims(&msg.claims);
+        self.loading = false;
+        // Changes that arrived while loading, then the snapshot is complete.
+        for d in std::mem::take(&mut self.pending) {
+            self.apply_delta(d, ctx);
+        }
+        self.apply_delta(
+            ZoneDelta {
+                changes: Vec::new(),
+                last_stored_ms: msg.last_stored_ms,
+                snapshot_complete: true,
+                local: false,
+            },
+            ctx,
+        );
     }
 }
 
@@ -864,6 +948,17 @@ impl Handler<ZoneDelta> for DnsActor {
     type Result = ();
 
     fn handle(&mut self, msg: ZoneDelta, ctx: &mut Context<Self>) {
+        if self.loading {
+            self.pending.push(msg);
+            return;
+        }
+        self.apply_delta(msg, ctx);
+    }
+}
+
+impl DnsActor {
+    /// A change (or the end of the initial load, `snapshot_complete`) into the view.
+    fn apply_delta(&mut self, msg: ZoneDelta, ctx: &mut Context<Self>) {
         if !self.seeded_serial {
             self.view.set_serial_floor((msg.last_stored_ms / 1000) as u32);
             self.seeded_serial = true;

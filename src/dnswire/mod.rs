@@ -32,6 +32,7 @@ pub mod signed;
 pub mod ttl;
 #[cfg(feature = "net")]
 pub mod udp;
+mod table;
 mod view;
 pub mod xfr;
 
