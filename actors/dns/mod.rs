@@ -36,7 +36,9 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 
-use super::store::{Apply, LiveSnapshot, Op, Origin, StoreActor, StoreError, SubscribeLive, ZoneDelta};
+use super::store::{
+    Apply, LiveSnapshot, Op, Origin, StoreActor, StoreError, SubscribeLive, ZoneDelta,
+};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
 use crate::dnswire::udp::{UdpServer, UdpStats, Verdict};
 use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
@@ -483,25 +485,76 @@ struct Loaded {
 }
 
 /// Load every record of `snap` into `view` (on the loader thread): values go from
-/// sled's buffers straight into the view's answer bytes, no `String` in between.
-/// Returns the claim names met, with their values.
+/// sled's buffers straight into the view's answer bytes, no `String` in between. Two
+/// threads: this one reads the store and builds each name's answer bytes, a second one
+/// puts them into the view's table. Returns the claim names met, with their values.
 fn load_view(
-    view: &ZoneView,
+    view: &Arc<ZoneView>,
     snap: &LiveSnapshot,
     now: u64,
     zone: &str,
 ) -> Vec<(String, Vec<String>)> {
+    /// Names per hand-over, and hand-overs in flight (bounds the memory in transit).
+    const BATCH: usize = 1024;
     let mut claims = Vec::new();
-    view.reserve(snap.rows);
+    // Room for the names and about as many parents (DMP names sit under `mb-…` empty
+    // non-terminals); what goes unused is given back after the load.
+    view.reserve(snap.rows.saturating_mul(2));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<crate::dnswire::Prepared>>(4);
+    let inserter = {
+        let view = view.clone();
+        std::thread::Builder::new().name("dns-load-insert".into()).spawn(move || {
+            for batch in rx {
+                for p in batch {
+                    view.set_prepared(p, now);
+                }
+            }
+        })
+    };
+    let mut batch = Vec::with_capacity(BATCH);
     snap.for_each(|name, values| {
-        view.set_txt_at(name, values, now);
         if crate::policy::update::claim_owner_hash(name, zone).is_some() {
             let values = values.iter().map(|v| String::from_utf8_lossy(v).into_owned());
             claims.push((name.to_string(), values.collect()));
         }
+        let Some(p) = view.prepare(name, values, now) else { return };
+        match &inserter {
+            Ok(_) => {
+                batch.push(p);
+                if batch.len() >= BATCH {
+                    let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+            }
+            // No second thread: insert here.
+            Err(_) => {
+                view.set_prepared(p, now);
+            }
+        }
     });
+    let _ = tx.send(batch);
+    drop(tx);
+    if let Ok(t) = inserter {
+        let _ = t.join();
+    }
+    view.shrink_to_fit();
+    trim_heap();
     claims
 }
+
+/// Hand the allocator's free pages back to the system after the bulk load: glibc keeps
+/// what sled's page cache churned through during the scan in its arenas otherwise.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim_heap() {
+    // SAFETY: malloc_trim only releases free pages of glibc's own arenas; it takes no
+    // pointer and touches no memory Rust owns.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 /// Answers one DNS message as the TCP listener does (plain queries from the view with no
 /// size truncation, the rest by the slow path); DNS over HTTPS uses it.
@@ -891,12 +944,17 @@ impl Actor for DnsActor {
                     tracing::error!("dns: the store did not answer the subscription");
                     return;
                 };
-                let spawned = std::thread::Builder::new().name("dns-load".into()).spawn(move || {
-                    let t0 = Instant::now();
-                    let claims = load_view(&view, &snap, clock.now_secs(), &zone);
-                    tracing::info!(names = view.len(), ms = t0.elapsed().as_millis() as u64, "zone view loaded");
-                    me.do_send(Loaded { claims, last_stored_ms: snap.last_stored_ms });
-                });
+                let spawned =
+                    std::thread::Builder::new().name("dns-load".into()).spawn(move || {
+                        let t0 = Instant::now();
+                        let claims = load_view(&view, &snap, clock.now_secs(), &zone);
+                        tracing::info!(
+                            names = view.len(),
+                            ms = t0.elapsed().as_millis() as u64,
+                            "zone view loaded"
+                        );
+                        me.do_send(Loaded { claims, last_stored_ms: snap.last_stored_ms });
+                    });
                 if let Err(e) = spawned {
                     tracing::error!(error = %e, "dns: cannot start the loader thread");
                 }

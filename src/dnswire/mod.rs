@@ -29,14 +29,14 @@ mod config;
 pub mod dnssec;
 pub mod rrl;
 pub mod signed;
+mod table;
 pub mod ttl;
 #[cfg(feature = "net")]
 pub mod udp;
-mod table;
 mod view;
 pub mod xfr;
 
 pub use answer::{rcode, Disposition};
 pub use config::{HostAddrs, ZoneConfig};
 pub use signed::DnssecSetup;
-pub use view::{NameState, Snapshot, ZoneView};
+pub use view::{NameState, Prepared, Snapshot, ZoneView};

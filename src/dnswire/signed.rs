@@ -334,10 +334,11 @@ impl ZoneView {
         });
         for key in stale {
             let _w = self.write_lock();
-            let rrs: Box<[u8]> = match self.map.with(&key, |n| n.map(|n| (n.count(), n.rrs().into()))) {
-                Some((c, rrs)) if c > 0 => rrs,
-                _ => continue,
-            };
+            let rrs: Box<[u8]> =
+                match self.map.with(&key, |n| n.map(|n| (n.count(), n.rrs().into()))) {
+                    Some((c, rrs)) if c > 0 => rrs,
+                    _ => continue,
+                };
             let sig = self.sign_txt(&key, &rrs, now);
             let replaced = self.map.with_mut(&key, |n| {
                 let old = n.sig().len();

@@ -159,6 +159,13 @@ impl Table {
         }
     }
 
+    /// Give back room no entry uses (after a bulk load that reserved generously).
+    pub(crate) fn shrink_to_fit(&self) {
+        for s in self.shards.iter() {
+            s.write().unwrap_or_else(|p| p.into_inner()).shrink_to_fit(|x| hash(x.key()));
+        }
+    }
+
     /// Visit every entry, one shard's read lock at a time (not a consistent copy: the
     /// caller keeps writers out when it needs one).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Entry)) {
@@ -181,7 +188,10 @@ mod tests {
         assert_eq!((e.rrs(), e.sig()), (&b"rrs-bytes"[..], &b"sig"[..]));
         e.set_desc(9);
         e.set_rrs(1, b"r", b"");
-        assert_eq!((e.key(), e.count(), e.desc(), e.rrs(), e.sig()), (&b"\x01a\x02bb"[..], 1, 9, &b"r"[..], &b""[..]));
+        assert_eq!(
+            (e.key(), e.count(), e.desc(), e.rrs(), e.sig()),
+            (&b"\x01a\x02bb"[..], 1, 9, &b"r"[..], &b""[..])
+        );
         e.set_sig(b"ss");
         assert_eq!((e.rrs(), e.sig()), (&b"r"[..], &b"ss"[..]));
     }

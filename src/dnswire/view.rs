@@ -30,6 +30,9 @@ pub enum NameState {
     OutOfZone,
 }
 
+/// A name's RRset built by [`ZoneView::prepare`], for [`ZoneView::set_prepared`].
+pub struct Prepared(Entry);
+
 /// Every name holding TXT: (relative wire key, answer RRs).
 pub type Snapshot = Vec<(Box<[u8]>, Box<[u8]>)>;
 
@@ -162,15 +165,32 @@ impl ZoneView {
     /// ([`ZoneView::set_manual_serial`], `dnswire::xfr`): every published version gets
     /// its own serial, as secondaries need.
     pub fn set_txt_at(&self, name: &str, values: &[&[u8]], now: u64) -> bool {
-        let Some(key) = self.cfg.rel_key(name) else {
-            return false;
-        };
+        match self.prepare(name, values, now) {
+            Some(p) => self.set_prepared(p, now),
+            None => false,
+        }
+    }
+
+    /// The first half of [`ZoneView::set_txt_at`], which touches no shared state: the
+    /// name's key, answer bytes and signature, in the one allocation the view keeps.
+    /// `None` for a name outside the origin or invalid. A bulk load prepares on one
+    /// thread while another inserts.
+    pub fn prepare(&self, name: &str, values: &[&[u8]], now: u64) -> Option<Prepared> {
+        let key = self.cfg.rel_key(name)?;
         let (rrs, count) = build_rrs(values, self.cfg.ttl);
         let sig = if count > 0 { self.sign_txt(&key, &rrs, now) } else { Box::default() };
+        Some(Prepared(Entry::new(&key, count, 0, &rrs, &sig)))
+    }
+
+    /// The second half of [`ZoneView::set_txt_at`]: put a prepared RRset in.
+    pub fn set_prepared(&self, p: Prepared, now: u64) -> bool {
+        let entry = p.0;
+        let key = entry.key();
+        let (rrs, sig, count) = (entry.rrs(), entry.sig(), entry.count());
         let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let old = self.map.with(&key, |n| {
-            n.map(|n| (n.count(), n.rrs() == &rrs[..], n.rrs().len() + n.sig().len()))
-        });
+        let old = self
+            .map
+            .with(key, |n| n.map(|n| (n.count(), n.rrs() == rrs, n.rrs().len() + n.sig().len())));
         let old_len = match old {
             Some((c, same, len)) if c > 0 => {
                 if same {
@@ -183,34 +203,34 @@ impl ZoneView {
         match (old_len, count) {
             (None, 0) => return false,
             (Some(old), 0) => {
-                if self.map.remove_if(&key, |n| n.desc() == 0) {
+                if self.map.remove_if(key, |n| n.desc() == 0) {
                     self.bytes.fetch_sub(old + key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
                 } else {
-                    self.map.with_mut(&key, |n| n.set_rrs(0, &[], &[]));
+                    self.map.with_mut(key, |n| n.set_rrs(0, &[], &[]));
                     self.bytes.fetch_sub(old, Ordering::Relaxed);
                 }
-                for anc in ancestors(&key) {
+                for anc in ancestors(key) {
                     self.release(anc);
                 }
                 self.names.fetch_sub(1, Ordering::Relaxed);
             }
             (Some(old), _) => {
                 let new_len = rrs.len() + sig.len();
-                self.map.with_mut(&key, |n| n.set_rrs(count, &rrs, &sig));
+                self.map.with_mut(key, |n| n.set_rrs(count, rrs, sig));
                 self.bytes.fetch_add(new_len, Ordering::Relaxed);
                 self.bytes.fetch_sub(old, Ordering::Relaxed);
             }
             (None, _) => {
                 // Ancestors first, so a reader never sees a name whose parent is missing.
-                for anc in ancestors(&key) {
+                for anc in ancestors(key) {
                     self.retain(anc);
                 }
                 let new_len = rrs.len() + sig.len();
-                if self.map.with_mut(&key, |n| n.set_rrs(count, &rrs, &sig)).is_some() {
+                if self.map.with_mut(key, |n| n.set_rrs(count, rrs, sig)).is_some() {
                     self.bytes.fetch_add(new_len, Ordering::Relaxed);
                 } else {
                     self.bytes.fetch_add(new_len + key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
-                    self.map.insert(Entry::new(&key, count, 0, &rrs, &sig));
+                    self.map.insert(entry);
                 }
                 self.names.fetch_add(1, Ordering::Relaxed);
             }
@@ -243,6 +263,11 @@ impl ZoneView {
     /// count at start-up), so the table is not rebuilt over and over while it fills.
     pub fn reserve(&self, names: usize) {
         self.map.reserve(names);
+    }
+
+    /// Give back table room a bulk load reserved but did not use.
+    pub fn shrink_to_fit(&self) {
+        self.map.shrink_to_fit();
     }
 
     /// Raise the SOA serial to at least `floor` (restored from disk after a restart so
