@@ -473,6 +473,9 @@ pub struct DnsActor {
     /// arriving meanwhile wait in `pending` and are applied after it, in order.
     loading: bool,
     pending: Vec<ZoneDelta>,
+    /// Which start's load is current (a restart during a load starts another one; the
+    /// older loader's `Loaded` is then ignored).
+    load_gen: u64,
 }
 
 /// The loader thread is done: every record of the store's [`LiveSnapshot`] is in the view.
@@ -482,6 +485,7 @@ struct Loaded {
     /// The claim names met (with their values), for the unsigned-claim budgets.
     claims: Vec<(String, Vec<String>)>,
     last_stored_ms: u64,
+    load_gen: u64,
 }
 
 /// Load every record of `snap` into `view` (on the loader thread): values go from
@@ -749,6 +753,7 @@ impl DnsActor {
             tls_acceptor,
             loading: false,
             pending: Vec::new(),
+            load_gen: 0,
         })
     }
 
@@ -932,6 +937,8 @@ impl Actor for DnsActor {
         // records, which the loader thread puts into the view (a restarted actor
         // rebuilds nothing it has not been told). Changes meanwhile wait in `pending`.
         self.loading = true;
+        self.load_gen += 1;
+        let load_gen = self.load_gen;
         let sub = SubscribeLive { name: "dns", to: ctx.address().recipient() };
         let me = ctx.address();
         let view = self.view.clone();
@@ -953,7 +960,11 @@ impl Actor for DnsActor {
                             ms = t0.elapsed().as_millis() as u64,
                             "zone view loaded"
                         );
-                        me.do_send(Loaded { claims, last_stored_ms: snap.last_stored_ms });
+                        me.do_send(Loaded {
+                            claims,
+                            last_stored_ms: snap.last_stored_ms,
+                            load_gen,
+                        });
                     });
                 if let Err(e) = spawned {
                     tracing::error!(error = %e, "dns: cannot start the loader thread");
@@ -980,6 +991,9 @@ impl Handler<Loaded> for DnsActor {
     type Result = ();
 
     fn handle(&mut self, msg: Loaded, ctx: &mut Context<Self>) {
+        if msg.load_gen != self.load_gen {
+            return;
+        }
         if !self.seeded_serial {
             self.view.set_serial_floor((msg.last_stored_ms / 1000) as u32);
             self.seeded_serial = true;
