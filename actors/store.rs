@@ -217,7 +217,7 @@ const OLD_DIR: &str = "sled.old";
 const COMPACT_DONE: &str = "sled.compact.done";
 
 fn sled_config(path: &Path) -> sled::Config {
-    sled::Config::new().path(path).cache_capacity(64 * 1024 * 1024).mode(sled::Mode::HighThroughput)
+    sled::Config::new().path(path).cache_capacity(16 * 1024 * 1024).mode(sled::Mode::HighThroughput)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -1010,35 +1010,19 @@ impl StoreActor {
     /// Stream the whole live store to `to` in batches of 4096 names, the last one
     /// marked `snapshot_complete`.
     fn send_snapshot(&self, to: &Recipient<ZoneDelta>) {
-        let now = self.clock.now_secs();
         let mut changes: Vec<(String, Vec<String>)> = Vec::new();
-        let mut cur_name: Option<String> = None;
-        let mut cur_vals: Vec<String> = Vec::new();
-        for item in self.tree.scan_prefix(b"r") {
-            let Ok((k, v)) = item else { continue };
-            let Some((name, value)) = split_name_value(&k[1..]) else { continue };
-            if parse_meta(&v).map(|(e, _)| e <= now).unwrap_or(true) {
-                continue;
+        scan_live(&self.tree, self.clock.now_secs(), |name, values| {
+            let values = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+            changes.push((name.to_string(), values));
+            if changes.len() >= 4096 {
+                to.do_send(ZoneDelta {
+                    changes: std::mem::take(&mut changes),
+                    last_stored_ms: self.last_ms,
+                    snapshot_complete: false,
+                    local: false,
+                });
             }
-            if cur_name.as_deref() != Some(name) {
-                if let Some(n) = cur_name.take() {
-                    changes.push((n, std::mem::take(&mut cur_vals)));
-                    if changes.len() >= 4096 {
-                        to.do_send(ZoneDelta {
-                            changes: std::mem::take(&mut changes),
-                            last_stored_ms: self.last_ms,
-                            snapshot_complete: false,
-                            local: false,
-                        });
-                    }
-                }
-                cur_name = Some(name.to_string());
-            }
-            cur_vals.push(value.to_string());
-        }
-        if let Some(n) = cur_name {
-            changes.push((n, cur_vals));
-        }
+        });
         to.do_send(ZoneDelta {
             changes,
             last_stored_ms: self.last_ms,
@@ -1134,6 +1118,91 @@ impl Handler<Subscribe> for StoreActor {
         }
         self.subscribers.retain(|(n, _)| *n != msg.name);
         self.subscribers.push((msg.name, msg.to));
+    }
+}
+
+/// Visit every live name of `tree` at `now` in name order with its values (stored
+/// order), borrowed from sled's buffers: no per-record allocation beyond sled's own.
+/// The one reader of the record layout for snapshots ([`StoreActor::send_snapshot`],
+/// [`LiveSnapshot::for_each`]).
+fn scan_live(tree: &sled::Tree, now: u64, mut f: impl FnMut(&str, &[&[u8]])) {
+    // Rows of the current name: sled's buffers, kept until the name is complete.
+    let mut rows: Vec<sled::IVec> = Vec::new();
+    let mut name_len = 0usize; // bytes of the name (key minus `r`) of the rows held
+    let mut flush = |rows: &mut Vec<sled::IVec>, name_len: usize| {
+        if let Some(first) = rows.first() {
+            let name = std::str::from_utf8(&first[1..1 + name_len]).unwrap_or_default();
+            let values: Vec<&[u8]> = rows.iter().map(|k| &k[2 + name_len..]).collect();
+            f(name, &values);
+        }
+        rows.clear();
+    };
+    for item in tree.scan_prefix(b"r") {
+        let Ok((k, v)) = item else { continue };
+        let Some((name, _)) = split_name_value(&k[1..]) else { continue };
+        if parse_meta(&v).map(|(e, _)| e <= now).unwrap_or(true) {
+            continue;
+        }
+        let same = rows.first().is_some_and(|r| r.get(1..1 + name_len) == Some(name.as_bytes()))
+            && name.len() == name_len;
+        if !same {
+            flush(&mut rows, name_len);
+            name_len = name.len();
+        }
+        rows.push(k);
+    }
+    flush(&mut rows, name_len);
+}
+
+/// The store's live records as of a [`SubscribeLive`], to be read on the subscriber's
+/// own thread (sled is safe to read concurrently with the store actor's writes).
+pub struct LiveSnapshot {
+    tree: sled::Tree,
+    now: u64,
+    /// The newest acceptance stamp in the store (ms), to seed the SOA serial.
+    pub last_stored_ms: u64,
+    /// Rows in the store (live or expired but not yet swept): an upper bound on the
+    /// number of values, for pre-sizing.
+    pub rows: usize,
+}
+
+impl LiveSnapshot {
+    /// Visit every live name with its values, in name order, borrowed (see `scan_live`).
+    /// Writes the store applies meanwhile may or may not be seen; each one also reaches
+    /// the subscriber as a [`ZoneDelta`] carrying the name's full value set, so applying
+    /// those after this scan gives the store's state.
+    pub fn for_each(&self, f: impl FnMut(&str, &[&[u8]])) {
+        scan_live(&self.tree, self.now, f);
+    }
+}
+
+/// Subscribe to change events (like [`Subscribe`]) and get the store's current records
+/// as a [`LiveSnapshot`] to read on another thread, instead of as a series of
+/// `ZoneDelta`s through the mailbox: a million names load without a `String` per
+/// value in flight. Every change after this message reaches `to` as a `ZoneDelta`.
+#[derive(Message)]
+#[rtype(result = "LiveSnapshot")]
+pub struct SubscribeLive {
+    pub name: &'static str,
+    pub to: Recipient<ZoneDelta>,
+}
+
+impl Handler<SubscribeLive> for StoreActor {
+    type Result = MessageResult<SubscribeLive>;
+
+    fn handle(&mut self, msg: SubscribeLive, _: &mut Context<Self>) -> Self::Result {
+        // Pending writes go to sled first, so the snapshot holds every acknowledged one.
+        if let Err(e) = self.drain_overlay() {
+            tracing::error!(error = %e, "store: cannot apply pending writes");
+        }
+        self.subscribers.retain(|(n, _)| *n != msg.name);
+        self.subscribers.push((msg.name, msg.to));
+        MessageResult(LiveSnapshot {
+            tree: self.tree.clone(),
+            now: self.clock.now_secs(),
+            last_stored_ms: self.last_ms,
+            rows: self.rows,
+        })
     }
 }
 

@@ -36,7 +36,9 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 
-use super::store::{Apply, Op, Origin, StoreActor, StoreError, Subscribe, ZoneDelta};
+use super::store::{
+    Apply, LiveSnapshot, Op, Origin, StoreActor, StoreError, SubscribeLive, ZoneDelta,
+};
 use super::supervisor::{Lifecycle, LifecycleEvent, SupervisorActor};
 use crate::dnswire::udp::{UdpServer, UdpStats, Verdict};
 use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
@@ -475,11 +477,100 @@ pub struct DnsActor {
     tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
     /// Tells the DNSSEC pass where transfers are (set once the actor starts).
     xfr_hook: XfrHook,
+    /// The store's records are being loaded into the view on the loader thread; changes
+    /// arriving meanwhile wait in `pending` and are applied after it, in order.
+    loading: bool,
+    pending: Vec<ZoneDelta>,
+    /// Which start's load is current (a restart during a load starts another one; the
+    /// older loader's `Loaded` is then ignored).
+    load_gen: u64,
 }
 
 /// The transfer side, for the DNSSEC background pass (set once the actor has started,
 /// so `with_clock` can still reach the transfer state alone before).
 type XfrHook = Arc<std::sync::OnceLock<std::sync::Weak<xfr::XfrShared>>>;
+
+/// The loader thread is done: every record of the store's [`LiveSnapshot`] is in the view.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Loaded {
+    /// The claim names met (with their values), for the unsigned-claim budgets.
+    claims: Vec<(String, Vec<String>)>,
+    last_stored_ms: u64,
+    load_gen: u64,
+}
+
+/// Load every record of `snap` into `view` (on the loader thread): values go from
+/// sled's buffers straight into the view's answer bytes, no `String` in between. Two
+/// threads: this one reads the store and builds each name's answer bytes, a second one
+/// puts them into the view's table. Returns the claim names met, with their values.
+fn load_view(
+    view: &Arc<ZoneView>,
+    snap: &LiveSnapshot,
+    now: u64,
+    zone: &str,
+) -> Vec<(String, Vec<String>)> {
+    /// Names per hand-over, and hand-overs in flight (bounds the memory in transit).
+    const BATCH: usize = 1024;
+    let mut claims = Vec::new();
+    // Room for the names and about as many parents (DMP names sit under `mb-…` empty
+    // non-terminals); what goes unused is given back after the load.
+    view.reserve(snap.rows.saturating_mul(2));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<crate::dnswire::Prepared>>(4);
+    let inserter = {
+        let view = view.clone();
+        std::thread::Builder::new().name("dns-load-insert".into()).spawn(move || {
+            for batch in rx {
+                for p in batch {
+                    view.set_prepared(p, now);
+                }
+            }
+        })
+    };
+    let mut batch = Vec::with_capacity(BATCH);
+    snap.for_each(|name, values| {
+        if crate::policy::update::claim_owner_hash(name, zone).is_some() {
+            let values = values.iter().map(|v| String::from_utf8_lossy(v).into_owned());
+            claims.push((name.to_string(), values.collect()));
+        }
+        let Some(p) = view.prepare(name, values, now) else { return };
+        match &inserter {
+            Ok(_) => {
+                batch.push(p);
+                if batch.len() >= BATCH {
+                    let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+            }
+            // No second thread: insert here.
+            Err(_) => {
+                view.set_prepared(p, now);
+            }
+        }
+    });
+    let _ = tx.send(batch);
+    drop(tx);
+    if let Ok(t) = inserter {
+        let _ = t.join();
+    }
+    view.shrink_to_fit();
+    trim_heap();
+    claims
+}
+
+/// Hand the allocator's free pages back to the system after the bulk load: glibc keeps
+/// what sled's page cache churned through during the scan in its arenas otherwise.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim_heap() {
+    // SAFETY: malloc_trim only releases free pages of glibc's own arenas; it takes no
+    // pointer and touches no memory Rust owns.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 /// Answers one DNS message as the TCP listener does (plain queries from the view with no
 /// size truncation, the rest by the slow path); DNS over HTTPS uses it.
@@ -688,6 +779,9 @@ impl DnsActor {
             tls_bound,
             tls_acceptor,
             xfr_hook,
+            loading: false,
+            pending: Vec::new(),
+            load_gen: 0,
         })
     }
 
@@ -878,13 +972,45 @@ impl Actor for DnsActor {
             let _ = self.xfr_hook.set(Arc::downgrade(x));
         }
         self.start_listeners();
-        // (Re)subscribe: the store replaces our previous subscription and sends a
-        // fresh snapshot, so a restarted actor rebuilds nothing it has not been told.
-        self.store.do_send(Subscribe {
-            name: "dns",
-            to: ctx.address().recipient(),
-            snapshot: true,
-        });
+        // (Re)subscribe: the store replaces our previous subscription and hands over its
+        // records, which the loader thread puts into the view (a restarted actor
+        // rebuilds nothing it has not been told). Changes meanwhile wait in `pending`.
+        self.loading = true;
+        self.load_gen += 1;
+        let load_gen = self.load_gen;
+        let sub = SubscribeLive { name: "dns", to: ctx.address().recipient() };
+        let me = ctx.address();
+        let view = self.view.clone();
+        let clock = self.slow.inner.clock.clone();
+        let zone = self.slow.inner.opts.zone.clone();
+        let store = self.store.clone();
+        ctx.spawn(
+            async move {
+                let Ok(snap) = store.send(sub).await else {
+                    tracing::error!("dns: the store did not answer the subscription");
+                    return;
+                };
+                let spawned =
+                    std::thread::Builder::new().name("dns-load".into()).spawn(move || {
+                        let t0 = Instant::now();
+                        let claims = load_view(&view, &snap, clock.now_secs(), &zone);
+                        tracing::info!(
+                            names = view.len(),
+                            ms = t0.elapsed().as_millis() as u64,
+                            "zone view loaded"
+                        );
+                        me.do_send(Loaded {
+                            claims,
+                            last_stored_ms: snap.last_stored_ms,
+                            load_gen,
+                        });
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "dns: cannot start the loader thread");
+                }
+            }
+            .into_actor(self),
+        );
         self.report(LifecycleEvent::Started);
     }
 
@@ -896,6 +1022,36 @@ impl Actor for DnsActor {
 impl Supervised for DnsActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.report(LifecycleEvent::Restarting);
+        self.pending.clear();
+    }
+}
+
+impl Handler<Loaded> for DnsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Loaded, ctx: &mut Context<Self>) {
+        if msg.load_gen != self.load_gen {
+            return;
+        }
+        if !self.seeded_serial {
+            self.view.set_serial_floor((msg.last_stored_ms / 1000) as u32);
+            self.seeded_serial = true;
+        }
+        self.slow.note_claims(&msg.claims);
+        self.loading = false;
+        // Changes that arrived while loading, then the snapshot is complete.
+        for d in std::mem::take(&mut self.pending) {
+            self.apply_delta(d, ctx);
+        }
+        self.apply_delta(
+            ZoneDelta {
+                changes: Vec::new(),
+                last_stored_ms: msg.last_stored_ms,
+                snapshot_complete: true,
+                local: false,
+            },
+            ctx,
+        );
     }
 }
 
@@ -903,6 +1059,17 @@ impl Handler<ZoneDelta> for DnsActor {
     type Result = ();
 
     fn handle(&mut self, msg: ZoneDelta, ctx: &mut Context<Self>) {
+        if self.loading {
+            self.pending.push(msg);
+            return;
+        }
+        self.apply_delta(msg, ctx);
+    }
+}
+
+impl DnsActor {
+    /// A change (or the end of the initial load, `snapshot_complete`) into the view.
+    fn apply_delta(&mut self, msg: ZoneDelta, ctx: &mut Context<Self>) {
         if !self.seeded_serial {
             self.view.set_serial_floor((msg.last_stored_ms / 1000) as u32);
             self.seeded_serial = true;

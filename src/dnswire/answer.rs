@@ -267,13 +267,18 @@ impl ZoneView {
     ) -> (u16, bool, u16, u16, u16) {
         let cfg = &self.cfg;
         let ttl = cfg.ttl;
-        let node_exists = match self.map.get(key) {
-            Some(node) if node.count > 0 && (qtype == TYPE_TXT || qtype == TYPE_ANY) => {
-                out.extend_from_slice(&node.rrs);
-                return (rcode::NOERROR, true, node.count, 0, 0);
+        let txt = qtype == TYPE_TXT || qtype == TYPE_ANY;
+        let found = self.map.with(key, |node| match node {
+            Some(node) if node.count() > 0 && txt => {
+                out.extend_from_slice(node.rrs());
+                Err(node.count())
             }
-            Some(_) => true,
-            None => false,
+            Some(_) => Ok(true),
+            None => Ok(false),
+        });
+        let node_exists = match found {
+            Err(count) => return (rcode::NOERROR, true, count, 0, 0),
+            Ok(e) => e,
         };
         let exists;
         if key.is_empty() {

@@ -30,6 +30,7 @@ pub mod dnssec;
 pub mod rrl;
 pub mod signed;
 pub mod signed_xfr;
+mod table;
 pub mod ttl;
 #[cfg(feature = "net")]
 pub mod udp;
@@ -39,4 +40,4 @@ pub mod xfr;
 pub use answer::{rcode, Disposition};
 pub use config::{HostAddrs, ZoneConfig};
 pub use signed::DnssecSetup;
-pub use view::{NameState, Snapshot, ZoneView};
+pub use view::{NameState, Prepared, Snapshot, ZoneView};

@@ -348,22 +348,27 @@ impl ZoneView {
                 count += 1;
             }
         }
-        let stale: Vec<Box<[u8]>> = self
-            .map
-            .iter()
-            .filter(|e| e.count > 0 && needs_resign(&e.sig, now, sec.validity, active))
-            .map(|e| e.key().clone())
-            .collect();
+        let mut stale: Vec<Box<[u8]>> = Vec::new();
+        self.map.for_each(|e| {
+            if e.count() > 0 && needs_resign(e.sig(), now, sec.validity, active) {
+                stale.push(e.key().into());
+            }
+        });
         for key in stale {
             let _w = self.write_lock();
-            let rrs = match self.map.get(&key) {
-                Some(n) if n.count > 0 => n.rrs.clone(),
-                _ => continue,
-            };
+            let rrs: Box<[u8]> =
+                match self.map.with(&key, |n| n.map(|n| (n.count(), n.rrs().into()))) {
+                    Some((c, rrs)) if c > 0 => rrs,
+                    _ => continue,
+                };
             let sig = self.sign_txt(&key, &rrs, now);
-            if let Some(mut n) = self.map.get_mut(&key) {
-                self.adjust_bytes(sig.len(), n.sig.len());
-                n.sig = sig;
+            let replaced = self.map.with_mut(&key, |n| {
+                let old = n.sig().len();
+                n.set_sig(&sig);
+                old
+            });
+            if let Some(old) = replaced {
+                self.adjust_bytes(sig.len(), old);
                 count += 1;
             }
         }
@@ -411,17 +416,22 @@ impl ZoneView {
         };
         let q = HEADER as u16;
         let mut has_txt = false;
-        let node_exists = match self.map.get(key) {
-            Some(node) if node.count > 0 && (qtype == TYPE_TXT || qtype == TYPE_ANY) => {
-                out.extend_from_slice(&node.rrs);
-                let n = node.count.saturating_add(sig(out, q, ttl, &node.sig));
-                return (super::rcode::NOERROR, true, n, 0, 0);
+        let txt = qtype == TYPE_TXT || qtype == TYPE_ANY;
+        let found = self.map.with(key, |node| match node {
+            Some(node) if node.count() > 0 && txt => {
+                out.extend_from_slice(node.rrs());
+                Err(node.count().saturating_add(sig(out, q, ttl, node.sig())))
             }
-            Some(node) => {
-                has_txt = node.count > 0;
+            Some(node) => Ok(Some(node.count() > 0)),
+            None => Ok(None),
+        });
+        let node_exists = match found {
+            Err(n) => return (super::rcode::NOERROR, true, n, 0, 0),
+            Ok(Some(t)) => {
+                has_txt = t;
                 true
             }
-            None => false,
+            Ok(None) => false,
         };
         let apex = sec.apex.load();
         let mut types = [0u16; 16];
@@ -713,7 +723,7 @@ mod tests {
     }
 
     fn txt_sig(v: &ZoneView, key: &[u8]) -> (u32, u16) {
-        sig_expiry_and_tag(&v.map.get(key).unwrap().sig).unwrap()
+        v.map.with(key, |n| sig_expiry_and_tag(n.unwrap().sig())).unwrap()
     }
 
     #[test]

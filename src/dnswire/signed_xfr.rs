@@ -223,12 +223,12 @@ impl ZoneView {
             let origin = &self.cfg.origin;
             sign_boxed(zsk, &self.cfg, origin, TYPE_SOA, &mut [&rd[..]], now, sec.validity())
         };
-        let nodes = self
-            .map
-            .iter()
-            .filter(|e| e.value().count > 0)
-            .map(|e| (e.key().clone(), e.value().rrs.clone(), e.value().sig.clone()))
-            .collect();
+        let mut nodes: Vec<NodeCopy> = Vec::new();
+        self.map.for_each(|e| {
+            if e.count() > 0 {
+                nodes.push((e.key().into(), e.rrs().into(), e.sig().into()));
+            }
+        });
         Some(SignedCapture { serial, soa_sig, apex, keys, nodes })
     }
 

@@ -4,31 +4,17 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use dashmap::DashMap;
-use rustc_hash::FxBuildHasher;
-
 use super::config::{Compiled, ZoneConfig};
+use super::table::{Entry, Table};
 use crate::proto::ProtoError;
 
-/// Rough per-name cost on top of key and answer bytes: the hash-table slot (40 bytes
-/// plus control byte and load-factor slack) and two allocator headers.
-const ENTRY_OVERHEAD: usize = 64;
+/// Rough per-name cost on top of key and answer bytes: the table slot (16 bytes plus
+/// control byte and load-factor slack), the entry header and the allocator's header.
+const ENTRY_OVERHEAD: usize = 40;
 
-/// One name in the view. A node exists when the name has TXT values, descendants, or
-/// both; a node with neither is removed.
-#[derive(Debug)]
-pub(crate) struct Node {
-    /// The answer section, ready to copy: one TXT RR per value, owner `0xC00C`.
-    /// Empty when the name has no TXT (an empty non-terminal). The values are not
-    /// stored anywhere else: [`ZoneView::txt`] decodes them from here.
-    pub rrs: Box<[u8]>,
-    /// Number of RRs in `rrs`.
-    pub count: u16,
-    /// Number of names with TXT strictly below this one.
-    pub desc: u32,
-    /// RRSIG RDATA over the TXT RRset (DNSSEC on and `count > 0`), else empty.
-    pub sig: Box<[u8]>,
-}
+// One name in the view is a `table::Entry`: it exists when the name has TXT values,
+// descendants, or both; one with neither is removed. Its answer bytes are the only copy
+// of the values: [`ZoneView::txt`] decodes them from there.
 
 /// What the slow path needs to know about a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +30,9 @@ pub enum NameState {
     OutOfZone,
 }
 
+/// A name's RRset built by [`ZoneView::prepare`], for [`ZoneView::set_prepared`].
+pub struct Prepared(Entry);
+
 /// Every name holding TXT: (relative wire key, answer RRs).
 pub type Snapshot = Vec<(Box<[u8]>, Box<[u8]>)>;
 
@@ -55,7 +44,7 @@ pub type Snapshot = Vec<(Box<[u8]>, Box<[u8]>)>;
 /// mixed-case query costs no allocation.
 pub struct ZoneView {
     pub(crate) cfg: Compiled,
-    pub(crate) map: DashMap<Box<[u8]>, Node, FxBuildHasher>,
+    pub(crate) map: Table,
     /// Serialises writers so existence checks and ancestor counts stay consistent.
     writer: Mutex<()>,
     serial: AtomicU32,
@@ -138,7 +127,7 @@ impl ZoneView {
     pub fn new(config: &ZoneConfig) -> Result<Self, ProtoError> {
         Ok(ZoneView {
             cfg: Compiled::new(config)?,
-            map: DashMap::with_hasher(FxBuildHasher),
+            map: Table::default(),
             writer: Mutex::new(()),
             serial: AtomicU32::new(secs_u32(now_secs())),
             manual_serial: AtomicBool::new(false),
@@ -176,67 +165,72 @@ impl ZoneView {
     /// ([`ZoneView::set_manual_serial`], `dnswire::xfr`): every published version gets
     /// its own serial, as secondaries need.
     pub fn set_txt_at(&self, name: &str, values: &[&[u8]], now: u64) -> bool {
-        let Some(key) = self.cfg.rel_key(name) else {
-            return false;
-        };
+        match self.prepare(name, values, now) {
+            Some(p) => self.set_prepared(p, now),
+            None => false,
+        }
+    }
+
+    /// The first half of [`ZoneView::set_txt_at`], which touches no shared state: the
+    /// name's key, answer bytes and signature, in the one allocation the view keeps.
+    /// `None` for a name outside the origin or invalid. A bulk load prepares on one
+    /// thread while another inserts.
+    pub fn prepare(&self, name: &str, values: &[&[u8]], now: u64) -> Option<Prepared> {
+        let key = self.cfg.rel_key(name)?;
         let (rrs, count) = build_rrs(values, self.cfg.ttl);
         let sig = if count > 0 { self.sign_txt(&key, &rrs, now) } else { Box::default() };
+        Some(Prepared(Entry::new(&key, count, 0, &rrs, &sig)))
+    }
+
+    /// The second half of [`ZoneView::set_txt_at`]: put a prepared RRset in.
+    pub fn set_prepared(&self, p: Prepared, now: u64) -> bool {
+        let entry = p.0;
+        let key = entry.key();
+        let (rrs, sig, count) = (entry.rrs(), entry.sig(), entry.count());
         let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let old_len = match self.map.get(key.as_slice()) {
-            Some(node) if node.count > 0 => {
-                if node.rrs == rrs {
+        let old = self
+            .map
+            .with(key, |n| n.map(|n| (n.count(), n.rrs() == rrs, n.rrs().len() + n.sig().len())));
+        let old_len = match old {
+            Some((c, same, len)) if c > 0 => {
+                if same {
                     return false;
                 }
-                Some(node.rrs.len() + node.sig.len())
+                Some(len)
             }
             _ => None,
         };
         match (old_len, count) {
             (None, 0) => return false,
             (Some(old), 0) => {
-                let removed = self.map.remove_if(key.as_slice(), |_, n| n.desc == 0);
-                if removed.is_none() {
-                    if let Some(mut node) = self.map.get_mut(key.as_slice()) {
-                        node.rrs = Box::default();
-                        node.sig = Box::default();
-                        node.count = 0;
-                    }
-                    self.bytes.fetch_sub(old, Ordering::Relaxed);
-                } else {
+                if self.map.remove_if(key, |n| n.desc() == 0) {
                     self.bytes.fetch_sub(old + key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+                } else {
+                    self.map.with_mut(key, |n| n.set_rrs(0, &[], &[]));
+                    self.bytes.fetch_sub(old, Ordering::Relaxed);
                 }
-                for anc in ancestors(&key) {
+                for anc in ancestors(key) {
                     self.release(anc);
                 }
                 self.names.fetch_sub(1, Ordering::Relaxed);
             }
             (Some(old), _) => {
                 let new_len = rrs.len() + sig.len();
-                if let Some(mut node) = self.map.get_mut(key.as_slice()) {
-                    node.rrs = rrs;
-                    node.sig = sig;
-                    node.count = count;
-                }
+                self.map.with_mut(key, |n| n.set_rrs(count, rrs, sig));
                 self.bytes.fetch_add(new_len, Ordering::Relaxed);
                 self.bytes.fetch_sub(old, Ordering::Relaxed);
             }
             (None, _) => {
                 // Ancestors first, so a reader never sees a name whose parent is missing.
-                for anc in ancestors(&key) {
+                for anc in ancestors(key) {
                     self.retain(anc);
                 }
                 let new_len = rrs.len() + sig.len();
-                let mut parts = Some((rrs, sig));
-                if let Some(mut node) = self.map.get_mut(key.as_slice()) {
-                    let (rrs, sig) = parts.take().unwrap_or_default();
-                    node.rrs = rrs;
-                    node.sig = sig;
-                    node.count = count;
+                if self.map.with_mut(key, |n| n.set_rrs(count, rrs, sig)).is_some() {
                     self.bytes.fetch_add(new_len, Ordering::Relaxed);
-                }
-                if let Some((rrs, sig)) = parts {
+                } else {
                     self.bytes.fetch_add(new_len + key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
-                    self.map.insert(key.into_boxed_slice(), Node { rrs, count, desc: 0, sig });
+                    self.map.insert(entry);
                 }
                 self.names.fetch_add(1, Ordering::Relaxed);
             }
@@ -250,25 +244,30 @@ impl ZoneView {
 
     /// Count one more TXT name below `key`, creating the empty non-terminal if needed.
     fn retain(&self, key: &[u8]) {
-        if let Some(mut node) = self.map.get_mut(key) {
-            node.desc = node.desc.saturating_add(1);
+        if self.map.with_mut(key, |n| n.set_desc(n.desc().saturating_add(1))).is_some() {
             return;
         }
         self.bytes.fetch_add(key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
-        self.map.insert(
-            key.into(),
-            Node { rrs: Box::default(), count: 0, desc: 1, sig: Box::default() },
-        );
+        self.map.insert(Entry::new(key, 0, 1, &[], &[]));
     }
 
     /// Count one TXT name fewer below `key`; drop the node when nothing is left.
     fn release(&self, key: &[u8]) {
-        if let Some(mut node) = self.map.get_mut(key) {
-            node.desc = node.desc.saturating_sub(1);
-        }
-        if self.map.remove_if(key, |_, n| n.desc == 0 && n.count == 0).is_some() {
+        self.map.with_mut(key, |n| n.set_desc(n.desc().saturating_sub(1)));
+        if self.map.remove_if(key, |n| n.desc() == 0 && n.count() == 0) {
             self.bytes.fetch_sub(key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
         }
+    }
+
+    /// Make room for about `names` more names before a bulk load (the store's row
+    /// count at start-up), so the table is not rebuilt over and over while it fills.
+    pub fn reserve(&self, names: usize) {
+        self.map.reserve(names);
+    }
+
+    /// Give back table room a bulk load reserved but did not use.
+    pub fn shrink_to_fit(&self) {
+        self.map.shrink_to_fit();
     }
 
     /// Raise the SOA serial to at least `floor` (restored from disk after a restart so
@@ -303,11 +302,13 @@ impl ZoneView {
     /// Every name holding TXT as (relative wire key, answer RRs), for zone transfers.
     /// Readers are not blocked; the caller keeps writers out for a consistent copy.
     pub fn snapshot(&self) -> Snapshot {
-        self.map
-            .iter()
-            .filter(|e| e.value().count > 0)
-            .map(|e| (e.key().clone(), e.value().rrs.clone()))
-            .collect()
+        let mut out = Vec::with_capacity(self.len());
+        self.map.for_each(|e| {
+            if e.count() > 0 {
+                out.push((e.key().into(), e.rrs().into()));
+            }
+        });
+        out
     }
 
     /// The TXT values of `name` (empty when it has none).
@@ -333,11 +334,17 @@ impl ZoneView {
         let Some(key) = self.cfg.rel_key(name) else {
             return NameState::OutOfZone;
         };
-        if let Some(node) = self.map.get(key.as_slice()) {
-            if node.count > 0 {
-                return NameState::Txt(decode_rrs(&node.rrs));
-            }
-            return NameState::EmptyNonTerminal;
+        let found = self.map.with(&key, |n| {
+            n.map(|n| {
+                if n.count() > 0 {
+                    NameState::Txt(decode_rrs(n.rrs()))
+                } else {
+                    NameState::EmptyNonTerminal
+                }
+            })
+        });
+        if let Some(state) = found {
+            return state;
         }
         if key.is_empty() || self.cfg.host(&key).is_some() || self.cfg.host_below(&key) {
             return NameState::EmptyNonTerminal;

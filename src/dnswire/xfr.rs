@@ -63,22 +63,21 @@ pub fn zone_digest(view: &ZoneView) -> u64 {
         fixed.extend_from_slice(&rr);
     }
     let mut sum = rr_hash(b"\xff", &fixed);
-    for e in view.map.iter() {
-        if e.value().count == 0 {
-            continue;
+    view.map.for_each(|e| {
+        if e.count() > 0 {
+            for v in decode_rrs(e.rrs()) {
+                sum = sum.wrapping_add(rr_hash(e.key(), &v));
+            }
         }
-        for v in decode_rrs(&e.value().rrs) {
-            sum = sum.wrapping_add(rr_hash(e.key(), &v));
-        }
-    }
+    });
     sum
 }
 
 fn values_at(view: &ZoneView, key: &[u8]) -> Vec<Vec<u8>> {
-    match view.map.get(key) {
-        Some(n) if n.count > 0 => decode_rrs(&n.rrs),
+    view.map.with(key, |n| match n {
+        Some(n) if n.count() > 0 => decode_rrs(n.rrs()),
         _ => Vec::new(),
-    }
+    })
 }
 
 /// One published change set: from serial `from` to serial `to`.
