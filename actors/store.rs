@@ -1391,6 +1391,22 @@ mod tests {
         StoreActor::open(dir, Duration::from_secs(3600)).unwrap().with_clock(clock.clone())
     }
 
+    /// [`open`] after a store on `dir` was stopped: sled's background threads let go of
+    /// the directory lock a moment after the database is dropped, so wait (bounded) for it.
+    fn reopen(dir: &Path, clock: &Clock) -> StoreActor {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match StoreActor::open(dir, Duration::from_secs(3600)) {
+                Ok(s) => return s.with_clock(clock.clone()),
+                Err(e) if e.to_string().contains("could not acquire lock") => {
+                    assert!(std::time::Instant::now() < deadline, "{e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     async fn apply(store: &Addr<StoreActor>, ops: Vec<Op>) {
         store.send(Apply { ops, max_values: 0, origin: Origin::Local }).await.unwrap().unwrap();
     }
@@ -1478,7 +1494,7 @@ mod tests {
             assert!((1..=5).contains(&commits), "50 writes in {commits} group commits");
         });
         // Every acknowledged write is on disk.
-        let s = open(dir.path(), &clock);
+        let s = reopen(dir.path(), &clock);
         assert_eq!(s.rows, 50);
     }
 
@@ -1530,7 +1546,7 @@ mod tests {
             apply(&store, vec![add("after2.z", "v", 600)]).await;
         });
         assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
-        let s = open(dir.path(), &clock);
+        let s = reopen(dir.path(), &clock);
         assert_eq!(s.rows, rows_before + 2);
         assert_eq!(s.live_bytes, live_before + 8 + 9);
         // The tombstone of the delete came along.
@@ -1650,7 +1666,7 @@ mod tests {
             assert!(none.is_empty());
         });
         // Reopened, the count comes from the index.
-        let s = open(dir.path(), &clock);
+        let s = reopen(dir.path(), &clock);
         assert_eq!((s.rows, s.tombstones), (5, 0));
     }
 
@@ -1676,7 +1692,7 @@ mod tests {
             kept.sort();
             assert_eq!(kept, ["v15", "v16", "v17", "v18", "v19"]);
         });
-        let s = open(dir.path(), &clock);
+        let s = reopen(dir.path(), &clock);
         assert_eq!(s.tombstones, 5);
     }
 
