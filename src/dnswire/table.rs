@@ -14,7 +14,7 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
 /// Shards (a power of two): writers rarely meet readers on the same one.
-const SHARDS: usize = 16;
+const SHARDS: usize = 64;
 const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 
 /// Bytes before the key: key length (1), RR count (2), names with TXT below (4),
@@ -97,14 +97,27 @@ fn shard_of(h: u64) -> usize {
     ((h << 7) >> (64 - SHARD_BITS)) as usize
 }
 
+/// One shard, alone on its cache lines: a read lock is an atomic write to the lock word,
+/// so two UDP threads reading neighbouring shards must not share a line (false sharing;
+/// `benches/load/threads.sh` measures 2 threads against 1).
+#[repr(align(128))]
+struct Shard(RwLock<HashTable<Entry>>);
+
+impl std::ops::Deref for Shard {
+    type Target = RwLock<HashTable<Entry>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// Sharded `key → Entry` table.
 pub(crate) struct Table {
-    shards: Box<[RwLock<HashTable<Entry>>]>,
+    shards: Box<[Shard]>,
 }
 
 impl Default for Table {
     fn default() -> Self {
-        Table { shards: (0..SHARDS).map(|_| RwLock::new(HashTable::new())).collect() }
+        Table { shards: (0..SHARDS).map(|_| Shard(RwLock::new(HashTable::new()))).collect() }
     }
 }
 
