@@ -8,15 +8,19 @@
 //!
 //! Layout, one sled tree `records`:
 //! - `r` name `\0` value → `expires_at u64 BE ‖ stored_ms u64 BE`
-//! - `t` stored_ms u64 BE → name `\0` value   (acceptance order, for sync digests)
+//! - `t` stored_ms u64 BE → name   (acceptance order, for sync digests; the row is the
+//!   `r` row under that name carrying that stamp, so each value is stored once)
 //! - `x` expires_at u64 BE ‖ stored_ms u64 BE → ()   (expiry sweep)
-//! - `q` name `\0` value → `expires_at ‖ stamp` and `d` stamp → name `\0` value
-//!   (tombstones of deleted values, for sync)
+//! - `q` name `\0` value → `expires_at ‖ stamp` and `d` stamp → name
+//!   (tombstones of deleted values, for sync; likewise by name and stamp)
 //! - `z` expires_at u64 BE ‖ stamp u64 BE → ()   (tombstone expiry index: the sweep
 //!   touches only what expires, and evicts the soonest-expiring past `max_tombstones`)
 //! - `m:rows` → the row count, written in the same atomic batch as the rows
 //! - `m:bytes` → the live bytes (names + values of those rows), likewise
 //! - `m:zidx` → present once the `z` index covers every tombstone
+//! - `m:tref` → present once every `t`/`d` row holds the name only (older stores kept
+//!   name `\0` value there, a second copy of every value; readers take the part before
+//!   the first `\0`, so both forms read alike and the rewrite at open is idempotent)
 //!
 //! Online compaction: sled 0.34 reclaims log space slowly under churn, so when the
 //! database directory grows past `compact_ratio` × the live bytes the store copies every
@@ -324,6 +328,8 @@ pub struct StoreActor {
 const ROWS_KEY: &[u8] = b"m:rows";
 /// Marker: the `z` tombstone expiry index is complete.
 const ZIDX_KEY: &[u8] = b"m:zidx";
+/// Marker: every `t`/`d` index row holds the name only.
+const TREF_KEY: &[u8] = b"m:tref";
 /// Where the live byte count lives.
 const BYTES_KEY: &[u8] = b"m:bytes";
 /// Most index entries one sweep handles (the rest wait for the next sweep).
@@ -404,6 +410,15 @@ fn parse_meta(m: &[u8]) -> Option<(u64, u64)> {
     Some((e, s))
 }
 
+/// The name in a `t`/`d` index row: the whole row, or (older stores) the part before
+/// the first `\0`.
+fn index_name(row: &[u8]) -> &[u8] {
+    match row.iter().position(|b| *b == 0) {
+        Some(nul) => &row[..nul],
+        None => row,
+    }
+}
+
 /// Split an `r` key (without the leading `r`) into name and value.
 fn split_name_value(k: &[u8]) -> Option<(&str, &str)> {
     let nul = k.iter().position(|b| *b == 0)?;
@@ -443,6 +458,28 @@ impl StoreActor {
             }
             batch.insert(ZIDX_KEY, &[][..]);
             tree.apply_batch(batch)?;
+        }
+        // Stores written before index rows held the name only: rewrite them once, in
+        // bounded batches (each row rewritten is readable in either form).
+        if tree.get(TREF_KEY)?.is_none() {
+            for prefix in [b't', b'd'] {
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for item in tree.scan_prefix([prefix]) {
+                    let (k, v) = item?;
+                    if index_name(&v).len() < v.len() {
+                        batch.insert(k, index_name(&v));
+                        n += 1;
+                        if n == 10_000 {
+                            tree.apply_batch(std::mem::take(&mut batch))?;
+                            n = 0;
+                        }
+                    }
+                }
+                tree.apply_batch(batch)?;
+            }
+            tree.insert(TREF_KEY, &[][..])?;
+            db.flush()?;
         }
         let tombstones = tree.scan_prefix(b"z").keys().count();
         // Live bytes are stored with every batch; count once for a store without them.
@@ -698,6 +735,29 @@ impl StoreActor {
         Ok(out)
     }
 
+    /// The row of kind `kind` (`r` or `q`) under `name` that carries `stamp`: its key
+    /// and expiry. Reads sled only (callers drain the overlay first).
+    fn row_by_stamp(
+        &self,
+        kind: u8,
+        name: &[u8],
+        stamp: u64,
+    ) -> Result<Option<(sled::IVec, u64)>, StoreError> {
+        let mut prefix = Vec::with_capacity(name.len() + 2);
+        prefix.push(kind);
+        prefix.extend_from_slice(name);
+        prefix.push(0);
+        for item in self.tree.scan_prefix(&prefix) {
+            let (k, m) = item?;
+            if let Some((e, s)) = parse_meta(&m) {
+                if s == stamp {
+                    return Ok(Some((k, e)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn live_values(&self, name: &str, now: u64) -> Vec<String> {
         self.live(name, now).map(|v| v.into_iter().map(|(v, _, _)| v).collect()).unwrap_or_default()
     }
@@ -805,7 +865,7 @@ impl StoreActor {
                 match new {
                     Some((e, s)) => {
                         batch.push((rk.clone(), Some(meta(*e, *s).to_vec())));
-                        batch.push((tkey(*s).to_vec(), Some(rk[1..].to_vec())));
+                        batch.push((tkey(*s).to_vec(), Some(name.as_bytes().to_vec())));
                         batch.push((xkey(*e, *s).to_vec(), Some(Vec::new())));
                         if origin == Origin::Local {
                             if let Some(m) = self.get_key(&qk)? {
@@ -833,7 +893,7 @@ impl StoreActor {
                                 }
                                 let stamp = self.next_ms();
                                 batch.push((qk, Some(meta(oe, stamp).to_vec())));
-                                batch.push((dkey(stamp).to_vec(), Some(rk[1..].to_vec())));
+                                batch.push((dkey(stamp).to_vec(), Some(name.as_bytes().to_vec())));
                                 batch.push((zkey(oe, stamp).to_vec(), Some(Vec::new())));
                             }
                         }
@@ -940,20 +1000,16 @@ impl StoreActor {
             let stored = u64::from_be_bytes(xk[9..17].try_into().unwrap_or([0; 8]));
             batch.remove(xk.clone());
             let tk = tkey(stored);
-            if let Some(rk_tail) = self.tree.get(tk)? {
+            if let Some(trow) = self.tree.get(tk)? {
                 batch.remove(&tk[..]);
-                let mut rk = vec![b'r'];
-                rk.extend_from_slice(&rk_tail);
                 // Only remove the row if it still carries this stamp (not refreshed).
-                if let Some(m) = self.tree.get(&rk)? {
-                    if parse_meta(&m).map(|(_, s)| s) == Some(stored) {
-                        batch.remove(rk);
-                        removed_rows += 1;
-                        removed_bytes += rk_tail.len().saturating_sub(1) as u64;
-                        if let Some((name, _)) = split_name_value(&rk_tail) {
-                            changed.insert(name.to_string());
-                        }
+                if let Some((rk, _)) = self.row_by_stamp(b'r', index_name(&trow), stored)? {
+                    removed_rows += 1;
+                    removed_bytes += rk.len().saturating_sub(2) as u64;
+                    if let Some((name, _)) = split_name_value(&rk[1..]) {
+                        changed.insert(name.to_string());
                     }
+                    batch.remove(rk);
                 }
             }
             n += 1;
@@ -981,15 +1037,11 @@ impl StoreActor {
                 continue;
             }
             let stamp = u64::from_be_bytes(zk[9..17].try_into().unwrap_or([0; 8]));
-            if let Some(tail) = self.tree.get(dkey(stamp))? {
+            if let Some(drow) = self.tree.get(dkey(stamp))? {
                 batch.remove(&dkey(stamp)[..]);
-                let mut qk = vec![b'q'];
-                qk.extend_from_slice(&tail);
                 // Only if the tombstone still carries this stamp (not replaced).
-                if let Some(m) = self.tree.get(&qk)? {
-                    if parse_meta(&m).map(|(_, s)| s) == Some(stamp) {
-                        batch.remove(qk);
-                    }
+                if let Some((qk, _)) = self.row_by_stamp(b'q', index_name(&drow), stamp)? {
+                    batch.remove(qk);
                 }
             }
             removed_tombs += 1;
@@ -1211,19 +1263,19 @@ impl Handler<Digest> for StoreActor {
         let mut rows = Vec::new();
         let mut has_more = false;
         for item in self.tree.range(&tkey(cts)[..]..) {
-            let (k, tail) = item?;
+            let (k, trow) = item?;
             if k.first() != Some(&b't') || k.len() != 9 {
                 break;
             }
             let ts = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8]));
-            let Some((name, value)) = split_name_value(&tail) else { continue };
+            let Some((rk, exp)) = self.row_by_stamp(b'r', index_name(&trow), ts)? else {
+                continue;
+            };
+            let Some((name, value)) = split_name_value(&rk[1..]) else { continue };
             let hash = sha256_hex(value);
             if ts == cts && (name, hash.as_str()) <= (cname.as_str(), chash.as_str()) {
                 continue;
             }
-            let mut rk = vec![b'r'];
-            rk.extend_from_slice(&tail);
-            let Some((exp, _)) = self.tree.get(&rk)?.and_then(|m| parse_meta(&m)) else { continue };
             if exp <= now || local_only(name, value) {
                 continue;
             }
@@ -1279,15 +1331,15 @@ impl Handler<Tombstones> for StoreActor {
         let now = self.clock.now_secs();
         let mut out = Vec::new();
         for item in self.tree.range(&dkey(msg.after_ms.saturating_add(1))[..]..) {
-            let (k, tail) = item?;
+            let (k, drow) = item?;
             if k.first() != Some(&b'd') || k.len() != 9 {
                 break;
             }
             let stamp = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8]));
-            let Some((name, value)) = split_name_value(&tail) else { continue };
-            let mut qk = vec![b'q'];
-            qk.extend_from_slice(&tail);
-            let Some((exp, _)) = self.tree.get(&qk)?.and_then(|m| parse_meta(&m)) else { continue };
+            let Some((qk, exp)) = self.row_by_stamp(b'q', index_name(&drow), stamp)? else {
+                continue;
+            };
+            let Some((name, value)) = split_name_value(&qk[1..]) else { continue };
             if exp <= now {
                 continue;
             }
@@ -1609,6 +1661,92 @@ mod tests {
         });
         let s = open(dir.path(), &clock);
         assert_eq!(s.tombstones, 5);
+    }
+
+    /// Every `t`/`d` index row of the store in `dir`, as stored.
+    fn index_rows(dir: &Path) -> Vec<(u8, Vec<u8>)> {
+        let db = sled_config(&dir.join(SLED_DIR)).open().unwrap();
+        let tree = db.open_tree("records").unwrap();
+        let mut out = Vec::new();
+        for p in [b't', b'd'] {
+            for item in tree.scan_prefix([p]) {
+                out.push((p, item.unwrap().1.to_vec()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn old_index_rows_holding_the_value_are_rewritten_once_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            for i in 0..30 {
+                apply(&store, vec![add(&format!("u{i}.z"), &format!("value {i}"), 100 + i)]).await;
+            }
+            apply(&store, (0..5).map(|i| del(&format!("u{i}.z"), &format!("value {i}"))).collect())
+                .await;
+        });
+        // Rewrite the database as older versions left it: `t` and `d` rows hold
+        // name NUL value, and no `m:tref` marker.
+        {
+            let db = sled_config(&dir.path().join(SLED_DIR)).open().unwrap();
+            let tree = db.open_tree("records").unwrap();
+            for (p, kind) in [(b't', b'r'), (b'd', b'q')] {
+                let rows: Vec<_> = tree.scan_prefix([p]).map(|i| i.unwrap()).collect();
+                for (k, name) in rows {
+                    assert!(!name.contains(&0), "new rows hold the name only");
+                    let stamp = u64::from_be_bytes(k[1..9].try_into().unwrap());
+                    let mut prefix = vec![kind];
+                    prefix.extend_from_slice(&name);
+                    prefix.push(0);
+                    let full = tree
+                        .scan_prefix(&prefix)
+                        .map(|i| i.unwrap())
+                        .find(|(_, m)| parse_meta(m).unwrap().1 == stamp)
+                        .unwrap()
+                        .0;
+                    tree.insert(k, &full[1..]).unwrap();
+                }
+            }
+            tree.remove(TREF_KEY).unwrap();
+            db.flush().unwrap();
+        }
+        let old = index_rows(dir.path());
+        assert_eq!(old.len(), 30);
+        assert!(old.iter().all(|(_, v)| v.contains(&0)), "old form written");
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            // Digest, pull, tombstones and the sweep read the converted index.
+            let page = store
+                .send(Digest { after: (0, String::new(), String::new()), limit: 100 })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(page.rows.len(), 25);
+            assert_eq!(page.rows[0].name, "u5.z");
+            assert_eq!(page.rows[0].hash, sha256_hex("value 5"));
+            assert_eq!(page.rows[0].ttl, 105);
+            let tombs = store.send(Tombstones { after_ms: 0, limit: 100 }).await.unwrap().unwrap();
+            assert_eq!(tombs.len(), 5);
+            assert_eq!((tombs[0].1.as_str(), tombs[0].2.as_str()), ("u0.z", "value 0"));
+            clock.advance(Duration::from_secs(110));
+            // Rows with TTL <= 110 (u5..u10 live) and the tombstones (u0..u4) expire.
+            assert_eq!(store.send(SweepNow).await.unwrap(), Ok(6));
+            assert_eq!(store.send(Count).await.unwrap(), 19);
+            assert_eq!(store.send(TombstoneCount).await.unwrap(), 0);
+            let sz = store.send(StoreSize).await.unwrap();
+            let want: u64 = (11..30).map(|i| format!("u{i}.z").len() + format!("value {i}").len()).sum::<usize>() as u64;
+            assert_eq!(sz.live_bytes, want);
+        });
+        let now = index_rows(dir.path());
+        assert_eq!(now.len(), 19);
+        assert!(now.iter().all(|(p, v)| *p == b't' && !v.contains(&0)), "name only");
+        // The marker is set: the next open does not scan again, and the rows stay.
+        let s = open(dir.path(), &clock);
+        assert!(s.tree.get(TREF_KEY).unwrap().is_some());
+        assert_eq!(s.rows, 19);
     }
 
     #[test]
