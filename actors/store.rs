@@ -216,12 +216,36 @@ pub struct StoreSizes {
 pub const DISK_WALK_EVERY: Duration = Duration::from_secs(5);
 
 const SLED_DIR: &str = "sled";
+/// sled's page cache for the copy an online compaction writes.
+const COPY_CACHE_BYTES: u64 = 4 * 1024 * 1024;
 const COMPACT_DIR: &str = "sled.compact";
 const OLD_DIR: &str = "sled.old";
 const COMPACT_DONE: &str = "sled.compact.done";
 
+/// sled's log segment size for a new database (see [`sled_config`]).
+const SEGMENT_BYTES: usize = 2 * 1024 * 1024;
+
+/// The segment size the database at `path` was created with (sled refuses to open a
+/// database with another), or [`SEGMENT_BYTES`] for a new one.
+fn segment_size_of(path: &Path) -> usize {
+    // `conf` is text lines followed by a binary checksum.
+    std::fs::read(path.join("conf"))
+        .ok()
+        .and_then(|c| {
+            String::from_utf8_lossy(&c)
+                .lines()
+                .find_map(|l| l.strip_prefix("segment_size: ")?.trim().parse().ok())
+        })
+        .unwrap_or(SEGMENT_BYTES)
+}
+
 fn sled_config(path: &Path) -> sled::Config {
-    sled::Config::new().path(path).cache_capacity(64 * 1024 * 1024).mode(sled::Mode::HighThroughput)
+    let seg: usize = std::env::var("SLEDEXP_SEGMENT").ok().and_then(|v| v.parse().ok()).unwrap_or(segment_size_of(path));
+    let mut c = sled::Config::new().path(path).cache_capacity(64 * 1024 * 1024).mode(sled::Mode::HighThroughput).segment_size(seg);
+    if let Some(ms) = std::env::var("SLEDEXP_FLUSH_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        c = c.flush_every_ms(if ms == 0 { None } else { Some(ms) });
+    }
+    c
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -494,7 +518,7 @@ impl StoreActor {
                 n
             }
         };
-        Ok(StoreActor {
+        let mut store = StoreActor {
             db,
             tree,
             last_ms,
@@ -521,7 +545,18 @@ impl StoreActor {
             compact_checked: None,
             compact_due: false,
             compactions: 0,
-        })
+        };
+        // A database created with another segment size (older versions used sled's
+        // default, 512 KiB) is copied once into one with SEGMENT_BYTES, as an online
+        // compaction does (and as crash-safe).
+        let seg = segment_size_of(&dir.join(SLED_DIR));
+        if seg != SEGMENT_BYTES {
+            match store.compact() {
+                Ok(()) => tracing::info!(from = seg, to = SEGMENT_BYTES, "store: segment size changed"),
+                Err(e) => tracing::warn!(error = %e, "store: keeping the old segment size"),
+            }
+        }
+        Ok(store)
     }
 
     /// Compact online when the database directory exceeds `ratio` × the live bytes and
@@ -545,7 +580,7 @@ impl StoreActor {
         let size = dir_bytes(&self.dir.join(SLED_DIR));
         if size < self.compact_min_bytes
             || (size as f64) <= self.compact_ratio * self.live_bytes as f64
-            || size <= self.compacted_size.saturating_mul(2)
+            || size <= self.compacted_size.saturating_add(self.compacted_size / 4)
         {
             return;
         }
@@ -573,7 +608,9 @@ impl StoreActor {
             std::fs::remove_dir_all(&new).map_err(|e| io_err("removing", &new, e))?;
         }
         {
-            let ndb = sled_config(&new).open()?;
+            // A small cache for the copy: it is written once and reopened afterwards, so
+            // caching its pages would only add to the memory the compaction costs.
+            let ndb = sled_config(&new).cache_capacity(COPY_CACHE_BYTES).open()?;
             for name in self.db.tree_names() {
                 let src = self.db.open_tree(&name)?;
                 let dst = ndb.open_tree(&name)?;
@@ -1661,6 +1698,54 @@ mod tests {
         });
         let s = open(dir.path(), &clock);
         assert_eq!(s.tombstones, 5);
+    }
+
+    #[test]
+    fn a_database_with_the_old_segment_size_is_copied_once_at_open() {
+        let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let store = open(src.path(), &clock).start();
+            for i in 0..40 {
+                apply(&store, vec![add(&format!("s{i}.z"), &format!("value {i}"), 600)]).await;
+            }
+            apply(&store, vec![del("s0.z", "value 0")]).await;
+        });
+        // The same trees in a database as older versions created it (512 KiB segments).
+        {
+            let from = sled_config(&src.path().join(SLED_DIR)).open().unwrap();
+            let to = sled::Config::new()
+                .path(dir.path().join(SLED_DIR))
+                .segment_size(512 * 1024)
+                .open()
+                .unwrap();
+            for name in from.tree_names() {
+                let (f, t) = (from.open_tree(&name).unwrap(), to.open_tree(&name).unwrap());
+                for item in f.iter() {
+                    let (k, v) = item.unwrap();
+                    t.insert(k, v).unwrap();
+                }
+            }
+            to.flush().unwrap();
+        }
+        assert_eq!(segment_size_of(&dir.path().join(SLED_DIR)), 512 * 1024);
+        let s = open(dir.path(), &clock);
+        assert_eq!(segment_size_of(&dir.path().join(SLED_DIR)), SEGMENT_BYTES);
+        assert_eq!((s.rows, s.tombstones, s.compactions), (39, 1, 1));
+        assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+        drop(s);
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            assert_eq!(store.send(StoreSize).await.unwrap().compactions, 0, "copied once");
+            assert_eq!(values(&store, "s7.z").await, [("value 7".to_string(), 600)]);
+            assert!(values(&store, "s0.z").await.is_empty());
+            let page = store
+                .send(Digest { after: (0, String::new(), String::new()), limit: 100 })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(page.rows.len(), 39);
+        });
     }
 
     /// Every `t`/`d` index row of the store in `dir`, as stored.
