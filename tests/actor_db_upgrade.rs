@@ -130,8 +130,8 @@ fn old_records_layout_is_upgraded_once_and_keeps_every_record() {
     }
     for (i, n) in names.iter().enumerate().take(5) {
         let body = serde_json::json!({ "value": value(i) }).to_string();
-        let (s, b) = http(&node.url(), "DELETE", &format!("/v1/records/{n}"), Some(OP), &body)
-            .unwrap();
+        let (s, b) =
+            http(&node.url(), "DELETE", &format!("/v1/records/{n}"), Some(OP), &body).unwrap();
         assert!(s == 200 || s == 204, "delete: {s} {b}");
     }
     let digest_before = common::digest_set(&node, sync);
@@ -203,11 +203,8 @@ fn old_records_layout_is_upgraded_once_and_keeps_every_record() {
     let db = sled::Config::new().path(&dir).segment_size(seg(&dir)).open().unwrap();
     let records = db.open_tree("records").unwrap();
     assert!(records.get(b"m:tref").unwrap().is_some());
-    let index: Vec<_> = records
-        .iter()
-        .map(|r| r.unwrap())
-        .filter(|(k, _)| k[0] == b't' || k[0] == b'd')
-        .collect();
+    let index: Vec<_> =
+        records.iter().map(|r| r.unwrap()).filter(|(k, _)| k[0] == b't' || k[0] == b'd').collect();
     assert_eq!(index.len(), 60);
     assert!(index.iter().all(|(_, v)| !v.contains(&0)), "index rows hold the name only");
 }
