@@ -140,7 +140,7 @@ fn old_records_layout_is_upgraded_once_and_keeps_every_record() {
 
     // Rewrite the store's database in the old layout.
     let dir = node.data_dir().join("sled");
-    let trees: Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> = {
+    let trees: Vec<(Vec<u8>, Vec<Row>)> = {
         let db = sled::Config::new().path(&dir).segment_size(seg(&dir)).open().unwrap();
         db.tree_names()
             .into_iter()
@@ -193,8 +193,8 @@ fn old_records_layout_is_upgraded_once_and_keeps_every_record() {
     let (s, body) =
         http(&node.url(), "GET", "/v1/sync/tombstones?after=0&limit=100", Some(sync), "").unwrap();
     assert_eq!(s, 200, "{body}");
-    for i in 0..5 {
-        assert!(body.contains(&names[i]), "tombstone of {} kept: {body}", names[i]);
+    for n in &names[..5] {
+        assert!(body.contains(n.as_str()), "tombstone of {n} kept: {body}");
     }
     assert!(node.term().success());
 
@@ -208,6 +208,9 @@ fn old_records_layout_is_upgraded_once_and_keeps_every_record() {
     assert_eq!(index.len(), 60);
     assert!(index.iter().all(|(_, v)| !v.contains(&0)), "index rows hold the name only");
 }
+
+/// A raw sled row (key, value).
+type Row = (Vec<u8>, Vec<u8>);
 
 /// The segment size a sled database was created with (its `conf`).
 fn seg(dir: &std::path::Path) -> usize {
