@@ -230,29 +230,39 @@ const COMPACT_DONE: &str = "sled.compact.done";
 /// and 7.2× with 8 MiB.
 const SEGMENT_BYTES: usize = 2 * 1024 * 1024;
 
-/// The segment size the database at `path` was created with (sled refuses to open a
-/// database with another), or [`SEGMENT_BYTES`] for a new one.
-fn segment_size_of(path: &Path) -> usize {
+/// Whether a new database compresses what it writes (zstd, sled's `compression`).
+const COMPRESSION: bool = true;
+
+/// The segment size and compression the database at `path` was created with (sled
+/// refuses to open a database with others), or [`SEGMENT_BYTES`] and [`COMPRESSION`] for
+/// a new one.
+fn storage_of(path: &Path) -> (usize, bool) {
     // `conf` is text lines followed by a binary checksum.
-    std::fs::read(path.join("conf"))
-        .ok()
-        .and_then(|c| {
-            String::from_utf8_lossy(&c)
-                .lines()
-                .find_map(|l| l.strip_prefix("segment_size: ")?.trim().parse().ok())
-        })
-        .unwrap_or(SEGMENT_BYTES)
+    let Ok(conf) = std::fs::read(path.join("conf")) else {
+        return (SEGMENT_BYTES, COMPRESSION);
+    };
+    let conf = String::from_utf8_lossy(&conf);
+    let field = |name: &str| {
+        conf.lines()
+            .find_map(|l| Some(l.strip_prefix(name)?.strip_prefix(": ")?.trim().to_string()))
+    };
+    (
+        field("segment_size").and_then(|v| v.parse().ok()).unwrap_or(SEGMENT_BYTES),
+        field("use_compression").and_then(|v| v.parse().ok()).unwrap_or(false),
+    )
 }
 
 /// sled's settings for the records database at `path`. `Mode` is not read by sled
 /// 0.34 (both modes behave alike); the segment size is what sets the space amplification
 /// under churn (see [`SEGMENT_BYTES`]).
 fn sled_config(path: &Path) -> sled::Config {
+    let (segment, compression) = storage_of(path);
     sled::Config::new()
         .path(path)
         .cache_capacity(64 * 1024 * 1024)
         .mode(sled::Mode::HighThroughput)
-        .segment_size(segment_size_of(path))
+        .segment_size(segment)
+        .use_compression(compression)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -556,12 +566,14 @@ impl StoreActor {
         // A database created with another segment size (older versions used sled's
         // default, 512 KiB) is copied once into one with SEGMENT_BYTES, as an online
         // compaction does (and as crash-safe).
-        let seg = segment_size_of(&dir.join(SLED_DIR));
-        if seg != SEGMENT_BYTES {
+        let storage = storage_of(&dir.join(SLED_DIR));
+        if storage != (SEGMENT_BYTES, COMPRESSION) {
             match store.compact() {
-                Ok(()) => {
-                    tracing::info!(from = seg, to = SEGMENT_BYTES, "store: segment size changed")
-                }
+                Ok(()) => tracing::info!(
+                    from = ?storage,
+                    to = ?(SEGMENT_BYTES, COMPRESSION),
+                    "store: segment size or compression changed"
+                ),
                 Err(e) => tracing::warn!(error = %e, "store: keeping the old segment size"),
             }
         }
@@ -1737,9 +1749,9 @@ mod tests {
             }
             to.flush().unwrap();
         }
-        assert_eq!(segment_size_of(&dir.path().join(SLED_DIR)), 512 * 1024);
+        assert_eq!(storage_of(&dir.path().join(SLED_DIR)), (512 * 1024, false));
         let s = open(dir.path(), &clock);
-        assert_eq!(segment_size_of(&dir.path().join(SLED_DIR)), SEGMENT_BYTES);
+        assert_eq!(storage_of(&dir.path().join(SLED_DIR)), (SEGMENT_BYTES, COMPRESSION));
         assert_eq!((s.rows, s.tombstones, s.compactions), (39, 1, 1));
         assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
         drop(s);

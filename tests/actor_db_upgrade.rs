@@ -40,7 +40,7 @@ fn old_layout_keeps_tokens_tsig_keys_watermarks_and_seen_peers() {
     let seen_endpoint = "https://peer.example";
     {
         let sled_dir = dir.join("sled");
-        let db = sled::Config::new().path(&sled_dir).segment_size(seg(&sled_dir)).open().unwrap();
+        let db = open_as_created(&sled_dir);
         let row = serde_json::json!({
             "token_hash": token_hash, "subject": format!("alice@{ZONE}"),
             "registered_spk": spk, "issued_at": 1, "expires_at": 0, "revoked": false,
@@ -96,7 +96,7 @@ fn old_layout_keeps_tokens_tsig_keys_watermarks_and_seen_peers() {
     // On disk: the store's database no longer holds the other actors' trees; each
     // actor's own database does (the watermark unchanged: the peer never answered).
     let sled_dir = dir.join("sled");
-    let db = sled::Config::new().path(&sled_dir).segment_size(seg(&sled_dir)).open().unwrap();
+    let db = open_as_created(&sled_dir);
     for t in ["tokens", "tsig", "sync", "heartbeats"] {
         assert!(!db.tree_names().iter().any(|n| n.as_ref() == t.as_bytes()), "{t} moved out");
     }
@@ -141,7 +141,7 @@ fn old_records_layout_is_upgraded_once_and_keeps_every_record() {
     // Rewrite the store's database in the old layout.
     let dir = node.data_dir().join("sled");
     let trees: Vec<(Vec<u8>, Vec<Row>)> = {
-        let db = sled::Config::new().path(&dir).segment_size(seg(&dir)).open().unwrap();
+        let db = open_as_created(&dir);
         db.tree_names()
             .into_iter()
             .map(|t| {
@@ -200,7 +200,7 @@ fn old_records_layout_is_upgraded_once_and_keeps_every_record() {
 
     // On disk: one copy of each value, in a database with the node's segment size.
     assert_ne!(seg(&dir), 512 * 1024, "copied into the current segment size");
-    let db = sled::Config::new().path(&dir).segment_size(seg(&dir)).open().unwrap();
+    let db = open_as_created(&dir);
     let records = db.open_tree("records").unwrap();
     assert!(records.get(b"m:tref").unwrap().is_some());
     let index: Vec<_> =
@@ -212,11 +212,26 @@ fn old_records_layout_is_upgraded_once_and_keeps_every_record() {
 /// A raw sled row (key, value).
 type Row = (Vec<u8>, Vec<u8>);
 
-/// The segment size a sled database was created with (its `conf`).
-fn seg(dir: &std::path::Path) -> usize {
+/// A field of the settings a sled database was created with (its `conf`).
+fn conf_field<T: std::str::FromStr>(dir: &std::path::Path, name: &str) -> T {
     let c = std::fs::read(dir.join("conf")).unwrap();
     String::from_utf8_lossy(&c)
         .lines()
-        .find_map(|l| l.strip_prefix("segment_size: ")?.trim().parse().ok())
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": ")?.trim().parse().ok())
+        .unwrap()
+}
+
+/// The segment size a sled database was created with.
+fn seg(dir: &std::path::Path) -> usize {
+    conf_field(dir, "segment_size")
+}
+
+/// Open a sled database with the settings it was created with (sled refuses others).
+fn open_as_created(dir: &std::path::Path) -> sled::Db {
+    sled::Config::new()
+        .path(dir)
+        .segment_size(seg(dir))
+        .use_compression(conf_field(dir, "use_compression"))
+        .open()
         .unwrap()
 }
