@@ -32,6 +32,10 @@
 //! go to the new database). A crash at any step is finished or undone by
 //! [`recover_compaction`] at the next open.
 //!
+//! New databases use [`SEGMENT_BYTES`] segments and zstd compression; sled fixes both at
+//! creation, so they are read back from the database's `conf`, and a database created
+//! with other settings (older versions: 512 KiB, uncompressed) is copied once at open.
+//!
 //! `stored_ms` is a per-node strictly increasing millisecond stamp (max(now, last + 1)),
 //! so it orders rows even when the wall clock steps back.
 
