@@ -228,11 +228,13 @@ const OLD_DIR: &str = "sled.old";
 const COMPACT_DONE: &str = "sled.compact.done";
 
 /// sled's log segment size for a new database. sled frees a segment once at most half
-/// of it is live; under churn (4-minute runs of `benches/load/soak_compare.sh`, 380
-/// writes/s of 60 s records) the database settled at 4.3× the live bytes with 2 MiB
-/// segments, against 5.4× with 1 MiB, 8.5× with sled's default 512 KiB, 9.7× with 128 KiB
-/// and 7.2× with 8 MiB.
-const SEGMENT_BYTES: usize = 2 * 1024 * 1024;
+/// of it is live, and the file grows and shrinks by whole segments. Under churn (4-minute
+/// runs of `benches/load/soak_compare.sh`: 380 writes/s of 60 s records, 10% deleted) the
+/// data dir settled at (worst of the second half, × the live bytes): uncompressed, 9.9×
+/// with 128 KiB segments, 8.5× with sled's default 512 KiB, 5.4× with 1 MiB, 4.4× with
+/// 2 MiB, 5.1× with 4 MiB, 7.2× with 8 MiB; with zstd ([`COMPRESSION`]), 3.65× with 2 MiB
+/// and 2.9× with 1 MiB.
+const SEGMENT_BYTES: usize = 1024 * 1024;
 
 /// Whether a new database compresses what it writes (zstd, sled's `compression`).
 const COMPRESSION: bool = true;
