@@ -14,7 +14,7 @@ set -euo pipefail
 LOAD_DIR="$(cd "$(dirname "$0")" && pwd)"
 MINUTES=4
 if [[ "${1:-}" =~ ^[0-9]+$ ]]; then MINUTES="$1"; shift; fi
-[ $# -gt 0 ] || { sed -n '2,13p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,11p' "$0"; exit 2; }
 OUTDIR="${OUTDIR:-/tmp/dnsmesh-soak-compare}"
 mkdir -p "$OUTDIR"
 for v in "$@"; do
