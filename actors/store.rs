@@ -8,24 +8,33 @@
 //!
 //! Layout, one sled tree `records`:
 //! - `r` name `\0` value → `expires_at u64 BE ‖ stored_ms u64 BE`
-//! - `t` stored_ms u64 BE → name `\0` value   (acceptance order, for sync digests)
+//! - `t` stored_ms u64 BE → name   (acceptance order, for sync digests; the row is the
+//!   `r` row under that name carrying that stamp, so each value is stored once)
 //! - `x` expires_at u64 BE ‖ stored_ms u64 BE → ()   (expiry sweep)
-//! - `q` name `\0` value → `expires_at ‖ stamp` and `d` stamp → name `\0` value
-//!   (tombstones of deleted values, for sync)
+//! - `q` name `\0` value → `expires_at ‖ stamp` and `d` stamp → name
+//!   (tombstones of deleted values, for sync; likewise by name and stamp)
 //! - `z` expires_at u64 BE ‖ stamp u64 BE → ()   (tombstone expiry index: the sweep
 //!   touches only what expires, and evicts the soonest-expiring past `max_tombstones`)
 //! - `m:rows` → the row count, written in the same atomic batch as the rows
 //! - `m:bytes` → the live bytes (names + values of those rows), likewise
 //! - `m:zidx` → present once the `z` index covers every tombstone
+//! - `m:tref` → present once every `t`/`d` row holds the name only (older stores kept
+//!   name `\0` value there, a second copy of every value; readers take the part before
+//!   the first `\0`, so both forms read alike and the rewrite at open is idempotent)
 //!
 //! Online compaction: sled 0.34 reclaims log space slowly under churn, so when the
-//! database directory grows past `compact_ratio` × the live bytes the store copies every
+//! database directory grows past `compact_ratio` × the live bytes (and by a quarter since
+//! the last compaction) the store copies every
 //! tree into a fresh database (`sled.compact`), marks the copy complete
 //! (`sled.compact.done`), swaps the directories (`sled` → `sled.old`, `sled.compact` →
 //! `sled`) and reopens, all on its own thread just before a group commit (no flush in
 //! flight, nothing acknowledged that is not already in the copy; the writes of the commit
 //! go to the new database). A crash at any step is finished or undone by
 //! [`recover_compaction`] at the next open.
+//!
+//! New databases use [`SEGMENT_BYTES`] segments and zstd compression; sled fixes both at
+//! creation, so they are read back from the database's `conf`, and a database created
+//! with other settings (older versions: 512 KiB, uncompressed) is copied once at open.
 //!
 //! `stored_ms` is a per-node strictly increasing millisecond stamp (max(now, last + 1)),
 //! so it orders rows even when the wall clock steps back.
@@ -212,12 +221,61 @@ pub struct StoreSizes {
 pub const DISK_WALK_EVERY: Duration = Duration::from_secs(5);
 
 const SLED_DIR: &str = "sled";
+/// sled's page cache for the copy an online compaction writes.
+const COPY_CACHE_BYTES: u64 = 4 * 1024 * 1024;
 const COMPACT_DIR: &str = "sled.compact";
 const OLD_DIR: &str = "sled.old";
 const COMPACT_DONE: &str = "sled.compact.done";
 
-fn sled_config(path: &Path) -> sled::Config {
-    sled::Config::new().path(path).cache_capacity(16 * 1024 * 1024).mode(sled::Mode::HighThroughput)
+/// sled's log segment size for a new database. sled frees a segment once at most half
+/// of it is live, and the file grows and shrinks by whole segments. Under churn (4-minute
+/// runs of `benches/load/soak_compare.sh`: 380 writes/s of 60 s records, 10% deleted) the
+/// data dir settled at (worst of the second half, × the live bytes): uncompressed, 9.9×
+/// with 128 KiB segments, 8.5× with sled's default 512 KiB, 5.4× with 1 MiB, 4.4× with
+/// 2 MiB, 5.1× with 4 MiB, 7.2× with 8 MiB; with zstd ([`COMPRESSION`]), 3.65× with 2 MiB
+/// and 2.9× with 1 MiB.
+const SEGMENT_BYTES: usize = 1024 * 1024;
+
+/// zstd level of the compression (not fixed on disk). Its cost is CPU per write:
+/// `benches/load/write.sh` (HTTP writes/s, same session) gave 16,853 uncompressed, 9,333
+/// at level 1 and 6,123 at sled's default level 5; the disk gain of 5 over 1 is small.
+const COMPRESSION_LEVEL: i32 = 1;
+
+/// Whether a new database compresses what it writes (zstd, sled's `compression`) by
+/// default (`[node] store_compression`).
+pub const COMPRESSION: bool = true;
+
+/// The segment size and compression the database at `path` was created with (sled
+/// refuses to open a database with others), or [`SEGMENT_BYTES`] and `compression` for
+/// a new one.
+fn storage_of(path: &Path, compression: bool) -> (usize, bool) {
+    // `conf` is text lines followed by a binary checksum.
+    let Ok(conf) = std::fs::read(path.join("conf")) else {
+        return (SEGMENT_BYTES, compression);
+    };
+    let conf = String::from_utf8_lossy(&conf);
+    let field = |name: &str| {
+        conf.lines()
+            .find_map(|l| Some(l.strip_prefix(name)?.strip_prefix(": ")?.trim().to_string()))
+    };
+    (
+        field("segment_size").and_then(|v| v.parse().ok()).unwrap_or(SEGMENT_BYTES),
+        field("use_compression").and_then(|v| v.parse().ok()).unwrap_or(false),
+    )
+}
+
+/// sled's settings for the records database at `path`. `Mode` is not read by sled
+/// 0.34 (both modes behave alike); the segment size is what sets the space amplification
+/// under churn (see [`SEGMENT_BYTES`]).
+fn sled_config(path: &Path, new_compression: bool) -> sled::Config {
+    let (segment, compression) = storage_of(path, new_compression);
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(16 * 1024 * 1024)
+        .mode(sled::Mode::HighThroughput)
+        .segment_size(segment)
+        .use_compression(compression)
+        .compression_factor(COMPRESSION_LEVEL)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -318,12 +376,16 @@ pub struct StoreActor {
     compact_checked: Option<std::time::Instant>,
     compact_due: bool,
     compactions: u64,
+    /// Whether new databases (and compaction copies) compress with zstd.
+    compression: bool,
 }
 
 /// Where the row count lives (`m` sorts apart from every record prefix).
 const ROWS_KEY: &[u8] = b"m:rows";
 /// Marker: the `z` tombstone expiry index is complete.
 const ZIDX_KEY: &[u8] = b"m:zidx";
+/// Marker: every `t`/`d` index row holds the name only.
+const TREF_KEY: &[u8] = b"m:tref";
 /// Where the live byte count lives.
 const BYTES_KEY: &[u8] = b"m:bytes";
 /// Most index entries one sweep handles (the rest wait for the next sweep).
@@ -404,6 +466,15 @@ fn parse_meta(m: &[u8]) -> Option<(u64, u64)> {
     Some((e, s))
 }
 
+/// The name in a `t`/`d` index row: the whole row, or (older stores) the part before
+/// the first `\0`.
+fn index_name(row: &[u8]) -> &[u8] {
+    match row.iter().position(|b| *b == 0) {
+        Some(nul) => &row[..nul],
+        None => row,
+    }
+}
+
 /// Split an `r` key (without the leading `r`) into name and value.
 fn split_name_value(k: &[u8]) -> Option<(&str, &str)> {
     let nul = k.iter().position(|b| *b == 0)?;
@@ -413,10 +484,20 @@ fn split_name_value(k: &[u8]) -> Option<(&str, &str)> {
 impl StoreActor {
     /// Open (or create) the database under `dir`.
     pub fn open(dir: &Path, sweep_every: Duration) -> Result<StoreActor, StoreError> {
+        Self::open_with(dir, sweep_every, COMPRESSION)
+    }
+
+    /// As [`StoreActor::open`], with zstd compression on or off (`[node]
+    /// store_compression`); a database written the other way is copied once, here.
+    pub fn open_with(
+        dir: &Path,
+        sweep_every: Duration,
+        compression: bool,
+    ) -> Result<StoreActor, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
         recover_compaction(dir)?;
-        let db = sled_config(&dir.join(SLED_DIR)).open()?;
+        let db = sled_config(&dir.join(SLED_DIR), compression).open()?;
         let tree = db.open_tree("records")?;
         let last_ms = match tree.scan_prefix(b"t").next_back() {
             Some(Ok((k, _))) if k.len() == 9 => {
@@ -444,6 +525,28 @@ impl StoreActor {
             batch.insert(ZIDX_KEY, &[][..]);
             tree.apply_batch(batch)?;
         }
+        // Stores written before index rows held the name only: rewrite them once, in
+        // bounded batches (each row rewritten is readable in either form).
+        if tree.get(TREF_KEY)?.is_none() {
+            for prefix in [b't', b'd'] {
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for item in tree.scan_prefix([prefix]) {
+                    let (k, v) = item?;
+                    if index_name(&v).len() < v.len() {
+                        batch.insert(k, index_name(&v));
+                        n += 1;
+                        if n == 10_000 {
+                            tree.apply_batch(std::mem::take(&mut batch))?;
+                            n = 0;
+                        }
+                    }
+                }
+                tree.apply_batch(batch)?;
+            }
+            tree.insert(TREF_KEY, &[][..])?;
+            db.flush()?;
+        }
         let tombstones = tree.scan_prefix(b"z").keys().count();
         // Live bytes are stored with every batch; count once for a store without them.
         let live_bytes = match tree.get(BYTES_KEY)? {
@@ -457,7 +560,7 @@ impl StoreActor {
                 n
             }
         };
-        Ok(StoreActor {
+        let mut store = StoreActor {
             db,
             tree,
             last_ms,
@@ -484,7 +587,23 @@ impl StoreActor {
             compact_checked: None,
             compact_due: false,
             compactions: 0,
-        })
+            compression,
+        };
+        // A database created with another segment size (older versions used sled's
+        // default, 512 KiB) is copied once into one with SEGMENT_BYTES, as an online
+        // compaction does (and as crash-safe).
+        let storage = storage_of(&dir.join(SLED_DIR), compression);
+        if storage != (SEGMENT_BYTES, compression) {
+            match store.compact() {
+                Ok(()) => tracing::info!(
+                    from = ?storage,
+                    to = ?(SEGMENT_BYTES, compression),
+                    "store: segment size or compression changed"
+                ),
+                Err(e) => tracing::warn!(error = %e, "store: keeping the old segment size"),
+            }
+        }
+        Ok(store)
     }
 
     /// Compact online when the database directory exceeds `ratio` × the live bytes and
@@ -508,7 +627,7 @@ impl StoreActor {
         let size = dir_bytes(&self.dir.join(SLED_DIR));
         if size < self.compact_min_bytes
             || (size as f64) <= self.compact_ratio * self.live_bytes as f64
-            || size <= self.compacted_size.saturating_mul(2)
+            || size <= self.compacted_size.saturating_add(self.compacted_size / 4)
         {
             return;
         }
@@ -536,7 +655,10 @@ impl StoreActor {
             std::fs::remove_dir_all(&new).map_err(|e| io_err("removing", &new, e))?;
         }
         {
-            let ndb = sled_config(&new).open()?;
+            // A small cache for the copy: it is written once and reopened afterwards, so
+            // caching its pages would only add to the memory the compaction costs.
+            let ndb =
+                sled_config(&new, self.compression).cache_capacity(COPY_CACHE_BYTES).open()?;
             for name in self.db.tree_names() {
                 let src = self.db.open_tree(&name)?;
                 let dst = ndb.open_tree(&name)?;
@@ -567,7 +689,7 @@ impl StoreActor {
             return Err(io_err("moving", &new, e));
         }
         sync_dir(&self.dir).map_err(|e| io_err("syncing", &self.dir, e))?;
-        let db = match sled_config(&live).open() {
+        let db = match sled_config(&live, self.compression).open() {
             Ok(db) => db,
             Err(e) => {
                 // The handle still writes to the old files: put the old directory back
@@ -698,6 +820,29 @@ impl StoreActor {
         Ok(out)
     }
 
+    /// The row of kind `kind` (`r` or `q`) under `name` that carries `stamp`: its key
+    /// and expiry. Reads sled only (callers drain the overlay first).
+    fn row_by_stamp(
+        &self,
+        kind: u8,
+        name: &[u8],
+        stamp: u64,
+    ) -> Result<Option<(sled::IVec, u64)>, StoreError> {
+        let mut prefix = Vec::with_capacity(name.len() + 2);
+        prefix.push(kind);
+        prefix.extend_from_slice(name);
+        prefix.push(0);
+        for item in self.tree.scan_prefix(&prefix) {
+            let (k, m) = item?;
+            if let Some((e, s)) = parse_meta(&m) {
+                if s == stamp {
+                    return Ok(Some((k, e)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn live_values(&self, name: &str, now: u64) -> Vec<String> {
         self.live(name, now).map(|v| v.into_iter().map(|(v, _, _)| v).collect()).unwrap_or_default()
     }
@@ -805,7 +950,7 @@ impl StoreActor {
                 match new {
                     Some((e, s)) => {
                         batch.push((rk.clone(), Some(meta(*e, *s).to_vec())));
-                        batch.push((tkey(*s).to_vec(), Some(rk[1..].to_vec())));
+                        batch.push((tkey(*s).to_vec(), Some(name.as_bytes().to_vec())));
                         batch.push((xkey(*e, *s).to_vec(), Some(Vec::new())));
                         if origin == Origin::Local {
                             if let Some(m) = self.get_key(&qk)? {
@@ -833,7 +978,7 @@ impl StoreActor {
                                 }
                                 let stamp = self.next_ms();
                                 batch.push((qk, Some(meta(oe, stamp).to_vec())));
-                                batch.push((dkey(stamp).to_vec(), Some(rk[1..].to_vec())));
+                                batch.push((dkey(stamp).to_vec(), Some(name.as_bytes().to_vec())));
                                 batch.push((zkey(oe, stamp).to_vec(), Some(Vec::new())));
                             }
                         }
@@ -940,20 +1085,16 @@ impl StoreActor {
             let stored = u64::from_be_bytes(xk[9..17].try_into().unwrap_or([0; 8]));
             batch.remove(xk.clone());
             let tk = tkey(stored);
-            if let Some(rk_tail) = self.tree.get(tk)? {
+            if let Some(trow) = self.tree.get(tk)? {
                 batch.remove(&tk[..]);
-                let mut rk = vec![b'r'];
-                rk.extend_from_slice(&rk_tail);
                 // Only remove the row if it still carries this stamp (not refreshed).
-                if let Some(m) = self.tree.get(&rk)? {
-                    if parse_meta(&m).map(|(_, s)| s) == Some(stored) {
-                        batch.remove(rk);
-                        removed_rows += 1;
-                        removed_bytes += rk_tail.len().saturating_sub(1) as u64;
-                        if let Some((name, _)) = split_name_value(&rk_tail) {
-                            changed.insert(name.to_string());
-                        }
+                if let Some((rk, _)) = self.row_by_stamp(b'r', index_name(&trow), stored)? {
+                    removed_rows += 1;
+                    removed_bytes += rk.len().saturating_sub(2) as u64;
+                    if let Some((name, _)) = split_name_value(&rk[1..]) {
+                        changed.insert(name.to_string());
                     }
+                    batch.remove(rk);
                 }
             }
             n += 1;
@@ -981,15 +1122,11 @@ impl StoreActor {
                 continue;
             }
             let stamp = u64::from_be_bytes(zk[9..17].try_into().unwrap_or([0; 8]));
-            if let Some(tail) = self.tree.get(dkey(stamp))? {
+            if let Some(drow) = self.tree.get(dkey(stamp))? {
                 batch.remove(&dkey(stamp)[..]);
-                let mut qk = vec![b'q'];
-                qk.extend_from_slice(&tail);
                 // Only if the tombstone still carries this stamp (not replaced).
-                if let Some(m) = self.tree.get(&qk)? {
-                    if parse_meta(&m).map(|(_, s)| s) == Some(stamp) {
-                        batch.remove(qk);
-                    }
+                if let Some((qk, _)) = self.row_by_stamp(b'q', index_name(&drow), stamp)? {
+                    batch.remove(qk);
                 }
             }
             removed_tombs += 1;
@@ -1280,19 +1417,19 @@ impl Handler<Digest> for StoreActor {
         let mut rows = Vec::new();
         let mut has_more = false;
         for item in self.tree.range(&tkey(cts)[..]..) {
-            let (k, tail) = item?;
+            let (k, trow) = item?;
             if k.first() != Some(&b't') || k.len() != 9 {
                 break;
             }
             let ts = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8]));
-            let Some((name, value)) = split_name_value(&tail) else { continue };
+            let Some((rk, exp)) = self.row_by_stamp(b'r', index_name(&trow), ts)? else {
+                continue;
+            };
+            let Some((name, value)) = split_name_value(&rk[1..]) else { continue };
             let hash = sha256_hex(value);
             if ts == cts && (name, hash.as_str()) <= (cname.as_str(), chash.as_str()) {
                 continue;
             }
-            let mut rk = vec![b'r'];
-            rk.extend_from_slice(&tail);
-            let Some((exp, _)) = self.tree.get(&rk)?.and_then(|m| parse_meta(&m)) else { continue };
             if exp <= now || local_only(name, value) {
                 continue;
             }
@@ -1348,15 +1485,15 @@ impl Handler<Tombstones> for StoreActor {
         let now = self.clock.now_secs();
         let mut out = Vec::new();
         for item in self.tree.range(&dkey(msg.after_ms.saturating_add(1))[..]..) {
-            let (k, tail) = item?;
+            let (k, drow) = item?;
             if k.first() != Some(&b'd') || k.len() != 9 {
                 break;
             }
             let stamp = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8]));
-            let Some((name, value)) = split_name_value(&tail) else { continue };
-            let mut qk = vec![b'q'];
-            qk.extend_from_slice(&tail);
-            let Some((exp, _)) = self.tree.get(&qk)?.and_then(|m| parse_meta(&m)) else { continue };
+            let Some((qk, exp)) = self.row_by_stamp(b'q', index_name(&drow), stamp)? else {
+                continue;
+            };
+            let Some((name, value)) = split_name_value(&qk[1..]) else { continue };
             if exp <= now {
                 continue;
             }
@@ -1694,6 +1831,181 @@ mod tests {
         });
         let s = reopen(dir.path(), &clock);
         assert_eq!(s.tombstones, 5);
+    }
+
+    #[test]
+    fn switching_store_compression_copies_the_database_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        let path = dir.path().join(SLED_DIR);
+        let open_as = |compression: bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                match StoreActor::open_with(dir.path(), Duration::from_secs(3600), compression) {
+                    Ok(s) => return s.with_clock(clock.clone()),
+                    Err(e) if e.to_string().contains("could not acquire lock") => {
+                        assert!(std::time::Instant::now() < deadline, "{e}");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        };
+        actix::System::new().block_on(async {
+            let store = open_as(false).start();
+            for i in 0..40 {
+                apply(&store, vec![add(&format!("c{i}.z"), &format!("value {i}"), 600)]).await;
+            }
+        });
+        assert_eq!(storage_of(&path, true), (SEGMENT_BYTES, false), "created uncompressed");
+        let s = open_as(true);
+        assert_eq!(storage_of(&path, false), (SEGMENT_BYTES, true), "copied compressed");
+        assert_eq!((s.rows, s.compactions), (40, 1));
+        drop(s);
+        actix::System::new().block_on(async {
+            let store = open_as(true).start();
+            assert_eq!(store.send(StoreSize).await.unwrap().compactions, 0, "copied once");
+            assert_eq!(values(&store, "c9.z").await, [("value 9".to_string(), 600)]);
+        });
+    }
+
+    #[test]
+    fn a_database_with_the_old_segment_size_is_copied_once_at_open() {
+        let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let store = open(src.path(), &clock).start();
+            for i in 0..40 {
+                apply(&store, vec![add(&format!("s{i}.z"), &format!("value {i}"), 600)]).await;
+            }
+            apply(&store, vec![del("s0.z", "value 0")]).await;
+        });
+        // The same trees in a database as older versions created it (512 KiB segments).
+        {
+            let from = sled_config(&src.path().join(SLED_DIR), COMPRESSION).open().unwrap();
+            let to = sled::Config::new()
+                .path(dir.path().join(SLED_DIR))
+                .segment_size(512 * 1024)
+                .open()
+                .unwrap();
+            for name in from.tree_names() {
+                let (f, t) = (from.open_tree(&name).unwrap(), to.open_tree(&name).unwrap());
+                for item in f.iter() {
+                    let (k, v) = item.unwrap();
+                    t.insert(k, v).unwrap();
+                }
+            }
+            to.flush().unwrap();
+        }
+        assert_eq!(storage_of(&dir.path().join(SLED_DIR), COMPRESSION), (512 * 1024, false));
+        let s = open(dir.path(), &clock);
+        assert_eq!(
+            storage_of(&dir.path().join(SLED_DIR), COMPRESSION),
+            (SEGMENT_BYTES, COMPRESSION)
+        );
+        assert_eq!((s.rows, s.tombstones, s.compactions), (39, 1, 1));
+        assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+        drop(s);
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            assert_eq!(store.send(StoreSize).await.unwrap().compactions, 0, "copied once");
+            assert_eq!(values(&store, "s7.z").await, [("value 7".to_string(), 600)]);
+            assert!(values(&store, "s0.z").await.is_empty());
+            let page = store
+                .send(Digest { after: (0, String::new(), String::new()), limit: 100 })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(page.rows.len(), 39);
+        });
+    }
+
+    /// Every `t`/`d` index row of the store in `dir`, as stored.
+    fn index_rows(dir: &Path) -> Vec<(u8, Vec<u8>)> {
+        let db = sled_config(&dir.join(SLED_DIR), COMPRESSION).open().unwrap();
+        let tree = db.open_tree("records").unwrap();
+        let mut out = Vec::new();
+        for p in [b't', b'd'] {
+            for item in tree.scan_prefix([p]) {
+                out.push((p, item.unwrap().1.to_vec()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn old_index_rows_holding_the_value_are_rewritten_once_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            for i in 0..30 {
+                apply(&store, vec![add(&format!("u{i}.z"), &format!("value {i}"), 100 + i)]).await;
+            }
+            apply(&store, (0..5).map(|i| del(&format!("u{i}.z"), &format!("value {i}"))).collect())
+                .await;
+        });
+        // Rewrite the database as older versions left it: `t` and `d` rows hold
+        // name NUL value, and no `m:tref` marker.
+        {
+            let db = sled_config(&dir.path().join(SLED_DIR), COMPRESSION).open().unwrap();
+            let tree = db.open_tree("records").unwrap();
+            for (p, kind) in [(b't', b'r'), (b'd', b'q')] {
+                let rows: Vec<_> = tree.scan_prefix([p]).map(|i| i.unwrap()).collect();
+                for (k, name) in rows {
+                    assert!(!name.contains(&0), "new rows hold the name only");
+                    let stamp = u64::from_be_bytes(k[1..9].try_into().unwrap());
+                    let mut prefix = vec![kind];
+                    prefix.extend_from_slice(&name);
+                    prefix.push(0);
+                    let full = tree
+                        .scan_prefix(&prefix)
+                        .map(|i| i.unwrap())
+                        .find(|(_, m)| parse_meta(m).unwrap().1 == stamp)
+                        .unwrap()
+                        .0;
+                    tree.insert(k, &full[1..]).unwrap();
+                }
+            }
+            tree.remove(TREF_KEY).unwrap();
+            db.flush().unwrap();
+        }
+        let old = index_rows(dir.path());
+        assert_eq!(old.len(), 30);
+        assert!(old.iter().all(|(_, v)| v.contains(&0)), "old form written");
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            // Digest, pull, tombstones and the sweep read the converted index.
+            let page = store
+                .send(Digest { after: (0, String::new(), String::new()), limit: 100 })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(page.rows.len(), 25);
+            assert_eq!(page.rows[0].name, "u5.z");
+            assert_eq!(page.rows[0].hash, sha256_hex("value 5"));
+            assert_eq!(page.rows[0].ttl, 105);
+            let tombs = store.send(Tombstones { after_ms: 0, limit: 100 }).await.unwrap().unwrap();
+            assert_eq!(tombs.len(), 5);
+            assert_eq!((tombs[0].1.as_str(), tombs[0].2.as_str()), ("u0.z", "value 0"));
+            clock.advance(Duration::from_secs(110));
+            // Rows with TTL <= 110 (u5..u10 live) and the tombstones (u0..u4) expire.
+            assert_eq!(store.send(SweepNow).await.unwrap(), Ok(6));
+            assert_eq!(store.send(Count).await.unwrap(), 19);
+            assert_eq!(store.send(TombstoneCount).await.unwrap(), 0);
+            let sz = store.send(StoreSize).await.unwrap();
+            let want: u64 = (11..30)
+                .map(|i| format!("u{i}.z").len() + format!("value {i}").len())
+                .sum::<usize>() as u64;
+            assert_eq!(sz.live_bytes, want);
+        });
+        let now = index_rows(dir.path());
+        assert_eq!(now.len(), 19);
+        assert!(now.iter().all(|(p, v)| *p == b't' && !v.contains(&0)), "name only");
+        // The marker is set: the next open does not scan again, and the rows stay.
+        let s = open(dir.path(), &clock);
+        assert!(s.tree.get(TREF_KEY).unwrap().is_some());
+        assert_eq!(s.rows, 19);
     }
 
     #[test]

@@ -66,6 +66,9 @@ for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "loadgen":
         print(m["executable"])')"
+  # NODE_BIN_OVERRIDE: measure another build of the node (e.g. an older commit's) with the
+  # same scripts and load generator.
+  NODE_BIN="${NODE_BIN_OVERRIDE:-$NODE_BIN}"
   [ -x "$NODE_BIN" ] && [ -x "$LOADGEN" ] || die "binaries not found"
 }
 

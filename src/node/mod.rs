@@ -119,14 +119,17 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
     let supervisor = SupervisorActor::new(&expected).start();
     // The one wall clock every actor reads.
     let clock = Clock::system();
-    let store_actor =
-        StoreActor::open(data_dir, Duration::from_secs(settings.node.sweep_interval_secs))
-            .with_context(|| format!("opening the store in {}", data_dir.display()))?
-            .with_supervisor(supervisor.clone())
-            .with_commit_delay(Duration::from_micros(settings.node.commit_delay_us))
-            .with_max_tombstones(settings.limits.max_tombstones)
-            .with_compaction(settings.node.compact_ratio, settings.node.compact_min_bytes)
-            .with_clock(clock.clone());
+    let store_actor = StoreActor::open_with(
+        data_dir,
+        Duration::from_secs(settings.node.sweep_interval_secs),
+        settings.node.store_compression,
+    )
+    .with_context(|| format!("opening the store in {}", data_dir.display()))?
+    .with_supervisor(supervisor.clone())
+    .with_commit_delay(Duration::from_micros(settings.node.commit_delay_us))
+    .with_max_tombstones(settings.limits.max_tombstones)
+    .with_compaction(settings.node.compact_ratio, settings.node.compact_min_bytes)
+    .with_clock(clock.clone());
     // Each of auth, sync and heartbeat owns its own database; data dirs of older versions
     // kept their trees in the store's, moved out here once, before any actor runs.
     let own_db = |name: &str, trees: &[&str]| -> anyhow::Result<sled::Db> {
