@@ -331,6 +331,16 @@ pub fn dir_bytes(dir: &Path) -> u64 {
 #[rtype(result = "Result<(), StoreError>")]
 pub struct Flush;
 
+/// At shutdown, after [`Flush`]: close the database and open it again, so that sled
+/// (0.34), which writes its recovery snapshot only when a database is opened, does the
+/// log replay now, while DNS still answers from the view, instead of at the next start
+/// (a start after a million writes replayed them all: 20 s instead of 4 s). Replies with
+/// how long the reopen took. Writes must have stopped; if the reopen fails the store is
+/// left without a database (the process is exiting; everything acknowledged was flushed).
+#[derive(Message)]
+#[rtype(result = "Result<Duration, StoreError>")]
+pub struct Checkpoint;
+
 /// The store actor. Construct with [`StoreActor::open`], start under a supervisor.
 pub struct StoreActor {
     db: sled::Db,
@@ -378,6 +388,8 @@ pub struct StoreActor {
     compactions: u64,
     /// Whether new databases (and compaction copies) compress with zstd.
     compression: bool,
+    /// A [`Checkpoint`] could not reopen the database: every write is refused.
+    closed: bool,
 }
 
 /// Where the row count lives (`m` sorts apart from every record prefix).
@@ -588,6 +600,7 @@ impl StoreActor {
             compact_due: false,
             compactions: 0,
             compression,
+            closed: false,
         };
         // A database created with another segment size (older versions used sled's
         // default, 512 KiB) is copied once into one with SEGMENT_BYTES, as an online
@@ -617,7 +630,7 @@ impl StoreActor {
     /// Decide (at most every [`DISK_WALK_EVERY`]) whether a compaction is due; run it now
     /// when no group commit is pending, else the next group commit runs it first.
     fn check_compaction(&mut self, ctx: &mut Context<Self>) {
-        if self.compact_ratio <= 0.0 || self.compact_due {
+        if self.compact_ratio <= 0.0 || self.compact_due || self.closed {
             return;
         }
         if self.compact_checked.is_some_and(|t| t.elapsed() < DISK_WALK_EVERY) {
@@ -642,6 +655,9 @@ impl StoreActor {
     /// Called only with no flush in flight: everything acknowledged is in `self.db`;
     /// pending writes stay in the overlay and go to the new database.
     fn compact(&mut self) -> Result<(), StoreError> {
+        if self.closed {
+            return Err(StoreError::Unavailable);
+        }
         let t = std::time::Instant::now();
         let before = dir_bytes(&self.dir.join(SLED_DIR));
         let (live, new, old, done) = (
@@ -1209,6 +1225,9 @@ impl Handler<Apply> for StoreActor {
     type Result = ResponseFuture<Result<usize, StoreError>>;
 
     fn handle(&mut self, msg: Apply, ctx: &mut Context<Self>) -> Self::Result {
+        if self.closed {
+            return Box::pin(async { Err(StoreError::Unavailable) });
+        }
         match self.apply(&msg.ops, msg.max_values, msg.origin) {
             Ok((changed, deleted)) => {
                 self.notify(changed, msg.origin == Origin::Local);
@@ -1384,6 +1403,39 @@ impl Handler<Flush> for StoreActor {
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
         let rx = self.commit(ctx);
         Box::pin(async move { rx.await.unwrap_or(Err(StoreError::Unavailable)) })
+    }
+}
+
+impl Handler<Checkpoint> for StoreActor {
+    type Result = Result<Duration, StoreError>;
+
+    fn handle(&mut self, _: Checkpoint, _: &mut Context<Self>) -> Self::Result {
+        let t = std::time::Instant::now();
+        // Stand-ins while the real database is closed (sled has no close but drop);
+        // nothing is written to them: writes are refused until the reopen succeeds.
+        let tmp = sled::Config::new().temporary(true).open()?;
+        self.closed = true;
+        self.tree = tmp.open_tree("records")?;
+        drop(std::mem::replace(&mut self.db, tmp));
+        let live = self.dir.join(SLED_DIR);
+        // sled's own threads let go of the directory lock a moment after the drop.
+        let deadline = t + Duration::from_secs(10);
+        let db = loop {
+            match sled_config(&live, self.compression).open() {
+                Ok(db) => break db,
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.tree = db.open_tree("records")?;
+        self.db = db;
+        self.closed = false;
+        Ok(t.elapsed())
     }
 }
 
@@ -1831,6 +1883,25 @@ mod tests {
         });
         let s = reopen(dir.path(), &clock);
         assert_eq!(s.tombstones, 5);
+    }
+
+    #[test]
+    fn checkpoint_reopens_the_database_and_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            for i in 0..50 {
+                apply(&store, vec![add(&format!("k{i}.z"), &format!("value {i}"), 600)]).await;
+            }
+            store.send(Flush).await.unwrap().unwrap();
+            store.send(Checkpoint).await.unwrap().unwrap();
+            assert_eq!(values(&store, "k7.z").await, [("value 7".to_string(), 600)]);
+            apply(&store, vec![add("after.z", "written after", 600)]).await;
+            assert_eq!(store.send(Count).await.unwrap(), 51);
+        });
+        let s = reopen(dir.path(), &clock);
+        assert_eq!(s.rows, 51);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use crate::actors::auth::{AuthActor, AuthOptions, SetKeyringSink};
 use crate::actors::dns::{DnsActor, DnsOptions};
 use crate::actors::http::{self, HttpOptions, Peers};
-use crate::actors::store::{Flush, StoreActor};
+use crate::actors::store::{Checkpoint, Flush, StoreActor};
 use crate::actors::supervisor::SupervisorActor;
 use crate::clock::Clock;
 use config::Settings;
@@ -46,7 +46,14 @@ impl NodeHandle {
     /// Graceful stop: stop accepting HTTP, let in-flight writes finish, flush the store.
     pub async fn stop(self) {
         self.http_server.stop(true).await;
-        let _ = self.store.send(Flush).await;
+        if let Ok(Ok(())) = self.store.send(Flush).await {
+            // DNS keeps answering from the view meanwhile.
+            match self.store.send(Checkpoint).await {
+                Ok(Ok(took)) => tracing::info!(ms = took.as_millis() as u64, "store checkpointed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "store checkpoint failed"),
+                Err(_) => {}
+            }
+        }
         self.dns_actor.do_send(StopDns);
     }
 }
