@@ -1,6 +1,7 @@
 //! The pure answer function: query bytes in, response bytes out, no allocation on the
 //! hit path and no panics on any input.
 
+use super::config::Compiled;
 use super::view::ZoneView;
 
 /// What the caller should do with a query after [`ZoneView::answer`].
@@ -289,29 +290,8 @@ impl ZoneView {
                     1
                 }
                 TYPE_NS => {
-                    let mut glue = 0;
-                    let mut targets = [0u16; 16];
-                    let mut n = 0u16;
-                    for ns in &cfg.ns {
-                        let at = out.len();
-                        put_rr_head(out, zone_off, TYPE_NS, ttl, 0);
-                        if let Some(t) = targets.get_mut(n as usize) {
-                            *t = (out.len() as u16) & 0x3FFF;
-                        }
-                        ns.put(out, zone_off);
-                        patch_rdlen(out, at + 10);
-                        n = n.saturating_add(1);
-                    }
-                    for (i, ns) in cfg.ns.iter().enumerate() {
-                        let (Some(&target), true) = (targets.get(i), ns.in_zone) else {
-                            continue;
-                        };
-                        if let Some(host) = cfg.host(&ns.bytes) {
-                            let a = put_addrs(out, target, ttl, &host.addrs.a, TYPE_A);
-                            let aaaa = put_addrs(out, target, ttl, &host.addrs.aaaa, TYPE_AAAA);
-                            glue = a.saturating_add(aaaa).saturating_add(glue);
-                        }
-                    }
+                    let (n, targets) = put_ns(out, cfg, zone_off, ttl);
+                    let glue = put_ns_glue(out, cfg, &targets, ttl);
                     return (rcode::NOERROR, true, n, 0, glue);
                 }
                 TYPE_A => put_addrs(out, HEADER as u16, ttl, &cfg.apex.a, TYPE_A),
@@ -361,6 +341,45 @@ impl ZoneView {
         }
         patch_rdlen(out, at + 10);
     }
+}
+
+/// Append the apex NS RRset (owner at `zone_off`); returns the count and, for the first
+/// 16, the offset of each target name (for glue owners).
+pub(super) fn put_ns(
+    out: &mut Vec<u8>,
+    cfg: &Compiled,
+    zone_off: u16,
+    ttl: u32,
+) -> (u16, [u16; 16]) {
+    let mut targets = [0u16; 16];
+    let mut n = 0u16;
+    for ns in &cfg.ns {
+        let at = out.len();
+        put_rr_head(out, zone_off, TYPE_NS, ttl, 0);
+        if let Some(t) = targets.get_mut(n as usize) {
+            *t = (out.len() as u16) & 0x3FFF;
+        }
+        ns.put(out, zone_off);
+        patch_rdlen(out, at + 10);
+        n = n.saturating_add(1);
+    }
+    (n, targets)
+}
+
+/// Append the glue (A/AAAA) of in-zone NS targets written by [`put_ns`]; returns the count.
+pub(super) fn put_ns_glue(out: &mut Vec<u8>, cfg: &Compiled, targets: &[u16; 16], ttl: u32) -> u16 {
+    let mut glue = 0u16;
+    for (i, ns) in cfg.ns.iter().enumerate() {
+        let (Some(&target), true) = (targets.get(i), ns.in_zone) else {
+            continue;
+        };
+        if let Some(host) = cfg.host(&ns.bytes) {
+            let a = put_addrs(out, target, ttl, &host.addrs.a, TYPE_A);
+            let aaaa = put_addrs(out, target, ttl, &host.addrs.aaaa, TYPE_AAAA);
+            glue = a.saturating_add(aaaa).saturating_add(glue);
+        }
+    }
+    glue
 }
 
 /// Append one A or AAAA RR per address, owned by the name at `owner`; returns the count.

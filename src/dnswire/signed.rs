@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use super::answer::{
-    patch_rdlen, put_addrs, put_rr_head, HEADER, TYPE_A, TYPE_AAAA, TYPE_ANY, TYPE_NS, TYPE_SOA,
-    TYPE_TXT,
+    patch_rdlen, put_addrs, put_ns, put_ns_glue, put_rr_head, HEADER, TYPE_A, TYPE_AAAA, TYPE_ANY,
+    TYPE_NS, TYPE_SOA, TYPE_TXT,
 };
 use super::config::{Compiled, NameTpl};
 use super::dnssec::{
@@ -459,30 +459,9 @@ impl ZoneView {
                     1 + sig(out, zone_off, ttl, &apex.soa)
                 }
                 TYPE_NS => {
-                    let mut targets = [0u16; 16];
-                    let mut n = 0u16;
-                    for ns in &cfg.ns {
-                        let at = out.len();
-                        put_rr_head(out, zone_off, TYPE_NS, ttl, 0);
-                        if let Some(t) = targets.get_mut(n as usize) {
-                            *t = (out.len() as u16) & 0x3FFF;
-                        }
-                        ns.put(out, zone_off);
-                        patch_rdlen(out, at + 10);
-                        n = n.saturating_add(1);
-                    }
+                    let (mut n, targets) = put_ns(out, cfg, zone_off, ttl);
                     n += sig(out, zone_off, ttl, &apex.ns);
-                    let mut glue = 0u16;
-                    for (i, ns) in cfg.ns.iter().enumerate() {
-                        let (Some(&target), true) = (targets.get(i), ns.in_zone) else {
-                            continue;
-                        };
-                        if let Some(host) = cfg.host(&ns.bytes) {
-                            let a = put_addrs(out, target, ttl, &host.addrs.a, TYPE_A);
-                            let aaaa = put_addrs(out, target, ttl, &host.addrs.aaaa, TYPE_AAAA);
-                            glue = a.saturating_add(aaaa).saturating_add(glue);
-                        }
-                    }
+                    let glue = put_ns_glue(out, cfg, &targets, ttl);
                     return (super::rcode::NOERROR, true, n, 0, glue);
                 }
                 TYPE_A if !cfg.apex.a.is_empty() => {
