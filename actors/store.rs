@@ -278,6 +278,23 @@ fn sled_config(path: &Path, new_compression: bool) -> sled::Config {
         .compression_factor(COMPRESSION_LEVEL)
 }
 
+/// Run `open` until sled's directory lock is free (bounded: 10 s): sled's own threads let
+/// go of the lock a moment after the last handle of a database is dropped.
+fn when_unlocked<T>(mut open: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match open() {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -705,7 +722,8 @@ impl StoreActor {
             return Err(io_err("moving", &new, e));
         }
         sync_dir(&self.dir).map_err(|e| io_err("syncing", &self.dir, e))?;
-        let db = match sled_config(&live, self.compression).open() {
+        // The copy's handle was just dropped: wait for sled to release its lock.
+        let db = match when_unlocked(|| Ok(sled_config(&live, self.compression).open()?)) {
             Ok(db) => db,
             Err(e) => {
                 // The handle still writes to the old files: put the old directory back
@@ -718,7 +736,7 @@ impl StoreActor {
                     tracing::error!(error = %u, "cannot undo a failed compaction; stopping");
                     std::process::abort();
                 }
-                return Err(e.into());
+                return Err(e);
             }
         };
         let _ = std::fs::remove_file(&done);
@@ -1418,20 +1436,7 @@ impl Handler<Checkpoint> for StoreActor {
         self.tree = tmp.open_tree("records")?;
         drop(std::mem::replace(&mut self.db, tmp));
         let live = self.dir.join(SLED_DIR);
-        // sled's own threads let go of the directory lock a moment after the drop.
-        let deadline = t + Duration::from_secs(10);
-        let db = loop {
-            match sled_config(&live, self.compression).open() {
-                Ok(db) => break db,
-                Err(e)
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let db = when_unlocked(|| Ok(sled_config(&live, self.compression).open()?))?;
         self.tree = db.open_tree("records")?;
         self.db = db;
         self.closed = false;
@@ -1576,24 +1581,12 @@ mod tests {
 
     /// A store in `dir` on a manual clock; the interval sweep is far away, so expiry
     /// happens only when a test sends [`SweepNow`].
+    /// (A store stopped just before may still hold sled's directory lock for a moment:
+    /// wait for it.)
     fn open(dir: &Path, clock: &Clock) -> StoreActor {
-        StoreActor::open(dir, Duration::from_secs(3600)).unwrap().with_clock(clock.clone())
-    }
-
-    /// [`open`] after a store on `dir` was stopped: sled's background threads let go of
-    /// the directory lock a moment after the database is dropped, so wait (bounded) for it.
-    fn reopen(dir: &Path, clock: &Clock) -> StoreActor {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            match StoreActor::open(dir, Duration::from_secs(3600)) {
-                Ok(s) => return s.with_clock(clock.clone()),
-                Err(e) if e.to_string().contains("could not acquire lock") => {
-                    assert!(std::time::Instant::now() < deadline, "{e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
+        when_unlocked(|| StoreActor::open(dir, Duration::from_secs(3600)))
+            .unwrap()
+            .with_clock(clock.clone())
     }
 
     async fn apply(store: &Addr<StoreActor>, ops: Vec<Op>) {
@@ -1683,7 +1676,7 @@ mod tests {
             assert!((1..=5).contains(&commits), "50 writes in {commits} group commits");
         });
         // Every acknowledged write is on disk.
-        let s = reopen(dir.path(), &clock);
+        let s = open(dir.path(), &clock);
         assert_eq!(s.rows, 50);
     }
 
@@ -1735,7 +1728,7 @@ mod tests {
             apply(&store, vec![add("after2.z", "v", 600)]).await;
         });
         assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
-        let s = reopen(dir.path(), &clock);
+        let s = open(dir.path(), &clock);
         assert_eq!(s.rows, rows_before + 2);
         assert_eq!(s.live_bytes, live_before + 8 + 9);
         // The tombstone of the delete came along.
@@ -1855,7 +1848,7 @@ mod tests {
             assert!(none.is_empty());
         });
         // Reopened, the count comes from the index.
-        let s = reopen(dir.path(), &clock);
+        let s = open(dir.path(), &clock);
         assert_eq!((s.rows, s.tombstones), (5, 0));
     }
 
@@ -1881,7 +1874,7 @@ mod tests {
             kept.sort();
             assert_eq!(kept, ["v15", "v16", "v17", "v18", "v19"]);
         });
-        let s = reopen(dir.path(), &clock);
+        let s = open(dir.path(), &clock);
         assert_eq!(s.tombstones, 5);
     }
 
@@ -1900,7 +1893,7 @@ mod tests {
             apply(&store, vec![add("after.z", "written after", 600)]).await;
             assert_eq!(store.send(Count).await.unwrap(), 51);
         });
-        let s = reopen(dir.path(), &clock);
+        let s = open(dir.path(), &clock);
         assert_eq!(s.rows, 51);
     }
 
@@ -1910,17 +1903,11 @@ mod tests {
         let clock = Clock::manual(T0);
         let path = dir.path().join(SLED_DIR);
         let open_as = |compression: bool| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                match StoreActor::open_with(dir.path(), Duration::from_secs(3600), compression) {
-                    Ok(s) => return s.with_clock(clock.clone()),
-                    Err(e) if e.to_string().contains("could not acquire lock") => {
-                        assert!(std::time::Instant::now() < deadline, "{e}");
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(e) => panic!("{e}"),
-                }
-            }
+            when_unlocked(|| {
+                StoreActor::open_with(dir.path(), Duration::from_secs(3600), compression)
+            })
+            .unwrap()
+            .with_clock(clock.clone())
         };
         actix::System::new().block_on(async {
             let store = open_as(false).start();
@@ -1953,7 +1940,9 @@ mod tests {
         });
         // The same trees in a database as older versions created it (512 KiB segments).
         {
-            let from = sled_config(&src.path().join(SLED_DIR), COMPRESSION).open().unwrap();
+            let from =
+                when_unlocked(|| Ok(sled_config(&src.path().join(SLED_DIR), COMPRESSION).open()?))
+                    .unwrap();
             let to = sled::Config::new()
                 .path(dir.path().join(SLED_DIR))
                 .segment_size(512 * 1024)
@@ -1993,7 +1982,8 @@ mod tests {
 
     /// Every `t`/`d` index row of the store in `dir`, as stored.
     fn index_rows(dir: &Path) -> Vec<(u8, Vec<u8>)> {
-        let db = sled_config(&dir.join(SLED_DIR), COMPRESSION).open().unwrap();
+        let db =
+            when_unlocked(|| Ok(sled_config(&dir.join(SLED_DIR), COMPRESSION).open()?)).unwrap();
         let tree = db.open_tree("records").unwrap();
         let mut out = Vec::new();
         for p in [b't', b'd'] {
@@ -2019,7 +2009,9 @@ mod tests {
         // Rewrite the database as older versions left it: `t` and `d` rows hold
         // name NUL value, and no `m:tref` marker.
         {
-            let db = sled_config(&dir.path().join(SLED_DIR), COMPRESSION).open().unwrap();
+            let db =
+                when_unlocked(|| Ok(sled_config(&dir.path().join(SLED_DIR), COMPRESSION).open()?))
+                    .unwrap();
             let tree = db.open_tree("records").unwrap();
             for (p, kind) in [(b't', b'r'), (b'd', b'q')] {
                 let rows: Vec<_> = tree.scan_prefix([p]).map(|i| i.unwrap()).collect();
