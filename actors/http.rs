@@ -568,6 +568,10 @@ async fn metrics(req: HttpRequest, st: Shared) -> HttpResponse {
             "# HELP dmp_dns_udp_threads UDP receive threads (all listen addresses).\n# TYPE dmp_dns_udp_threads gauge\ndmp_dns_udp_threads {}\n",
             stats.udp_thread_queries.len()
         ));
+        out.push_str(&format!(
+            "# HELP dmp_dns_view_from_image 1 when the DNS view was read from the view image the last graceful stop wrote, 0 when built from the store.\n# TYPE dmp_dns_view_from_image gauge\ndmp_dns_view_from_image {}\n",
+            u8::from(stats.view_from_image)
+        ));
         out.push_str("# HELP dmp_dns_udp_thread_queries_total Datagrams received per UDP thread.\n# TYPE dmp_dns_udp_thread_queries_total counter\n");
         for (i, q) in stats.udp_thread_queries.iter().enumerate() {
             out.push_str(&format!("dmp_dns_udp_thread_queries_total{{thread=\"{i}\"}} {q}\n"));

@@ -358,6 +358,19 @@ pub struct Flush;
 #[rtype(result = "Result<Duration, StoreError>")]
 pub struct Checkpoint;
 
+/// Stop taking writes for good (a graceful stop, before the view image is written):
+/// later writes are refused, the sweep stops, and the reply comes once every write
+/// applied so far is flushed — and its change sent to the subscribers before it.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Freeze;
+
+/// Record that the view image carrying this token matches the records (after
+/// [`Freeze`], once the image file is durable). The next open consumes it.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct SealImage(pub [u8; 16]);
+
 /// The store actor. Construct with [`StoreActor::open`], start under a supervisor.
 pub struct StoreActor {
     db: sled::Db,
@@ -405,8 +418,11 @@ pub struct StoreActor {
     compactions: u64,
     /// Whether new databases (and compaction copies) compress with zstd.
     compression: bool,
-    /// A [`Checkpoint`] could not reopen the database: every write is refused.
+    /// A [`Checkpoint`] could not reopen the database, or the store was [`Freeze`]d:
+    /// every write is refused.
     closed: bool,
+    /// The view-image token found (and consumed) at open, for the first subscriber.
+    image_token: Option<[u8; 16]>,
 }
 
 /// Where the row count lives (`m` sorts apart from every record prefix).
@@ -417,6 +433,9 @@ const ZIDX_KEY: &[u8] = b"m:zidx";
 const TREF_KEY: &[u8] = b"m:tref";
 /// Where the live byte count lives.
 const BYTES_KEY: &[u8] = b"m:bytes";
+/// The token of the view image written at the last graceful stop ([`SealImage`]);
+/// removed at open before any write, so it names this exact state of the records.
+const IMAGE_KEY: &[u8] = b"m:vimg";
 /// Most index entries one sweep handles (the rest wait for the next sweep).
 const SWEEP_BATCH: usize = 100_000;
 
@@ -528,6 +547,15 @@ impl StoreActor {
         recover_compaction(dir)?;
         let db = sled_config(&dir.join(SLED_DIR), compression).open()?;
         let tree = db.open_tree("records")?;
+        // Consumed before anything else is written: the image it names is valid for the
+        // records as they are now and never again (see `dnswire::image`).
+        let image_token = match tree.remove(IMAGE_KEY)? {
+            Some(v) => {
+                db.flush()?;
+                <[u8; 16]>::try_from(v.as_ref()).ok()
+            }
+            None => None,
+        };
         let last_ms = match tree.scan_prefix(b"t").next_back() {
             Some(Ok((k, _))) if k.len() == 9 => {
                 u64::from_be_bytes(k[1..9].try_into().unwrap_or([0; 8]))
@@ -618,6 +646,7 @@ impl StoreActor {
             compactions: 0,
             compression,
             closed: false,
+            image_token,
         };
         // A database created with another segment size (older versions used sled's
         // default, 512 KiB) is copied once into one with SEGMENT_BYTES, as an online
@@ -1220,6 +1249,9 @@ impl Actor for StoreActor {
             self.start_flush(ctx);
         }
         ctx.run_interval(self.sweep_every, |act, ctx| {
+            if act.closed {
+                return;
+            }
             match act.sweep() {
                 Ok(changed) => act.notify(changed, false),
                 Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
@@ -1338,6 +1370,9 @@ pub struct LiveSnapshot {
     /// Rows in the store (live or expired but not yet swept): an upper bound on the
     /// number of values, for pre-sizing.
     pub rows: usize,
+    /// The token of the view image that matches these records, if the last stop wrote
+    /// one (given to the first subscriber after open only).
+    pub image_token: Option<[u8; 16]>,
 }
 
 impl LiveSnapshot {
@@ -1347,6 +1382,36 @@ impl LiveSnapshot {
     /// those after this scan gives the store's state.
     pub fn for_each(&self, f: impl FnMut(&str, &[&[u8]])) {
         scan_live(&self.tree, self.now, f);
+    }
+
+    /// Visit every name with a row expired by now that the sweep has not removed yet,
+    /// with its live values (possibly none): what a view image (written with such rows
+    /// still in) needs to match [`LiveSnapshot::for_each`]. Reads the expiry index.
+    pub fn for_each_expired(&self, mut f: impl FnMut(&str, &[&[u8]])) {
+        let mut end = vec![b'x'];
+        end.extend_from_slice(&(self.now + 1).to_be_bytes());
+        let mut names = std::collections::BTreeSet::new();
+        for (xk, _) in self.tree.range(&b"x"[..]..&end[..]).flatten() {
+            if xk.len() != 17 {
+                continue;
+            }
+            let stored = u64::from_be_bytes(xk[9..17].try_into().unwrap_or([0; 8]));
+            if let Ok(Some(trow)) = self.tree.get(tkey(stored)) {
+                names.insert(String::from_utf8_lossy(index_name(&trow)).into_owned());
+            }
+        }
+        for name in names {
+            let rows: Vec<sled::IVec> = self
+                .tree
+                .scan_prefix(rprefix(&name))
+                .flatten()
+                .filter(|(_, v)| parse_meta(v).is_some_and(|(e, _)| e > self.now))
+                .map(|(k, _)| k)
+                .collect();
+            let skip = 2 + name.len();
+            let values: Vec<&[u8]> = rows.iter().map(|k| &k[skip..]).collect();
+            f(&name, &values);
+        }
     }
 }
 
@@ -1376,6 +1441,7 @@ impl Handler<SubscribeLive> for StoreActor {
             now: self.clock.now_secs(),
             last_stored_ms: self.last_ms,
             rows: self.rows,
+            image_token: self.image_token.take(),
         })
     }
 }
@@ -1441,6 +1507,29 @@ impl Handler<Checkpoint> for StoreActor {
         self.db = db;
         self.closed = false;
         Ok(t.elapsed())
+    }
+}
+
+impl Handler<Freeze> for StoreActor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, _: Freeze, ctx: &mut Context<Self>) -> Self::Result {
+        self.closed = true;
+        let rx = self.commit(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(StoreError::Unavailable)) })
+    }
+}
+
+impl Handler<SealImage> for StoreActor {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, msg: SealImage, _: &mut Context<Self>) -> Self::Result {
+        if !self.closed {
+            return Err(StoreError::Unavailable);
+        }
+        self.tree.insert(IMAGE_KEY, &msg.0[..])?;
+        self.db.flush()?;
+        Ok(())
     }
 }
 
@@ -1895,6 +1984,40 @@ mod tests {
         });
         let s = open(dir.path(), &clock);
         assert_eq!(s.rows, 51);
+    }
+
+    #[test]
+    fn a_sealed_image_token_is_handed_over_once_after_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(T0);
+        let token = [9u8; 16];
+        let sub = |store: Addr<StoreActor>| async move {
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            let to = Collector(tx).start().recipient();
+            store.send(SubscribeLive { name: "dns", to }).await.unwrap().image_token
+        };
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            apply(&store, vec![add("a.z", "before", 600)]).await;
+            // Sealing needs a frozen store; frozen, it takes no more writes.
+            assert!(store.send(SealImage(token)).await.unwrap().is_err());
+            store.send(Freeze).await.unwrap().unwrap();
+            let late =
+                Apply { ops: vec![add("b.z", "late", 600)], max_values: 0, origin: Origin::Local };
+            assert!(matches!(store.send(late).await.unwrap(), Err(StoreError::Unavailable)));
+            store.send(SealImage(token)).await.unwrap().unwrap();
+        });
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            assert_eq!(sub(store.clone()).await, Some(token), "the first subscriber gets it");
+            assert_eq!(sub(store.clone()).await, None, "and only the first");
+            assert_eq!(store.send(Count).await.unwrap(), 1);
+        });
+        // Consumed at the open before: an image is never trusted twice.
+        actix::System::new().block_on(async {
+            let store = open(dir.path(), &clock).start();
+            assert_eq!(sub(store).await, None);
+        });
     }
 
     #[test]

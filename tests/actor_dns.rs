@@ -63,6 +63,7 @@ fn opts() -> DnsOptions {
         transfer: Default::default(),
         dnssec: None,
         udp_threads: 1,
+        image_path: None,
     }
 }
 

@@ -44,6 +44,7 @@ use crate::dnswire::udp::{UdpServer, UdpStats, Verdict};
 use crate::dnswire::{HostAddrs, NameState, ZoneConfig, ZoneView};
 use crate::policy::limits::TokenBuckets;
 
+pub mod image;
 mod tcp;
 mod tsig;
 mod udp_reply;
@@ -117,6 +118,8 @@ pub struct DnsStats {
     /// Datagrams received by each running UDP thread (every listen address's threads, in
     /// order; its length is the number of UDP threads).
     pub udp_thread_queries: Vec<u64>,
+    /// Whether the view was read from the image the last graceful stop wrote.
+    pub view_from_image: bool,
 }
 
 /// What the DNS actor needs from the configuration.
@@ -176,6 +179,8 @@ pub struct DnsOptions {
     pub dnssec: Option<crate::dnswire::DnssecSetup>,
     /// UDP receive threads per listen address (`[dns] udp_threads`; 0 = one per core).
     pub udp_threads: usize,
+    /// Where the view image lives (`<data_dir>/view.img`; `None`: never written or read).
+    pub image_path: Option<std::path::PathBuf>,
 }
 
 /// Slow-path counters by outcome.
@@ -484,6 +489,8 @@ pub struct DnsActor {
     /// Which start's load is current (a restart during a load starts another one; the
     /// older loader's `Loaded` is then ignored).
     load_gen: u64,
+    /// The current view was read from the view image (`dmp_dns_view_from_image`).
+    from_image: bool,
 }
 
 /// The transfer side, for the DNSSEC background pass (set once the actor has started,
@@ -498,6 +505,7 @@ struct Loaded {
     claims: Vec<(String, Vec<String>)>,
     last_stored_ms: u64,
     load_gen: u64,
+    from_image: bool,
 }
 
 /// Load every record of `snap` into `view` (on the loader thread): values go from
@@ -557,6 +565,93 @@ fn load_view(
     claims
 }
 
+/// Load the view from the image the last graceful stop wrote, if the store handed over
+/// its token (first start after that stop only) and it checks out; then bring the names
+/// with rows expired since up to date from the store. `None`: build from the store.
+/// The image file is deleted either way (it is never valid again).
+fn load_image(
+    view: &Arc<ZoneView>,
+    snap: &LiveSnapshot,
+    path: Option<&std::path::Path>,
+    now: u64,
+    zone: &str,
+) -> Option<Vec<(String, Vec<String>)>> {
+    let path = path?;
+    let token = snap.image_token;
+    let usable = token.is_some() && view.imageable() && view.is_empty() && path.exists();
+    let loaded = match token {
+        Some(token) if usable => match image::read(view, path, &token) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "dns: building the view from the store instead");
+                None
+            }
+        },
+        _ => None,
+    };
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "dns: cannot remove the view image")
+        }
+    }
+    let loaded = loaded?;
+    let mut expired = 0usize;
+    snap.for_each_expired(|name, values| {
+        expired += 1;
+        view.set_txt_at(name, values, now);
+    });
+    let mut claims = Vec::new();
+    view.for_each_txt_labelled(b"claim-", |rel, values| {
+        let name = format!("{rel}.{zone}");
+        if crate::policy::update::claim_owner_hash(&name, zone).is_some() {
+            let values = values.iter().map(|v| String::from_utf8_lossy(v).into_owned());
+            claims.push((name, values.collect()));
+        }
+    });
+    tracing::info!(
+        names = loaded.names,
+        entries = loaded.entries,
+        expired,
+        "zone view read from its image"
+    );
+    Some(claims)
+}
+
+/// Write the view image (graceful stop, after the store's [`crate::actors::store::Freeze`]:
+/// every change it made has reached this actor's mailbox before this message). Replies
+/// with the bytes written; an error when there is nothing to write (signed zone, no
+/// path, still loading) or the write failed.
+#[derive(Message)]
+#[rtype(result = "Result<u64, String>")]
+pub struct WriteImage(pub [u8; 16]);
+
+impl Handler<WriteImage> for DnsActor {
+    type Result = ResponseFuture<Result<u64, String>>;
+
+    fn handle(&mut self, msg: WriteImage, _: &mut Context<Self>) -> Self::Result {
+        let path = self.slow.inner.opts.image_path.clone();
+        let view = self.view.clone();
+        let ready = !self.loading && self.ready;
+        Box::pin(async move {
+            let path = path.ok_or("no image path")?;
+            if !ready || !view.imageable() {
+                return Err("the view is signed or still loading".to_string());
+            }
+            // Off the actor's thread: a million names take a moment to write.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name("dns-image".into())
+                .spawn(move || {
+                    let _ = tx.send(image::write(&view, &path, msg.0).map_err(|e| e.to_string()));
+                })
+                .map_err(|e| e.to_string())?;
+            rx.await.map_err(|_| "the image writer stopped".to_string())?
+        })
+    }
+}
+
 /// Hand the allocator's free pages back to the system after the bulk load: glibc keeps
 /// what sled's page cache churned through during the scan in its arenas otherwise.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -571,6 +666,23 @@ fn trim_heap() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim_heap() {}
+
+/// Keep glibc's mmap threshold at 128 KiB for the life of the process. By default it
+/// rises (up to 32 MiB) after the first large free, so the view's shard arenas (MiBs
+/// each with a million names) then grow inside the heap: every step copies and leaves
+/// the old block as a hole (measured: +135 MiB RSS after loading 1M records over HTTP).
+/// Above the threshold they are mappings of their own that grow in place (`mremap`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn fix_mmap_threshold() {
+    // SAFETY: mallopt only changes glibc's allocation policy; no pointer is involved.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn fix_mmap_threshold() {}
 
 /// Answers one DNS message as the TCP listener does (plain queries from the view with no
 /// size truncation, the rest by the slow path); DNS over HTTPS uses it.
@@ -782,6 +894,7 @@ impl DnsActor {
             loading: false,
             pending: Vec::new(),
             load_gen: 0,
+            from_image: false,
         })
     }
 
@@ -983,6 +1096,7 @@ impl Actor for DnsActor {
         let view = self.view.clone();
         let clock = self.slow.inner.clock.clone();
         let zone = self.slow.inner.opts.zone.clone();
+        let image_path = self.slow.inner.opts.image_path.clone();
         let store = self.store.clone();
         ctx.spawn(
             async move {
@@ -993,7 +1107,13 @@ impl Actor for DnsActor {
                 let spawned =
                     std::thread::Builder::new().name("dns-load".into()).spawn(move || {
                         let t0 = Instant::now();
-                        let claims = load_view(&view, &snap, clock.now_secs(), &zone);
+                        let now = clock.now_secs();
+                        let image = load_image(&view, &snap, image_path.as_deref(), now, &zone);
+                        let from_image = image.is_some();
+                        let claims = match image {
+                            Some(claims) => claims,
+                            None => load_view(&view, &snap, now, &zone),
+                        };
                         tracing::info!(
                             names = view.len(),
                             ms = t0.elapsed().as_millis() as u64,
@@ -1003,6 +1123,7 @@ impl Actor for DnsActor {
                             claims,
                             last_stored_ms: snap.last_stored_ms,
                             load_gen,
+                            from_image,
                         });
                     });
                 if let Err(e) = spawned {
@@ -1038,6 +1159,7 @@ impl Handler<Loaded> for DnsActor {
             self.seeded_serial = true;
         }
         self.slow.note_claims(&msg.claims);
+        self.from_image = msg.from_image;
         self.loading = false;
         // Changes that arrived while loading, then the snapshot is complete.
         for d in std::mem::take(&mut self.pending) {
@@ -1215,6 +1337,7 @@ impl Handler<GetStats> for DnsActor {
                 .iter()
                 .map(|t| t.stats().queries.load(Ordering::Relaxed))
                 .collect(),
+            view_from_image: self.from_image,
         }
     }
 }

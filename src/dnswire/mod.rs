@@ -27,6 +27,7 @@
 mod answer;
 mod config;
 pub mod dnssec;
+pub mod image;
 pub mod rrl;
 pub mod signed;
 pub mod signed_xfr;

@@ -8,9 +8,9 @@ use super::config::{Compiled, ZoneConfig};
 use super::table::{Entry, Table};
 use crate::proto::ProtoError;
 
-/// Rough per-name cost on top of key and answer bytes: the table slot (16 bytes plus
-/// control byte and load-factor slack), the entry header and the allocator's header.
-const ENTRY_OVERHEAD: usize = 40;
+/// Rough per-name cost on top of key and answer bytes: the table slot (4 bytes plus
+/// control byte and load-factor slack), the block's length and entry header.
+const ENTRY_OVERHEAD: usize = 24;
 
 // One name in the view is a `table::Entry`: it exists when the name has TXT values,
 // descendants, or both; one with neither is removed. Its answer bytes are the only copy
@@ -185,8 +185,9 @@ impl ZoneView {
     /// The second half of [`ZoneView::set_txt_at`]: put a prepared RRset in.
     pub fn set_prepared(&self, p: Prepared, now: u64) -> bool {
         let entry = p.0;
-        let key = entry.key();
-        let (rrs, sig, count) = (entry.rrs(), entry.sig(), entry.count());
+        let e = entry.get();
+        let key = e.key();
+        let (rrs, sig, count) = (e.rrs(), e.sig(), e.count());
         let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let old = self
             .map
@@ -229,8 +230,10 @@ impl ZoneView {
                 if self.map.with_mut(key, |n| n.set_rrs(count, rrs, sig)).is_some() {
                     self.bytes.fetch_add(new_len, Ordering::Relaxed);
                 } else {
-                    self.bytes.fetch_add(new_len + key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
-                    self.map.insert(entry);
+                    let klen = key.len();
+                    if self.map.insert(entry) {
+                        self.bytes.fetch_add(new_len + klen + ENTRY_OVERHEAD, Ordering::Relaxed);
+                    }
                 }
                 self.names.fetch_add(1, Ordering::Relaxed);
             }
@@ -247,8 +250,9 @@ impl ZoneView {
         if self.map.with_mut(key, |n| n.set_desc(n.desc().saturating_add(1))).is_some() {
             return;
         }
-        self.bytes.fetch_add(key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
-        self.map.insert(Entry::new(key, 0, 1, &[], &[]));
+        if self.map.insert(Entry::new(key, 0, 1, &[], &[])) {
+            self.bytes.fetch_add(key.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+        }
     }
 
     /// Count one TXT name fewer below `key`; drop the node when nothing is left.
@@ -263,6 +267,18 @@ impl ZoneView {
     /// count at start-up), so the table is not rebuilt over and over while it fills.
     pub fn reserve(&self, names: usize) {
         self.map.reserve(names);
+    }
+
+    /// Count what an image section put in (see `super::image`).
+    pub(crate) fn add_loaded(&self, names: usize, txt_bytes: usize, key_bytes: usize, n: usize) {
+        self.names.fetch_add(names, Ordering::Relaxed);
+        let bytes = txt_bytes + key_bytes + n * ENTRY_OVERHEAD;
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn reset_counts(&self) {
+        self.names.store(0, Ordering::Relaxed);
+        self.bytes.store(0, Ordering::Relaxed);
     }
 
     /// Give back table room a bulk load reserved but did not use.

@@ -20,9 +20,10 @@ use actix::prelude::*;
 use anyhow::Context as _;
 
 use crate::actors::auth::{AuthActor, AuthOptions, SetKeyringSink};
+use crate::actors::dns::WriteImage;
 use crate::actors::dns::{DnsActor, DnsOptions};
 use crate::actors::http::{self, HttpOptions, Peers};
-use crate::actors::store::{Checkpoint, Flush, StoreActor};
+use crate::actors::store::{Checkpoint, Flush, Freeze, SealImage, StoreActor, StoreError};
 use crate::actors::supervisor::SupervisorActor;
 use crate::clock::Clock;
 use config::Settings;
@@ -53,8 +54,40 @@ impl NodeHandle {
                 Ok(Err(e)) => tracing::warn!(error = %e, "store checkpoint failed"),
                 Err(_) => {}
             }
+            self.write_view_image().await;
         }
         self.dns_actor.do_send(StopDns);
+    }
+}
+
+impl NodeHandle {
+    /// Freeze the store, write the DNS view's image, and seal the store to it, so the
+    /// next start reads the view back instead of rebuilding it (`dnswire::image`).
+    /// Skipped (with a log line) when anything fails: the next start then builds the
+    /// view from the store.
+    async fn write_view_image(&self) {
+        if let Err(e) = self.store.send(Freeze).await.unwrap_or(Err(StoreError::Unavailable)) {
+            tracing::warn!(error = %e, "store freeze failed; no view image");
+            return;
+        }
+        let mut token = [0u8; 16];
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut token).is_err() {
+            return;
+        }
+        let t = std::time::Instant::now();
+        match self.dns_actor.send(WriteImage(token)).await {
+            Ok(Ok(bytes)) => match self.store.send(SealImage(token)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(bytes, ms = t.elapsed().as_millis() as u64, "view image written")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "store seal failed; the image will not be used")
+                }
+                Err(_) => {}
+            },
+            Ok(Err(e)) => tracing::info!(reason = %e, "no view image"),
+            Err(_) => {}
+        }
     }
 }
 
@@ -112,6 +145,7 @@ pub fn auth_options(settings: &Settings) -> AuthOptions {
 
 /// Start every actor inside the current actix `System`. Must be called from within it.
 pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
+    crate::actors::dns::fix_mmap_threshold();
     fdlimit::raise_fd_limit();
     let data_dir = &settings.node.data_dir;
     std::fs::create_dir_all(data_dir)
@@ -219,6 +253,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<NodeHandle> {
         },
         dnssec: dnssec_setup(settings, &clock)?,
         udp_threads: settings.dns.udp_threads,
+        image_path: Some(data_dir.join(crate::actors::dns::image::FILE)),
     };
     let dns_actor = DnsActor::bind(dns_opts, store.clone(), Some(supervisor.clone()))
         .with_context(|| format!("binding dns.listen {:?}", settings.dns.listen))?
