@@ -172,10 +172,11 @@ start_ours() {
   OURS_HTTP="http://$(sed -n 's/.* http=\([^ ]*\).*/\1/p' <<<"$line")"
 }
 
-# stop_pid PID: SIGTERM, wait (up to 30 s), then forget it.
+# stop_pid PID: SIGTERM, wait (up to 90 s, as the systemd unit: the first stop after a
+# million writes checkpoints sled for ~20 s), then forget it.
 stop_pid() {
   kill -TERM "$1" 2>/dev/null || true
-  for _ in $(seq 1 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 1 900); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
   local keep=() p
