@@ -3,6 +3,8 @@
 //! dir moves them into each actor's own database (`data_dir/auth`, `data_dir/sync`,
 //! `data_dir/heartbeat`) and keeps every token, TSIG key, watermark and seen peer.
 
+#![cfg(feature = "net")]
+
 mod common;
 
 use common::{http, publish, Node};

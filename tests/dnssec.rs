@@ -3,6 +3,8 @@
 //! denial), NODATA and empty non-terminal answers, after new writes, after a restart
 //! (same keys), across ZSK rolls; DO=0 answers byte-identical to an unsigned node's.
 
+#![cfg(feature = "net")]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -1,11 +1,8 @@
 //! The DNS hot path, checked byte-wise at the header and section level.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
 
-use dnsmesh::dnswire::{rcode, udp, Disposition, HostAddrs, NameState, ZoneConfig, ZoneView};
+use dnsmesh::dnswire::{rcode, Disposition, HostAddrs, NameState, ZoneConfig, ZoneView};
 
 const TXT: u16 = 16;
 const A: u16 = 1;
@@ -764,106 +761,119 @@ fn len_and_bytes() {
     assert_eq!((v.len(), v.approx_bytes()), (0, base));
 }
 
-// ---------- real socket ----------
+// ---------- real socket (the UDP loop is I/O: feature `net`) ----------
 
-fn recv_parsed(sock: &UdpSocket) -> Resp {
-    let mut buf = [0u8; 4096];
-    let (n, _) = sock.recv_from(&mut buf).expect("reply");
-    parse(&buf[..n])
-}
+#[cfg(feature = "net")]
+mod real_socket {
+    use std::net::{SocketAddr, UdpSocket};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::{Duration, Instant};
 
-type SlowRx = mpsc::Receiver<(Vec<u8>, SocketAddr)>;
+    use dnsmesh::dnswire::udp;
 
-fn serve(bind: &str) -> (udp::UdpServer, Arc<AtomicBool>, SlowRx) {
-    let sock = UdpSocket::bind(bind).expect("bind server");
-    let v = Arc::new(view());
-    v.set_txt("a.mesh.test", &[b"hello"]);
-    for i in 0..100 {
-        v.set_txt(&format!("n{i}.mesh.test"), &[format!("value-{i}").as_bytes()]);
+    use super::*;
+
+    fn recv_parsed(sock: &UdpSocket) -> Resp {
+        let mut buf = [0u8; 4096];
+        let (n, _) = sock.recv_from(&mut buf).expect("reply");
+        parse(&buf[..n])
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    let slow: udp::SlowHandoff = Box::new(move |pkt, src, _verdict| {
-        let _ = tx.send((pkt, src));
-    });
-    let server = udp::spawn(sock, v, slow, stop.clone()).expect("spawn");
-    (server, stop, rx)
-}
 
-fn exercise(bind: &str, client_bind: &str) {
-    let (server, stop, rx) = serve(bind);
-    let addr = server.local_addr();
-    let client = UdpSocket::bind(client_bind).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    type SlowRx = mpsc::Receiver<(Vec<u8>, SocketAddr)>;
 
-    client.send_to(&query(42, "A.mesh.test", TXT, None), addr).unwrap();
-    let r = recv_parsed(&client);
-    assert_eq!((r.id, r.rcode(), r.counts[1]), (42, 0, 1));
-    assert_eq!(r.answers[0].rdata, b"\x05hello");
-
-    // A batch of 100: every one answered, IDs matching the names asked.
-    for i in 0..100u16 {
-        client.send_to(&query(1000 + i, &format!("n{i}.mesh.test"), TXT, None), addr).unwrap();
+    fn serve(bind: &str) -> (udp::UdpServer, Arc<AtomicBool>, SlowRx) {
+        let sock = UdpSocket::bind(bind).expect("bind server");
+        let v = Arc::new(view());
+        v.set_txt("a.mesh.test", &[b"hello"]);
+        for i in 0..100 {
+            v.set_txt(&format!("n{i}.mesh.test"), &[format!("value-{i}").as_bytes()]);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let slow: udp::SlowHandoff = Box::new(move |pkt, src, _verdict| {
+            let _ = tx.send((pkt, src));
+        });
+        let server = udp::spawn(sock, v, slow, stop.clone()).expect("spawn");
+        (server, stop, rx)
     }
-    let mut seen = [false; 100];
-    for _ in 0..100 {
+
+    fn exercise(bind: &str, client_bind: &str) {
+        let (server, stop, rx) = serve(bind);
+        let addr = server.local_addr();
+        let client = UdpSocket::bind(client_bind).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+
+        client.send_to(&query(42, "A.mesh.test", TXT, None), addr).unwrap();
         let r = recv_parsed(&client);
-        let i = usize::from(r.id - 1000);
-        assert_eq!(
-            strings(&r.answers[0].rdata),
-            vec![format!("value-{i}").into_bytes()],
-            "reply {i}"
-        );
-        seen[i] = true;
+        assert_eq!((r.id, r.rcode(), r.counts[1]), (42, 0, 1));
+        assert_eq!(r.answers[0].rdata, b"\x05hello");
+
+        // A batch of 100: every one answered, IDs matching the names asked.
+        for i in 0..100u16 {
+            client.send_to(&query(1000 + i, &format!("n{i}.mesh.test"), TXT, None), addr).unwrap();
+        }
+        let mut seen = [false; 100];
+        for _ in 0..100 {
+            let r = recv_parsed(&client);
+            let i = usize::from(r.id - 1000);
+            assert_eq!(
+                strings(&r.answers[0].rdata),
+                vec![format!("value-{i}").into_bytes()],
+                "reply {i}"
+            );
+            seen[i] = true;
+        }
+        assert!(seen.iter().all(|s| *s));
+
+        client.send_to(&query(50, "nope.mesh.test", TXT, None), addr).unwrap();
+        assert_eq!(recv_parsed(&client).rcode(), rcode::NXDOMAIN);
+        client.send_to(&query(51, "example.com", TXT, None), addr).unwrap();
+        assert_eq!(recv_parsed(&client).rcode(), rcode::REFUSED);
+
+        // UPDATE goes to the slow path with the client's address; a runt is dropped.
+        let mut update = query(60, "mesh.test", SOA, None);
+        update[2] = 5 << 3;
+        client.send_to(&update, addr).unwrap();
+        client.send_to(&[1, 2, 3], addr).unwrap();
+        let (pkt, src) = rx.recv_timeout(Duration::from_secs(5)).expect("slow path called");
+        assert_eq!(pkt, update);
+        assert_eq!(src, client.local_addr().unwrap());
+
+        let stats = server.stats().clone();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stats.dropped.load(Ordering::Relaxed) < 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(stats.queries.load(Ordering::Relaxed), 105);
+        assert_eq!(stats.noerror.load(Ordering::Relaxed), 101);
+        assert_eq!(stats.nxdomain.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.slow.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.truncated.load(Ordering::Relaxed), 0);
+
+        let t = Instant::now();
+        stop.store(true, Ordering::Relaxed);
+        server.join().expect("thread ended cleanly");
+        assert!(t.elapsed() < Duration::from_secs(2), "stop honoured within the read timeout");
     }
-    assert!(seen.iter().all(|s| *s));
 
-    client.send_to(&query(50, "nope.mesh.test", TXT, None), addr).unwrap();
-    assert_eq!(recv_parsed(&client).rcode(), rcode::NXDOMAIN);
-    client.send_to(&query(51, "example.com", TXT, None), addr).unwrap();
-    assert_eq!(recv_parsed(&client).rcode(), rcode::REFUSED);
-
-    // UPDATE goes to the slow path with the client's address; a runt is dropped.
-    let mut update = query(60, "mesh.test", SOA, None);
-    update[2] = 5 << 3;
-    client.send_to(&update, addr).unwrap();
-    client.send_to(&[1, 2, 3], addr).unwrap();
-    let (pkt, src) = rx.recv_timeout(Duration::from_secs(5)).expect("slow path called");
-    assert_eq!(pkt, update);
-    assert_eq!(src, client.local_addr().unwrap());
-
-    let stats = server.stats().clone();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while stats.dropped.load(Ordering::Relaxed) < 1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+    #[test]
+    fn udp_loop_ipv4() {
+        exercise("127.0.0.1:0", "127.0.0.1:0");
     }
-    assert_eq!(stats.queries.load(Ordering::Relaxed), 105);
-    assert_eq!(stats.noerror.load(Ordering::Relaxed), 101);
-    assert_eq!(stats.nxdomain.load(Ordering::Relaxed), 1);
-    assert_eq!(stats.refused.load(Ordering::Relaxed), 1);
-    assert_eq!(stats.slow.load(Ordering::Relaxed), 1);
-    assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
-    assert_eq!(stats.truncated.load(Ordering::Relaxed), 0);
 
-    let t = Instant::now();
-    stop.store(true, Ordering::Relaxed);
-    server.join().expect("thread ended cleanly");
-    assert!(t.elapsed() < Duration::from_secs(2), "stop honoured within the read timeout");
-}
-
-#[test]
-fn udp_loop_ipv4() {
-    exercise("127.0.0.1:0", "127.0.0.1:0");
-}
-
-#[test]
-fn udp_loop_ipv6() {
-    exercise("[::1]:0", "[::1]:0");
+    #[test]
+    fn udp_loop_ipv6() {
+        exercise("[::1]:0", "[::1]:0");
+    }
 }
 
 #[test]
 fn view_is_shareable() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<ZoneView>();
-    send_sync::<udp::UdpStats>();
+    #[cfg(feature = "net")]
+    send_sync::<dnsmesh::dnswire::udp::UdpStats>();
 }

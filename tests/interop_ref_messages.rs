@@ -8,6 +8,8 @@
 //! B. Reference → Rust: the reference sender's records (long-term, and prekey + envelope
 //!    via a prekey and a v2 identity record we built) are decrypted by our receive path.
 
+#![cfg(feature = "net")]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

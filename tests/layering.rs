@@ -9,6 +9,8 @@
 //!   clients (`src/client`) below the actors reach neither the actors, the node nor the CLI;
 //!   `src/policy` opens no sockets.
 
+#![cfg(feature = "net")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

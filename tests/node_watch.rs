@@ -2,6 +2,8 @@
 //! its limits under a bounded flood of subscriptions (`limit_loopback = true`), and the
 //! store's size metrics.
 
+#![cfg(feature = "net")]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

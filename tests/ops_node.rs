@@ -1,6 +1,8 @@
 //! Operating a node: structured logs, HTTP details (HEAD, trailing slash), operator
 //! tokens and the audit trail, backup/restore, reload. Real node processes on loopback.
 
+#![cfg(feature = "net")]
+
 mod cli_common;
 mod common;
 

@@ -1,6 +1,8 @@
 //! Operator tooling of both binaries: `--version`, shell completions and man pages
 //! generated from the clap definitions (`dnsmesh-node generate completions|man`).
 
+#![cfg(feature = "net")]
+
 use std::collections::BTreeSet;
 use std::process::Command;
 

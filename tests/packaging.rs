@@ -2,6 +2,8 @@
 //! keeps its sandbox: `systemd-analyze security --offline` rates its exposure at most 2.0
 //! ("OK"). The unit's binary path is pointed at the binary under test.
 
+#![cfg(feature = "net")]
+
 use std::process::Command;
 
 fn unit_for_test() -> (tempfile::TempDir, std::path::PathBuf) {

@@ -3,6 +3,8 @@
 //! in it. Right after a restart every stored name answers with exactly its values (never
 //! NXDOMAIN), and a deleted one does not come back.
 
+#![cfg(feature = "net")]
+
 mod common;
 
 use std::collections::BTreeMap;

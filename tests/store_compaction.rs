@@ -2,6 +2,8 @@
 //! threshold the store compacts every few seconds while writers keep going, and a kill -9
 //! at arbitrary moments (some during a compaction) never loses an acknowledged write.
 
+#![cfg(feature = "net")]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
