@@ -180,9 +180,12 @@ impl Inner {
 
     /// Rewrite the arena with live blocks only, once a quarter of it is dead.
     fn maybe_compact(&mut self) {
-        if self.dead < COMPACT_MIN_DEAD || self.dead * 4 < self.arena.len() {
-            return;
+        if self.dead >= COMPACT_MIN_DEAD && self.dead * 4 >= self.arena.len() {
+            self.compact();
         }
+    }
+
+    fn compact(&mut self) {
         let live = self.arena.len() - self.dead;
         let mut fresh = Vec::with_capacity(live + live / 8);
         for slot in self.slots.iter_mut() {
@@ -372,8 +375,7 @@ impl Table {
         for i in 0..SHARDS {
             let mut s = self.write_shard(i);
             if s.dead > 0 {
-                s.dead = s.arena.len(); // force the rewrite
-                s.maybe_compact();
+                s.compact();
             }
             let Inner { slots, arena, .. } = &mut *s;
             slots.shrink_to_fit(|&o| hash(entry_at(arena, o).key()));
@@ -408,8 +410,10 @@ impl Table {
     ) -> R {
         let s = self.shards[i].0.read().unwrap_or_else(|p| p.into_inner());
         let arena = &s.arena;
+        // Counted, not derived from `dead`: the section's length is what is written.
+        let bytes = s.slots.iter().map(|&o| block_at(arena, o).len()).sum();
         let mut blocks = s.slots.iter().map(|&o| block_at(arena, o));
-        f(s.slots.len(), arena.len() - s.dead, &mut blocks)
+        f(s.slots.len(), bytes, &mut blocks)
     }
 
     /// Make `arena` (an image section written by [`Table::visit_shard`]) the contents of
@@ -563,6 +567,10 @@ mod tests {
             t.insert(Entry::new(&key(i), c, i % 5, &rrs, b""));
         }
         t.remove_if(&key(4), |_| true);
+        t.with_mut(&key(10), |e| e.set_sig(b"a longer signature")).unwrap();
+        // Small arenas with dead blocks are rewritten too (below the compaction minimum).
+        t.shrink_to_fit();
+        assert!(t.shards.iter().all(|s| s.0.read().unwrap().dead == 0));
         let back = Table::default();
         let mut total = Filled::default();
         for i in 0..SHARDS {
