@@ -200,9 +200,12 @@ fn signed_zone_validates_in_unbound_and_delv_after_writes_and_restart() {
     assert_eq!(txt_values(&r), vec!["v=dmp1;t=identity;d=BBBB".to_string()]);
     assert_delv(s, &anchor, "bob.mesh.test", "TXT", "; fully validated");
 
-    // A restart keeps the keys: same DS, everything still validates.
+    // A restart keeps the keys: same DS, everything still validates — the view (with its
+    // signatures) read back from the image the stop wrote.
     n.term();
     n.restart();
+    let (_, m) = http(&n.url(), "GET", "/metrics", Some(OP), "").unwrap();
+    assert!(m.contains("\ndmp_dns_view_from_image 1\n"), "signed view read from its image");
     assert_eq!(admin_ds(n.data_dir()), ds);
     let s = n.dns[0];
     assert_delv(s, &anchor, "bob.mesh.test", "TXT", "; fully validated");

@@ -454,8 +454,8 @@ fn renewed_signatures_reach_the_secondary_without_writes() {
     assert_secure(ub.addr, "alice.mesh.test.", RecordType::AAAA, ResponseCode::NoError, false);
 }
 
-/// Signatures are not persisted, so a restarted signed node publishes its re-signed
-/// zone under a new serial (secondaries transfer it), while an unsigned node keeps its
+/// A restarted signed node publishes its zone under a new serial (its signatures may have
+/// been renewed at the start: secondaries transfer it), while an unsigned node keeps its
 /// serial (tested in `xfr_secondaries`).
 #[test]
 fn a_restarted_signed_node_publishes_a_new_serial() {

@@ -578,7 +578,7 @@ fn load_image(
 ) -> Option<Vec<(String, Vec<String>)>> {
     let path = path?;
     let token = snap.image_token;
-    let usable = token.is_some() && view.imageable() && view.is_empty() && path.exists();
+    let usable = token.is_some() && view.is_empty() && path.exists();
     let loaded = match token {
         Some(token) if usable => match image::read(view, path, &token) {
             Ok(l) => Some(l),
@@ -602,6 +602,9 @@ fn load_image(
         expired += 1;
         view.set_txt_at(name, values, now);
     });
+    // Signatures as they were at the stop: replace the aged ones and those of a key
+    // that no longer signs before anything is answered.
+    let resigned = view.dnssec_pass(now);
     let mut claims = Vec::new();
     view.for_each_txt_labelled(b"claim-", |rel, values| {
         let name = format!("{rel}.{zone}");
@@ -614,6 +617,7 @@ fn load_image(
         names = loaded.names,
         entries = loaded.entries,
         expired,
+        resigned,
         "zone view read from its image"
     );
     Some(claims)
@@ -621,8 +625,8 @@ fn load_image(
 
 /// Write the view image (graceful stop, after the store's [`crate::actors::store::Freeze`]:
 /// every change it made has reached this actor's mailbox before this message). Replies
-/// with the bytes written; an error when there is nothing to write (signed zone, no
-/// path, still loading) or the write failed.
+/// with the bytes written; an error when there is nothing to write (no path, still
+/// loading) or the write failed.
 #[derive(Message)]
 #[rtype(result = "Result<u64, String>")]
 pub struct WriteImage(pub [u8; 16]);
@@ -636,8 +640,8 @@ impl Handler<WriteImage> for DnsActor {
         let ready = !self.loading && self.ready;
         Box::pin(async move {
             let path = path.ok_or("no image path")?;
-            if !ready || !view.imageable() {
-                return Err("the view is signed or still loading".to_string());
+            if !ready {
+                return Err("the view is still loading".to_string());
             }
             // Off the actor's thread: a million names take a moment to write.
             let (tx, rx) = tokio::sync::oneshot::channel();

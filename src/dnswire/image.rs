@@ -11,7 +11,9 @@
 //! checked block by block before it is used ([`super::table::Table::fill_shard`]).
 //!
 //! This module encodes and checks; the file itself is the DNS actor's
-//! (`actors::dns::image`). Signed zones write no image (their signatures age).
+//! (`actors::dns::image`). A signed zone's image carries the RRSIGs as they were; the
+//! loader runs the signer's pass (`ZoneView::dnssec_pass`) before the node is ready, so
+//! signatures that aged or were made by a key no longer active are replaced first.
 
 use std::hash::BuildHasher;
 
@@ -104,11 +106,6 @@ impl ZoneView {
             self.cfg.ttl,
             self.sec.is_some(),
         ))
-    }
-
-    /// Whether this view can be written to an image (an unsigned zone).
-    pub fn imageable(&self) -> bool {
-        self.sec.is_none()
     }
 
     /// Shard `i`'s section: `f` gets its entry count, byte length and blocks, under the
