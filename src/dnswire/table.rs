@@ -141,12 +141,14 @@ struct Inner {
 }
 
 /// The block (length prefix included) at `off`.
+#[inline]
 fn block_at(arena: &[u8], off: u32) -> &[u8] {
     let o = off as usize;
-    let len = u32::from_le_bytes([arena[o], arena[o + 1], arena[o + 2], arena[o + 3]]);
+    let len = u32::from_le_bytes(arena[o..o + LEN].try_into().unwrap_or([0; LEN]));
     &arena[o..o + LEN + len as usize]
 }
 
+#[inline]
 fn entry_at(arena: &[u8], off: u32) -> EntryRef<'_> {
     EntryRef(&block_at(arena, off)[LEN..])
 }
@@ -166,6 +168,7 @@ fn append(arena: &mut Vec<u8>, entry: &[u8]) -> Option<u32> {
 }
 
 impl Inner {
+    #[inline]
     fn find(&self, h: u64, key: &[u8]) -> Option<EntryRef<'_>> {
         let arena = &self.arena;
         self.slots.find(h, |&o| entry_at(arena, o).key() == key).map(|&o| entry_at(arena, o))
