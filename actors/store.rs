@@ -910,7 +910,7 @@ impl StoreActor {
         self.live(name, now).map(|v| v.into_iter().map(|(v, _, _)| v).collect()).unwrap_or_default()
     }
 
-    /// Apply ops in one atomic sled batch; returns changed names and deleted count.
+    /// Whether a live tombstone of `value` under `name` exists.
     fn tombstone(&self, name: &str, value: &str, now: u64) -> Result<bool, StoreError> {
         let mut k = vec![b'q'];
         k.extend_from_slice(&rkey(name, value)[1..]);
@@ -920,12 +920,16 @@ impl StoreActor {
         })
     }
 
+    /// Apply ops (pending in the overlay until the group commit hands them to sled as one
+    /// atomic batch); returns each changed name with its live values after the ops (what
+    /// [`StoreActor::live_values`] would read back) and the deleted count.
+    #[allow(clippy::type_complexity)]
     fn apply(
         &mut self,
         ops: &[Op],
         max_values: usize,
         origin: Origin,
-    ) -> Result<(Vec<String>, usize), StoreError> {
+    ) -> Result<(Vec<(String, Vec<String>)>, usize), StoreError> {
         let now = self.clock.now_secs();
         // Working view of each touched name: value -> Some((exp, stored)) or None (deleted).
         let mut names: BTreeMap<String, BTreeMap<String, Option<(u64, u64)>>> = BTreeMap::new();
@@ -1049,7 +1053,14 @@ impl StoreActor {
                 }
             }
             if touched {
-                changed.push(name.clone());
+                // The name's live set after the ops, in key (value byte) order, as
+                // `live_values` reads it back: subscribers get it without a second scan.
+                let live = cur
+                    .iter()
+                    .filter(|(_, m)| matches!(m, Some((e, _)) if *e > now))
+                    .map(|(v, _)| v.clone())
+                    .collect();
+                changed.push((name.clone(), live));
             }
         }
         // Pending until the group commit hands the whole group to sled at once.
@@ -1074,11 +1085,24 @@ impl StoreActor {
                 (n, v)
             })
             .collect();
+        self.publish(changes, local);
+    }
+
+    /// Send changed names with their live value sets to every subscriber (the last one
+    /// gets the original, the others a copy).
+    fn publish(&self, changes: Vec<(String, Vec<String>)>, local: bool) {
+        let Some(((_, last), rest)) = self.subscribers.split_last() else {
+            return;
+        };
+        if changes.is_empty() {
+            return;
+        }
         let delta =
             ZoneDelta { changes, last_stored_ms: self.last_ms, snapshot_complete: false, local };
-        for (_, s) in &self.subscribers {
+        for (_, s) in rest {
             s.do_send(delta.clone());
         }
+        last.do_send(delta);
     }
 
     /// Queue a durability wait; the group commit answers it.
@@ -1280,7 +1304,7 @@ impl Handler<Apply> for StoreActor {
         }
         match self.apply(&msg.ops, msg.max_values, msg.origin) {
             Ok((changed, deleted)) => {
-                self.notify(changed, msg.origin == Origin::Local);
+                self.publish(changed, msg.origin == Origin::Local);
                 let rx = self.commit(ctx);
                 Box::pin(async move {
                     match rx.await {

@@ -44,9 +44,7 @@ impl FailureThrottle {
     /// Record a failed attempt by `ip`.
     pub fn failed(&mut self, ip: IpAddr, now: Instant) {
         if self.ips.len() >= self.capacity && !self.ips.contains_key(&ip) {
-            if let Some(old) = self.ips.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) {
-                self.ips.remove(&old);
-            }
+            super::limits::evict_stalest(&mut self.ips, self.capacity, |(_, t)| *t);
         }
         let level = (self.level(&ip, now) - 1.0).max(0.0);
         self.ips.insert(ip, (level, now));
