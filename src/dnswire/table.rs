@@ -12,8 +12,8 @@
 //! quarter dead is compacted under its write lock (a few ms for 1/64 of the zone).
 
 use std::hash::BuildHasher;
+use std::sync::RwLock;
 
-use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
@@ -262,14 +262,11 @@ fn shard_of(h: u64) -> usize {
     ((h << 7) >> (64 - SHARD_BITS)) as usize
 }
 
-/// One shard, alone on its cache lines. Its lock is a `ShardedLock`: a reader takes the
-/// read lock of its own thread's slot (8 slots, each on its own cache line), a writer
-/// takes all 8. With one `RwLock` a read lock is an atomic write to a word every reading
-/// thread shares, so two UDP threads moved that line between their cores on most lookups
-/// (`benches/load/threads.sh` measures 2 threads against 1); writers here are one at a
-/// time and rare next to reads.
+/// One shard, alone on its cache lines: a read lock is an atomic write to the lock word,
+/// so two UDP threads reading neighbouring shards must not share a line (false sharing;
+/// `benches/load/threads.sh` measures 2 threads against 1).
 #[repr(align(128))]
-struct Shard(ShardedLock<Inner>);
+struct Shard(RwLock<Inner>);
 
 /// Sharded `key → entry` table.
 pub(crate) struct Table {
@@ -278,7 +275,7 @@ pub(crate) struct Table {
 
 impl Default for Table {
     fn default() -> Self {
-        Table { shards: (0..SHARDS).map(|_| Shard(ShardedLock::new(Inner::default()))).collect() }
+        Table { shards: (0..SHARDS).map(|_| Shard(RwLock::new(Inner::default()))).collect() }
     }
 }
 
@@ -305,15 +302,15 @@ pub(crate) struct Filled {
 }
 
 impl Table {
-    fn read(&self, h: u64) -> ShardedLockReadGuard<'_, Inner> {
+    fn read(&self, h: u64) -> std::sync::RwLockReadGuard<'_, Inner> {
         self.shards[shard_of(h)].0.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self, h: u64) -> ShardedLockWriteGuard<'_, Inner> {
+    fn write(&self, h: u64) -> std::sync::RwLockWriteGuard<'_, Inner> {
         self.shards[shard_of(h)].0.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write_shard(&self, i: usize) -> ShardedLockWriteGuard<'_, Inner> {
+    fn write_shard(&self, i: usize) -> std::sync::RwLockWriteGuard<'_, Inner> {
         self.shards[i].0.write().unwrap_or_else(|p| p.into_inner())
     }
 
