@@ -595,6 +595,72 @@ mod tests {
         assert!(back.with(&key(4), |e| e.is_none()));
     }
 
+    /// A section of `n` well-formed entries of shard 0 (as `visit_shard` writes them).
+    fn section(n: u32) -> (Vec<u8>, usize) {
+        let mut out = Vec::new();
+        let mut count = 0;
+        for i in 0..n * 64 {
+            let k = key(i);
+            if shard_of(hash(&k)) != 0 {
+                continue;
+            }
+            let rrs = [&[0xC0, 0x0C, 0, 16, 0, 1, 0, 0, 0, 60, 0, 2, 1][..], b"x"].concat();
+            let e = encode(&k, 1, i % 3, &rrs, b"sig");
+            out.extend_from_slice(&(e.len() as u32).to_le_bytes());
+            out.extend_from_slice(&e);
+            count += 1;
+            if count == n as usize {
+                break;
+            }
+        }
+        (out, count)
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes an image section holds (damaged good ones, or noise), filling a
+        /// shard with them returns, never panics, and leaves the shard empty on error and
+        /// readable on success.
+        #[test]
+        fn fill_shard_takes_any_bytes(
+            n in 0u32..6,
+            flips in proptest::collection::vec((0usize..4096, 0u8..=255), 0..6),
+            cut in proptest::option::of(0usize..4096),
+            noise in proptest::option::of(proptest::collection::vec(0u8..=255, 0..512)),
+            claim in 0usize..8,
+        ) {
+            let (mut bytes, count) = section(n);
+            for (at, v) in flips {
+                if !bytes.is_empty() {
+                    let i = at % bytes.len();
+                    bytes[i] = v;
+                }
+            }
+            if let Some(c) = cut {
+                bytes.truncate(c.min(bytes.len()));
+            }
+            if let Some(noise) = noise {
+                bytes = noise;
+            }
+            let t = Table::default();
+            let entries = if claim == 0 { count } else { claim - 1 };
+            match t.fill_shard(0, bytes, entries) {
+                Ok(f) => {
+                    let mut seen = 0;
+                    t.for_each(|e| {
+                        seen += 1;
+                        let _ = (e.key(), e.rrs(), e.sig(), e.count(), e.desc());
+                    });
+                    proptest::prop_assert_eq!(seen, f.entries);
+                }
+                Err(_) => {
+                    let mut seen = 0;
+                    t.for_each(|_| seen += 1);
+                    proptest::prop_assert_eq!(seen, 0);
+                }
+            }
+        }
+    }
+
     #[test]
     fn fill_refuses_bad_sections_without_panicking() {
         let t = Table::default();
