@@ -27,7 +27,16 @@ pub enum ReadError {
 /// stopped every writer. Returns the bytes written.
 pub fn write(view: &ZoneView, path: &Path, token: [u8; 16]) -> std::io::Result<u64> {
     let tmp = path.with_extension("img.tmp");
-    let file = File::create(&tmp)?;
+    let r = write_to(view, path, &tmp, token);
+    if r.is_err() {
+        // A full disk must not keep a half image around until the next stop.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+fn write_to(view: &ZoneView, path: &Path, tmp: &Path, token: [u8; 16]) -> std::io::Result<u64> {
+    let file = File::create(tmp)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     w.write_all(&[0u8; HEADER_LEN])?;
     let mut body = crc32fast::Hasher::new();
@@ -53,7 +62,7 @@ pub fn write(view: &ZoneView, path: &Path, token: [u8; 16]) -> std::io::Result<u
     file.write_all(&head)?;
     file.sync_all()?;
     drop(file);
-    std::fs::rename(&tmp, path)?;
+    std::fs::rename(tmp, path)?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }

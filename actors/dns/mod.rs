@@ -589,6 +589,8 @@ fn load_image(
         },
         _ => None,
     };
+    // A half-written image from a stop that did not finish.
+    let _ = std::fs::remove_file(path.with_extension("img.tmp"));
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
