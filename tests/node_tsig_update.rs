@@ -388,3 +388,67 @@ fn pipelined_tcp_updates_share_group_commits() {
         assert_eq!(txt_at(n.dns[0], name), vec![format!("pipelined-{i}")]);
     }
 }
+
+/// Pipelined UPDATEs on one TCP connection are handled concurrently (they share group
+/// commits), yet applied in the order they were sent: each one's checks run without
+/// waiting up to its `Apply`, so the store's mailbox receives them in arrival order. With
+/// a cap of 4 values per name, 12 pipelined adds to one name end as they would one at a
+/// time: the first 4 stored, the other 8 refused.
+#[test]
+fn pipelined_tcp_updates_are_applied_in_the_order_sent() {
+    use std::io::{Read, Write};
+    const CAP: usize = 4;
+    let n = Node::start(
+        "mesh.test",
+        &[
+            ("DNSMESH_AUTH__OPERATOR_TOKEN", OP),
+            ("DNSMESH_LIMITS__MAX_VALUES_PER_NAME", "4"),
+            ("DNSMESH_LIMITS__MAILBOX_BURST", "1000"),
+            ("DNSMESH_LIMITS__UPDATE_KEY_BURST", "1000"),
+        ],
+    );
+    let (_alice, a) = register(&n, "alice", 1, true);
+    let key = tsig_of(&a);
+    let signer = TSigner::new(
+        key.secret.clone(),
+        TsigAlgorithm::HmacSha256,
+        Name::from_str(&key.name).unwrap(),
+        300,
+    )
+    .unwrap();
+    let name = "slot-3.mb-00000000beef.mesh.test";
+    let mut wire = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Update);
+        ids.push(m.metadata.id);
+        let mut zq = Query::new();
+        zq.set_name(Name::from_str("mesh.test.").unwrap()).set_query_type(RecordType::SOA);
+        m.add_query(zq);
+        m.add_authority(txt_rr(name, DNSClass::IN, &format!("v{i:02}")));
+        m.finalize(&signer, now()).unwrap();
+        let bytes = m.to_vec().unwrap();
+        wire.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        wire.extend_from_slice(&bytes);
+    }
+    let mut s = std::net::TcpStream::connect(n.dns[0]).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    s.write_all(&wire).unwrap();
+    let mut codes = std::collections::HashMap::new();
+    for _ in &ids {
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut r).unwrap();
+        let m = Message::from_vec(&r).unwrap();
+        codes.insert(m.metadata.id, m.metadata.response_code);
+    }
+    let got: Vec<ResponseCode> = ids.iter().map(|id| codes[id]).collect();
+    let want: Vec<ResponseCode> = (0..12)
+        .map(|i| if i < CAP { ResponseCode::NoError } else { ResponseCode::Refused })
+        .collect();
+    assert_eq!(got, want, "replies in the order sent");
+    let mut stored = txt_at(n.dns[0], name);
+    stored.sort();
+    assert_eq!(stored, (0..CAP).map(|i| format!("v{i:02}")).collect::<Vec<_>>());
+}
