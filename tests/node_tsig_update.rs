@@ -320,13 +320,64 @@ fn registration_is_idempotent_for_the_same_key_and_409_for_another() {
     assert_eq!(http(&n.url(), "POST", "/v1/registration/confirm", None, "{}").unwrap().0, 400);
 }
 
-/// Pipelined UPDATEs on one TCP connection (issue 18) are handled at once, so they share
-/// group commits: with a 300 ms commit window, 16 UPDATEs written back to back are all
+/// Alice's TSIG signer on node `n` (self-service registration).
+fn alice_signer(n: &Node) -> TSigner {
+    let (_alice, a) = register(n, "alice", 1, true);
+    let key = tsig_of(&a);
+    TSigner::new(
+        key.secret.clone(),
+        TsigAlgorithm::HmacSha256,
+        Name::from_str(&key.name).unwrap(),
+        300,
+    )
+    .unwrap()
+}
+
+/// Send one TSIG-signed UPDATE per `(name, value)` add, all in one write on one TCP
+/// connection, and read as many replies. Returns the IDs in the order sent and the
+/// (ID, rcode) of each reply in the order received.
+fn pipeline_adds(
+    server: std::net::SocketAddr,
+    signer: &TSigner,
+    adds: &[(String, String)],
+) -> (Vec<u16>, Vec<(u16, ResponseCode)>) {
+    use std::io::{Read, Write};
+    let mut ids = Vec::new();
+    let mut wire = Vec::new();
+    for (name, value) in adds {
+        let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Update);
+        ids.push(m.metadata.id);
+        let mut zq = Query::new();
+        zq.set_name(Name::from_str("mesh.test.").unwrap()).set_query_type(RecordType::SOA);
+        m.add_query(zq);
+        m.add_authority(txt_rr(name, DNSClass::IN, value));
+        m.finalize(signer, now()).unwrap();
+        let bytes = m.to_vec().unwrap();
+        wire.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        wire.extend_from_slice(&bytes);
+    }
+    let mut s = std::net::TcpStream::connect(server).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    s.write_all(&wire).unwrap();
+    let replies = adds
+        .iter()
+        .map(|_| {
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).unwrap();
+            let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+            s.read_exact(&mut r).unwrap();
+            let m = Message::from_vec(&r).unwrap();
+            (m.metadata.id, m.metadata.response_code)
+        })
+        .collect();
+    (ids, replies)
+}
+
+/// 16 UPDATEs pipelined on one TCP connection with a 300 ms group-commit window are all
 /// answered (NOERROR, matched by ID, in whatever order) in a few windows, where handling
 /// them one after another took 16 windows. Every value is then in the zone.
 #[test]
 fn pipelined_tcp_updates_share_group_commits() {
-    use std::io::{Read, Write};
     const WINDOW_MS: u64 = 300;
     const N: usize = 16;
     let n = Node::start(
@@ -336,45 +387,19 @@ fn pipelined_tcp_updates_share_group_commits() {
             ("DNSMESH_NODE__COMMIT_DELAY_US", &(WINDOW_MS * 1000).to_string()),
         ],
     );
-    let (_alice, a) = register(&n, "alice", 1, true);
-    let key = tsig_of(&a);
-    let signer = TSigner::new(
-        key.secret.clone(),
-        TsigAlgorithm::HmacSha256,
-        Name::from_str(&key.name).unwrap(),
-        300,
-    )
-    .unwrap();
-    let names: Vec<String> = (0..N).map(|i| format!("slot-{i}.mb-{:012x}.mesh.test", i)).collect();
-    let mut ids = std::collections::HashSet::new();
-    let mut wire = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Update);
-        ids.insert(m.metadata.id);
-        let mut zq = Query::new();
-        zq.set_name(Name::from_str("mesh.test.").unwrap()).set_query_type(RecordType::SOA);
-        m.add_query(zq);
-        m.add_authority(txt_rr(name, DNSClass::IN, &format!("pipelined-{i}")));
-        m.finalize(&signer, now()).unwrap();
-        let bytes = m.to_vec().unwrap();
-        wire.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        wire.extend_from_slice(&bytes);
-    }
-    assert_eq!(ids.len(), N, "distinct IDs");
-    let mut s = std::net::TcpStream::connect(n.dns[0]).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let signer = alice_signer(&n);
+    let adds: Vec<(String, String)> = (0..N)
+        .map(|i| (format!("slot-{i}.mb-{:012x}.mesh.test", i), format!("pipelined-{i}")))
+        .collect();
     let t0 = std::time::Instant::now();
-    s.write_all(&wire).unwrap();
-    for _ in 0..N {
-        let mut len = [0u8; 2];
-        s.read_exact(&mut len).unwrap();
-        let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
-        s.read_exact(&mut r).unwrap();
-        let m = Message::from_vec(&r).unwrap();
-        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-        assert!(ids.remove(&m.metadata.id), "one reply per UPDATE, by ID");
-    }
+    let (ids, replies) = pipeline_adds(n.dns[0], &signer, &adds);
     let took = t0.elapsed();
+    let mut ids: std::collections::HashSet<u16> = ids.into_iter().collect();
+    assert_eq!(ids.len(), N, "distinct IDs");
+    for (id, rcode) in replies {
+        assert_eq!(rcode, ResponseCode::NoError);
+        assert!(ids.remove(&id), "one reply per UPDATE, by ID");
+    }
     eprintln!(
         "{N} pipelined UPDATEs on one TCP connection, {WINDOW_MS} ms commit window: {took:?}"
     );
@@ -384,8 +409,8 @@ fn pipelined_tcp_updates_share_group_commits() {
         took < std::time::Duration::from_millis(WINDOW_MS * N as u64 / 2),
         "{N} pipelined UPDATEs took {took:?}: handled one after another"
     );
-    for (i, name) in names.iter().enumerate() {
-        assert_eq!(txt_at(n.dns[0], name), vec![format!("pipelined-{i}")]);
+    for (name, value) in &adds {
+        assert_eq!(txt_at(n.dns[0], name), vec![value.clone()]);
     }
 }
 
@@ -396,7 +421,6 @@ fn pipelined_tcp_updates_share_group_commits() {
 /// time: the first 4 stored, the other 8 refused.
 #[test]
 fn pipelined_tcp_updates_are_applied_in_the_order_sent() {
-    use std::io::{Read, Write};
     const CAP: usize = 4;
     let n = Node::start(
         "mesh.test",
@@ -407,42 +431,12 @@ fn pipelined_tcp_updates_are_applied_in_the_order_sent() {
             ("DNSMESH_LIMITS__UPDATE_KEY_BURST", "1000"),
         ],
     );
-    let (_alice, a) = register(&n, "alice", 1, true);
-    let key = tsig_of(&a);
-    let signer = TSigner::new(
-        key.secret.clone(),
-        TsigAlgorithm::HmacSha256,
-        Name::from_str(&key.name).unwrap(),
-        300,
-    )
-    .unwrap();
+    let signer = alice_signer(&n);
     let name = "slot-3.mb-00000000beef.mesh.test";
-    let mut wire = Vec::new();
-    let mut ids = Vec::new();
-    for i in 0..12 {
-        let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Update);
-        ids.push(m.metadata.id);
-        let mut zq = Query::new();
-        zq.set_name(Name::from_str("mesh.test.").unwrap()).set_query_type(RecordType::SOA);
-        m.add_query(zq);
-        m.add_authority(txt_rr(name, DNSClass::IN, &format!("v{i:02}")));
-        m.finalize(&signer, now()).unwrap();
-        let bytes = m.to_vec().unwrap();
-        wire.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        wire.extend_from_slice(&bytes);
-    }
-    let mut s = std::net::TcpStream::connect(n.dns[0]).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
-    s.write_all(&wire).unwrap();
-    let mut codes = std::collections::HashMap::new();
-    for _ in &ids {
-        let mut len = [0u8; 2];
-        s.read_exact(&mut len).unwrap();
-        let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
-        s.read_exact(&mut r).unwrap();
-        let m = Message::from_vec(&r).unwrap();
-        codes.insert(m.metadata.id, m.metadata.response_code);
-    }
+    let adds: Vec<(String, String)> =
+        (0..12).map(|i| (name.to_string(), format!("v{i:02}"))).collect();
+    let (ids, replies) = pipeline_adds(n.dns[0], &signer, &adds);
+    let codes: std::collections::HashMap<u16, ResponseCode> = replies.into_iter().collect();
     let got: Vec<ResponseCode> = ids.iter().map(|id| codes[id]).collect();
     let want: Vec<ResponseCode> = (0..12)
         .map(|i| if i < CAP { ResponseCode::NoError } else { ResponseCode::Refused })
