@@ -99,6 +99,8 @@ fn read_into(view: &ZoneView, path: &Path, token: &[u8; 16]) -> Result<ImageLoad
     file.read_exact_at(&mut trailer, at)?;
     // Each thread reads, checksums and indexes every other section.
     let part = |first: usize| -> Result<(Vec<(usize, crc32fast::Hasher)>, ImageLoad), ReadError> {
+        // Its own handle (its own offset): sections are read into reserved, unzeroed room.
+        let mut f = File::open(path)?;
         let mut crcs = Vec::new();
         let mut load = ImageLoad::default();
         for i in (first..h.sections.len()).step_by(2) {
@@ -106,8 +108,11 @@ fn read_into(view: &ZoneView, path: &Path, token: &[u8; 16]) -> Result<ImageLoad
             let size = usize::try_from(bytes).map_err(|_| ImageError::TooLarge)?;
             let mut buf = Vec::new();
             buf.try_reserve_exact(size).map_err(|_| ImageError::TooLarge)?;
-            buf.resize(size, 0);
-            file.read_exact_at(&mut buf, starts[i])?;
+            f.seek(SeekFrom::Start(starts[i]))?;
+            (&mut f).take(bytes).read_to_end(&mut buf)?;
+            if buf.len() != size {
+                return Err(ImageError::Format.into());
+            }
             let mut c = crc32fast::Hasher::new();
             c.update(&buf);
             crcs.push((i, c));
